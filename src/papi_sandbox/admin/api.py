@@ -1,0 +1,185 @@
+"""The operator API under ``/admin/v1``: accounts, adjustments, balances and the journal.
+
+Guarded by ``Authorization: Bearer <token>``; never counted toward any IP weight. Errors have
+Binance's shape (``{"code", "msg"}``) like the public API.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from papi_sandbox import money
+from papi_sandbox.api.http import json_response, read_body
+from papi_sandbox.api.serialize import balance_object, entry_object
+from papi_sandbox.ledger.model import (
+    ADJUSTABLE_WALLETS,
+    ADJUSTMENT_REASONS,
+    ASSET_RE,
+    EntryType,
+    InsufficientBalance,
+    LedgerError,
+    Wallet,
+)
+from papi_sandbox.service import UnknownAccount
+from papi_sandbox.store.base import MAX_JOURNAL_PAGE
+from papi_sandbox.wire import errors
+from papi_sandbox.wire.errors import ApiError
+
+if TYPE_CHECKING:
+    from papi_sandbox.api.app import AppState
+
+#: Largest operator request body (bytes).
+MAX_ADMIN_BODY_BYTES = 64 * 1024
+#: Longest account label (characters).
+MAX_LABEL_CHARS = 100
+DEFAULT_JOURNAL_PAGE = 100
+
+AdminHandler = Callable[[Request], Awaitable[Response]]
+
+
+def _bad(msg: str) -> ApiError:
+    return ApiError(400, -1102, msg)
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    body = await read_body(request, MAX_ADMIN_BODY_BYTES)
+    if not body.strip():
+        return {}
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise _bad("The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise _bad("The request body must be a JSON object.")
+    return data
+
+
+def _account_id(request: Request) -> int:
+    text = request.path_params["account_id"]
+    if not text.isdigit() or len(text) > 18 or int(text) == 0:
+        raise ApiError(404, -1000, f"Account '{text[:32]}' does not exist.")
+    return int(text)
+
+
+def _guarded(state: AppState, handler: AdminHandler) -> AdminHandler:
+    """Checks the bearer token (constant time) and turns domain errors into Binance errors."""
+    expected = f"Bearer {state.admin_token}".encode()
+
+    async def endpoint(request: Request) -> Response:
+        given = request.headers.get("authorization", "").encode("latin-1", "replace")
+        try:
+            if not hmac.compare_digest(given, expected):
+                raise errors.unauthorized()
+            return await handler(request)
+        except ApiError as error:
+            return json_response(error.status, {"code": error.code, "msg": error.msg})
+        except UnknownAccount as exc:
+            return json_response(404, {"code": -1000, "msg": str(exc)})
+        except InsufficientBalance as exc:
+            return json_response(400, {"code": -2018, "msg": f"Balance is insufficient: {exc}."})
+        except LedgerError as exc:
+            return json_response(400, {"code": -1102, "msg": str(exc)})
+
+    return endpoint
+
+
+def admin_routes(state: AppState) -> list[Route]:
+    service = state.service
+
+    async def create_account(request: Request) -> Response:
+        data = await _json_body(request)
+        label = data.get("label")
+        if label is not None and (not isinstance(label, str) or len(label) > MAX_LABEL_CHARS):
+            raise _bad(f"'label' must be a string of at most {MAX_LABEL_CHARS} characters.")
+        unknown = set(data) - {"label"}
+        if unknown:
+            raise _bad(f"Unknown field(s): {', '.join(sorted(unknown))}.")
+        issued = await service.create_account(label)
+        return json_response(
+            201,
+            {
+                "accountId": issued.account_id,
+                "apiKey": issued.api_key,
+                "secretKey": issued.secret_key,
+            },
+        )
+
+    async def adjust(request: Request) -> Response:
+        account_id = _account_id(request)
+        data = await _json_body(request)
+        unknown = set(data) - {"wallet", "asset", "amount", "reason"}
+        if unknown:
+            raise _bad(f"Unknown field(s): {', '.join(sorted(unknown))}.")
+        wallets = [w.value for w in ADJUSTABLE_WALLETS]
+        if data.get("wallet") not in wallets:
+            raise _bad(f"'wallet' must be one of {', '.join(wallets)}.")
+        asset = data.get("asset")
+        if not isinstance(asset, str) or not ASSET_RE.match(asset):
+            raise _bad("'asset' must be 1 to 20 upper-case letters or digits.")
+        amount_text = data.get("amount")
+        if not isinstance(amount_text, str):
+            raise _bad("'amount' must be a decimal string such as \"-250.5\" (never a number).")
+        try:
+            amount = money.parse_amount(amount_text)
+        except money.AmountError as exc:
+            raise _bad(f"'amount' is {exc}.") from None
+        reasons = [r.value for r in ADJUSTMENT_REASONS]
+        if data.get("reason") not in reasons:
+            raise _bad(f"'reason' must be one of {', '.join(reasons)}.")
+        entry = await service.adjust(
+            account_id, Wallet(data["wallet"]), asset, amount, EntryType(data["reason"])
+        )
+        row = await service.balance_row(account_id, asset)
+        return json_response(200, {"tranId": entry.tran_id, "balance": balance_object(row)})
+
+    async def balances(request: Request) -> Response:
+        account_id = _account_id(request)
+        await service.require_account(account_id)
+        rows = await service.balance_rows(account_id)
+        return json_response(200, [balance_object(row) for row in rows])
+
+    async def journal(request: Request) -> Response:
+        account_id = _account_id(request)
+        limit_text = request.query_params.get("limit", str(DEFAULT_JOURNAL_PAGE))
+        before_text = request.query_params.get("beforeTranId")
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_JOURNAL_PAGE:
+            raise _bad(f"'limit' must be an integer from 1 to {MAX_JOURNAL_PAGE}.")
+        if before_text is not None and (not before_text.isdigit() or len(before_text) > 18):
+            raise _bad("'beforeTranId' must be a positive integer.")
+        entries = await service.journal(
+            account_id, int(limit_text), int(before_text) if before_text else None
+        )
+        return json_response(200, [entry_object(e) for e in entries])
+
+    async def verify(request: Request) -> Response:
+        report = await state.store.verify()
+        return json_response(
+            200 if report.ok else 409,
+            {
+                "ok": report.ok,
+                "entries": report.entries,
+                "postings": report.postings,
+                "balances": report.balances,
+                "accounts": report.accounts,
+                "assets": report.assets,
+                "problems": report.problems[:100],
+            },
+        )
+
+    def route(path: str, handler: AdminHandler, method: str) -> Route:
+        return Route(path, _guarded(state, handler), methods=[method])
+
+    return [
+        route("/accounts", create_account, "POST"),
+        route("/accounts/{account_id}/adjustments", adjust, "POST"),
+        route("/accounts/{account_id}/balances", balances, "GET"),
+        route("/accounts/{account_id}/journal", journal, "GET"),
+        route("/verify", verify, "GET"),
+    ]

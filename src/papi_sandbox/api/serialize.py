@@ -1,0 +1,49 @@
+"""JSON shapes of the wire: amounts as 8-digit strings, times as integer milliseconds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from papi_sandbox.ledger.model import BalanceRow, Entry
+from papi_sandbox.money import format_amount
+
+
+def balance_object(row: BalanceRow) -> dict[str, Any]:
+    """The balance object of ``GET /papi/v1/balance``. The sandbox holds no positions, so both
+    unrealized PnL fields are zero."""
+    zero = "0.00000000"
+    return {
+        "asset": row.asset,
+        "totalWalletBalance": format_amount(row.total_wallet_balance),
+        "crossMarginAsset": format_amount(row.cross_margin_asset),
+        "crossMarginBorrowed": format_amount(row.margin_borrowed),
+        "crossMarginFree": format_amount(row.margin_free),
+        "crossMarginInterest": format_amount(row.margin_interest),
+        "crossMarginLocked": format_amount(row.margin_locked),
+        "umWalletBalance": format_amount(row.um_wallet),
+        "umUnrealizedPNL": zero,
+        "cmWalletBalance": format_amount(row.cm_wallet),
+        "cmUnrealizedPNL": zero,
+        "updateTime": row.update_time_ms,
+        "negativeBalance": format_amount(row.negative_balance),
+    }
+
+
+def entry_object(entry: Entry) -> dict[str, Any]:
+    """A journal entry as the operator API shows it: every posting, the system account's
+    counter-postings included, so that each entry visibly sums to zero per asset."""
+    return {
+        "tranId": entry.tran_id,
+        "type": entry.type,
+        "time": entry.time_ms,
+        "accountId": entry.account_id,
+        "postings": [
+            {
+                "accountId": p.account_id,
+                "wallet": p.wallet.value,
+                "asset": p.asset,
+                "amount": format_amount(p.amount),
+            }
+            for p in entry.postings
+        ],
+    }

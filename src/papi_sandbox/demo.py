@@ -1,0 +1,61 @@
+"""The demo account of ``make run``: negative futures wallets and a margin wallet that can repay
+them, plus copy-paste instructions for calling the service."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+
+from papi_sandbox.ledger.model import EntryType, Wallet
+
+if TYPE_CHECKING:
+    from papi_sandbox.api.app import AppState
+
+#: (wallet, asset, amount, reason) applied to every new demo account, in order.
+DEMO_ADJUSTMENTS = (
+    (Wallet.MARGIN, "USDT", Decimal("10000"), EntryType.DEPOSIT),
+    (Wallet.MARGIN, "BTC", Decimal("0.5"), EntryType.DEPOSIT),
+    (Wallet.UM, "USDT", Decimal("-250.5"), EntryType.REALIZED_PNL),
+    (Wallet.UM, "USDT", Decimal("-1.25"), EntryType.COMMISSION),
+    (Wallet.CM, "BTC", Decimal("-0.0125"), EntryType.FUNDING_FEE),
+)
+
+
+async def create_demo_account(state: AppState) -> tuple[int, str, str]:
+    issued = await state.service.create_account("demo")
+    for wallet, asset, amount, reason in DEMO_ADJUSTMENTS:
+        await state.service.adjust(issued.account_id, wallet, asset, amount, reason)
+    return issued.account_id, issued.api_key, issued.secret_key
+
+
+async def announce_demo(state: AppState, console: Console) -> None:
+    account_id, api_key, secret = await create_demo_account(state)
+    host = state.settings.host
+    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{state.settings.port}"
+    console.print(
+        f"""
+[bold green]papi-sandbox is starting on {base}[/bold green]
+Demo account {account_id}: UM USDT -251.75, CM BTC -0.0125; margin USDT 10000, BTC 0.5.
+
+  BASE_URL={base}
+  API_KEY={api_key}
+  SECRET={secret}
+
+Copy-paste to repay its negative futures balances and look at the result:
+
+  export BASE_URL={base} API_KEY={api_key} SECRET={secret}
+  papi() {{  # usage: papi METHOD PATH [QUERY]
+    q="${{3:+$3&}}timestamp=$(date +%s%3N)"
+    sig=$(printf '%s' "$q" | openssl dgst -sha256 -hmac "$SECRET" | sed 's/^.* //')
+    curl -s -X "$1" -H "X-MBX-APIKEY: $API_KEY" "$BASE_URL$2?$q&signature=$sig"; echo
+  }}
+  papi POST /papi/v1/repay-futures-negative-balance
+  papi GET /papi/v1/balance asset=USDT
+
+Operator: papi-sandbox account show {account_id}   (Ctrl-C stops the service)
+""",
+        highlight=False,
+        soft_wrap=True,
+    )

@@ -1,0 +1,76 @@
+"""Exact money: parsing, limits and the 8-digit wire format. The only place that knows them.
+
+Amounts are :class:`decimal.Decimal` with at most 8 fractional digits. Floats never touch money:
+:func:`parse_amount` refuses them, and every formatter goes through :data:`CONTEXT`.
+"""
+
+from __future__ import annotations
+
+import decimal
+import re
+from decimal import Decimal
+
+#: Fractional digits Binance uses for asset amounts.
+SCALE_DIGITS = 8
+QUANTUM = Decimal(1).scaleb(-SCALE_DIGITS)  # 0.00000001
+ZERO = Decimal(0)
+
+#: Largest magnitude one amount or one balance may reach. 10^15 with 8 fractional digits is
+#: 24 significant digits; :data:`CONTEXT` holds 60, so sums over a whole ledger stay exact too.
+MAX_AMOUNT = Decimal(10) ** 15
+
+#: Arithmetic context for money: wide enough to be exact for every sum we make, and it traps
+#: Inexact and Rounded, so a silently rounded result raises instead of losing a satoshi.
+CONTEXT = decimal.Context(
+    prec=60,
+    rounding=decimal.ROUND_HALF_EVEN,
+    traps=[decimal.InvalidOperation, decimal.Inexact, decimal.Rounded, decimal.Overflow],
+)
+
+# Plain decimal text only: optional sign, digits, optional fraction. No exponents, no spaces,
+# no "NaN"/"Infinity", no thousands separators.
+_AMOUNT_RE = re.compile(r"^[+-]?(?:\d{1,16})(?:\.\d{1,8})?$")
+
+
+class AmountError(ValueError):
+    """Text that is not an acceptable amount."""
+
+
+def parse_amount(text: str) -> Decimal:
+    """Parse decimal text with at most 8 fractional digits and magnitude <= 10^15."""
+    if not isinstance(text, str) or not _AMOUNT_RE.match(text):
+        raise AmountError(f"not a decimal amount with at most {SCALE_DIGITS} fractional digits")
+    value = Decimal(text)
+    if abs(value) > MAX_AMOUNT:
+        raise AmountError("amount exceeds 10^15 in magnitude")
+    return value + ZERO  # normalises "-0" to "0"
+
+
+def add(a: Decimal, b: Decimal) -> Decimal:
+    """Exact sum; raises decimal.Inexact rather than round."""
+    return CONTEXT.add(a, b)
+
+
+def within_limit(value: Decimal) -> bool:
+    return abs(value) <= MAX_AMOUNT
+
+
+def to_storage(value: Decimal) -> str:
+    """Canonical text for storage: exactly 8 fractional digits, no exponent."""
+    return format_amount(value)
+
+
+def from_storage(text: str) -> Decimal:
+    return Decimal(text)
+
+
+def format_amount(value: Decimal) -> str:
+    """The wire format: ``"100.00000000"``. Refuses values with more than 8 fractional digits."""
+    if not value:
+        value = ZERO  # never "-0.00000000"
+    return f"{CONTEXT.quantize(value, QUANTUM):f}"
+
+
+def round_up(value: Decimal) -> Decimal:
+    """Round away from zero to 8 fractional digits (used where a charge must not be understated)."""
+    return value.quantize(QUANTUM, rounding=decimal.ROUND_UP, context=decimal.Context(prec=60))

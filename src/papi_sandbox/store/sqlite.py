@@ -1,0 +1,533 @@
+"""The SQLite store: WAL mode, one writer thread with group commit, a small pool of readers.
+
+Why one writer: SQLite allows one writer at a time anyway, and a single thread that owns the write
+connection serialises every account change, so concurrent requests give exactly the serial result.
+Why group commit: an fsync costs about a millisecond; the writer takes every operation queued
+while the previous batch was committing and commits them together, each inside its own savepoint,
+so a refused operation rolls back alone. Each caller is answered only after its batch's COMMIT
+returned, so an acknowledged change has reached the disk (``synchronous=FULL``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+
+from papi_sandbox import money
+from papi_sandbox.ledger.model import (
+    SYSTEM_ACCOUNT_ID,
+    AccountBalances,
+    Entry,
+    Posting,
+    Wallet,
+    is_balanced,
+)
+from papi_sandbox.store.base import (
+    MAX_JOURNAL_PAGE,
+    AccountInfo,
+    ApiKeyRecord,
+    Planner,
+    VerifyReport,
+)
+
+T = TypeVar("T")
+
+#: Most operations one group commit carries; bounds the time a batch holds the write lock.
+MAX_BATCH_OPS = 256
+#: Most operations waiting for the writer; past it callers wait to enqueue (back-pressure).
+MAX_QUEUED_OPS = 10_000
+#: Reader threads for balance and journal reads.
+READER_THREADS = 4
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE accounts (
+        id INTEGER PRIMARY KEY,
+        label TEXT,
+        created_ms INTEGER NOT NULL,
+        auto_repay INTEGER NOT NULL DEFAULT 1,
+        vip_level INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE api_keys (
+        api_key TEXT PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id),
+        key_type TEXT NOT NULL,
+        secret TEXT,
+        public_key TEXT,
+        can_read INTEGER NOT NULL,
+        can_trade INTEGER NOT NULL,
+        ip_whitelist TEXT NOT NULL DEFAULT '[]',
+        created_ms INTEGER NOT NULL,
+        revoked_ms INTEGER
+    );
+    CREATE INDEX api_keys_account ON api_keys(account_id);
+    CREATE TABLE entries (
+        tran_id INTEGER PRIMARY KEY,
+        account_id INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        time_ms INTEGER NOT NULL
+    );
+    CREATE INDEX entries_account ON entries(account_id, tran_id);
+    CREATE TABLE postings (
+        tran_id INTEGER NOT NULL REFERENCES entries(tran_id),
+        seq INTEGER NOT NULL,
+        account_id INTEGER NOT NULL,
+        wallet TEXT NOT NULL,
+        asset TEXT NOT NULL,
+        amount TEXT NOT NULL,
+        PRIMARY KEY (tran_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE balances (
+        account_id INTEGER NOT NULL,
+        asset TEXT NOT NULL,
+        wallet TEXT NOT NULL,
+        amount TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        PRIMARY KEY (account_id, asset, wallet)
+    ) WITHOUT ROWID;
+    INSERT INTO accounts (id, label, created_ms, auto_repay) VALUES (0, 'SYSTEM', 0, 0);
+    """,
+)
+
+
+def path_from_url(url: str) -> Path:
+    """``sqlite:///abs/path.db`` or ``sqlite:relative.db`` or a bare path -> Path."""
+    if url.startswith("sqlite:///"):
+        return Path("/" + url[len("sqlite:///") :])
+    if url.startswith("sqlite://"):
+        return Path(url[len("sqlite://") :])
+    if url.startswith("sqlite:"):
+        return Path(url[len("sqlite:") :])
+    return Path(url)
+
+
+def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # FULL: a COMMIT returns only after the WAL is fsynced, so acknowledged means on disk.
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    if readonly:
+        conn.execute("PRAGMA query_only=ON")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply pending migrations; returns the schema version."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in script.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return len(MIGRATIONS)
+
+
+@dataclass(slots=True)
+class _Op:
+    fn: Callable[[sqlite3.Connection], Any]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # the caller went away (cancelled); the change stands regardless
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class SQLiteStore:
+    def __init__(self, path: Path, *, clock_ms: Callable[[], int] = _now_ms) -> None:
+        self.path = path
+        self._clock_ms = clock_ms
+        self._queue: queue.Queue[_Op | None] = queue.Queue(MAX_QUEUED_OPS)
+        self._writer: threading.Thread | None = None
+        self._readers: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._reader_lock = threading.Lock()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def open_sync(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = _connect(self.path)
+        migrate(conn)
+        self._writer = threading.Thread(
+            target=self._writer_loop, args=(conn,), name="papi-sqlite-writer", daemon=True
+        )
+        self._writer.start()
+        self._readers = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="papi-sqlite-read")
+
+    async def open(self) -> None:
+        await asyncio.to_thread(self.open_sync)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await asyncio.to_thread(self._queue.put, None)
+            await asyncio.to_thread(self._writer.join)
+            self._writer = None
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
+            self._readers = None
+        with self._reader_lock:
+            for conn in self._reader_conns:
+                conn.close()
+            self._reader_conns.clear()
+
+    # -- the writer --------------------------------------------------------------------------
+
+    def _writer_loop(self, conn: sqlite3.Connection) -> None:
+        try:
+            while True:
+                first = self._queue.get()
+                if first is None:
+                    return
+                batch = [first]
+                stop = False
+                while len(batch) < MAX_BATCH_OPS:
+                    try:
+                        op = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if op is None:
+                        stop = True
+                        break
+                    batch.append(op)
+                self._commit_batch(conn, batch)
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
+        outcomes: list[tuple[Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for op in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    result = op.fn(conn)
+                except Exception as exc:  # the op is refused alone; its batch goes on
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    outcomes.append((None, exc))
+                else:
+                    conn.execute("RELEASE op")
+                    outcomes.append((result, None))
+            conn.execute("COMMIT")
+        except Exception as exc:  # the commit itself failed: nothing of the batch is applied
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            outcomes = [(None, exc) for _ in batch]
+        for op, (result, error) in zip(batch, outcomes, strict=True):
+            op.loop.call_soon_threadsafe(_settle, op.future, result, error)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._writer is None:
+            raise RuntimeError("store is not open")
+        loop = asyncio.get_running_loop()
+        op = _Op(fn, loop, loop.create_future())
+        try:
+            self._queue.put_nowait(op)
+        except queue.Full:
+            await asyncio.to_thread(self._queue.put, op)
+        # shield: a client that disconnects must not cancel a change already queued
+        result: T = await asyncio.shield(op.future)
+        return result
+
+    # -- readers -----------------------------------------------------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self.path, readonly=True)
+            self._local.conn = conn
+            with self._reader_lock:
+                self._reader_conns.append(conn)
+        return conn
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._readers is None:
+            raise RuntimeError("store is not open")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, lambda: fn(self._reader()))
+
+    # -- accounts and keys -------------------------------------------------------------------
+
+    async def create_account(self, label: str | None, key: ApiKeyRecord | None) -> int:
+        now = self._clock_ms()
+
+        def op(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "INSERT INTO accounts (label, created_ms) VALUES (?, ?)", (label, now)
+            )
+            account_id = int(cur.lastrowid or 0)
+            if key is not None:
+                _insert_key(conn, key, account_id, now)
+            return account_id
+
+        return await self._write(op)
+
+    async def add_api_key(self, key: ApiKeyRecord) -> None:
+        now = self._clock_ms()
+        await self._write(lambda conn: _insert_key(conn, key, key.account_id, now))
+
+    async def find_api_key(self, api_key: str) -> ApiKeyRecord | None:
+        def op(conn: sqlite3.Connection) -> ApiKeyRecord | None:
+            row = conn.execute(
+                "SELECT api_key, account_id, key_type, secret, public_key, can_read, can_trade,"
+                " ip_whitelist, revoked_ms FROM api_keys WHERE api_key = ?",
+                (api_key,),
+            ).fetchone()
+            if row is None:
+                return None
+            return ApiKeyRecord(
+                api_key=row[0],
+                account_id=row[1],
+                key_type=row[2],
+                secret=row[3],
+                public_key=row[4],
+                can_read=bool(row[5]),
+                can_trade=bool(row[6]),
+                ip_whitelist=tuple(json.loads(row[7])),
+                revoked=row[8] is not None,
+            )
+
+        return await self._read(op)
+
+    async def account(self, account_id: int) -> AccountInfo | None:
+        def op(conn: sqlite3.Connection) -> AccountInfo | None:
+            row = conn.execute(
+                "SELECT id, label, created_ms, auto_repay, vip_level FROM accounts WHERE id = ?",
+                (account_id,),
+            ).fetchone()
+            if row is None or row[0] == SYSTEM_ACCOUNT_ID:
+                return None
+            return AccountInfo(row[0], row[1], row[2], bool(row[3]), row[4])
+
+        return await self._read(op)
+
+    # -- balances and the journal ------------------------------------------------------------
+
+    async def balances(self, account_id: int) -> AccountBalances:
+        return await self._read(lambda conn: _load_balances(conn, account_id))
+
+    async def transact(self, account_id: int, entry_type: str, plan: Planner) -> Entry | None:
+        def op(conn: sqlite3.Connection) -> Entry | None:
+            snapshot = _load_balances(conn, account_id)
+            postings = plan(snapshot.amounts)
+            if not postings:
+                return None
+            # Assert where it is relied on: nothing unbalanced ever reaches the journal.
+            if not is_balanced(postings):
+                raise AssertionError(f"unbalanced postings from {entry_type}: {postings}")
+            now = self._clock_ms()
+            cur = conn.execute(
+                "INSERT INTO entries (account_id, type, time_ms) VALUES (?, ?, ?)",
+                (account_id, entry_type, now),
+            )
+            tran_id = int(cur.lastrowid or 0)
+            conn.executemany(
+                "INSERT INTO postings (tran_id, seq, account_id, wallet, asset, amount)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        tran_id,
+                        seq,
+                        p.account_id,
+                        p.wallet.value,
+                        p.asset,
+                        money.to_storage(p.amount),
+                    )
+                    for seq, p in enumerate(postings)
+                ],
+            )
+            for p in postings:
+                _add_to_balance(conn, p, now)
+            return Entry(tran_id, entry_type, now, account_id, tuple(postings))
+
+        return await self._write(op)
+
+    async def journal(
+        self, account_id: int, limit: int, before_tran_id: int | None = None
+    ) -> list[Entry]:
+        limit = max(1, min(limit, MAX_JOURNAL_PAGE))
+
+        def op(conn: sqlite3.Connection) -> list[Entry]:
+            before = before_tran_id if before_tran_id is not None else 2**62
+            heads = conn.execute(
+                "SELECT tran_id, type, time_ms FROM entries WHERE account_id = ? AND tran_id < ?"
+                " ORDER BY tran_id DESC LIMIT ?",
+                (account_id, before, limit),
+            ).fetchall()
+            entries = []
+            for tran_id, entry_type, time_ms in heads:
+                rows = conn.execute(
+                    "SELECT account_id, wallet, asset, amount FROM postings WHERE tran_id = ?"
+                    " ORDER BY seq",
+                    (tran_id,),
+                ).fetchall()
+                postings = tuple(
+                    Posting(r[0], Wallet(r[1]), r[2], money.from_storage(r[3])) for r in rows
+                )
+                entries.append(Entry(tran_id, entry_type, time_ms, account_id, postings))
+            return entries
+
+        return await self._read(op)
+
+    async def verify(self) -> VerifyReport:
+        return await asyncio.to_thread(self.verify_sync)
+
+    def verify_sync(self) -> VerifyReport:
+        """Replay the whole journal and compare it with the stored balances."""
+        conn = open_for_cli(self.path)
+        try:
+            return verify_connection(conn)
+        finally:
+            conn.close()
+
+
+def _insert_key(conn: sqlite3.Connection, key: ApiKeyRecord, account_id: int, now: int) -> None:
+    conn.execute(
+        "INSERT INTO api_keys (api_key, account_id, key_type, secret, public_key, can_read,"
+        " can_trade, ip_whitelist, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            key.api_key,
+            account_id,
+            key.key_type,
+            key.secret,
+            key.public_key,
+            int(key.can_read),
+            int(key.can_trade),
+            json.dumps(list(key.ip_whitelist)),
+            now,
+        ),
+    )
+
+
+def _load_balances(conn: sqlite3.Connection, account_id: int) -> AccountBalances:
+    result = AccountBalances()
+    for wallet, asset, amount, updated_ms in conn.execute(
+        "SELECT wallet, asset, amount, updated_ms FROM balances WHERE account_id = ?",
+        (account_id,),
+    ):
+        result.amounts[(Wallet(wallet), asset)] = money.from_storage(amount)
+        if updated_ms > result.updated_ms.get(asset, -1):
+            result.updated_ms[asset] = updated_ms
+    return result
+
+
+def _add_to_balance(conn: sqlite3.Connection, p: Posting, now: int) -> None:
+    row = conn.execute(
+        "SELECT amount FROM balances WHERE account_id = ? AND asset = ? AND wallet = ?",
+        (p.account_id, p.asset, p.wallet.value),
+    ).fetchone()
+    current = money.from_storage(row[0]) if row else money.ZERO
+    new = money.to_storage(money.add(current, p.amount))
+    if row is None:
+        conn.execute(
+            "INSERT INTO balances (account_id, asset, wallet, amount, updated_ms)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (p.account_id, p.asset, p.wallet.value, new, now),
+        )
+    else:
+        conn.execute(
+            "UPDATE balances SET amount = ?, updated_ms = ?"
+            " WHERE account_id = ? AND asset = ? AND wallet = ?",
+            (new, now, p.account_id, p.asset, p.wallet.value),
+        )
+
+
+def verify_connection(conn: sqlite3.Connection) -> VerifyReport:
+    """Replay every posting; check entries balance, stored balances equal the replay, every asset
+    sums to zero over the ledger, and no account's MARGIN free is negative."""
+    report = VerifyReport()
+    replay: dict[tuple[int, str, str], Decimal] = {}
+    entry_totals: dict[str, Decimal] = {}
+    current_tran: int | None = None
+
+    def close_entry(tran_id: int | None) -> None:
+        if tran_id is not None and any(v != 0 for v in entry_totals.values()):
+            report.problems.append(f"entry {tran_id} does not sum to zero per asset")
+        entry_totals.clear()
+
+    conn.execute("BEGIN")  # one consistent snapshot for the journal and the balances
+    try:
+        report.entries = conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+        for tran_id, account_id, wallet, asset, amount in conn.execute(
+            "SELECT tran_id, account_id, wallet, asset, amount FROM postings ORDER BY tran_id, seq"
+        ):
+            if tran_id != current_tran:
+                close_entry(current_tran)
+                current_tran = tran_id
+            value = money.from_storage(amount)
+            report.postings += 1
+            key = (account_id, wallet, asset)
+            replay[key] = money.add(replay.get(key, money.ZERO), value)
+            entry_totals[asset] = money.add(entry_totals.get(asset, money.ZERO), value)
+        close_entry(current_tran)
+
+        stored: dict[tuple[int, str, str], Decimal] = {}
+        for account_id, wallet, asset, amount in conn.execute(
+            "SELECT account_id, wallet, asset, amount FROM balances"
+        ):
+            stored[(account_id, wallet, asset)] = money.from_storage(amount)
+            report.balances += 1
+        report.accounts = conn.execute(
+            "SELECT COUNT(*) FROM accounts WHERE id != ?", (SYSTEM_ACCOUNT_ID,)
+        ).fetchone()[0]
+    finally:
+        conn.execute("ROLLBACK")
+
+    for key in sorted(set(replay) | set(stored)):
+        want = replay.get(key, money.ZERO)
+        have = stored.get(key, money.ZERO)
+        if want != have:
+            report.problems.append(
+                f"balance account={key[0]} wallet={key[1]} asset={key[2]}: stored {have}, "
+                f"journal replay {want}"
+            )
+        if key[1] == Wallet.MARGIN.value and key[0] != SYSTEM_ACCOUNT_ID and have < 0:
+            report.problems.append(f"negative MARGIN free: account={key[0]} asset={key[2]}")
+
+    asset_totals: dict[str, Decimal] = {}
+    for (_, _, asset), value in replay.items():
+        asset_totals[asset] = money.add(asset_totals.get(asset, money.ZERO), value)
+    report.assets = len(asset_totals)
+    for asset, total in sorted(asset_totals.items()):
+        if total != 0:
+            report.problems.append(f"asset {asset} sums to {total} over the ledger, not zero")
+    return report
+
+
+def open_for_cli(path: Path) -> sqlite3.Connection:
+    """A read-only connection for offline commands; refuses a missing file."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(path)
+    return _connect(path, readonly=True)

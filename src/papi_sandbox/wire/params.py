@@ -1,0 +1,163 @@
+"""Request parameters: raw query and body bytes in, named values and the signed text out.
+
+Binance reads parameters from the query string, from an ``application/x-www-form-urlencoded``
+body, or from both. The signature covers ``totalParams``: the raw query string followed by the raw
+body, exactly as received (percent-encoding included), without the ``signature`` parameter.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+from urllib.parse import unquote_plus
+
+from papi_sandbox import money
+from papi_sandbox.ledger.model import ASSET_RE
+from papi_sandbox.wire import errors
+
+#: Longest raw query string accepted (bytes). A PAPI request needs a few hundred.
+MAX_QUERY_BYTES = 8 * 1024
+#: Largest request body accepted (bytes); bodies are small forms.
+MAX_BODY_BYTES = 16 * 1024
+#: Most parameters in one request, query and body together. The widest endpoint declares 8.
+MAX_PARAMS = 32
+#: Longest decoded parameter value (characters). A base64 RSA-4096 signature is 684.
+MAX_VALUE_CHARS = 1024
+
+SIGNATURE = "signature"
+_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+_LONG_RE = re.compile(r"^[0-9]{1,18}$")
+_BOOL_VALUES = {"true": True, "false": False}
+
+
+@dataclass(frozen=True, slots=True)
+class RawParams:
+    values: dict[str, str]  # decoded names and values, in arrival order
+    signed_text: str  # totalParams without the signature parameter
+
+
+def _segments(raw: str) -> list[str]:
+    return raw.split("&") if raw else []
+
+
+def _decode(part: str, name_for_error: str) -> str:
+    try:
+        return unquote_plus(part, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise errors.illegal_chars(name_for_error, "UTF-8 percent-encoded text") from None
+
+
+def parse_raw(query: bytes, body: bytes) -> RawParams:
+    """Split query and body into parameters; refuse duplicates, oversize and illegal names."""
+    if len(query) > MAX_QUERY_BYTES:
+        raise errors.request_too_large("query string bytes", MAX_QUERY_BYTES)
+    if len(body) > MAX_BODY_BYTES:
+        raise errors.request_too_large("body bytes", MAX_BODY_BYTES)
+    # latin-1 maps bytes 1:1, so the signed text is exactly the bytes the client sent.
+    raw_query = query.decode("latin-1")
+    raw_body = body.decode("latin-1")
+    values: dict[str, str] = {}
+    signed_parts: list[str] = []
+    for raw in (raw_query, raw_body):
+        kept: list[str] = []
+        segments = _segments(raw)
+        if len(segments) > MAX_PARAMS:
+            raise errors.too_many_parameters()
+        for segment in segments:
+            if not segment:
+                kept.append(segment)
+                continue
+            raw_name, _, raw_value = segment.partition("=")
+            if not segment.isascii():
+                raise errors.illegal_chars(raw_name[:64], "ASCII, non-ASCII percent-encoded")
+            name = _decode(raw_name, raw_name[:64])
+            if not _NAME_RE.match(name):
+                raise errors.illegal_chars(name[:64], "^[A-Za-z][A-Za-z0-9_]{0,63}$")
+            value = _decode(raw_value, name)
+            if len(value) > MAX_VALUE_CHARS:
+                raise errors.request_too_large(f"parameter '{name}' characters", MAX_VALUE_CHARS)
+            if name in values:
+                raise errors.duplicate_parameter()
+            values[name] = value
+            if name != SIGNATURE:
+                kept.append(segment)
+        signed_parts.append("&".join(kept))
+        if len(values) > MAX_PARAMS:
+            raise errors.too_many_parameters()
+    return RawParams(values, signed_parts[0] + signed_parts[1])
+
+
+class Kind(StrEnum):
+    LONG = "LONG"
+    DECIMAL = "DECIMAL"
+    STRING = "STRING"
+    ASSET = "ASSET"
+    BOOLEAN = "BOOLEAN"
+    ENUM = "ENUM"
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    name: str
+    kind: Kind
+    mandatory: bool = False
+    choices: tuple[str, ...] = ()  # for ENUM
+    description: str = ""
+
+
+def convert(param: Param, text: str) -> Any:
+    """One parameter's text to its typed value, or the Binance error for it."""
+    if text == "":
+        raise (
+            errors.mandatory_missing(param.name)
+            if param.mandatory
+            else errors.empty_parameter(param.name)
+        )
+    match param.kind:
+        case Kind.LONG:
+            if not _LONG_RE.match(text):
+                raise errors.mandatory_missing(param.name)
+            return int(text)
+        case Kind.DECIMAL:
+            try:
+                value: Decimal = money.parse_amount(text)
+            except money.AmountError:
+                raise errors.illegal_chars(param.name, "^[0-9]{1,16}(\\.[0-9]{1,8})?$") from None
+            return value
+        case Kind.ASSET:
+            if not ASSET_RE.match(text):
+                raise errors.illegal_chars(param.name, "^[A-Z0-9]{1,20}$")
+            return text
+        case Kind.BOOLEAN:
+            if text not in _BOOL_VALUES:
+                raise errors.mandatory_missing(param.name)
+            return _BOOL_VALUES[text]
+        case Kind.ENUM:
+            if text not in param.choices:
+                raise errors.mandatory_missing(param.name)
+            return text
+        case Kind.STRING:
+            return text
+    raise AssertionError(param.kind)  # pragma: no cover
+
+
+def bind(declared: tuple[Param, ...], values: Mapping[str, str]) -> dict[str, Any]:
+    """Typed arguments for an endpoint: every sent parameter must be declared (-1104), every
+    mandatory one present (-1102)."""
+    by_name = {p.name: p for p in declared}
+    read = sum(1 for name in values if name in by_name)
+    if read != len(values):
+        raise errors.unread_parameters(read, len(values))
+    args: dict[str, Any] = {}
+    for param in declared:
+        text = values.get(param.name)
+        if text is None:
+            if param.mandatory:
+                raise errors.mandatory_missing(param.name)
+            continue
+        args[param.name] = convert(param, text)
+    return args
