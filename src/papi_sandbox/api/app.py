@@ -157,9 +157,13 @@ def create_app(
         finally:
             await store.close()
 
+    async def healthz(request: Request) -> Response:
+        return json_response(200, {"status": "ok"})
+
     app = Starlette(
         routes=[
             Route("/papi/{rest:path}", public.handle, methods=ALL_METHODS),
+            Route("/healthz", healthz, methods=["GET"]),
             Mount("/admin/v1", routes=admin_routes(state)),
         ],
         exception_handlers={HTTPException: _http_exception, Exception: _unhandled},

@@ -1,0 +1,3 @@
+from papi_sandbox.cli import main
+
+main()
