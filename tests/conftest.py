@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from support import Account, Server, Signer  # noqa: E402
+from support import Account, Server, Signer
 
 
 @pytest.fixture(scope="session")

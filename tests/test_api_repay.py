@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import httpx
 import pytest
+
 from support import Account, Server, Signer
 
 REPAY = "/papi/v1/repay-futures-negative-balance"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import httpx
+
 from support import Server, Signer
 
 REPAY = "/papi/v1/repay-futures-negative-balance"
