@@ -24,7 +24,7 @@ from papi_sandbox.settings import Settings
 from papi_sandbox.store.base import Store
 from papi_sandbox.wire import auth, errors, params
 from papi_sandbox.wire.errors import ApiError
-from papi_sandbox.wire.limits import WeightLimiter
+from papi_sandbox.wire.limits import Limiter, WeightLimiter
 
 log = logging.getLogger("papi_sandbox")
 
@@ -43,7 +43,7 @@ class AppState:
     settings: Settings
     store: Store
     service: Service
-    limiter: WeightLimiter
+    limiter: Limiter
     keys: auth.KeyCache
     admin_token: str
 
@@ -62,7 +62,7 @@ class PublicApi:
         endpoint = methods.get(request.method) if methods else None
         ip = client_ip(request)
         # Unknown paths cost weight 1, so probing for endpoints is not free.
-        decision = state.limiter.spend(ip, endpoint.weight if endpoint else 1)
+        decision = await state.limiter.spend(ip, endpoint.weight if endpoint else 1)
         headers = {WEIGHT_HEADER: str(decision.used)}
         try:
             if not decision.allowed:

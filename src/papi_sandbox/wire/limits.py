@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 #: PAPI's published IP weight limit per minute.
 DEFAULT_WEIGHT_LIMIT_PER_MINUTE = 6000
@@ -23,6 +24,15 @@ class WeightDecision:
     allowed: bool
     used: int  # weight used by this IP this minute, after this request if allowed
     retry_after_s: int  # seconds until the minute ends (meaningful when refused)
+    banned_until_ms: int | None = None  # set when refused because the IP is banned (418)
+
+
+class Limiter(Protocol):
+    """Counts IP weight; in-process here, shared through Redis across processes elsewhere."""
+
+    limit_per_minute: int
+
+    async def spend(self, ip: str, weight: int) -> WeightDecision: ...
 
 
 def _now_ms() -> int:
@@ -43,7 +53,10 @@ class WeightLimiter:
             self._used = {}
         return minute
 
-    def spend(self, ip: str, weight: int) -> WeightDecision:
+    async def spend(self, ip: str, weight: int) -> WeightDecision:
+        return self.spend_now(ip, weight)
+
+    def spend_now(self, ip: str, weight: int) -> WeightDecision:
         now = self._clock_ms()
         minute = self._roll(now)
         used = self._used.get(ip, 0)
