@@ -1,0 +1,143 @@
+"""The SQLite store on real files: random operation sequences keep every ledger invariant."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import tempfile
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from papi_sandbox.ledger import rules
+from papi_sandbox.ledger.model import EntryType, LedgerError, Posting, Wallet
+from papi_sandbox.store.base import ApiKeyRecord
+from papi_sandbox.store.sqlite import SQLiteStore, verify_connection
+
+ASSETS = ("BTC", "USDT")
+ops = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("adjust"),
+            st.integers(0, 2),  # which account
+            st.sampled_from([Wallet.MARGIN, Wallet.UM, Wallet.CM]),
+            st.sampled_from(ASSETS),
+            st.decimals(min_value=-1000, max_value=1000, places=8).filter(lambda d: d != 0),
+        ),
+        st.tuples(st.just("repay"), st.integers(0, 2)),
+    ),
+    max_size=25,
+)
+
+
+def key(n: int) -> ApiKeyRecord:
+    return ApiKeyRecord(f"k{n}", 0, "HMAC", "s", None, True, True, ())
+
+
+async def run_ops(path: Path, operations: list[tuple[object, ...]]) -> None:
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        accounts = [await store.create_account(f"a{i}", key(i)) for i in range(3)]
+        model: dict[tuple[int, Wallet, str], Decimal] = {}
+        for op in operations:
+            account_id = accounts[int(op[1])]  # type: ignore[call-overload]
+            mine = {(w, a): v for (acc, w, a), v in model.items() if acc == account_id}
+            if op[0] == "adjust":
+                _, _, wallet, asset, amount = op
+                reason = EntryType.DEPOSIT if amount > 0 else EntryType.REALIZED_PNL  # type: ignore[operator]
+                planner = functools.partial(
+                    rules.plan_adjustment,
+                    account_id,
+                    wallet=wallet,
+                    asset=asset,
+                    amount=amount,
+                    reason=reason,
+                )
+            else:
+                reason = EntryType.REPAY_FUTURES_NEGATIVE_BALANCE
+                planner = functools.partial(rules.plan_repay, account_id)
+            try:
+                expected: list[Posting] | None = planner(mine)
+            except LedgerError:
+                expected = None
+            try:
+                entry = await store.transact(account_id, reason, planner)
+            except LedgerError:
+                assert expected is None  # refused by the store exactly when the model refuses
+                continue
+            assert expected is not None
+            assert (entry.postings if entry else ()) == tuple(expected)
+            for p in expected:
+                k = (p.account_id, p.wallet, p.asset)
+                model[k] = model.get(k, Decimal(0)) + p.amount
+        for account_id in accounts:
+            stored = (await store.balances(account_id)).amounts
+            want = {(w, a): v for (acc, w, a), v in model.items() if acc == account_id and v != 0}
+            assert {k: v for k, v in stored.items() if v != 0} == want
+            assert all(v >= 0 for (w, _), v in stored.items() if w is Wallet.MARGIN)
+    finally:
+        await store.close()
+    report = await SQLiteStore(path).verify()
+    assert report.ok, report.problems
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops)
+def test_random_operations_keep_the_ledger_true(operations: list[tuple[object, ...]]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(run_ops(Path(tmp) / "ledger.db", operations))
+
+
+def test_verify_reports_an_unbalanced_entry(tmp_path: Path) -> None:
+    import sqlite3
+
+    asyncio.run(run_ops(tmp_path / "l.db", [("adjust", 0, Wallet.MARGIN, "USDT", Decimal(5))]))
+    conn = sqlite3.connect(tmp_path / "l.db")
+    conn.execute("UPDATE postings SET amount = '4.00000000' WHERE seq = 0")
+    conn.commit()
+    problems = verify_connection(conn).problems
+    assert any("does not sum to zero" in p for p in problems)
+    assert any("sums to" in p and "over the ledger" in p for p in problems)
+
+
+def test_a_refused_operation_rolls_back_alone_in_its_batch(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = SQLiteStore(tmp_path / "b.db")
+        await store.open()
+        try:
+            account = await store.create_account(None, key(1))
+
+            def deposit(amount: str) -> functools.partial[list[Posting]]:
+                return functools.partial(
+                    rules.plan_adjustment,
+                    account,
+                    wallet=Wallet.MARGIN,
+                    asset="USDT",
+                    amount=Decimal(amount),
+                    reason=EntryType.DEPOSIT if Decimal(amount) > 0 else EntryType.WITHDRAW,
+                )
+
+            # Queued at once, so they usually share one group commit; the middle one is refused.
+            results = await asyncio.gather(
+                store.transact(account, "DEPOSIT", deposit("10")),
+                store.transact(account, "WITHDRAW", deposit("-50")),
+                store.transact(account, "WITHDRAW", deposit("-4")),
+                return_exceptions=True,
+            )
+            assert isinstance(results[1], LedgerError)
+            assert not isinstance(results[0], BaseException)
+            assert not isinstance(results[2], BaseException)
+            assert (await store.balances(account)).amounts[(Wallet.MARGIN, "USDT")] == 6
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_verify_refuses_a_missing_database(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        SQLiteStore(tmp_path / "missing.db").verify_sync()
