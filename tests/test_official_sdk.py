@@ -10,6 +10,7 @@ from binance_sdk_derivatives_trading_portfolio_margin import (
     BadRequestError,
     DerivativesTradingPortfolioMargin,
 )
+
 from support import Account, Server
 
 

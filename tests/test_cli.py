@@ -1,0 +1,109 @@
+"""The command line as a user meets it: `serve --demo` and its printed snippet, the operator
+commands, and `verify`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from support import ADMIN_TOKEN, Server
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "papi_sandbox", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.mark.skipif(
+    not (shutil.which("openssl") and shutil.which("curl")), reason="needs openssl and curl"
+)
+def test_demo_prints_a_snippet_that_works(tmp_path: Path) -> None:
+    srv = Server(tmp_path / "demo", ["--demo"])
+    srv.start()
+    try:
+        assert srv.log_path is not None
+        printed = srv.log_path.read_text()
+        assert re.search(r"API_KEY=[A-Za-z0-9]{64}", printed)
+        assert re.search(r"SECRET=[A-Za-z0-9]{64}", printed)
+        start = printed.index("  export BASE_URL=")
+        end = printed.index("Operator:")
+        snippet = printed[start:end]
+        result = subprocess.run(["bash", "-c", snippet], capture_output=True, text=True, timeout=60)
+        lines = [line for line in result.stdout.splitlines() if line.strip()]
+        assert lines[0] == '{"msg":"success"}', result.stdout + result.stderr
+        usdt = json.loads(lines[1])
+        assert usdt["asset"] == "USDT"
+        assert usdt["umWalletBalance"] == "0.00000000"
+        assert usdt["crossMarginFree"] == "9748.25000000"
+    finally:
+        srv.stop()
+
+
+def test_operator_commands(server: Server) -> None:
+    env = {"PAPI_SANDBOX_URL": server.base_url, "PAPI_SANDBOX_ADMIN_TOKEN": ADMIN_TOKEN}
+    created = cli("account", "create", "--label", "cli", env=env)
+    assert created.returncode == 0, created.stderr
+    account_id = re.search(r"accountId: (\d+)", created.stdout)
+    assert account_id and re.search(r"secretKey: [A-Za-z0-9]{64}", created.stdout)
+    aid = account_id.group(1)
+
+    adjusted = cli(
+        "account",
+        "adjust",
+        aid,
+        "--wallet",
+        "UM",
+        "--asset",
+        "USDT",
+        "--amount",
+        "-250.5",
+        "--reason",
+        "REALIZED_PNL",
+        env=env,
+    )
+    assert adjusted.returncode == 0, adjusted.stderr
+    assert "tranId:" in adjusted.stdout and "-250.50000000" in adjusted.stdout
+
+    refused = cli(
+        "account",
+        "adjust",
+        aid,
+        "--wallet",
+        "MARGIN",
+        "--asset",
+        "USDT",
+        "--amount",
+        "-1",
+        "--reason",
+        "WITHDRAW",
+        env=env,
+    )
+    assert refused.returncode == 1 and "-2018" in refused.stderr
+
+    shown = cli("account", "show", aid, env=env)
+    assert shown.returncode == 0 and "USDT" in shown.stdout and "250.50000000" in shown.stdout
+
+    journal = cli("account", "journal", aid, env=env)
+    assert journal.returncode == 0 and "REALIZED_PNL" in journal.stdout
+    assert "EXTERNAL" in journal.stdout  # the system account's counter-posting
+
+    wrong_token = cli("account", "show", aid, env={**env, "PAPI_SANDBOX_ADMIN_TOKEN": "nope"})
+    assert wrong_token.returncode == 1 and "-1002" in wrong_token.stderr
+
+
+def test_verify_on_a_missing_database_fails_clearly(tmp_path: Path) -> None:
+    result = cli("verify", "--db", f"sqlite:///{tmp_path / 'none.db'}")
+    assert result.returncode == 2
+    assert "No database" in result.stderr
