@@ -33,6 +33,27 @@ def assert_unchanged(server: Server, account: Account) -> None:
     assert [e["type"] for e in entries] == ["REALIZED_PNL", "DEPOSIT"]
 
 
+def send(
+    server: Server,
+    account: Account,
+    query: str,
+    body: str = "",
+    *,
+    method: str = "POST",
+    path: str = REPAY,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    """A request with exactly this query and body, carrying the account's API key."""
+    return raw_request(
+        server.base_url,
+        method,
+        path,
+        query,
+        body,
+        {"X-MBX-APIKEY": account.api_key, **(headers or {})},
+    )
+
+
 def signed_query(account: Account, query: str) -> str:
     return f"{query}&signature={sign(account.secret, query)}"
 
@@ -72,13 +93,7 @@ def test_bad_signature_is_400_1022(server: Server, indebted: tuple[Account, Sign
     account, _ = indebted
     query = f"timestamp={now_ms()}"
     wrong = sign("not-the-secret", query)
-    r = raw_request(
-        server.base_url,
-        "POST",
-        REPAY,
-        f"{query}&signature={wrong}",
-        headers={"X-MBX-APIKEY": account.api_key},
-    )
+    r = send(server, account, f"{query}&signature={wrong}")
     assert_error(r, 400, -1022)
     assert_unchanged(server, account)
 
@@ -89,13 +104,7 @@ def test_signature_hex_is_case_insensitive(
     account, _ = indebted
     query = f"timestamp={now_ms()}"
     upper = sign(account.secret, query).upper()
-    r = raw_request(
-        server.base_url,
-        "POST",
-        REPAY,
-        f"{query}&signature={upper}",
-        headers={"X-MBX-APIKEY": account.api_key},
-    )
+    r = send(server, account, f"{query}&signature={upper}")
     assert (r.status_code, r.json()) == (200, {"msg": "success"})
 
 
@@ -106,21 +115,13 @@ def test_signature_covers_the_raw_text_including_percent_encoding(
     # The same value, encoded two ways: the signature must be over the bytes as sent.
     ts = now_ms()
     query = f"asset=US%44T&timestamp={ts}"
-    good = raw_request(
-        server.base_url,
-        "GET",
-        "/papi/v1/balance",
-        signed_query(account, query),
-        headers={"X-MBX-APIKEY": account.api_key},
+    good = send(
+        server, account, signed_query(account, query), path="/papi/v1/balance", method="GET"
     )
     assert good.status_code == 200 and good.json()["asset"] == "USDT"
     decoded_sig = sign(account.secret, f"asset=USDT&timestamp={ts}")
-    bad = raw_request(
-        server.base_url,
-        "GET",
-        "/papi/v1/balance",
-        f"{query}&signature={decoded_sig}",
-        headers={"X-MBX-APIKEY": account.api_key},
+    bad = send(
+        server, account, f"{query}&signature={decoded_sig}", path="/papi/v1/balance", method="GET"
     )
     assert_error(bad, 400, -1022)
 
@@ -131,26 +132,13 @@ def test_split_signature_is_query_then_body_without_separator(
     account, _ = indebted
     query, body = "recvWindow=6000", f"timestamp={now_ms()}"
     signature = sign(account.secret, query + body)  # no "&" between them, as Binance defines
-    r = raw_request(
-        server.base_url,
-        "POST",
-        REPAY,
-        query,
-        f"{body}&signature={signature}",
-        {"X-MBX-APIKEY": account.api_key},
-    )
+    r = send(server, account, query, f"{body}&signature={signature}")
     assert (r.status_code, r.json()) == (200, {"msg": "success"})
 
 
 def test_missing_signature_is_400_1102(server: Server, indebted: tuple[Account, Signer]) -> None:
     account, _ = indebted
-    r = raw_request(
-        server.base_url,
-        "POST",
-        REPAY,
-        f"timestamp={now_ms()}",
-        headers={"X-MBX-APIKEY": account.api_key},
-    )
+    r = send(server, account, f"timestamp={now_ms()}")
     assert_error(r, 400, -1102)
     assert "signature" in r.json()["msg"]
 
@@ -162,13 +150,7 @@ def test_missing_or_malformed_timestamp_is_400_1102(
     server: Server, indebted: tuple[Account, Signer], query: str
 ) -> None:
     account, _ = indebted
-    r = raw_request(
-        server.base_url,
-        "POST",
-        REPAY,
-        signed_query(account, query).lstrip("&"),
-        headers={"X-MBX-APIKEY": account.api_key},
-    )
+    r = send(server, account, signed_query(account, query).lstrip("&"))
     assert_error(r, 400, -1102)
     assert "timestamp" in r.json()["msg"]
     assert_unchanged(server, account)
@@ -210,14 +192,7 @@ def test_duplicate_parameter_is_400_1101(server: Server, indebted: tuple[Account
         (f"timestamp={ts}", f"timestamp={ts}"),
     ]:
         signature = sign(account.secret, query + body)
-        r = raw_request(
-            server.base_url,
-            "POST",
-            REPAY,
-            f"{query}&signature={signature}",
-            body,
-            {"X-MBX-APIKEY": account.api_key},
-        )
+        r = send(server, account, f"{query}&signature={signature}", body)
         assert_error(r, 400, -1101)
     assert_unchanged(server, account)
 
@@ -241,23 +216,13 @@ def test_json_body_is_refused_in_binance_shape(
     server: Server, indebted: tuple[Account, Signer]
 ) -> None:
     account, _ = indebted
-    r = raw_request(
-        server.base_url,
-        "POST",
-        REPAY,
-        "",
-        '{"timestamp": 1}',
-        {"X-MBX-APIKEY": account.api_key, "Content-Type": "application/json"},
-    )
+    r = send(server, account, "", '{"timestamp": 1}', headers={"Content-Type": "application/json"})
     assert_error(r, 400, -1100)
     assert_unchanged(server, account)
 
 
-def test_oversized_body_is_refused(server: Server, indebted: tuple[Account, Signer]) -> None:
-    account, _ = indebted
-    r = raw_request(
-        server.base_url, "POST", REPAY, "", "a=" + "x" * 20_000, {"X-MBX-APIKEY": account.api_key}
-    )
+def test_oversized_body_is_refused(server: Server) -> None:
+    r = raw_request(server.base_url, "POST", REPAY, "", "a=" + "x" * 20_000)
     assert_error(r, 413, -1101)
 
 
