@@ -486,3 +486,43 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "auto-repay:" in done.stdout and "100 entries" in done.stdout
     assert "verify: OK" in done.stdout
+
+
+def test_kill_9_of_a_running_job_then_rerun_charges_each_account_once(tmp_path: Path) -> None:
+    """A real process killed in the middle of its sweep (as soon as its first batch is
+    committed): a re-run brings every account to exactly one interest entry for the slot."""
+    import time as time_mod
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from bench_jobs import fill  # the bench's bulk fill
+
+    db = tmp_path / "ledger.db"
+    accounts = 60_000
+    fill(db, accounts)
+    # Owing interest: every 20th account (-1500 UM against 1000 MARGIN) and every 30th (BTC).
+    owing = accounts // 20 + accounts // 30 - accounts // 60
+    cli = [sys.executable, "-m", "papi_sandbox", "jobs", "run", "interest"]
+    args = ["--as-of", "2030-01-01T00:00:00Z", "--db", f"sqlite:///{db}"]
+    count_sql = "SELECT COUNT(*) FROM entries WHERE type = 'NEGATIVE_BALANCE_INTEREST'"
+    charged = 0
+    with subprocess.Popen([*cli, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        deadline = time_mod.monotonic() + 60
+        with sqlite3.connect(db, timeout=30) as conn:
+            while charged == 0 and proc.poll() is None and time_mod.monotonic() < deadline:
+                time_mod.sleep(0.005)
+                charged = conn.execute(count_sql).fetchone()[0]
+        proc.kill()
+        proc.wait()
+    with sqlite3.connect(db) as conn:
+        charged = conn.execute(count_sql).fetchone()[0]
+    assert 0 < charged < owing  # killed half-way, after some batches committed
+    done = subprocess.run([*cli, *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(db) as conn:
+        per_account = conn.execute(
+            "SELECT MAX(n), COUNT(*) FROM (SELECT COUNT(*) AS n FROM entries"
+            " WHERE type = 'NEGATIVE_BALANCE_INTEREST' GROUP BY account_id)"
+        ).fetchone()
+    assert per_account == (1, owing)
+    assert f'"entries":{owing - charged}' in done.stdout
+    assert SQLiteStore(db).verify_sync().ok
