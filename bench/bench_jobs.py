@@ -28,7 +28,7 @@ from pathlib import Path
 
 from papi_sandbox import money
 from papi_sandbox.jobs.config import JobsConfig
-from papi_sandbox.jobs.runner import Job, JobReport, run_job
+from papi_sandbox.jobs.runner import Job, JobReport, run_job, slot_at_or_before
 from papi_sandbox.store.sqlite import SQLiteStore, migrate
 
 #: Accounts written per fill transaction (bounds the fill's memory).
@@ -111,11 +111,12 @@ def rss_mb() -> float:
 
 
 def show(report: JobReport, accounts: int) -> None:
-    rate = accounts / report.elapsed_s if report.elapsed_s else float("inf")
+    elapsed_s = report.elapsed_s or 1e-9
     print(
-        f"{report.job.value:>10}: {report.elapsed_s:7.2f} s for {accounts:,} accounts"
-        f" ({rate:,.0f} accounts/s); {report.accounts:,} negative looked at,"
-        f" {report.entries:,} entries, {report.batches} batches,"
+        f"{report.job.value:>10}: {elapsed_s:7.2f} s for {accounts:,} accounts"
+        f" ({accounts / elapsed_s:,.0f} accounts/s); {report.accounts:,} negative looked at"
+        f" ({report.accounts / elapsed_s:,.0f}/s), {report.entries:,} entries,"
+        f" {report.batches} batches,"
         f" amounts {report.to_json()['amounts']}; peak RSS {rss_mb():.0f} MiB"
     )
 
@@ -125,15 +126,14 @@ async def sweep(db_path: Path, accounts: int) -> None:
     await store.open()
     try:
         config = JobsConfig()
-        repay = await run_job(
-            store, Job.AUTO_REPAY, datetime(2026, 1, 1, 22, 0, tzinfo=UTC), config
-        )
+        now = datetime.now(UTC)
+        repay_slot = slot_at_or_before(config.auto_repay_times, now)
+        interest_slot = slot_at_or_before(config.interest_times, now)
+        repay = await run_job(store, Job.AUTO_REPAY, repay_slot, config)
         show(repay, accounts)
-        interest = await run_job(
-            store, Job.INTEREST, datetime(2026, 1, 2, 0, 0, tzinfo=UTC), config
-        )
+        interest = await run_job(store, Job.INTEREST, interest_slot, config)
         show(interest, accounts)
-        again = await run_job(store, Job.INTEREST, datetime(2026, 1, 2, 0, 0, tzinfo=UTC), config)
+        again = await run_job(store, Job.INTEREST, interest_slot, config)
         print(
             f"  re-run of the interest slot: {again.entries} entries,"
             f" {again.already_done:,} accounts already done, {again.elapsed_s:.2f} s"

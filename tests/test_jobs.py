@@ -248,6 +248,9 @@ def test_admin_job_errors(jobs_server: Server) -> None:
     assert (r.status_code, r.json()["code"]) == (400, -1102)
     r = jobs_server.admin("POST", "/jobs/interest", json={"when": "now"})
     assert r.status_code == 400
+    # Older than the markers are kept (7 days): refused, so it can never apply twice.
+    r = jobs_server.admin("POST", "/jobs/interest", json={"asOf": "2020-01-01T00:00:00Z"})
+    assert (r.status_code, r.json()["code"]) == (400, -1102) and "days old" in r.json()["msg"]
     r = jobs_server.admin("POST", "/jobs/interest", json={}, headers={"Authorization": "x"})
     assert r.status_code == 401
     r = jobs_server.admin("PUT", "/accounts/1/settings", json={"vipLevel": 10})

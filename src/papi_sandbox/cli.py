@@ -313,7 +313,7 @@ def jobs_run(
 
     import orjson
 
-    from papi_sandbox.jobs.runner import Job, parse_as_of, run_job, slot_at_or_before
+    from papi_sandbox.jobs.runner import Job, SlotTooOld, parse_as_of, run_job, slot_at_or_before
 
     if job not in {j.value for j in Job}:
         err_console.print(f"[red]Unknown job '{job}'; jobs: auto-repay, interest.[/red]")
@@ -339,7 +339,11 @@ def jobs_run(
         finally:
             await store.close()
 
-    report = asyncio.run(go())
+    try:
+        report = asyncio.run(go())
+    except SlotTooOld as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
     print(orjson.dumps(report.to_json()).decode())
 
 

@@ -18,7 +18,13 @@ from starlette.routing import Route
 from papi_sandbox import money
 from papi_sandbox.api.http import json_response, read_body
 from papi_sandbox.api.serialize import balance_object, entry_object
-from papi_sandbox.jobs.runner import Job, parse_as_of, run_job, slot_at_or_before
+from papi_sandbox.jobs.runner import (
+    Job,
+    SlotTooOld,
+    parse_as_of,
+    run_job,
+    slot_at_or_before,
+)
 from papi_sandbox.ledger.model import (
     ADJUSTABLE_WALLETS,
     ADJUSTMENT_REASONS,
@@ -207,7 +213,10 @@ def admin_routes(state: AppState) -> list[Route]:
             raise _bad(str(exc)) from None
         job = Job(name)
         slot = slot_at_or_before(job.times(state.jobs), as_of)
-        report = await run_job(state.store, job, slot, state.jobs)
+        try:
+            report = await run_job(state.store, job, slot, state.jobs)
+        except SlotTooOld as exc:
+            raise _bad(str(exc)) from None
         return json_response(200, report.to_json())
 
     def route(path: str, handler: AdminHandler, method: str) -> Route:

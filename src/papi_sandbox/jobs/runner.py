@@ -132,6 +132,10 @@ def moved(entry: Entry) -> dict[str, Decimal]:
     return result
 
 
+class SlotTooOld(ValueError):
+    """The slot is older than the markers are kept: running it could apply twice."""
+
+
 async def run_job(
     store: Store,
     job: Job,
@@ -139,10 +143,20 @@ async def run_job(
     config: JobsConfig,
     *,
     planner: JobPlanner | None = None,
+    now: datetime | None = None,
 ) -> JobReport:
     """Run ``job`` for ``slot`` over every account that may need it. Safe to repeat: accounts
-    already handled for this slot are skipped. ``planner`` replaces the job's rule (tests)."""
+    already handled for this slot are skipped. ``planner`` replaces the job's rule (tests).
+
+    Markers are kept ``marker_retention_days`` before ``now``; a slot older than that is refused
+    (:class:`SlotTooOld`), so every slot that can run still has its markers."""
     started = time_mod.perf_counter()
+    horizon = (now or datetime.now(UTC)) - timedelta(days=config.marker_retention_days)
+    if slot < horizon:
+        raise SlotTooOld(
+            f"the slot {slot.isoformat()} is more than {config.marker_retention_days} days old;"
+            " its run markers may be gone, so it is not run again"
+        )
     report = JobReport(job, slot.astimezone(UTC))
     plan = planner or planner_for(job, config)
     after_account_id = 0
@@ -154,8 +168,7 @@ async def run_job(
             await store.run_job_batch(job.value, report.slot_ms, job.entry_type, account_ids, plan)
         )
         after_account_id = account_ids[-1]
-    retention_ms = config.marker_retention_days * 86_400_000
-    await store.prune_job_marks(report.slot_ms - retention_ms)
+    await store.prune_job_marks(int(horizon.timestamp() * 1000))
     report.elapsed_s = time_mod.perf_counter() - started
     return report
 

@@ -38,7 +38,7 @@ async def run_scheduler(
         while (wait_s := (slot - now()).total_seconds()) > 0:
             await sleep(min(wait_s, MAX_SLEEP_S))
         try:
-            report = await run_job(store, job, slot, config)
+            report = await run_job(store, job, slot, config, now=now())
         except Exception:  # a failed run is logged; the next slot still runs
             log.exception("job %s for %s failed", job.value, slot.isoformat())
         else:
