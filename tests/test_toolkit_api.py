@@ -70,6 +70,18 @@ def test_switch_refuses_other_values_and_changes_nothing(signer: Signer, value: 
     assert ok(signer.request("GET", SWITCH)) == {"autoRepay": False}
 
 
+def test_switch_off_does_not_gate_the_manual_repay(
+    server: Server, account: Account, signer: Signer
+) -> None:
+    ok(signer.request("POST", SWITCH, {"autoRepay": "false"}))
+    r = server.admin("GET", f"/accounts/{account.account_id}/settings")
+    assert r.json() == {"autoRepay": False, "vipLevel": 0}
+    server.adjust(account.account_id, "MARGIN", "USDT", "10", "DEPOSIT")
+    server.adjust(account.account_id, "UM", "USDT", "-4", "REALIZED_PNL")
+    ok(signer.request("POST", "/papi/v1/repay-futures-negative-balance"))
+    assert balances(signer)["USDT"]["umWalletBalance"] == "0.00000000"
+
+
 def test_switch_without_the_parameter(signer: Signer) -> None:
     error(signer.request("POST", SWITCH), 400, -1102)
 
