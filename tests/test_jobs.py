@@ -529,3 +529,16 @@ def test_kill_9_of_a_running_job_then_rerun_charges_each_account_once(tmp_path: 
     assert per_account == (1, owing)
     assert f'"entries":{owing - charged}' in done.stdout
     assert SQLiteStore(db).verify_sync().ok
+
+
+def test_serve_with_the_scheduler_starts_and_stops_cleanly(tmp_path: Path) -> None:
+    srv = Server(tmp_path / "server", ["--scheduler"])
+    srv.start()
+    try:
+        assert srv.admin("GET", "/verify").status_code == 200
+    finally:
+        assert srv.proc is not None
+        proc = srv.proc
+        srv.stop()
+    assert proc.returncode == 0
+    assert srv.log_path is not None and "Traceback" not in srv.log_path.read_text()
