@@ -60,6 +60,8 @@ class Server:
             **os.environ,
             "PAPI_SANDBOX_DATA_DIR": str(self.data_dir),
             "PAPI_SANDBOX_ADMIN_TOKEN": ADMIN_TOKEN,
+            # Tests make days pass on demand; a scheduled job firing mid-test would race them.
+            "PAPI_SANDBOX_SCHEDULER": "false",
         }
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.data_dir / "server.log"

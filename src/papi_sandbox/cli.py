@@ -40,6 +40,26 @@ Db = Annotated[
 ]
 
 
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        envvar="PAPI_SANDBOX_CONFIG",
+        help="TOML file with the jobs' times, thresholds and rates (docs/jobs.md).",
+    ),
+]
+
+
+def _load_jobs_config(path: Path | None) -> Any:
+    from papi_sandbox.jobs.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        err_console.print(f"[red]Bad configuration: {exc}[/red]")
+        raise typer.Exit(2) from None
+
+
 def open_store(db_url: str) -> Any:
     from papi_sandbox.store.sqlite import SQLiteStore, path_from_url
 
@@ -69,6 +89,14 @@ def serve(
         ),
     ] = False,
     access_log: Annotated[bool, typer.Option(envvar="PAPI_SANDBOX_ACCESS_LOG")] = True,
+    config: ConfigOpt = None,
+    scheduler: Annotated[
+        bool,
+        typer.Option(
+            envvar="PAPI_SANDBOX_SCHEDULER",
+            help="Run auto-repay and interest at their scheduled times (docs/jobs.md).",
+        ),
+    ] = True,
 ) -> None:
     """Run the service."""
     import uvicorn
@@ -76,8 +104,15 @@ def serve(
     from papi_sandbox.api.app import create_app
     from papi_sandbox.demo import announce_demo
 
+    _load_jobs_config(config)  # a bad file stops here, with its message, before serving
     settings = Settings(
-        host=host, port=port, data_dir=data_dir, db=db, ip_weight_limit=ip_weight_limit
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        db=db,
+        ip_weight_limit=ip_weight_limit,
+        config_path=config,
+        scheduler=scheduler,
     )
     token, generated = settings_mod.ensure_admin_token(data_dir)
     if generated:
@@ -252,6 +287,64 @@ def _print_balances(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         table.add_row(*(str(row[c]) for c in columns))
     console.print(table)
+
+
+# -- scheduled jobs on demand -------------------------------------------------------------------
+
+jobs_app = typer.Typer(help="Run the scheduled jobs on demand (directly on the database).")
+app.add_typer(jobs_app, name="jobs")
+
+
+@jobs_app.command("run")
+def jobs_run(
+    job: Annotated[str, typer.Argument(help="auto-repay or interest")],
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of", help="ISO time; the job runs for its latest slot at or before it (UTC)."
+        ),
+    ] = None,
+    db: Db = None,
+    data_dir: DataDir = settings_mod.DEFAULT_DATA_DIR,
+    config: ConfigOpt = None,
+) -> None:
+    """Run one job for one slot, like the server would; safe to repeat (idempotent per slot)."""
+    import asyncio
+
+    import orjson
+
+    from papi_sandbox.jobs.runner import Job, SlotTooOld, parse_as_of, run_job, slot_at_or_before
+
+    if job not in {j.value for j in Job}:
+        err_console.print(f"[red]Unknown job '{job}'; jobs: auto-repay, interest.[/red]")
+        raise typer.Exit(2)
+    try:
+        moment = parse_as_of(as_of)
+    except ValueError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    jobs_config = _load_jobs_config(config)
+    settings = Settings(data_dir=data_dir, db=db)
+    store = open_store(settings.db_url)
+    if not store.path.exists():  # never create an empty ledger just to sweep it
+        err_console.print(f"[red]No database at {store.path}[/red]")
+        raise typer.Exit(2)
+    chosen = Job(job)
+    slot = slot_at_or_before(chosen.times(jobs_config), moment)
+
+    async def go() -> Any:
+        await store.open()
+        try:
+            return await run_job(store, chosen, slot, jobs_config)
+        finally:
+            await store.close()
+
+    try:
+        report = asyncio.run(go())
+    except SlotTooOld as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    print(orjson.dumps(report.to_json()).decode())
 
 
 def main() -> None:

@@ -9,7 +9,8 @@ import functools
 from dataclasses import dataclass
 from decimal import Decimal
 
-from papi_sandbox.ledger import rules
+from papi_sandbox.ledger import collection, rules
+from papi_sandbox.ledger.account import AccountSummary, summarize
 from papi_sandbox.ledger.model import (
     BalanceRow,
     Entry,
@@ -17,12 +18,16 @@ from papi_sandbox.ledger.model import (
     LedgerError,
     Wallet,
 )
-from papi_sandbox.store.base import AccountInfo, ApiKeyRecord, Store
+from papi_sandbox.store.base import AccountInfo, ApiKeyRecord, InterestRecord, Store
 from papi_sandbox.wire.auth import new_api_key, new_hmac_secret
 
 
 class UnknownAccount(LedgerError):
     pass
+
+
+#: Highest VIP tier an operator may set (Binance's tiers are 0 to 9).
+MAX_VIP_LEVEL = 9
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,3 +100,45 @@ class Service:
     ) -> list[Entry]:
         await self.require_account(account_id)
         return await self.store.journal(account_id, limit, before_tran_id)
+
+    # -- the negative-balance toolkit (issue 4) ------------------------------------------------
+
+    async def auto_repay(self, account_id: int) -> bool:
+        return (await self.require_account(account_id)).auto_repay
+
+    async def set_settings(
+        self, account_id: int, *, auto_repay: bool | None = None, vip_level: int | None = None
+    ) -> None:
+        if vip_level is not None and not 0 <= vip_level <= MAX_VIP_LEVEL:
+            raise LedgerError(f"vipLevel must be an integer from 0 to {MAX_VIP_LEVEL}")
+        if not await self.store.set_account_settings(
+            account_id, auto_repay=auto_repay, vip_level=vip_level
+        ):
+            raise UnknownAccount(f"account {account_id} does not exist")
+
+    async def collect(self, account_id: int, asset: str | None = None) -> Entry | None:
+        """Auto-collection (every asset) or asset collection (one); None when nothing moved."""
+        return await self.store.transact(
+            account_id,
+            EntryType.AUTO_COLLECTION if asset is None else EntryType.ASSET_COLLECTION,
+            functools.partial(collection.plan_collection, account_id, asset=asset),
+        )
+
+    async def bnb_transfer(
+        self, account_id: int, amount: Decimal, side: collection.TransferSide
+    ) -> Entry:
+        entry = await self.store.transact(
+            account_id,
+            EntryType.BNB_TRANSFER,
+            functools.partial(collection.plan_bnb_transfer, account_id, amount=amount, side=side),
+        )
+        assert entry is not None  # a transfer always has postings (or raises)
+        return entry
+
+    async def interest_history(
+        self, account_id: int, asset: str | None, start_ms: int, end_ms: int, limit: int
+    ) -> list[InterestRecord]:
+        return await self.store.interest_history(account_id, asset, start_ms, end_ms, limit)
+
+    async def account_summary(self, account_id: int) -> AccountSummary:
+        return summarize(await self.balance_rows(account_id))

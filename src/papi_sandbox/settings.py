@@ -28,6 +28,8 @@ class Settings:
     db: str | None = None  # None: a SQLite file in data_dir
     ip_weight_limit: int = DEFAULT_WEIGHT_LIMIT_PER_MINUTE  # 0 turns the limit off
     admin_token: str | None = None  # None: PAPI_SANDBOX_ADMIN_TOKEN, else the data_dir file
+    config_path: Path | None = None  # the jobs' TOML file (PAPI_SANDBOX_CONFIG); None: defaults
+    scheduler: bool = True  # run the scheduled jobs inside the server (PAPI_SANDBOX_SCHEDULER)
 
     @property
     def db_url(self) -> str:

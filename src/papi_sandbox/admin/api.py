@@ -18,6 +18,13 @@ from starlette.routing import Route
 from papi_sandbox import money
 from papi_sandbox.api.http import json_response, read_body
 from papi_sandbox.api.serialize import balance_object, entry_object
+from papi_sandbox.jobs.runner import (
+    Job,
+    SlotTooOld,
+    parse_as_of,
+    run_job,
+    slot_at_or_before,
+)
 from papi_sandbox.ledger.model import (
     ADJUSTABLE_WALLETS,
     ADJUSTMENT_REASONS,
@@ -173,6 +180,45 @@ def admin_routes(state: AppState) -> list[Route]:
             },
         )
 
+    async def settings(request: Request) -> Response:
+        account_id = _account_id(request)
+        if request.method == "PUT":
+            data = await _json_body(request)
+            unknown = set(data) - {"autoRepay", "vipLevel"}
+            if unknown:
+                raise _bad(f"Unknown field(s): {', '.join(sorted(unknown))}.")
+            auto_repay = data.get("autoRepay")
+            if auto_repay is not None and not isinstance(auto_repay, bool):
+                raise _bad("'autoRepay' must be true or false.")
+            vip_level = data.get("vipLevel")
+            if vip_level is not None and (
+                isinstance(vip_level, bool) or not isinstance(vip_level, int)
+            ):
+                raise _bad("'vipLevel' must be an integer.")
+            await service.set_settings(account_id, auto_repay=auto_repay, vip_level=vip_level)
+        info = await service.require_account(account_id)
+        return json_response(200, {"autoRepay": info.auto_repay, "vipLevel": info.vip_level})
+
+    async def run_job_now(request: Request) -> Response:
+        name = request.path_params["job"]
+        if name not in {j.value for j in Job}:
+            raise ApiError(404, -1000, f"Unknown job '{name[:32]}'; jobs: auto-repay, interest.")
+        data = await _json_body(request)
+        unknown = set(data) - {"asOf"}
+        if unknown:
+            raise _bad(f"Unknown field(s): {', '.join(sorted(unknown))}.")
+        try:
+            as_of = parse_as_of(data.get("asOf"))
+        except ValueError as exc:
+            raise _bad(str(exc)) from None
+        job = Job(name)
+        slot = slot_at_or_before(job.times(state.jobs), as_of)
+        try:
+            report = await run_job(state.store, job, slot, state.jobs)
+        except SlotTooOld as exc:
+            raise _bad(str(exc)) from None
+        return json_response(200, report.to_json())
+
     def route(path: str, handler: AdminHandler, method: str) -> Route:
         return Route(path, _guarded(state, handler), methods=[method])
 
@@ -182,4 +228,7 @@ def admin_routes(state: AppState) -> list[Route]:
         route("/accounts/{account_id}/balances", balances, "GET"),
         route("/accounts/{account_id}/journal", journal, "GET"),
         route("/verify", verify, "GET"),
+        route("/accounts/{account_id}/settings", settings, "GET"),
+        route("/accounts/{account_id}/settings", settings, "PUT"),
+        route("/jobs/{job}", run_job_now, "POST"),
     ]

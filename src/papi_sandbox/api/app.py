@@ -3,11 +3,12 @@ dispatches every public endpoint of the table, plus the operator API."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
@@ -18,11 +19,14 @@ from starlette.routing import Mount, Route
 
 from papi_sandbox.api.endpoints import ENDPOINTS, Call, Endpoint, Security, table
 from papi_sandbox.api.http import client_ip, error_response, json_response, read_body
+from papi_sandbox.jobs.config import JobsConfig, load_config
+from papi_sandbox.jobs.scheduler import run_scheduler
 from papi_sandbox.ledger.model import InsufficientBalance, LedgerError
 from papi_sandbox.service import Service
 from papi_sandbox.settings import Settings
 from papi_sandbox.store.base import Store
 from papi_sandbox.wire import auth, errors, params
+from papi_sandbox.wire.account_limits import AccountLimiter
 from papi_sandbox.wire.errors import ApiError
 from papi_sandbox.wire.limits import Limiter, WeightLimiter
 
@@ -46,6 +50,8 @@ class AppState:
     limiter: Limiter
     keys: auth.KeyCache
     admin_token: str
+    account_limits: AccountLimiter = field(default_factory=AccountLimiter)
+    jobs: JobsConfig = field(default_factory=JobsConfig)
 
 
 class PublicApi:
@@ -103,6 +109,8 @@ class PublicApi:
                 if not allowed:
                     raise errors.rejected_api_key()
             account_id = key.account_id
+            if endpoint.account_limit is not None:
+                self.state.account_limits.admit(endpoint.account_limit, account_id)
         args = params.bind(endpoint.all_params, raw.values)
         try:
             return await endpoint.handler(Call(self.state.service, account_id, args))
@@ -144,17 +152,25 @@ def create_app(
         limiter=WeightLimiter(settings.ip_weight_limit),
         keys=auth.KeyCache(store.find_api_key),
         admin_token=admin_token,
+        jobs=load_config(settings.config_path),
     )
     public = PublicApi(state)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.open()
+        scheduler: asyncio.Task[None] | None = None
         try:
             if on_ready is not None:
                 await on_ready(state)
+            if settings.scheduler:
+                scheduler = asyncio.create_task(run_scheduler(store, state.jobs))
             yield
         finally:
+            if scheduler is not None:
+                scheduler.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await scheduler
             await store.close()
 
     async def healthz(request: Request) -> Response:

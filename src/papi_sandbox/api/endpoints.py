@@ -7,15 +7,22 @@ them (:mod:`papi_sandbox.api.app`).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from papi_sandbox.api.serialize import balance_object
+from papi_sandbox.api.serialize import account_object, balance_object, interest_object
+from papi_sandbox.ledger.collection import AssetNotCollectable, TransferSide
 from papi_sandbox.ledger.model import InsufficientBalance
 from papi_sandbox.service import Service
 from papi_sandbox.wire import errors
+from papi_sandbox.wire.account_limits import (
+    AUTO_COLLECTION_LIMIT,
+    BNB_TRANSFER_LIMIT,
+    RollingLimit,
+)
 from papi_sandbox.wire.params import Kind, Param
 
 
@@ -62,6 +69,8 @@ class Endpoint:
     params: tuple[Param, ...]
     handler: Handler
     summary: str
+    #: A per-account rolling limit on top of the IP weight (wire/account_limits.py).
+    account_limit: RollingLimit | None = None
 
     @property
     def all_params(self) -> tuple[Param, ...]:
@@ -90,6 +99,85 @@ async def _balance(call: Call) -> Any:
     return [balance_object(row) for row in await call.service.balance_rows(call.account_id)]
 
 
+# -- the negative-balance toolkit (issue 4) --------------------------------------------------------
+
+#: Interest-history window rules (Binance's): 7 days when no time is sent, 30 days at most.
+INTEREST_DEFAULT_WINDOW_MS = 7 * 86_400_000
+INTEREST_MAX_WINDOW_MS = 30 * 86_400_000
+#: Interest-history page size: default and maximum (Binance's).
+INTEREST_DEFAULT_SIZE = 10
+INTEREST_MAX_SIZE = 100
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+async def _get_repay_futures_switch(call: Call) -> Any:
+    return {"autoRepay": await call.service.auto_repay(call.account_id)}
+
+
+async def _set_repay_futures_switch(call: Call) -> Any:
+    await call.service.set_settings(call.account_id, auto_repay=call.args["autoRepay"])
+    return SUCCESS
+
+
+async def _auto_collection(call: Call) -> Any:
+    await call.service.collect(call.account_id)
+    return SUCCESS
+
+
+async def _asset_collection(call: Call) -> Any:
+    try:
+        await call.service.collect(call.account_id, call.args["asset"])
+    except AssetNotCollectable as exc:
+        raise errors.invalid_parameter("asset", f"{exc}.") from None
+    return SUCCESS
+
+
+async def _bnb_transfer(call: Call) -> Any:
+    amount = call.args["amount"]
+    if amount <= 0:
+        raise errors.invalid_parameter("amount", "It must be greater than 0.")
+    entry = await call.service.bnb_transfer(
+        call.account_id, amount, TransferSide(call.args["transferSide"])
+    )
+    return {"tranId": entry.tran_id}
+
+
+def interest_window(start_ms: int | None, end_ms: int | None, now_ms: int) -> tuple[int, int]:
+    """Binance's window for the interest history (both ends inclusive)."""
+    if start_ms is None and end_ms is None:
+        return now_ms - INTEREST_DEFAULT_WINDOW_MS, now_ms
+    if end_ms is None:
+        assert start_ms is not None
+        return max(start_ms, now_ms - INTEREST_MAX_WINDOW_MS), now_ms
+    if start_ms is None:
+        return end_ms - INTEREST_DEFAULT_WINDOW_MS, end_ms
+    if start_ms > end_ms:
+        raise errors.invalid_parameter("startTime", "startTime must not be after endTime.")
+    if end_ms - start_ms > INTEREST_MAX_WINDOW_MS:
+        raise errors.interval_too_big("startTime and endTime must be at most 30 days apart.")
+    return start_ms, end_ms
+
+
+async def _interest_history(call: Call) -> Any:
+    size = call.args.get("size", INTEREST_DEFAULT_SIZE)
+    if not 1 <= size <= INTEREST_MAX_SIZE:
+        raise errors.invalid_parameter("size", f"It must be from 1 to {INTEREST_MAX_SIZE}.")
+    start_ms, end_ms = interest_window(
+        call.args.get("startTime"), call.args.get("endTime"), _now_ms()
+    )
+    records = await call.service.interest_history(
+        call.account_id, call.args.get("asset"), start_ms, end_ms, size
+    )
+    return [interest_object(r) for r in records]
+
+
+async def _account(call: Call) -> Any:
+    return account_object(await call.service.account_summary(call.account_id))
+
+
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/papi/v1/ping", 1, Security.NONE, (), _ping, "Test connectivity"),
     Endpoint(
@@ -109,6 +197,92 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         (Param("asset", Kind.ASSET, description="one asset; the answer is then one object"),),
         _balance,
         "Balances per asset across the margin, UM and CM wallets",
+    ),
+    Endpoint(
+        "GET",
+        "/papi/v1/account",
+        20,
+        Security.USER_DATA,
+        (),
+        _account,
+        "Account information (computed without prices; see docs/jobs.md)",
+    ),
+    Endpoint(
+        "GET",
+        "/papi/v1/repay-futures-switch",
+        30,
+        Security.USER_DATA,
+        (),
+        _get_repay_futures_switch,
+        "Get the auto-repay-futures status",
+    ),
+    Endpoint(
+        "POST",
+        "/papi/v1/repay-futures-switch",
+        750,
+        Security.TRADE,
+        (
+            Param(
+                "autoRepay",
+                Kind.BOOLEAN,
+                mandatory=True,
+                description="true or false: auto-repay futures negative balances",
+            ),
+        ),
+        _set_repay_futures_switch,
+        "Change the auto-repay-futures status",
+    ),
+    Endpoint(
+        "POST",
+        "/papi/v1/auto-collection",
+        750,
+        Security.TRADE,
+        (),
+        _auto_collection,
+        "Collect every positive UM and CM balance into the margin wallet (BNB in UM stays)",
+        AUTO_COLLECTION_LIMIT,
+    ),
+    Endpoint(
+        "POST",
+        "/papi/v1/asset-collection",
+        30,
+        Security.TRADE,
+        (Param("asset", Kind.ASSET, mandatory=True, description="the asset; BNB is refused"),),
+        _asset_collection,
+        "Collect one asset's positive UM and CM balances into the margin wallet",
+    ),
+    Endpoint(
+        "POST",
+        "/papi/v1/bnb-transfer",
+        750,
+        Security.TRADE,
+        (
+            Param("amount", Kind.DECIMAL, mandatory=True, description="BNB to move, > 0"),
+            Param(
+                "transferSide",
+                Kind.ENUM,
+                mandatory=True,
+                choices=tuple(side.value for side in TransferSide),
+                description="TO_UM: margin -> UM; FROM_UM: UM -> margin",
+            ),
+        ),
+        _bnb_transfer,
+        "Transfer BNB in and out of UM",
+        BNB_TRANSFER_LIMIT,
+    ),
+    Endpoint(
+        "GET",
+        "/papi/v1/portfolio/interest-history",
+        50,
+        Security.USER_DATA,
+        (
+            Param("asset", Kind.ASSET, description="one asset"),
+            Param("startTime", Kind.LONG, description="ms, inclusive"),
+            Param("endTime", Kind.LONG, description="ms, inclusive; at most 30 days after start"),
+            Param("size", Kind.LONG, description="rows, default 10, max 100"),
+        ),
+        _interest_history,
+        "Negative-balance interest history, newest first",
     ),
 )
 

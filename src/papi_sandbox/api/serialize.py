@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from papi_sandbox.ledger.account import AccountSummary
 from papi_sandbox.ledger.model import BalanceRow, Entry
 from papi_sandbox.money import format_amount
+from papi_sandbox.store.base import InterestRecord
 
 
 def balance_object(row: BalanceRow) -> dict[str, Any]:
@@ -46,4 +48,32 @@ def entry_object(entry: Entry) -> dict[str, Any]:
             }
             for p in entry.postings
         ],
+    }
+
+
+def account_object(summary: AccountSummary) -> dict[str, Any]:
+    """The account object of ``GET /papi/v1/account`` (see ledger/account.py for each field)."""
+    return {
+        "uniMMR": format_amount(summary.uni_mmr),
+        "accountEquity": format_amount(summary.account_equity),
+        "actualEquity": format_amount(summary.actual_equity),
+        "accountInitialMargin": format_amount(summary.initial_margin),
+        "accountMaintMargin": format_amount(summary.maint_margin),
+        "accountStatus": summary.status,
+        "virtualMaxWithdrawAmount": format_amount(summary.virtual_max_withdraw),
+        "totalAvailableBalance": format_amount(summary.total_available),
+        "totalMarginOpenLoss": format_amount(summary.margin_open_loss),
+        "updateTime": summary.update_time_ms,
+    }
+
+
+def interest_object(record: InterestRecord) -> dict[str, Any]:
+    """One row of ``GET /papi/v1/portfolio/interest-history`` (``interestAccuredTime`` is
+    Binance's spelling)."""
+    return {
+        "asset": record.asset,
+        "interest": format_amount(record.interest),
+        "interestAccuredTime": record.accrued_ms,
+        "interestRate": format_amount(record.rate),
+        "principal": format_amount(record.principal),
     }

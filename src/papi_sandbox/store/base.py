@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Protocol
 
+from papi_sandbox.ledger.interest import InterestCharge
 from papi_sandbox.ledger.model import AccountBalances, Balances, Entry, Posting
 
 #: A pure rule bound to its arguments: the account's balances in, postings out (or a LedgerError).
@@ -85,3 +87,87 @@ class Store(Protocol):
         ...
 
     async def verify(self) -> VerifyReport: ...
+
+    # -- the negative-balance toolkit (issue 4) --
+
+    async def set_account_settings(
+        self, account_id: int, *, auto_repay: bool | None = None, vip_level: int | None = None
+    ) -> bool:
+        """Change settings; False when the account does not exist. Nothing else changes."""
+        ...
+
+    async def interest_history(
+        self, account_id: int, asset: str | None, start_ms: int, end_ms: int, limit: int
+    ) -> list[InterestRecord]:
+        """Rows with start_ms <= accrued_ms <= end_ms, newest first, at most ``limit``."""
+        ...
+
+    async def job_candidates(self, after_account_id: int, limit: int) -> list[int]:
+        """Keyset page of accounts with a negative UM or CM wallet, id > after_account_id,
+        ascending. Both jobs only ever act on such accounts (MARGIN free/locked are never
+        negative, so no other account can owe interest or need a repay)."""
+        ...
+
+    async def run_job_batch(
+        self, job: str, slot_ms: int, entry_type: str, account_ids: list[int], plan: JobPlanner
+    ) -> JobBatchResult:
+        """In one write transaction, for each account not yet marked for (job, slot): run the
+        rule on its balances, append its entry (and interest rows), and mark it, the marker in
+        the same transaction as the entry, so a re-run after a crash never applies twice."""
+        ...
+
+    async def prune_job_marks(self, before_slot_ms: int) -> int:
+        """Forget (job, slot, account) markers of slots older than ``before_slot_ms``."""
+        ...
+
+
+# -- the negative-balance toolkit (issue 4): settings, interest history, scheduled jobs -----------
+
+#: Most interest-history rows one read returns (the endpoint's own maximum is 100).
+MAX_INTEREST_PAGE = 1000
+#: Most accounts one job batch carries: bounds the time a batch holds the write lock (about
+#: 0.1 ms per account) and the memory a sweep needs, whatever the number of accounts.
+MAX_JOB_BATCH_ACCOUNTS = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class InterestRecord:
+    """One row of ``GET /papi/v1/portfolio/interest-history``."""
+
+    account_id: int
+    asset: str
+    interest: Decimal
+    rate: Decimal
+    principal: Decimal
+    accrued_ms: int  # the job's scheduled slot (interestAccuredTime)
+    tran_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobAccount:
+    """What a job's rule sees of one account, read inside the batch's write transaction."""
+
+    account_id: int
+    auto_repay: bool
+    vip_level: int
+    balances: Balances
+
+
+@dataclass(frozen=True, slots=True)
+class JobPlan:
+    """A job's decision for one account: its entry's postings and the interest rows to record."""
+
+    postings: list[Posting]
+    interest: list[InterestCharge] = field(default_factory=list)
+
+
+#: A job's pure rule bound to its arguments. A LedgerError means "nothing to do for this account".
+JobPlanner = Callable[[JobAccount], JobPlan]
+
+
+@dataclass(slots=True)
+class JobBatchResult:
+    accounts: int = 0  # accounts looked at in this batch
+    already_done: int = 0  # accounts this (job, slot) had already handled: skipped
+    refused: int = 0  # accounts the rule refused (e.g. nothing in MARGIN to repay with)
+    entries: list[Entry] = field(default_factory=list)

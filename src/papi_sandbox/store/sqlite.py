@@ -30,14 +30,22 @@ from papi_sandbox.ledger.model import (
     SYSTEM_ACCOUNT_ID,
     AccountBalances,
     Entry,
+    LedgerError,
     Posting,
     Wallet,
     is_balanced,
 )
 from papi_sandbox.store.base import (
+    MAX_INTEREST_PAGE,
+    MAX_JOB_BATCH_ACCOUNTS,
     MAX_JOURNAL_PAGE,
     AccountInfo,
     ApiKeyRecord,
+    InterestRecord,
+    JobAccount,
+    JobBatchResult,
+    JobPlan,
+    JobPlanner,
     Planner,
     VerifyReport,
 )
@@ -98,6 +106,32 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (account_id, asset, wallet)
     ) WITHOUT ROWID;
     INSERT INTO accounts (id, label, created_ms, auto_repay) VALUES (0, 'SYSTEM', 0, 0);
+    """,
+    # 2: the negative-balance toolkit (issue 4): interest history, per-(job, slot, account)
+    # markers that make scheduled jobs idempotent, and an index of negative futures wallets so a
+    # sweep reads only the accounts it may act on. Amounts are canonical text, so "amount < '0'"
+    # is exactly "starts with '-'" ('-' sorts before every digit).
+    """
+    CREATE TABLE interest_records (
+        id INTEGER PRIMARY KEY,
+        account_id INTEGER NOT NULL,
+        asset TEXT NOT NULL,
+        interest TEXT NOT NULL,
+        rate TEXT NOT NULL,
+        principal TEXT NOT NULL,
+        accrued_ms INTEGER NOT NULL,
+        tran_id INTEGER NOT NULL REFERENCES entries(tran_id)
+    );
+    CREATE INDEX interest_records_account ON interest_records(account_id, accrued_ms);
+    CREATE TABLE job_marks (
+        job TEXT NOT NULL,
+        slot_ms INTEGER NOT NULL,
+        account_id INTEGER NOT NULL,
+        tran_id INTEGER,
+        PRIMARY KEY (job, slot_ms, account_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX balances_negative_futures ON balances(account_id)
+        WHERE wallet IN ('UM', 'CM') AND amount < '0';
     """,
 )
 
@@ -411,6 +445,173 @@ class SQLiteStore:
             return verify_connection(conn)
         finally:
             conn.close()
+
+    # -- the negative-balance toolkit (issue 4) ------------------------------------------------
+
+    async def set_account_settings(
+        self, account_id: int, *, auto_repay: bool | None = None, vip_level: int | None = None
+    ) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            exists = conn.execute(
+                "SELECT 1 FROM accounts WHERE id = ? AND id != ?", (account_id, SYSTEM_ACCOUNT_ID)
+            ).fetchone()
+            if exists is None:
+                return False
+            if auto_repay is not None:
+                conn.execute(
+                    "UPDATE accounts SET auto_repay = ? WHERE id = ?", (int(auto_repay), account_id)
+                )
+            if vip_level is not None:
+                conn.execute(
+                    "UPDATE accounts SET vip_level = ? WHERE id = ?", (vip_level, account_id)
+                )
+            return True
+
+        return await self._write(op)
+
+    async def interest_history(
+        self, account_id: int, asset: str | None, start_ms: int, end_ms: int, limit: int
+    ) -> list[InterestRecord]:
+        limit = max(1, min(limit, MAX_INTEREST_PAGE))
+        sql = (
+            "SELECT account_id, asset, interest, rate, principal, accrued_ms, tran_id"
+            " FROM interest_records WHERE account_id = ? AND accrued_ms BETWEEN ? AND ?"
+        )
+        args: list[Any] = [account_id, start_ms, end_ms]
+        if asset is not None:
+            sql += " AND asset = ?"
+            args.append(asset)
+        sql += " ORDER BY accrued_ms DESC, id DESC LIMIT ?"
+        args.append(limit)
+
+        def op(conn: sqlite3.Connection) -> list[InterestRecord]:
+            return [
+                InterestRecord(
+                    r[0],
+                    r[1],
+                    money.from_storage(r[2]),
+                    money.from_storage(r[3]),
+                    money.from_storage(r[4]),
+                    r[5],
+                    r[6],
+                )
+                for r in conn.execute(sql, args)
+            ]
+
+        return await self._read(op)
+
+    async def job_candidates(self, after_account_id: int, limit: int) -> list[int]:
+        limit = max(1, min(limit, MAX_JOB_BATCH_ACCOUNTS))
+
+        def op(conn: sqlite3.Connection) -> list[int]:
+            # The WHERE clause repeats the partial index's, so SQLite reads only that index.
+            return [
+                row[0]
+                for row in conn.execute(
+                    "SELECT DISTINCT account_id FROM balances"
+                    " WHERE wallet IN ('UM', 'CM') AND amount < '0' AND account_id > ?"
+                    " ORDER BY account_id LIMIT ?",
+                    (max(after_account_id, SYSTEM_ACCOUNT_ID), limit),
+                )
+            ]
+
+        return await self._read(op)
+
+    async def run_job_batch(
+        self, job: str, slot_ms: int, entry_type: str, account_ids: list[int], plan: JobPlanner
+    ) -> JobBatchResult:
+        if len(account_ids) > MAX_JOB_BATCH_ACCOUNTS:
+            raise ValueError(f"a job batch carries at most {MAX_JOB_BATCH_ACCOUNTS} accounts")
+
+        def op(conn: sqlite3.Connection) -> JobBatchResult:
+            result = JobBatchResult()
+            for account_id in account_ids:
+                if account_id == SYSTEM_ACCOUNT_ID:
+                    continue
+                result.accounts += 1
+                done = conn.execute(
+                    "SELECT 1 FROM job_marks WHERE job = ? AND slot_ms = ? AND account_id = ?",
+                    (job, slot_ms, account_id),
+                ).fetchone()
+                if done is not None:
+                    result.already_done += 1
+                    continue
+                settings = conn.execute(
+                    "SELECT auto_repay, vip_level FROM accounts WHERE id = ?", (account_id,)
+                ).fetchone()
+                if settings is None:
+                    continue
+                snapshot = _load_balances(conn, account_id)
+                try:
+                    decision = plan(
+                        JobAccount(account_id, bool(settings[0]), settings[1], snapshot.amounts)
+                    )
+                except LedgerError:
+                    result.refused += 1
+                    decision = JobPlan([])
+                tran_id: int | None = None
+                if decision.postings:
+                    entry = _append_entry(
+                        conn, account_id, entry_type, decision.postings, self._clock_ms()
+                    )
+                    tran_id = entry.tran_id
+                    result.entries.append(entry)
+                    conn.executemany(
+                        "INSERT INTO interest_records (account_id, asset, interest, rate,"
+                        " principal, accrued_ms, tran_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [
+                            (
+                                account_id,
+                                c.asset,
+                                money.to_storage(c.interest),
+                                money.to_storage(c.rate),
+                                money.to_storage(c.principal),
+                                slot_ms,
+                                tran_id,
+                            )
+                            for c in decision.interest
+                        ],
+                    )
+                # Same transaction as the entry: after a crash both exist or neither does.
+                conn.execute(
+                    "INSERT INTO job_marks (job, slot_ms, account_id, tran_id) VALUES (?, ?, ?, ?)",
+                    (job, slot_ms, account_id, tran_id),
+                )
+            return result
+
+        return await self._write(op)
+
+    async def prune_job_marks(self, before_slot_ms: int) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "DELETE FROM job_marks WHERE slot_ms < ?", (before_slot_ms,)
+            ).rowcount
+
+        return await self._write(op)
+
+
+def _append_entry(
+    conn: sqlite3.Connection, account_id: int, entry_type: str, postings: list[Posting], now: int
+) -> Entry:
+    """Journal one entry and apply it to the stored balances (the caller holds the write lock)."""
+    if not is_balanced(postings):
+        raise AssertionError(f"unbalanced postings from {entry_type}: {postings}")
+    cur = conn.execute(
+        "INSERT INTO entries (account_id, type, time_ms) VALUES (?, ?, ?)",
+        (account_id, entry_type, now),
+    )
+    tran_id = int(cur.lastrowid or 0)
+    conn.executemany(
+        "INSERT INTO postings (tran_id, seq, account_id, wallet, asset, amount)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (tran_id, seq, p.account_id, p.wallet.value, p.asset, money.to_storage(p.amount))
+            for seq, p in enumerate(postings)
+        ],
+    )
+    for p in postings:
+        _add_to_balance(conn, p, now)
+    return Entry(tran_id, entry_type, now, account_id, tuple(postings))
 
 
 def _insert_key(conn: sqlite3.Connection, key: ApiKeyRecord, account_id: int, now: int) -> None:

@@ -109,3 +109,12 @@ def balance_insufficient() -> ApiError:
 def request_too_large(what: str, limit: int) -> ApiError:
     # Binance answers an oversized request before parsing it; the code here is the closest one.
     return ApiError(413, -1101, f"Request too large: {what} over the limit of {limit}.")
+
+
+def invalid_parameter(name: str, why: str = "") -> ApiError:
+    detail = f" {why}" if why else ""
+    return ApiError(400, -1130, f"Data sent for parameter '{name}' is not valid.{detail}")
+
+
+def interval_too_big(why: str) -> ApiError:
+    return ApiError(400, -1127, f"Lookup interval is too big. {why}")

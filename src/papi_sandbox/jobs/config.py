@@ -1,0 +1,194 @@
+"""The jobs' configuration: a TOML file with documented defaults (docs/jobs.md).
+
+```toml
+[schedule]
+auto_repay = ["22:00", "23:00"]   # UTC, HH:MM
+interest = ["00:00"]
+
+[interest]
+default_threshold = "0"           # negative balance free of interest, per asset
+default_daily_rate = "0.0005"
+
+[interest.daily_rates]            # per asset
+BTC = "0.0003"
+
+[interest.thresholds.1]           # per VIP tier, then per asset
+USDT = "1000"
+```
+
+Amounts may be written as strings or TOML numbers; numbers are read as exact decimals, never
+floats.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from papi_sandbox import money
+from papi_sandbox.ledger.interest import DEFAULT_DAILY_RATE, DEFAULT_THRESHOLD, InterestPolicy
+from papi_sandbox.ledger.model import ASSET_RE
+
+CONFIG_ENV = "PAPI_SANDBOX_CONFIG"
+#: Largest config file read (bytes).
+MAX_CONFIG_BYTES = 1024 * 1024
+#: Most scheduled times per job per day.
+MAX_TIMES_PER_DAY = 24
+#: Highest daily rate accepted (100 % a day is already absurd).
+MAX_DAILY_RATE = Decimal(1)
+#: Highest VIP tier (Binance's tiers are 0 to 9).
+MAX_VIP_LEVEL = 9
+#: Accounts per job batch (one write transaction): about 0.1 s of write lock at most.
+DEFAULT_BATCH_ACCOUNTS = 1000
+#: Days a (job, slot, account) marker is kept; a re-run of an older slot is refused.
+DEFAULT_MARKER_RETENTION_DAYS = 7
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class JobsConfig:
+    auto_repay_times: tuple[time, ...] = (time(22, 0), time(23, 0))
+    interest_times: tuple[time, ...] = (time(0, 0),)
+    interest: InterestPolicy = field(default_factory=InterestPolicy)
+    batch_accounts: int = DEFAULT_BATCH_ACCOUNTS
+    marker_retention_days: int = DEFAULT_MARKER_RETENTION_DAYS
+
+
+def config_path_from_env() -> Path | None:
+    value = os.environ.get(CONFIG_ENV)
+    return Path(value) if value else None
+
+
+def load_config(path: Path | None) -> JobsConfig:
+    """The configuration in ``path``, or the defaults when ``path`` is None."""
+    if path is None:
+        return JobsConfig()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path} is larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        data = tomllib.loads(raw.decode("utf-8"), parse_float=Decimal)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return parse_config(data)
+
+
+def parse_config(data: Mapping[str, Any]) -> JobsConfig:
+    _only(data, {"schedule", "interest", "jobs"}, "the top level")
+    schedule = _table(data, "schedule")
+    _only(schedule, {"auto_repay", "interest"}, "[schedule]")
+    interest = _table(data, "interest")
+    _only(
+        interest,
+        {"default_threshold", "default_daily_rate", "daily_rates", "thresholds"},
+        "[interest]",
+    )
+    jobs = _table(data, "jobs")
+    _only(jobs, {"batch_accounts", "marker_retention_days"}, "[jobs]")
+
+    rates = {
+        _asset(asset, "[interest.daily_rates]"): _rate(value, f"daily rate of {asset}")
+        for asset, value in _table(interest, "daily_rates").items()
+    }
+    thresholds: dict[int, dict[str, Decimal]] = {}
+    for tier, table in _table(interest, "thresholds").items():
+        if not (isinstance(tier, str) and tier.isdigit() and int(tier) <= MAX_VIP_LEVEL):
+            raise ConfigError(f"[interest.thresholds]: '{tier}' is not a VIP tier 0..9")
+        if not isinstance(table, dict):
+            raise ConfigError(f"[interest.thresholds.{tier}] must be a table of asset = amount")
+        thresholds[int(tier)] = {
+            _asset(asset, f"[interest.thresholds.{tier}]"): _threshold(value, f"{tier}.{asset}")
+            for asset, value in table.items()
+        }
+    policy = InterestPolicy(
+        default_threshold=_threshold(
+            interest.get("default_threshold", DEFAULT_THRESHOLD), "default_threshold"
+        ),
+        default_daily_rate=_rate(
+            interest.get("default_daily_rate", DEFAULT_DAILY_RATE), "default_daily_rate"
+        ),
+        thresholds=thresholds,
+        daily_rates=rates,
+    )
+    return JobsConfig(
+        auto_repay_times=_times(schedule.get("auto_repay", ["22:00", "23:00"]), "auto_repay"),
+        interest_times=_times(schedule.get("interest", ["00:00"]), "interest"),
+        interest=policy,
+        batch_accounts=_int(jobs.get("batch_accounts", DEFAULT_BATCH_ACCOUNTS), 1, 5000),
+        marker_retention_days=_int(
+            jobs.get("marker_retention_days", DEFAULT_MARKER_RETENTION_DAYS), 1, 366
+        ),
+    )
+
+
+def _only(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = set(table) - allowed
+    if unknown:
+        raise ConfigError(f"unknown key(s) in {where}: {', '.join(sorted(unknown))}")
+
+
+def _table(data: Mapping[str, Any], name: str) -> dict[str, Any]:
+    value = data.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"'{name}' must be a table")
+    return value
+
+
+def _asset(text: str, where: str) -> str:
+    if not ASSET_RE.match(text):
+        raise ConfigError(f"{where}: '{text}' is not an asset (1-20 upper-case letters/digits)")
+    return text
+
+
+def _decimal(value: Any, what: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
+        raise ConfigError(f"{what} must be a decimal number")
+    try:
+        return money.parse_amount(str(value))
+    except money.AmountError as exc:
+        raise ConfigError(f"{what}: {exc}") from None
+
+
+def _threshold(value: Any, what: str) -> Decimal:
+    amount = _decimal(value, f"threshold {what}")
+    if amount < 0:
+        raise ConfigError(f"threshold {what} must not be negative")
+    return amount
+
+
+def _rate(value: Any, what: str) -> Decimal:
+    rate = _decimal(value, what)
+    if not 0 <= rate <= MAX_DAILY_RATE:
+        raise ConfigError(f"{what} must be from 0 to {MAX_DAILY_RATE}")
+    return rate
+
+
+def _int(value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{value!r} must be an integer from {low} to {high}")
+    return value
+
+
+def _times(value: Any, what: str) -> tuple[time, ...]:
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_TIMES_PER_DAY:
+        raise ConfigError(f"[schedule] {what} must be a list of 1 to {MAX_TIMES_PER_DAY} times")
+    result: set[time] = set()
+    for text in value:
+        try:
+            hours, minutes = str(text).split(":")
+            result.add(time(int(hours), int(minutes)))
+        except ValueError:
+            raise ConfigError(f"[schedule] {what}: '{text}' is not a UTC time HH:MM") from None
+    return tuple(sorted(result))

@@ -1,0 +1,85 @@
+"""Fund collection and BNB transfer as pure rules (semantics.md, "Fund collection and BNB
+transfer").
+
+Collection moves positive futures wallet balances back into MARGIN.free; BNB in UM stays where it
+is, because Binance keeps it there to pay UM fees. BNB transfer moves BNB between MARGIN.free and
+UM on request.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+
+from papi_sandbox import money
+from papi_sandbox.ledger.model import (
+    FUTURES_WALLETS,
+    AmountLimitExceeded,
+    Balances,
+    InsufficientBalance,
+    LedgerError,
+    Posting,
+    Wallet,
+    is_balanced,
+)
+
+#: The asset Binance keeps in UM to pay fees: auto-collection leaves it, asset collection refuses
+#: it.
+FEE_ASSET = "BNB"
+
+
+class AssetNotCollectable(LedgerError):
+    """Asset collection was asked for an asset it does not collect (BNB)."""
+
+
+class TransferSide(StrEnum):
+    TO_UM = "TO_UM"
+    FROM_UM = "FROM_UM"
+
+
+def plan_collection(account_id: int, balances: Balances, asset: str | None = None) -> list[Posting]:
+    """Move every positive UM and CM walletBalance into MARGIN.free (one asset when ``asset`` is
+    given). BNB in UM is never collected; asking for BNB by asset raises
+    :class:`AssetNotCollectable`. Nothing to move returns ``[]`` (a success that writes nothing)."""
+    if asset == FEE_ASSET:
+        raise AssetNotCollectable(
+            f"{FEE_ASSET} is not collected: it stays in UM to pay fees; use the BNB transfer"
+        )
+    postings: list[Posting] = []
+    for (wallet, wallet_asset), amount in sorted(balances.items()):
+        if wallet not in FUTURES_WALLETS or amount <= 0:
+            continue
+        if asset is not None and wallet_asset != asset:
+            continue
+        if wallet is Wallet.UM and wallet_asset == FEE_ASSET:
+            continue
+        free_after = money.add(balances.get((Wallet.MARGIN, wallet_asset), money.ZERO), amount)
+        if not money.within_limit(free_after):
+            raise AmountLimitExceeded("the resulting balance would exceed 10^15 in magnitude")
+        postings.append(Posting(account_id, wallet, wallet_asset, -amount))
+        postings.append(Posting(account_id, Wallet.MARGIN, wallet_asset, amount))
+    assert is_balanced(postings)
+    return postings
+
+
+def plan_bnb_transfer(
+    account_id: int, balances: Balances, amount: Decimal, side: TransferSide
+) -> list[Posting]:
+    """``TO_UM``: MARGIN.free -> UM; ``FROM_UM``: a positive UM balance -> MARGIN.free.
+    More than is there raises :class:`InsufficientBalance` (-2018)."""
+    if amount <= 0:
+        raise LedgerError("amount must be positive")
+    source, target = (
+        (Wallet.MARGIN, Wallet.UM) if side is TransferSide.TO_UM else (Wallet.UM, Wallet.MARGIN)
+    )
+    available = balances.get((source, FEE_ASSET), money.ZERO)
+    if amount > available:
+        raise InsufficientBalance(f"{source.value} holds {available} {FEE_ASSET}")
+    if not money.within_limit(money.add(balances.get((target, FEE_ASSET), money.ZERO), amount)):
+        raise AmountLimitExceeded("the resulting balance would exceed 10^15 in magnitude")
+    postings = [
+        Posting(account_id, source, FEE_ASSET, -amount),
+        Posting(account_id, target, FEE_ASSET, amount),
+    ]
+    assert is_balanced(postings)
+    return postings
