@@ -168,6 +168,33 @@ def test_asset_collection_refuses_bnb_and_bad_assets(
     assert balances(signer)["BNB"]["cmWalletBalance"] == "2.00000000"
 
 
+def test_asset_collection_of_an_amount_from_one_wallet(
+    server: Server, account: Account, signer: Signer
+) -> None:
+    a = account.account_id
+    server.adjust(a, "UM", "USDT", "100", "REALIZED_PNL")
+    server.adjust(a, "CM", "USDT", "20", "REALIZED_PNL")
+    params = {"asset": "USDT", "amount": "30.5", "futureType": "UM"}
+    assert ok(signer.request("POST", ASSET_COLLECTION, params)) == {"msg": "success"}
+    usdt = balances(signer)["USDT"]
+    assert (usdt["crossMarginFree"], usdt["umWalletBalance"], usdt["cmWalletBalance"]) == (
+        "30.50000000",
+        "69.50000000",
+        "20.00000000",
+    )
+    entries = server.journal(a)
+    # More than the wallet holds: -2018; one of the pair alone: -1102; nothing changes.
+    params = {"asset": "USDT", "amount": "20.00000001", "futureType": "CM"}
+    error(signer.request("POST", ASSET_COLLECTION, params), 400, -2018)
+    params = {"asset": "USDT", "amount": "1"}
+    assert "futureType" in error(signer.request("POST", ASSET_COLLECTION, params), 400, -1102)
+    params = {"asset": "USDT", "futureType": "CM"}
+    assert "amount" in error(signer.request("POST", ASSET_COLLECTION, params), 400, -1102)
+    params = {"asset": "USDT", "amount": "1", "futureType": "OPTION"}
+    error(signer.request("POST", ASSET_COLLECTION, params), 400, -1102)
+    assert server.journal(a) == entries
+
+
 # -- BNB transfer ---------------------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ from binance_sdk_derivatives_trading_portfolio_margin import DerivativesTradingP
 from binance_sdk_derivatives_trading_portfolio_margin.rest_api.models import (
     BnbTransferTransferSideEnum,
     ChangeAutoRepayFuturesStatusAutoRepayEnum,
+    FundCollectionByAssetFutureTypeEnum,
 )
 
 from support import Account, Server
@@ -43,6 +44,12 @@ def test_sdk_toolkit_methods(server: Server) -> None:
     server.adjust(a, "CM", "ETH", "1", "REALIZED_PNL")
     assert client.fund_collection_by_asset(asset="ETH").data().msg == "success"
     assert server.journal(a)[0]["type"] == "ASSET_COLLECTION"
+    server.adjust(a, "UM", "ETH", "2", "REALIZED_PNL")
+    response = client.fund_collection_by_asset(
+        asset="ETH", amount=Decimal("0.5"), future_type=FundCollectionByAssetFutureTypeEnum.UM
+    )
+    assert response.data().msg == "success"
+    assert server.journal(a)[0]["postings"][0]["amount"] == "-0.50000000"
 
     server.adjust(a, "MARGIN", "BNB", "3", "DEPOSIT")
     response = client.bnb_transfer(Decimal("1.25"), BnbTransferTransferSideEnum.TO_UM)

@@ -116,8 +116,27 @@ class Service:
         ):
             raise UnknownAccount(f"account {account_id} does not exist")
 
-    async def collect(self, account_id: int, asset: str | None = None) -> Entry | None:
-        """Auto-collection (every asset) or asset collection (one); None when nothing moved."""
+    async def collect(
+        self,
+        account_id: int,
+        asset: str | None = None,
+        amount: Decimal | None = None,
+        wallet: Wallet | None = None,
+    ) -> Entry | None:
+        """Auto-collection (every asset) or asset collection (one; exactly ``amount`` from
+        ``wallet`` when both are given); None when nothing moved."""
+        if asset is not None and amount is not None and wallet is not None:
+            return await self.store.transact(
+                account_id,
+                EntryType.ASSET_COLLECTION,
+                functools.partial(
+                    collection.plan_partial_collection,
+                    account_id,
+                    asset=asset,
+                    amount=amount,
+                    wallet=wallet,
+                ),
+            )
         return await self.store.transact(
             account_id,
             EntryType.AUTO_COLLECTION if asset is None else EntryType.ASSET_COLLECTION,

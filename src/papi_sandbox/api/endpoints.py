@@ -15,7 +15,7 @@ from typing import Any
 
 from papi_sandbox.api.serialize import account_object, balance_object, interest_object
 from papi_sandbox.ledger.collection import AssetNotCollectable, TransferSide
-from papi_sandbox.ledger.model import InsufficientBalance
+from papi_sandbox.ledger.model import InsufficientBalance, Wallet
 from papi_sandbox.service import Service
 from papi_sandbox.wire import errors
 from papi_sandbox.wire.account_limits import (
@@ -128,8 +128,19 @@ async def _auto_collection(call: Call) -> Any:
 
 
 async def _asset_collection(call: Call) -> Any:
+    amount, future_type = call.args.get("amount"), call.args.get("futureType")
+    # Binance: amount and futureType travel together; without both, every wallet is collected.
+    if (amount is None) != (future_type is None):
+        raise errors.mandatory_missing("futureType" if future_type is None else "amount")
+    if amount is not None and amount <= 0:
+        raise errors.invalid_parameter("amount", "It must be greater than 0.")
     try:
-        await call.service.collect(call.account_id, call.args["asset"])
+        await call.service.collect(
+            call.account_id,
+            call.args["asset"],
+            amount,
+            Wallet(future_type) if future_type is not None else None,
+        )
     except AssetNotCollectable as exc:
         raise errors.invalid_parameter("asset", f"{exc}.") from None
     return SUCCESS
@@ -247,7 +258,16 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "/papi/v1/asset-collection",
         30,
         Security.TRADE,
-        (Param("asset", Kind.ASSET, mandatory=True, description="the asset; BNB is refused"),),
+        (
+            Param("asset", Kind.ASSET, mandatory=True, description="the asset; BNB is refused"),
+            Param("amount", Kind.DECIMAL, description="collect exactly this; needs futureType"),
+            Param(
+                "futureType",
+                Kind.ENUM,
+                choices=("UM", "CM"),
+                description="the wallet to collect from; needs amount",
+            ),
+        ),
         _asset_collection,
         "Collect one asset's positive UM and CM balances into the margin wallet",
     ),

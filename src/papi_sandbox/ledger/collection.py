@@ -62,6 +62,31 @@ def plan_collection(account_id: int, balances: Balances, asset: str | None = Non
     return postings
 
 
+def plan_partial_collection(
+    account_id: int, balances: Balances, asset: str, amount: Decimal, wallet: Wallet
+) -> list[Posting]:
+    """Asset collection with ``amount`` and ``futureType``: move exactly ``amount`` of ``asset``
+    from that futures wallet into MARGIN.free. More than its positive balance raises
+    :class:`InsufficientBalance` (-2018); BNB raises :class:`AssetNotCollectable`."""
+    if asset == FEE_ASSET:
+        raise AssetNotCollectable(
+            f"{FEE_ASSET} is not collected: it stays in UM to pay fees; use the BNB transfer"
+        )
+    if wallet not in FUTURES_WALLETS:
+        raise LedgerError("futureType must be UM or CM")
+    if amount <= 0:
+        raise LedgerError("amount must be positive")
+    available = balances.get((wallet, asset), money.ZERO)
+    if amount > available:
+        raise InsufficientBalance(f"{wallet.value} holds {max(available, money.ZERO)} {asset}")
+    if not money.within_limit(money.add(balances.get((Wallet.MARGIN, asset), money.ZERO), amount)):
+        raise AmountLimitExceeded("the resulting balance would exceed 10^15 in magnitude")
+    return [
+        Posting(account_id, wallet, asset, -amount),
+        Posting(account_id, Wallet.MARGIN, asset, amount),
+    ]
+
+
 def plan_bnb_transfer(
     account_id: int, balances: Balances, amount: Decimal, side: TransferSide
 ) -> list[Posting]:
