@@ -11,6 +11,7 @@ from papi_sandbox.wire.limits import DEFAULT_WEIGHT_LIMIT_PER_MINUTE
 
 DATA_DIR_ENV = "PAPI_SANDBOX_DATA_DIR"
 ADMIN_TOKEN_ENV = "PAPI_SANDBOX_ADMIN_TOKEN"
+LIMITS_ENV = "PAPI_SANDBOX_LIMITS"
 DEFAULT_DATA_DIR = Path(".papi-sandbox")
 DB_FILE_NAME = "papi-sandbox.db"
 ADMIN_TOKEN_FILE_NAME = "admin-token"
@@ -28,6 +29,7 @@ class Settings:
     db: str | None = None  # None: a SQLite file in data_dir
     ip_weight_limit: int = DEFAULT_WEIGHT_LIMIT_PER_MINUTE  # 0 turns the limit off
     admin_token: str | None = None  # None: PAPI_SANDBOX_ADMIN_TOKEN, else the data_dir file
+    limits: str | None = None  # redis://... shares IP weight and bans; None: in-process
 
     @property
     def db_url(self) -> str:
@@ -60,3 +62,19 @@ def ensure_admin_token(data_dir: Path) -> tuple[str, bool]:
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
     return token, True
+
+
+def settings_from_env() -> Settings:
+    """Settings from ``PAPI_SANDBOX_*`` variables alone: what each worker process of
+    ``serve --workers N`` (and ``uvicorn --factory papi_sandbox.api.app:app_from_env``) reads."""
+    env = os.environ
+    settings = Settings()
+    settings.host = env.get("PAPI_SANDBOX_HOST", settings.host)
+    settings.port = int(env.get("PAPI_SANDBOX_PORT", settings.port))
+    settings.db = env.get("PAPI_SANDBOX_DB") or None
+    settings.ip_weight_limit = int(
+        env.get("PAPI_SANDBOX_IP_WEIGHT_LIMIT", settings.ip_weight_limit)
+    )
+    settings.admin_token = env.get(ADMIN_TOKEN_ENV) or None
+    settings.limits = env.get(LIMITS_ENV) or None
+    return settings
