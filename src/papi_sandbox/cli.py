@@ -78,6 +78,10 @@ def serve(
             help="redis://... to share IP weight and bans across processes (default: in-process).",
         ),
     ] = None,
+    limits_prefix: Annotated[
+        str,
+        typer.Option(envvar=settings_mod.LIMITS_PREFIX_ENV, help="Key prefix in that Redis."),
+    ] = "papi:",
     workers: Annotated[
         int,
         typer.Option(
@@ -102,6 +106,7 @@ def serve(
         db=db,
         ip_weight_limit=ip_weight_limit,
         limits=limits,
+        limits_prefix=limits_prefix,
     )
     if workers > 1 and not is_postgres_url(settings.db_url):
         err_console.print(
@@ -158,6 +163,7 @@ def _serve_workers(settings: Settings, workers: int, access_log: bool) -> None:
     )
     if settings.limits:
         os.environ[settings_mod.LIMITS_ENV] = settings.limits
+        os.environ[settings_mod.LIMITS_PREFIX_ENV] = settings.limits_prefix
     uvicorn.run(
         "papi_sandbox.api.app:app_from_env",
         factory=True,

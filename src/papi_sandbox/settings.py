@@ -12,6 +12,7 @@ from papi_sandbox.wire.limits import DEFAULT_WEIGHT_LIMIT_PER_MINUTE
 DATA_DIR_ENV = "PAPI_SANDBOX_DATA_DIR"
 ADMIN_TOKEN_ENV = "PAPI_SANDBOX_ADMIN_TOKEN"
 LIMITS_ENV = "PAPI_SANDBOX_LIMITS"
+LIMITS_PREFIX_ENV = "PAPI_SANDBOX_LIMITS_PREFIX"
 DEFAULT_DATA_DIR = Path(".papi-sandbox")
 DB_FILE_NAME = "papi-sandbox.db"
 ADMIN_TOKEN_FILE_NAME = "admin-token"
@@ -30,6 +31,7 @@ class Settings:
     ip_weight_limit: int = DEFAULT_WEIGHT_LIMIT_PER_MINUTE  # 0 turns the limit off
     admin_token: str | None = None  # None: PAPI_SANDBOX_ADMIN_TOKEN, else the data_dir file
     limits: str | None = None  # redis://... shares IP weight and bans; None: in-process
+    limits_prefix: str = "papi:"  # Redis key prefix: several sandboxes can share one Redis
 
     @property
     def db_url(self) -> str:
@@ -77,4 +79,5 @@ def settings_from_env() -> Settings:
     )
     settings.admin_token = env.get(ADMIN_TOKEN_ENV) or None
     settings.limits = env.get(LIMITS_ENV) or None
+    settings.limits_prefix = env.get(LIMITS_PREFIX_ENV) or settings.limits_prefix
     return settings

@@ -184,7 +184,9 @@ def _make_limiter(settings: Settings) -> Limiter:
     if settings.limits:
         from papi_sandbox.wire.limits_redis import RedisWeightLimiter
 
-        return RedisWeightLimiter(settings.limits, settings.ip_weight_limit)
+        return RedisWeightLimiter(
+            settings.limits, settings.ip_weight_limit, key_prefix=settings.limits_prefix
+        )
     return WeightLimiter(settings.ip_weight_limit)
 
 
