@@ -23,7 +23,7 @@ from papi_sandbox.ledger.model import (
     Wallet,
 )
 from papi_sandbox.store import open_store, upgrade
-from papi_sandbox.store.postgres import MIGRATIONS, PostgresStore
+from papi_sandbox.store.postgres import MIGRATIONS, SYSTEM_BALANCE_BUCKETS, PostgresStore
 from support import create_test_database, drop_test_database
 
 D = Decimal
@@ -255,10 +255,13 @@ def test_system_rows_are_locked_in_one_order_so_no_deadlock(pg: str) -> None:
         return plan
 
     async def body(one: PostgresStore, two: PostgresStore) -> None:
-        accounts = [await one.create_account(None, None) for _ in range(8)]
+        created = [await one.create_account(None, None) for _ in range(3 * SYSTEM_BALANCE_BUCKETS)]
+        # Accounts whose entries share the system account's rows (one bucket).
+        accounts = [a for a in created if a % SYSTEM_BALANCE_BUCKETS == 1]
+        assert len(accounts) == 3
         ops = []
         for i in range(160):
-            a = accounts[i % 8]
+            a = accounts[i % 3]
             order = ("AAA", "BBB") if i % 2 else ("BBB", "AAA")
             ops.append((one, two)[i % 2].transact(a, "DEPOSIT", two_assets(a, *order)))
         await asyncio.gather(*ops)
