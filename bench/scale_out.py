@@ -51,8 +51,10 @@ def start_server(
     data_dir.mkdir(parents=True, exist_ok=True)
     log = open(data_dir / "server.log", "ab")  # noqa: SIM115 - lives as long as the process
     return subprocess.Popen(
-        [sys.executable, "-m", "papi_sandbox", "serve", "--port", str(port), "--no-access-log"]
-        + ["--db", db_url, *args],
+        [
+            *(sys.executable, "-m", "papi_sandbox", "serve", "--port", str(port)),
+            *("--no-access-log", "--db", db_url, *args),
+        ],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -196,7 +198,8 @@ def main() -> None:
             for kind in ("repay", "adjust", "balance"):
                 values = latencies[kind]
                 print(
-                    f"  {kind:8} {len(values) / seconds:7.0f}/s  p50 {percentile(values, 0.5):6.1f} ms"
+                    f"  {kind:8} {len(values) / seconds:7.0f}/s"
+                    f"  p50 {percentile(values, 0.5):6.1f} ms"
                     f"  p99 {percentile(values, 0.99):6.1f} ms"
                 )
             verify = subprocess.run(
