@@ -135,6 +135,9 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument(
+        "--sqlite", action="store_true", help="one process on a SQLite file, for comparison"
+    )
+    parser.add_argument(
         "--postgres",
         default=os.environ.get(
             "PAPI_SANDBOX_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -144,7 +147,7 @@ def main() -> None:
         "--redis", default=os.environ.get("PAPI_SANDBOX_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     )
     args = parser.parse_args()
-    processes = max(1, min(args.processes, MAX_PROCESSES))
+    processes = 1 if args.sqlite else max(1, min(args.processes, MAX_PROCESSES))
     clients = max(1, min(args.clients, MAX_CLIENTS))
     seconds = max(1.0, min(args.seconds, MAX_SECONDS))
 
@@ -156,6 +159,8 @@ def main() -> None:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
+            if args.sqlite:
+                db_url = f"sqlite:///{tmp}/bench.db"
             ports = [free_port() for _ in range(processes)]
             server_args = [
                 "--limits",
@@ -191,7 +196,8 @@ def main() -> None:
             latencies = asyncio.run(load(base_urls, accounts, clients, seconds))
             total = sum(len(v) for k, v in latencies.items() if k != "error")
             print(
-                f"{processes} processes, {clients} clients, {len(accounts)} accounts,"
+                f"{'sqlite' if args.sqlite else 'postgres'}: {processes} processes,"
+                f" {clients} clients, {len(accounts)} accounts,"
                 f" {seconds:.0f} s: {total} requests, {total / seconds:.0f} req/s,"
                 f" {len(latencies['error'])} errors"
             )
