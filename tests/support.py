@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -46,6 +47,11 @@ class Server:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    db_url: str | None = None  # None: the SQLite file in data_dir
+
+    @property
+    def backend(self) -> str:
+        return "postgres" if self.db_url else "sqlite"
 
     @property
     def base_url(self) -> str:
@@ -75,6 +81,7 @@ class Server:
                 "--port",
                 str(self.port),
                 "--no-access-log",
+                *(["--db", self.db_url] if self.db_url else []),
                 *self.extra_args,
             ],
             env=env,
@@ -142,7 +149,14 @@ class Server:
 
     def verify_cli(self) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "papi_sandbox", "verify", "--db", f"sqlite:///{self.db_path}"],
+            [
+                sys.executable,
+                "-m",
+                "papi_sandbox",
+                "verify",
+                "--db",
+                self.db_url or f"sqlite:///{self.db_path}",
+            ],
             capture_output=True,
             text=True,
             timeout=120,
@@ -221,3 +235,34 @@ def raw_request(
         url = url.copy_with(raw_path=(path + "?" + query).encode())
     send = client.request if client is not None else httpx.request
     return send(method, url, content=content or None, headers=all_headers, timeout=30)
+
+
+# -- PostgreSQL and Redis for the tests that need them ------------------------------------------
+
+POSTGRES_URL_ENV = "PAPI_SANDBOX_TEST_POSTGRES_URL"
+REDIS_URL_ENV = "PAPI_SANDBOX_TEST_REDIS_URL"
+
+
+def with_database(url: str, name: str) -> str:
+    """``url`` with its database name replaced by ``name``."""
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{name}"
+
+
+def create_test_database(admin_url: str) -> str:
+    """A new, empty database named papi_test_<random>; returns its URL."""
+    import psycopg
+
+    name = f"papi_test_{secrets.token_hex(6)}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return with_database(admin_url, name)
+
+
+def drop_test_database(admin_url: str, url: str) -> None:
+    import psycopg
+
+    name = url.rpartition("/")[2]
+    assert name.startswith("papi_test_"), name  # never drop anything else
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -21,6 +21,10 @@ from papi_sandbox.settings import Settings
 app = typer.Typer(help="A self-hosted Binance Portfolio Margin API sandbox.", no_args_is_help=True)
 account_app = typer.Typer(help="Operator commands on accounts (through the operator API).")
 app.add_typer(account_app, name="account")
+db_app = typer.Typer(help="Database schema commands.")
+app.add_typer(db_app, name="db")
+#: Most processes ``serve --workers`` starts (each holds a pool of database connections).
+MAX_WORKERS = 64
 # Piped output keeps full rows instead of folding tables to 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=200)
 err_console = Console(stderr=True)
@@ -35,7 +39,8 @@ DataDir = Annotated[
 Db = Annotated[
     str | None,
     typer.Option(
-        envvar="PAPI_SANDBOX_DB", help="sqlite:///path/to/file.db (default: in --data-dir)"
+        envvar="PAPI_SANDBOX_DB",
+        help="sqlite:///path/to/file.db (default: in --data-dir) or postgresql://...",
     ),
 ]
 
@@ -61,12 +66,9 @@ def _load_jobs_config(path: Path | None) -> Any:
 
 
 def open_store(db_url: str) -> Any:
-    from papi_sandbox.store.sqlite import SQLiteStore, path_from_url
+    from papi_sandbox.store import open_store as store_for_url
 
-    if db_url.startswith(("postgres://", "postgresql://")):
-        err_console.print("[red]PostgreSQL is not supported yet; use a sqlite:/// URL.[/red]")
-        raise typer.Exit(2)
-    return SQLiteStore(path_from_url(db_url))
+    return store_for_url(db_url)
 
 
 @app.command()
@@ -97,12 +99,33 @@ def serve(
             help="Run auto-repay and interest at their scheduled times (docs/jobs.md).",
         ),
     ] = True,
+    limits: Annotated[
+        str | None,
+        typer.Option(
+            envvar=settings_mod.LIMITS_ENV,
+            help="redis://... to share IP weight and bans across processes (default: in-process).",
+        ),
+    ] = None,
+    limits_prefix: Annotated[
+        str,
+        typer.Option(envvar=settings_mod.LIMITS_PREFIX_ENV, help="Key prefix in that Redis."),
+    ] = "papi:",
+    workers: Annotated[
+        int,
+        typer.Option(
+            envvar="PAPI_SANDBOX_WORKERS",
+            min=1,
+            max=MAX_WORKERS,
+            help="Server processes on this port (more than 1 needs --db postgresql://...).",
+        ),
+    ] = 1,
 ) -> None:
     """Run the service."""
     import uvicorn
 
     from papi_sandbox.api.app import create_app
     from papi_sandbox.demo import announce_demo
+    from papi_sandbox.store import is_postgres_url
 
     _load_jobs_config(config)  # a bad file stops here, with its message, before serving
     settings = Settings(
@@ -113,11 +136,25 @@ def serve(
         ip_weight_limit=ip_weight_limit,
         config_path=config,
         scheduler=scheduler,
+        limits=limits,
+        limits_prefix=limits_prefix,
     )
+    if workers > 1 and not is_postgres_url(settings.db_url):
+        err_console.print(
+            "[red]--workers > 1 needs --db postgresql://...: the SQLite store has one writer "
+            "thread in one process.[/red]"
+        )
+        raise typer.Exit(2)
+    if workers > 1 and demo:
+        err_console.print("[red]--demo runs with one worker only.[/red]")
+        raise typer.Exit(2)
     token, generated = settings_mod.ensure_admin_token(data_dir)
     if generated:
         token_file = data_dir / settings_mod.ADMIN_TOKEN_FILE_NAME
         console.print(f"Operator token (printed once, kept in {token_file}): [bold]{token}[/bold]")
+    if workers > 1:
+        _serve_workers(settings, workers, access_log)
+        return
     store = open_store(settings.db_url)
 
     async def on_ready(state: Any) -> None:
@@ -138,6 +175,60 @@ def serve(
     )
 
 
+def _serve_workers(settings: Settings, workers: int, access_log: bool) -> None:
+    """N processes on one port: uvicorn's supervisor re-imports the app in each from the
+    environment (papi_sandbox.api.app:app_from_env), so the settings travel as variables."""
+    import os
+
+    import uvicorn
+
+    from papi_sandbox.store import upgrade
+
+    upgrade(settings.db_url)  # once, before the workers race to do it
+    os.environ.update(
+        {
+            "PAPI_SANDBOX_DB": settings.db_url,
+            settings_mod.DATA_DIR_ENV: str(settings.data_dir),
+            "PAPI_SANDBOX_IP_WEIGHT_LIMIT": str(settings.ip_weight_limit),
+        }
+    )
+    os.environ["PAPI_SANDBOX_SCHEDULER"] = "true" if settings.scheduler else "false"
+    if settings.config_path is not None:
+        os.environ["PAPI_SANDBOX_CONFIG"] = str(settings.config_path)
+    if settings.limits:
+        os.environ[settings_mod.LIMITS_ENV] = settings.limits
+        os.environ[settings_mod.LIMITS_PREFIX_ENV] = settings.limits_prefix
+    uvicorn.run(
+        "papi_sandbox.api.app:app_from_env",
+        factory=True,
+        workers=workers,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=access_log,
+        timeout_keep_alive=30,
+        timeout_graceful_shutdown=5,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: Db = None, data_dir: DataDir = settings_mod.DEFAULT_DATA_DIR) -> None:
+    """Apply pending schema migrations (the service also applies them when it starts)."""
+    from papi_sandbox.store import upgrade
+
+    settings = Settings(data_dir=data_dir, db=db)
+    try:
+        before, after = upgrade(settings.db_url)
+    except Exception as exc:  # shown, not a traceback: a wrong URL is the usual cause
+        err_console.print(f"[red]Cannot upgrade the database: {type(exc).__name__}: {exc}[/red]")
+        raise typer.Exit(2) from None
+    if before == after:
+        console.print(f"schema is at version {after}; nothing to do")
+    else:
+        console.print(f"schema upgraded from version {before} to {after}")
+
+
 @app.command()
 def verify(db: Db = None, data_dir: DataDir = settings_mod.DEFAULT_DATA_DIR) -> None:
     """Replay the journal; check balances equal it and every asset sums to zero."""
@@ -147,6 +238,9 @@ def verify(db: Db = None, data_dir: DataDir = settings_mod.DEFAULT_DATA_DIR) -> 
         report = store.verify_sync()
     except FileNotFoundError as exc:
         err_console.print(f"[red]No database at {exc}[/red]")
+        raise typer.Exit(2) from None
+    except Exception as exc:  # e.g. PostgreSQL unreachable: said plainly, exit 2 (not 1)
+        err_console.print(f"[red]Cannot read the database: {type(exc).__name__}: {exc}[/red]")
         raise typer.Exit(2) from None
     console.print(
         f"checked {report.entries} entries, {report.postings} postings, {report.balances} stored"

@@ -11,6 +11,8 @@ from papi_sandbox.wire.limits import DEFAULT_WEIGHT_LIMIT_PER_MINUTE
 
 DATA_DIR_ENV = "PAPI_SANDBOX_DATA_DIR"
 ADMIN_TOKEN_ENV = "PAPI_SANDBOX_ADMIN_TOKEN"
+LIMITS_ENV = "PAPI_SANDBOX_LIMITS"
+LIMITS_PREFIX_ENV = "PAPI_SANDBOX_LIMITS_PREFIX"
 DEFAULT_DATA_DIR = Path(".papi-sandbox")
 DB_FILE_NAME = "papi-sandbox.db"
 ADMIN_TOKEN_FILE_NAME = "admin-token"
@@ -30,6 +32,8 @@ class Settings:
     admin_token: str | None = None  # None: PAPI_SANDBOX_ADMIN_TOKEN, else the data_dir file
     config_path: Path | None = None  # the jobs' TOML file (PAPI_SANDBOX_CONFIG); None: defaults
     scheduler: bool = True  # run the scheduled jobs inside the server (PAPI_SANDBOX_SCHEDULER)
+    limits: str | None = None  # redis://... shares IP weight and bans; None: in-process
+    limits_prefix: str = "papi:"  # Redis key prefix: several sandboxes can share one Redis
 
     @property
     def db_url(self) -> str:
@@ -62,3 +66,23 @@ def ensure_admin_token(data_dir: Path) -> tuple[str, bool]:
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
     return token, True
+
+
+def settings_from_env() -> Settings:
+    """Settings from ``PAPI_SANDBOX_*`` variables alone: what each worker process of
+    ``serve --workers N`` (and ``uvicorn --factory papi_sandbox.api.app:app_from_env``) reads."""
+    env = os.environ
+    settings = Settings()
+    settings.host = env.get("PAPI_SANDBOX_HOST", settings.host)
+    settings.port = int(env.get("PAPI_SANDBOX_PORT", settings.port))
+    settings.db = env.get("PAPI_SANDBOX_DB") or None
+    settings.ip_weight_limit = int(
+        env.get("PAPI_SANDBOX_IP_WEIGHT_LIMIT", settings.ip_weight_limit)
+    )
+    settings.admin_token = env.get(ADMIN_TOKEN_ENV) or None
+    settings.limits = env.get(LIMITS_ENV) or None
+    settings.limits_prefix = env.get(LIMITS_PREFIX_ENV) or settings.limits_prefix
+    config = env.get("PAPI_SANDBOX_CONFIG")
+    settings.config_path = Path(config) if config else None
+    settings.scheduler = env.get("PAPI_SANDBOX_SCHEDULER", "true").lower() not in ("0", "false", "no")
+    return settings

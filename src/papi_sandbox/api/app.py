@@ -68,7 +68,10 @@ class PublicApi:
         endpoint = methods.get(request.method) if methods else None
         ip = client_ip(request)
         # Unknown paths cost weight 1, so probing for endpoints is not free.
-        decision = await state.limiter.spend(ip, endpoint.weight if endpoint else 1)
+        try:
+            decision = await state.limiter.spend(ip, endpoint.weight if endpoint else 1)
+        except ApiError as error:  # a shared limiter is unreachable: fail closed, change nothing
+            return error_response(error)
         headers = {WEIGHT_HEADER: str(decision.used)}
         try:
             if not decision.allowed:
@@ -149,7 +152,7 @@ def create_app(
         settings=settings,
         store=store,
         service=service,
-        limiter=WeightLimiter(settings.ip_weight_limit),
+        limiter=_make_limiter(settings),
         keys=auth.KeyCache(store.find_api_key),
         admin_token=admin_token,
         jobs=load_config(settings.config_path),
@@ -172,6 +175,9 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await scheduler
             await store.close()
+            close_limiter = getattr(state.limiter, "aclose", None)
+            if close_limiter is not None:
+                await close_limiter()
 
     async def healthz(request: Request) -> Response:
         return json_response(200, {"status": "ok"})
@@ -187,3 +193,25 @@ def create_app(
     )
     app.state.papi = state
     return app
+
+
+def _make_limiter(settings: Settings) -> Limiter:
+    """In-process unless ``settings.limits`` names a Redis shared by every server process."""
+    if settings.limits:
+        from papi_sandbox.wire.limits_redis import RedisWeightLimiter
+
+        return RedisWeightLimiter(
+            settings.limits, settings.ip_weight_limit, key_prefix=settings.limits_prefix
+        )
+    return WeightLimiter(settings.ip_weight_limit)
+
+
+def app_from_env() -> Starlette:
+    """The app built from ``PAPI_SANDBOX_*`` variables alone, for worker processes:
+    ``uvicorn --factory papi_sandbox.api.app:app_from_env`` or ``serve --workers N``."""
+    from papi_sandbox.settings import ensure_admin_token, settings_from_env
+    from papi_sandbox.store import open_store
+
+    settings = settings_from_env()
+    token = settings.admin_token or ensure_admin_token(settings.data_dir)[0]
+    return create_app(settings, open_store(settings.db_url), token)

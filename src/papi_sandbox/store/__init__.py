@@ -1,0 +1,42 @@
+"""Persistence behind one protocol (:class:`papi_sandbox.store.base.Store`), chosen by URL.
+
+``sqlite:///path.db`` (or a bare path): one file, one writer process. ``postgresql://...``: one
+database shared by any number of server processes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def is_postgres_url(url: str) -> bool:
+    return url.startswith(("postgres://", "postgresql://"))
+
+
+def open_store(url: str) -> Any:
+    """The store for ``url`` (not yet opened). Typed Any: each store also has ``verify_sync``."""
+    if is_postgres_url(url):
+        from papi_sandbox.store.postgres import PostgresStore
+
+        return PostgresStore(url)
+    from papi_sandbox.store.sqlite import SQLiteStore, path_from_url
+
+    return SQLiteStore(path_from_url(url))
+
+
+def upgrade(url: str) -> tuple[int, int]:
+    """Apply pending schema migrations; returns (version before, version after)."""
+    if is_postgres_url(url):
+        from papi_sandbox.store.postgres import migrate_sync
+
+        return migrate_sync(url)
+    from papi_sandbox.store.sqlite import _connect, migrate, path_from_url
+
+    path = path_from_url(url)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = _connect(path)
+    try:
+        before = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        return before, migrate(conn)
+    finally:
+        conn.close()

@@ -1,0 +1,669 @@
+"""The PostgreSQL store: one ledger shared by many server processes on many machines.
+
+Concurrency. Every change of an account is one transaction that follows the same steps
+(:meth:`PostgresStore._apply_locked`): lock the account's row (``SELECT ... FOR UPDATE``), read
+its balances, run the pure rule, append the entry and its postings, add the postings to the
+balance rows, commit. Two changes of one account, from any processes, therefore run one after the
+other and give the serial result. Balance rows are updated in one global order - the account's own
+rows first (already serialised by the account lock), then every other account's rows ordered by
+(account_id, asset, wallet, bucket) - so two transactions never wait for each other in a cycle.
+The system account's rows (the counter-side of every deposit and withdrawal) are a hot spot: they
+come last, so each transaction holds them only from its last statement to its COMMIT, and each
+(wallet, asset) of the system account is split over :data:`SYSTEM_BALANCE_BUCKETS` rows, summed
+when read, so entries of different accounts rarely wait for the same row. Deadlocks and
+serialization failures, which a future rule touching two user accounts could still cause, are
+retried a bounded number of times (:data:`MAX_TX_ATTEMPTS`); lock waits are bounded by
+``lock_timeout`` so no request hangs.
+
+tranIds come from an identity sequence: unique, and increasing in commit order for any one account
+(the sequence is read while the account lock is held). Across accounts a smaller tranId may commit
+after a larger one; nothing relies on a global order.
+
+Acknowledged means committed: a method returns only after COMMIT returned, and PostgreSQL's
+default ``synchronous_commit=on`` has flushed the WAL by then.
+
+Jobs. :meth:`PostgresStore.try_lease` elects one process for a job slot (a row with an expiry, on
+the database's clock); :meth:`PostgresStore.sweep_batch` lets any number of processes share a sweep
+over accounts: each call claims a batch with ``FOR UPDATE SKIP LOCKED``, applies the rule to each
+account under a savepoint and records ``(job, slot, account)`` in ``sweep_claims`` in the same
+transaction, so each account is swept exactly once per slot even if a worker dies mid-batch (its
+uncommitted batch is claimed again by another worker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg_pool import AsyncConnectionPool
+
+from papi_sandbox import money
+from papi_sandbox.ledger.model import (
+    SYSTEM_ACCOUNT_ID,
+    AccountBalances,
+    Entry,
+    LedgerError,
+    Posting,
+    Wallet,
+    is_balanced,
+)
+from papi_sandbox.store.base import (
+    MAX_JOURNAL_PAGE,
+    AccountInfo,
+    ApiKeyRecord,
+    Planner,
+    VerifyReport,
+)
+from papi_sandbox.store.replay import LedgerReplay
+
+T = TypeVar("T")
+AConn = psycopg.AsyncConnection[Any]
+
+log = logging.getLogger("papi_sandbox.store.postgres")
+
+#: Connections per process. Each in-flight change holds one from its first statement to COMMIT;
+#: N processes x this must stay below the server's max_connections (100 by default).
+DEFAULT_POOL_MAX_CONNECTIONS = 10
+#: Attempts of one transaction that hit a deadlock or a serialization failure.
+MAX_TX_ATTEMPTS = 5
+#: First retry delay; doubled per attempt, with jitter so colliding transactions drift apart.
+RETRY_BASE_DELAY_S = 0.005
+#: Longest a statement waits for a row lock before it fails (then the request fails, not hangs).
+LOCK_TIMEOUT_MS = 10_000
+#: Longest any one statement runs.
+STATEMENT_TIMEOUT_MS = 60_000
+#: A connection left inside a transaction (a stopped process) loses its locks after this.
+IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
+#: Longest wait for a free pooled connection.
+POOL_TIMEOUT_S = 30.0
+#: Rows a server-side cursor fetches at a time while ``verify`` streams the journal.
+VERIFY_FETCH_ROWS = 10_000
+#: Most accounts one sweep batch claims (one transaction; bounds the locks it holds).
+MAX_SWEEP_BATCH = 500
+#: The system account's balance of one (wallet, asset) is kept as this many rows (buckets), summed
+#: when read: every deposit or withdrawal of every account updates it, so one row would let only
+#: one transaction per asset commit at a time (~1 fsync each). An entry of account A uses bucket
+#: A % SYSTEM_BALANCE_BUCKETS. Users' rows have only bucket 0 (their account lock serialises them).
+SYSTEM_BALANCE_BUCKETS = 16
+#: Serialises migrations of processes starting together (an advisory lock key, arbitrary).
+MIGRATION_LOCK_KEY = 0x7061706953616E64  # "papiSand"
+
+#: Versioned schema. Element i is version i+1; the applied versions are rows of
+#: ``schema_migrations``. Append new versions; never edit an applied one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE accounts (
+        id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        label TEXT,
+        created_ms BIGINT NOT NULL,
+        auto_repay BOOLEAN NOT NULL DEFAULT TRUE,
+        vip_level INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE api_keys (
+        api_key TEXT PRIMARY KEY,
+        account_id BIGINT NOT NULL REFERENCES accounts(id),
+        key_type TEXT NOT NULL,
+        secret TEXT,
+        public_key TEXT,
+        can_read BOOLEAN NOT NULL,
+        can_trade BOOLEAN NOT NULL,
+        ip_whitelist TEXT[] NOT NULL DEFAULT '{}',
+        created_ms BIGINT NOT NULL,
+        revoked_ms BIGINT
+    );
+    CREATE INDEX api_keys_account ON api_keys(account_id);
+    CREATE TABLE entries (
+        tran_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        account_id BIGINT NOT NULL,
+        type TEXT NOT NULL,
+        time_ms BIGINT NOT NULL
+    );
+    CREATE INDEX entries_account ON entries(account_id, tran_id);
+    CREATE TABLE postings (
+        tran_id BIGINT NOT NULL REFERENCES entries(tran_id),
+        seq INTEGER NOT NULL,
+        account_id BIGINT NOT NULL,
+        wallet TEXT NOT NULL,
+        asset TEXT NOT NULL,
+        amount NUMERIC(38, 8) NOT NULL,
+        PRIMARY KEY (tran_id, seq)
+    );
+    CREATE TABLE balances (
+        account_id BIGINT NOT NULL,
+        asset TEXT NOT NULL,
+        wallet TEXT NOT NULL,
+        bucket SMALLINT NOT NULL DEFAULT 0,
+        amount NUMERIC(38, 8) NOT NULL,
+        updated_ms BIGINT NOT NULL,
+        PRIMARY KEY (account_id, asset, wallet, bucket)
+    );
+    INSERT INTO accounts (id, label, created_ms, auto_repay) VALUES (0, 'SYSTEM', 0, FALSE);
+    """,
+    """
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        expires_ms BIGINT NOT NULL
+    );
+    CREATE TABLE sweep_claims (
+        job TEXT NOT NULL,
+        slot BIGINT NOT NULL,
+        account_id BIGINT NOT NULL,
+        tran_id BIGINT,
+        outcome TEXT NOT NULL,
+        done_ms BIGINT NOT NULL,
+        PRIMARY KEY (job, slot, account_id)
+    );
+    """,
+)
+
+#: The database's clock in ms, for leases: machines' clocks may disagree, the database's is one.
+_DB_NOW_MS = "(extract(epoch from clock_timestamp()) * 1000)::bigint"
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _session_options() -> str:
+    return (
+        f"-c lock_timeout={LOCK_TIMEOUT_MS} -c statement_timeout={STATEMENT_TIMEOUT_MS}"
+        f" -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}"
+    )
+
+
+# -- migrations --------------------------------------------------------------------------------
+
+
+def migrate_sync(url: str) -> tuple[int, int]:
+    """Apply pending migrations in one transaction; returns (version before, version after).
+
+    Processes that start together queue on an advisory lock, so each version is applied once.
+    """
+    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version INTEGER PRIMARY KEY, applied_ms BIGINT NOT NULL)"
+        )
+        row = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()
+        before = int(row[0]) if row else 0
+        if before > len(MIGRATIONS):
+            raise RuntimeError(
+                f"database schema version {before} is newer than this program's {len(MIGRATIONS)}"
+            )
+        for number, script in enumerate(MIGRATIONS[before:], start=before + 1):
+            conn.execute(script.encode())  # no parameters: sent as one multi-statement query
+            conn.execute(
+                "INSERT INTO schema_migrations (version, applied_ms) VALUES (%s, %s)",
+                (number, _now_ms()),
+            )
+        return before, len(MIGRATIONS)
+
+
+# -- results of the job primitives -------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SweepBatch:
+    """What one :meth:`PostgresStore.sweep_batch` call did."""
+
+    claimed: list[int] = field(default_factory=list)  # account ids, ascending
+    entries: list[Entry] = field(default_factory=list)
+    refused: dict[int, str] = field(default_factory=dict)  # account id -> the rule's refusal
+
+
+_RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
+
+
+class PostgresStore:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_max_connections: int = DEFAULT_POOL_MAX_CONNECTIONS,
+        clock_ms: Callable[[], int] = _now_ms,
+    ) -> None:
+        self.url = url
+        self._clock_ms = clock_ms
+        self._pool_max = pool_max_connections
+        self._pool: AsyncConnectionPool[AConn] | None = None
+        #: Transactions retried after a deadlock or serialization failure (for metrics).
+        self.retries_total = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await asyncio.to_thread(migrate_sync, self.url)
+        pool: AsyncConnectionPool[AConn] = AsyncConnectionPool(
+            self.url,
+            min_size=1,
+            max_size=self._pool_max,
+            timeout=POOL_TIMEOUT_S,
+            kwargs={"autocommit": True, "options": _session_options()},
+            open=False,
+        )
+        await pool.open(wait=True)
+        self._pool = pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    # -- the transaction helpers every method goes through ----------------------------------
+
+    async def _tx(self, fn: Callable[[AConn], Awaitable[T]]) -> T:
+        """Run ``fn`` in one transaction, retrying deadlocks and serialization failures.
+
+        Shielded: a client that disconnects does not cancel a change half-way; it commits or
+        rolls back on its own, and only then is it reported (to nobody).
+        """
+        return await asyncio.shield(self._tx_with_retries(fn))
+
+    async def _tx_with_retries(self, fn: Callable[[AConn], Awaitable[T]]) -> T:
+        pool = self._require_pool()
+        for attempt in range(1, MAX_TX_ATTEMPTS + 1):
+            try:
+                async with pool.connection() as conn, conn.transaction():
+                    return await fn(conn)
+            except _RETRYABLE as exc:
+                if attempt == MAX_TX_ATTEMPTS:
+                    raise
+                self.retries_total += 1
+                delay = RETRY_BASE_DELAY_S * 2 ** (attempt - 1) * (0.5 + random.random())
+                log.info("retrying transaction (%s), attempt %d", type(exc).__name__, attempt)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _read(self, fn: Callable[[AConn], Awaitable[T]]) -> T:
+        pool = self._require_pool()
+        async with pool.connection() as conn:
+            return await fn(conn)
+
+    def _require_pool(self) -> AsyncConnectionPool[AConn]:
+        if self._pool is None:
+            raise RuntimeError("store is not open")
+        return self._pool
+
+    async def _apply_locked(
+        self, conn: AConn, account_id: int, entry_type: str, plan: Planner
+    ) -> Entry | None:
+        """Lock the account, read its balances, plan, write the entry. The one path of change."""
+        await _lock_account(conn, account_id)
+        snapshot = await _load_balances(conn, account_id)
+        postings = plan(snapshot.amounts)
+        if not postings:
+            return None
+        # Assert where it is relied on: nothing unbalanced ever reaches the journal.
+        if not is_balanced(postings):
+            raise AssertionError(f"unbalanced postings from {entry_type}: {postings}")
+        return await _write_entry(conn, account_id, entry_type, postings, self._clock_ms())
+
+    # -- accounts and keys -------------------------------------------------------------------
+
+    async def create_account(self, label: str | None, key: ApiKeyRecord | None) -> int:
+        now = self._clock_ms()
+
+        async def op(conn: AConn) -> int:
+            cur = await conn.execute(
+                "INSERT INTO accounts (label, created_ms) VALUES (%s, %s) RETURNING id",
+                (label, now),
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            account_id = int(row[0])
+            if key is not None:
+                await _insert_key(conn, key, account_id, now)
+            return account_id
+
+        return await self._tx(op)
+
+    async def add_api_key(self, key: ApiKeyRecord) -> None:
+        now = self._clock_ms()
+        await self._tx(lambda conn: _insert_key(conn, key, key.account_id, now))
+
+    async def find_api_key(self, api_key: str) -> ApiKeyRecord | None:
+        async def op(conn: AConn) -> ApiKeyRecord | None:
+            cur = await conn.execute(
+                "SELECT api_key, account_id, key_type, secret, public_key, can_read, can_trade,"
+                " ip_whitelist, revoked_ms FROM api_keys WHERE api_key = %s",
+                (api_key,),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            return ApiKeyRecord(
+                api_key=row[0],
+                account_id=int(row[1]),
+                key_type=row[2],
+                secret=row[3],
+                public_key=row[4],
+                can_read=bool(row[5]),
+                can_trade=bool(row[6]),
+                ip_whitelist=tuple(row[7]),
+                revoked=row[8] is not None,
+            )
+
+        return await self._read(op)
+
+    async def account(self, account_id: int) -> AccountInfo | None:
+        async def op(conn: AConn) -> AccountInfo | None:
+            cur = await conn.execute(
+                "SELECT id, label, created_ms, auto_repay, vip_level FROM accounts WHERE id = %s",
+                (account_id,),
+            )
+            row = await cur.fetchone()
+            if row is None or row[0] == SYSTEM_ACCOUNT_ID:
+                return None
+            return AccountInfo(int(row[0]), row[1], int(row[2]), bool(row[3]), int(row[4]))
+
+        return await self._read(op)
+
+    # -- balances and the journal ------------------------------------------------------------
+
+    async def balances(self, account_id: int) -> AccountBalances:
+        return await self._read(lambda conn: _load_balances(conn, account_id))
+
+    async def transact(self, account_id: int, entry_type: str, plan: Planner) -> Entry | None:
+        return await self._tx(lambda conn: self._apply_locked(conn, account_id, entry_type, plan))
+
+    async def journal(
+        self, account_id: int, limit: int, before_tran_id: int | None = None
+    ) -> list[Entry]:
+        limit = max(1, min(limit, MAX_JOURNAL_PAGE))
+        before = before_tran_id if before_tran_id is not None else 2**62
+
+        async def op(conn: AConn) -> list[Entry]:
+            cur = await conn.execute(
+                "WITH heads AS (SELECT tran_id, type, time_ms FROM entries"
+                "  WHERE account_id = %s AND tran_id < %s ORDER BY tran_id DESC LIMIT %s)"
+                " SELECT h.tran_id, h.type, h.time_ms, p.account_id, p.wallet, p.asset, p.amount"
+                " FROM heads h JOIN postings p ON p.tran_id = h.tran_id"
+                " ORDER BY h.tran_id DESC, p.seq",
+                (account_id, before, limit),
+            )
+            entries: list[Entry] = []
+            head: tuple[int, str, int] | None = None
+            postings: list[Posting] = []
+            for (
+                tran_id,
+                entry_type,
+                time_ms,
+                p_account,
+                wallet,
+                asset,
+                amount,
+            ) in await cur.fetchall():
+                if head is None or head[0] != tran_id:
+                    if head is not None:
+                        entries.append(Entry(*head, account_id, tuple(postings)))
+                    head, postings = (int(tran_id), entry_type, int(time_ms)), []
+                postings.append(Posting(int(p_account), Wallet(wallet), asset, amount))
+            if head is not None:
+                entries.append(Entry(*head, account_id, tuple(postings)))
+            return entries
+
+        return await self._read(op)
+
+    # -- verify ------------------------------------------------------------------------------
+
+    async def verify(self) -> VerifyReport:
+        return await asyncio.to_thread(self.verify_sync)
+
+    def verify_sync(self) -> VerifyReport:
+        """Replay the whole journal, streamed through a server-side cursor, against the stored
+        balances, all in one REPEATABLE READ snapshot (consistent while writers go on)."""
+        replay = LedgerReplay()
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            try:
+                row = conn.execute("SELECT COUNT(*) FROM entries").fetchone()
+                replay.report.entries = int(row[0]) if row else 0
+                with conn.cursor(name="verify_postings") as cur:
+                    cur.itersize = VERIFY_FETCH_ROWS
+                    cur.execute(
+                        "SELECT tran_id, account_id, wallet, asset, amount FROM postings"
+                        " ORDER BY tran_id, seq"
+                    )
+                    for tran_id, account_id, wallet, asset, amount in cur:
+                        replay.posting(int(tran_id), int(account_id), wallet, asset, amount)
+                with conn.cursor(name="verify_balances") as cur:
+                    cur.itersize = VERIFY_FETCH_ROWS
+                    cur.execute(
+                        "SELECT account_id, wallet, asset, SUM(amount) FROM balances"
+                        " GROUP BY account_id, wallet, asset"
+                    )
+                    for account_id, wallet, asset, amount in cur:
+                        replay.stored_balance(int(account_id), wallet, asset, amount)
+                row = conn.execute(
+                    "SELECT COUNT(*) FROM accounts WHERE id != %s", (SYSTEM_ACCOUNT_ID,)
+                ).fetchone()
+                replay.report.accounts = int(row[0]) if row else 0
+            finally:
+                conn.execute("ROLLBACK")
+        return replay.finish()
+
+    # -- job primitives ----------------------------------------------------------------------
+
+    async def try_lease(self, name: str, holder: str, ttl_ms: int) -> bool:
+        """Take or renew the lease ``name`` for ``holder`` for ``ttl_ms`` (database clock).
+
+        True when ``holder`` holds it now: it was free, expired, or already ``holder``'s. A
+        holder that dies simply stops renewing; another takes over after the expiry. Use one
+        lease per job and slot, or renew it while working on a long job.
+        """
+        if ttl_ms <= 0:
+            raise ValueError("ttl_ms must be positive")
+
+        async def op(conn: AConn) -> bool:
+            cur = await conn.execute(
+                f"INSERT INTO leases (name, holder, expires_ms) VALUES (%s, %s, {_DB_NOW_MS} + %s)"
+                " ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder,"
+                " expires_ms = EXCLUDED.expires_ms"
+                f" WHERE leases.holder = EXCLUDED.holder OR leases.expires_ms <= {_DB_NOW_MS}"
+                " RETURNING holder",
+                (name, holder, ttl_ms),
+            )
+            return await cur.fetchone() is not None
+
+        return await self._tx(op)
+
+    async def release_lease(self, name: str, holder: str) -> bool:
+        """Give the lease up early; False when ``holder`` did not hold it."""
+
+        async def op(conn: AConn) -> bool:
+            cur = await conn.execute(
+                "DELETE FROM leases WHERE name = %s AND holder = %s RETURNING name", (name, holder)
+            )
+            return await cur.fetchone() is not None
+
+        return await self._tx(op)
+
+    @contextlib.asynccontextmanager
+    async def advisory_lock(self, name: str) -> AsyncIterator[bool]:
+        """Hold a session advisory lock on ``name`` for the block, without waiting; yields False
+        when another session holds it. The lock lives on one pooled connection, kept for the
+        block; if the process dies, PostgreSQL drops the connection and with it the lock."""
+        pool = self._require_pool()
+        async with pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (name,)
+            )
+            row = await cur.fetchone()
+            held = bool(row and row[0])
+            try:
+                yield held
+            finally:
+                if held:
+                    await conn.execute(
+                        "SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (name,)
+                    )
+
+    async def sweep_batch(
+        self,
+        job: str,
+        slot: int,
+        entry_type: str,
+        plan_for: Callable[[int], Planner],
+        *,
+        limit: int,
+        only_auto_repay: bool = False,
+    ) -> SweepBatch:
+        """Claim up to ``limit`` accounts not yet swept for ``(job, slot)`` and apply
+        ``plan_for(account_id)`` to each, in one transaction.
+
+        ``FOR UPDATE SKIP LOCKED`` lets several workers call this at once: each claims different
+        accounts, and an account busy with a request is left for a later call. A rule that
+        refuses (LedgerError) is recorded as refused; the account counts as swept. Call until
+        :meth:`sweep_remaining` is 0 (an empty batch can mean "all left are busy right now").
+        """
+        limit = max(1, min(limit, MAX_SWEEP_BATCH))
+
+        async def op(conn: AConn) -> SweepBatch:
+            batch = SweepBatch()
+            cur = await conn.execute(
+                "SELECT a.id FROM accounts a WHERE a.id <> %s AND (a.auto_repay OR NOT %s)"
+                " AND NOT EXISTS (SELECT 1 FROM sweep_claims c"
+                "   WHERE c.job = %s AND c.slot = %s AND c.account_id = a.id)"
+                " ORDER BY a.id LIMIT %s FOR UPDATE OF a SKIP LOCKED",
+                (SYSTEM_ACCOUNT_ID, only_auto_repay, job, slot, limit),
+            )
+            batch.claimed = [int(r[0]) for r in await cur.fetchall()]
+            for account_id in batch.claimed:
+                outcome, tran_id = "NOOP", None
+                try:
+                    async with conn.transaction():  # a savepoint: a refusal rolls back alone
+                        entry = await self._apply_locked(
+                            conn, account_id, entry_type, plan_for(account_id)
+                        )
+                except LedgerError as exc:
+                    outcome = "REFUSED"
+                    batch.refused[account_id] = str(exc)
+                else:
+                    if entry is not None:
+                        outcome, tran_id = "APPLIED", entry.tran_id
+                        batch.entries.append(entry)
+                await conn.execute(
+                    "INSERT INTO sweep_claims (job, slot, account_id, tran_id, outcome, done_ms)"
+                    " VALUES (%s, %s, %s, %s, %s, %s)",
+                    (job, slot, account_id, tran_id, outcome, self._clock_ms()),
+                )
+            return batch
+
+        return await self._tx(op)
+
+    async def sweep_remaining(self, job: str, slot: int, *, only_auto_repay: bool = False) -> int:
+        """Accounts not yet swept for ``(job, slot)``, busy or not."""
+
+        async def op(conn: AConn) -> int:
+            cur = await conn.execute(
+                "SELECT COUNT(*) FROM accounts a WHERE a.id <> %s AND (a.auto_repay OR NOT %s)"
+                " AND NOT EXISTS (SELECT 1 FROM sweep_claims c"
+                "   WHERE c.job = %s AND c.slot = %s AND c.account_id = a.id)",
+                (SYSTEM_ACCOUNT_ID, only_auto_repay, job, slot),
+            )
+            row = await cur.fetchone()
+            return int(row[0]) if row else 0
+
+        return await self._read(op)
+
+
+# -- statements shared by the methods ----------------------------------------------------------
+
+
+async def _lock_account(conn: AConn, account_id: int) -> None:
+    cur = await conn.execute("SELECT id FROM accounts WHERE id = %s FOR UPDATE", (account_id,))
+    if await cur.fetchone() is None:
+        raise LedgerError(f"account {account_id} does not exist")
+
+
+async def _load_balances(conn: AConn, account_id: int) -> AccountBalances:
+    result = AccountBalances()
+    cur = await conn.execute(
+        "SELECT wallet, asset, SUM(amount), MAX(updated_ms) FROM balances WHERE account_id = %s"
+        " GROUP BY wallet, asset",
+        (account_id,),
+    )
+    for wallet, asset, amount, updated_ms in await cur.fetchall():
+        result.amounts[(Wallet(wallet), asset)] = amount
+        if updated_ms > result.updated_ms.get(asset, -1):
+            result.updated_ms[asset] = int(updated_ms)
+    return result
+
+
+async def _write_entry(
+    conn: AConn, account_id: int, entry_type: str, postings: list[Posting], now_ms: int
+) -> Entry:
+    """Append the entry and its postings and add them to the balance rows, in lock order."""
+    cur = await conn.execute(
+        "INSERT INTO entries (account_id, type, time_ms) VALUES (%s, %s, %s) RETURNING tran_id",
+        (account_id, entry_type, now_ms),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    tran_id = int(row[0])
+    async with conn.cursor() as c:
+        await c.executemany(
+            "INSERT INTO postings (tran_id, seq, account_id, wallet, asset, amount)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            [
+                (tran_id, seq, p.account_id, p.wallet.value, p.asset, p.amount)
+                for seq, p in enumerate(postings)
+            ],
+        )
+        await c.executemany(
+            "INSERT INTO balances (account_id, asset, wallet, bucket, amount, updated_ms)"
+            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (account_id, asset, wallet, bucket)"
+            " DO UPDATE SET amount = balances.amount + EXCLUDED.amount,"
+            " updated_ms = EXCLUDED.updated_ms",
+            [
+                (acc, asset, wallet, bucket, delta, now_ms)
+                for (acc, asset, wallet, bucket), delta in _deltas_in_lock_order(
+                    account_id, postings
+                )
+            ],
+        )
+    return Entry(tran_id, entry_type, now_ms, account_id, tuple(postings))
+
+
+def _deltas_in_lock_order(
+    account_id: int, postings: list[Posting]
+) -> list[tuple[tuple[int, str, str, int], Decimal]]:
+    """One delta per balance row: the entry's own account first, then the others (the system
+    account's hot rows among them) by (account_id, asset, wallet, bucket) - the global lock
+    order."""
+    system_bucket = account_id % SYSTEM_BALANCE_BUCKETS
+    deltas: dict[tuple[int, str, str, int], Decimal] = {}
+    for p in postings:
+        bucket = system_bucket if p.account_id == SYSTEM_ACCOUNT_ID else 0
+        key = (p.account_id, p.asset, p.wallet.value, bucket)
+        deltas[key] = money.add(deltas.get(key, money.ZERO), p.amount)
+    return sorted(deltas.items(), key=lambda item: (item[0][0] != account_id, item[0]))
+
+
+async def _insert_key(conn: AConn, key: ApiKeyRecord, account_id: int, now: int) -> None:
+    await conn.execute(
+        "INSERT INTO api_keys (api_key, account_id, key_type, secret, public_key, can_read,"
+        " can_trade, ip_whitelist, created_ms) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            key.api_key,
+            account_id,
+            key.key_type,
+            key.secret,
+            key.public_key,
+            key.can_read,
+            key.can_trade,
+            list(key.ip_whitelist),
+            now,
+        ),
+    )
