@@ -84,5 +84,9 @@ def settings_from_env() -> Settings:
     settings.limits_prefix = env.get(LIMITS_PREFIX_ENV) or settings.limits_prefix
     config = env.get("PAPI_SANDBOX_CONFIG")
     settings.config_path = Path(config) if config else None
-    settings.scheduler = env.get("PAPI_SANDBOX_SCHEDULER", "true").lower() not in ("0", "false", "no")
+    settings.scheduler = env.get("PAPI_SANDBOX_SCHEDULER", "true").lower() not in (
+        "0",
+        "false",
+        "no",
+    )
     return settings

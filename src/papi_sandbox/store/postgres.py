@@ -57,9 +57,16 @@ from papi_sandbox.ledger.model import (
     is_balanced,
 )
 from papi_sandbox.store.base import (
+    MAX_INTEREST_PAGE,
+    MAX_JOB_BATCH_ACCOUNTS,
     MAX_JOURNAL_PAGE,
     AccountInfo,
     ApiKeyRecord,
+    InterestRecord,
+    JobAccount,
+    JobBatchResult,
+    JobPlan,
+    JobPlanner,
     Planner,
     VerifyReport,
 )
@@ -163,6 +170,31 @@ MIGRATIONS: tuple[str, ...] = (
         done_ms BIGINT NOT NULL,
         PRIMARY KEY (job, slot, account_id)
     );
+    """,
+    # 3: the negative-balance toolkit (issue 4), as SQLite's migration 2: interest history,
+    # (job, slot, account) markers that make scheduled jobs idempotent, an index of negative
+    # futures wallets so a sweep reads only the accounts it may act on.
+    """
+    CREATE TABLE interest_records (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        account_id BIGINT NOT NULL,
+        asset TEXT NOT NULL,
+        interest NUMERIC(38, 8) NOT NULL,
+        rate NUMERIC(38, 8) NOT NULL,
+        principal NUMERIC(38, 8) NOT NULL,
+        accrued_ms BIGINT NOT NULL,
+        tran_id BIGINT NOT NULL REFERENCES entries(tran_id)
+    );
+    CREATE INDEX interest_records_account ON interest_records(account_id, accrued_ms);
+    CREATE TABLE job_marks (
+        job TEXT NOT NULL,
+        slot_ms BIGINT NOT NULL,
+        account_id BIGINT NOT NULL,
+        tran_id BIGINT,
+        PRIMARY KEY (job, slot_ms, account_id)
+    );
+    CREATE INDEX balances_negative_futures ON balances(account_id)
+        WHERE wallet IN ('UM', 'CM') AND amount < 0;
     """,
 )
 
@@ -478,6 +510,17 @@ class PostgresStore:
 
         return await self._tx(op)
 
+    async def lease_active(self, name: str) -> bool:
+        """True while some holder holds an unexpired lease ``name`` (database clock)."""
+
+        async def op(conn: AConn) -> bool:
+            cur = await conn.execute(
+                f"SELECT 1 FROM leases WHERE name = %s AND expires_ms > {_DB_NOW_MS}", (name,)
+            )
+            return await cur.fetchone() is not None
+
+        return await self._read(op)
+
     async def release_lease(self, name: str, holder: str) -> bool:
         """Give the lease up early; False when ``holder`` did not hold it."""
 
@@ -576,6 +619,136 @@ class PostgresStore:
             return int(row[0]) if row else 0
 
         return await self._read(op)
+
+    # -- the negative-balance toolkit (issue 4) ------------------------------------------------
+
+    async def set_account_settings(
+        self, account_id: int, *, auto_repay: bool | None = None, vip_level: int | None = None
+    ) -> bool:
+        async def op(conn: AConn) -> bool:
+            cur = await conn.execute(
+                "UPDATE accounts SET auto_repay = COALESCE(%s, auto_repay),"
+                " vip_level = COALESCE(%s, vip_level) WHERE id = %s AND id <> %s RETURNING id",
+                (auto_repay, vip_level, account_id, SYSTEM_ACCOUNT_ID),
+            )
+            return await cur.fetchone() is not None
+
+        return await self._tx(op)
+
+    async def interest_history(
+        self, account_id: int, asset: str | None, start_ms: int, end_ms: int, limit: int
+    ) -> list[InterestRecord]:
+        limit = max(1, min(limit, MAX_INTEREST_PAGE))
+
+        async def op(conn: AConn) -> list[InterestRecord]:
+            cur = await conn.execute(
+                "SELECT account_id, asset, interest, rate, principal, accrued_ms, tran_id"
+                " FROM interest_records WHERE account_id = %s AND accrued_ms BETWEEN %s AND %s"
+                " AND (%s::text IS NULL OR asset = %s) ORDER BY accrued_ms DESC, id DESC LIMIT %s",
+                (account_id, start_ms, end_ms, asset, asset, limit),
+            )
+            return [
+                InterestRecord(int(r[0]), r[1], r[2], r[3], r[4], int(r[5]), int(r[6]))
+                for r in await cur.fetchall()
+            ]
+
+        return await self._read(op)
+
+    async def job_candidates(self, after_account_id: int, limit: int) -> list[int]:
+        limit = max(1, min(limit, MAX_JOB_BATCH_ACCOUNTS))
+
+        async def op(conn: AConn) -> list[int]:
+            # The WHERE clause repeats the partial index's, so only that index is read.
+            cur = await conn.execute(
+                "SELECT DISTINCT account_id FROM balances"
+                " WHERE wallet IN ('UM', 'CM') AND amount < 0 AND account_id > %s"
+                " ORDER BY account_id LIMIT %s",
+                (max(after_account_id, SYSTEM_ACCOUNT_ID), limit),
+            )
+            return [int(r[0]) for r in await cur.fetchall()]
+
+        return await self._read(op)
+
+    async def run_job_batch(
+        self, job: str, slot_ms: int, entry_type: str, account_ids: list[int], plan: JobPlanner
+    ) -> JobBatchResult:
+        if len(account_ids) > MAX_JOB_BATCH_ACCOUNTS:
+            raise ValueError(f"a job batch carries at most {MAX_JOB_BATCH_ACCOUNTS} accounts")
+
+        async def op(conn: AConn) -> JobBatchResult:
+            result = JobBatchResult()
+            # Lock every account of the batch first, in id order, before touching any shared
+            # (system) balance row: a request locks its one account first too, so no cycle of
+            # waits can form. Then read the markers under those locks: a batch of another
+            # process that handled an account has committed its marker before we got the lock.
+            cur = await conn.execute(
+                "SELECT id, auto_repay, vip_level FROM accounts WHERE id = ANY(%s) AND id <> %s"
+                " ORDER BY id FOR UPDATE",
+                (sorted(set(account_ids)), SYSTEM_ACCOUNT_ID),
+            )
+            settings = {int(r[0]): (bool(r[1]), int(r[2])) for r in await cur.fetchall()}
+            cur = await conn.execute(
+                "SELECT account_id FROM job_marks WHERE job = %s AND slot_ms = %s"
+                " AND account_id = ANY(%s)",
+                (job, slot_ms, list(settings)),
+            )
+            done = {int(r[0]) for r in await cur.fetchall()}
+            for account_id in account_ids:
+                if account_id == SYSTEM_ACCOUNT_ID:
+                    continue
+                result.accounts += 1
+                if account_id in done:
+                    result.already_done += 1
+                    continue
+                if account_id not in settings:
+                    continue
+                auto_repay, vip_level = settings[account_id]
+                snapshot = await _load_balances(conn, account_id)
+                try:
+                    decision = plan(JobAccount(account_id, auto_repay, vip_level, snapshot.amounts))
+                except LedgerError:
+                    result.refused += 1
+                    decision = JobPlan([])
+                tran_id: int | None = None
+                if decision.postings:
+                    if not is_balanced(decision.postings):
+                        raise AssertionError(f"unbalanced postings from {entry_type}")
+                    entry = await _write_entry(
+                        conn, account_id, entry_type, decision.postings, self._clock_ms()
+                    )
+                    tran_id = entry.tran_id
+                    result.entries.append(entry)
+                    for c in decision.interest:
+                        await conn.execute(
+                            "INSERT INTO interest_records (account_id, asset, interest, rate,"
+                            " principal, accrued_ms, tran_id) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                            (
+                                account_id,
+                                c.asset,
+                                c.interest,
+                                c.rate,
+                                c.principal,
+                                slot_ms,
+                                tran_id,
+                            ),
+                        )
+                # Same transaction as the entry: after a crash both exist or neither does.
+                await conn.execute(
+                    "INSERT INTO job_marks (job, slot_ms, account_id, tran_id)"
+                    " VALUES (%s, %s, %s, %s)",
+                    (job, slot_ms, account_id, tran_id),
+                )
+                done.add(account_id)
+            return result
+
+        return await self._tx(op)
+
+    async def prune_job_marks(self, before_slot_ms: int) -> int:
+        async def op(conn: AConn) -> int:
+            cur = await conn.execute("DELETE FROM job_marks WHERE slot_ms < %s", (before_slot_ms,))
+            return cur.rowcount
+
+        return await self._tx(op)
 
 
 # -- statements shared by the methods ----------------------------------------------------------
