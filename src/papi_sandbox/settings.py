@@ -7,12 +7,21 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from papi_sandbox.wire.limits import DEFAULT_WEIGHT_LIMIT_PER_MINUTE
+from papi_sandbox.wire.limits import DEFAULT_BAN_AFTER_429S, DEFAULT_WEIGHT_LIMIT_PER_MINUTE
 
 DATA_DIR_ENV = "PAPI_SANDBOX_DATA_DIR"
 ADMIN_TOKEN_ENV = "PAPI_SANDBOX_ADMIN_TOKEN"
 DEFAULT_DATA_DIR = Path(".papi-sandbox")
 DB_FILE_NAME = "papi-sandbox.db"
+#: Live API keys one account may hold (Binance allows 30 per account).
+DEFAULT_MAX_API_KEYS_PER_ACCOUNT = 30
+#: Seconds a request may take to arrive whole (headers and body) from its first byte, or from
+#: the connection's opening; past it the connection is closed.
+DEFAULT_REQUEST_READ_TIMEOUT_S = 10.0
+#: Seconds an idle keep-alive connection stays open between requests.
+DEFAULT_KEEP_ALIVE_TIMEOUT_S = 30
+#: Most open connections; past it new ones are answered 503 by the server.
+DEFAULT_MAX_CONNECTIONS = 2048
 ADMIN_TOKEN_FILE_NAME = "admin-token"
 
 
@@ -28,6 +37,12 @@ class Settings:
     db: str | None = None  # None: a SQLite file in data_dir
     ip_weight_limit: int = DEFAULT_WEIGHT_LIMIT_PER_MINUTE  # 0 turns the limit off
     admin_token: str | None = None  # None: PAPI_SANDBOX_ADMIN_TOKEN, else the data_dir file
+    ip_ban_after_429s: int = DEFAULT_BAN_AFTER_429S  # 0 turns bans off
+    max_api_keys_per_account: int = DEFAULT_MAX_API_KEYS_PER_ACCOUNT
+    request_read_timeout_s: float = DEFAULT_REQUEST_READ_TIMEOUT_S
+    keep_alive_timeout_s: int = DEFAULT_KEEP_ALIVE_TIMEOUT_S
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    request_log: bool = True  # one JSON line per request (never secrets)
 
     @property
     def db_url(self) -> str:

@@ -4,12 +4,14 @@ dispatches every public endpoint of the table, plus the operator API."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -18,10 +20,13 @@ from starlette.routing import Mount, Route
 
 from papi_sandbox.api.endpoints import ENDPOINTS, Call, Endpoint, Security, table
 from papi_sandbox.api.http import client_ip, error_response, json_response, read_body
+from papi_sandbox.api.openapi import OPENAPI_PATH, openapi_document
 from papi_sandbox.ledger.model import InsufficientBalance, LedgerError
+from papi_sandbox.observability import ERROR_CODE_SCOPE_KEY, Metrics, ObservabilityMiddleware
+from papi_sandbox.secretbox import SecretBox, load_or_create_key
 from papi_sandbox.service import Service
 from papi_sandbox.settings import Settings
-from papi_sandbox.store.base import Store
+from papi_sandbox.store.base import ApiKeyRecord, Store
 from papi_sandbox.wire import auth, errors, params
 from papi_sandbox.wire.errors import ApiError
 from papi_sandbox.wire.limits import Limiter, WeightLimiter
@@ -64,6 +69,12 @@ class PublicApi:
         # Unknown paths cost weight 1, so probing for endpoints is not free.
         decision = await state.limiter.spend(ip, endpoint.weight if endpoint else 1)
         headers = {WEIGHT_HEADER: str(decision.used)}
+        if decision.banned_until_ms is not None:
+            # A banned IP: answered before the body, the parameters or the key are looked at.
+            request.scope[ERROR_CODE_SCOPE_KEY] = -1003
+            return error_response(
+                errors.ip_banned(decision.banned_until_ms, decision.retry_after_s), headers
+            )
         try:
             if not decision.allowed:
                 raise errors.too_many_requests(
@@ -75,6 +86,7 @@ class PublicApi:
                 raise errors.method_not_allowed(request.method, path)
             result = await self._serve(endpoint, request, ip)
         except ApiError as error:
+            request.scope[ERROR_CODE_SCOPE_KEY] = error.code
             return error_response(error, headers)
         return json_response(200, result, headers)
 
@@ -136,21 +148,44 @@ def create_app(
 ) -> Starlette:
     from papi_sandbox.admin.api import admin_routes
 
-    service = Service(store)
+    box = SecretBox(load_or_create_key(settings.data_dir))
+
+    async def load_key(api_key: str) -> ApiKeyRecord | None:
+        record = await store.find_api_key(api_key)
+        if record is not None and record.secret is not None:
+            record = dataclasses.replace(record, secret=box.open(record.secret, record.api_key))
+        return record
+
+    service = Service(store, box)
     state = AppState(
         settings=settings,
         store=store,
         service=service,
-        limiter=WeightLimiter(settings.ip_weight_limit),
-        keys=auth.KeyCache(store.find_api_key),
+        limiter=WeightLimiter(settings.ip_weight_limit, ban_after_429s=settings.ip_ban_after_429s),
+        keys=auth.KeyCache(load_key),
         admin_token=admin_token,
     )
     public = PublicApi(state)
+    metrics = Metrics()
+    openapi_body = orjson.dumps(openapi_document())
+    known_paths = set(public.routes) | {"/healthz", "/metrics", OPENAPI_PATH}
+
+    def endpoint_label(path: str) -> str:
+        # Bounded label values: the table's paths, the fixed routes, then two buckets.
+        if path in known_paths:
+            return path
+        return "/admin/v1" if path.startswith("/admin/") else "unmatched"
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.open()
         try:
+            # Secrets of databases from before encryption at rest are sealed at first start.
+            sealed = await store.rewrite_api_key_secrets(
+                lambda secret, api_key: box.reseal(secret, api_key, None)
+            )
+            if sealed:
+                log.info("sealed %d plain-text API secret(s) at rest", sealed)
             if on_ready is not None:
                 await on_ready(state)
             yield
@@ -160,14 +195,31 @@ def create_app(
     async def healthz(request: Request) -> Response:
         return json_response(200, {"status": "ok"})
 
+    async def openapi(request: Request) -> Response:
+        # Not weighed: a static document, built once.
+        return Response(openapi_body, 200, media_type="application/json")
+
+    async def metrics_endpoint(request: Request) -> Response:
+        body, content_type = metrics.render(await store.entry_counts())
+        return Response(body, 200, headers={"Content-Type": content_type})
+
     app = Starlette(
         routes=[
+            Route(OPENAPI_PATH, openapi, methods=["GET"]),
             Route("/papi/{rest:path}", public.handle, methods=ALL_METHODS),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
             Mount("/admin/v1", routes=admin_routes(state)),
         ],
         exception_handlers={HTTPException: _http_exception, Exception: _unhandled},
         lifespan=lifespan,
     )
+    app.add_middleware(
+        ObservabilityMiddleware,
+        metrics=metrics,
+        endpoint_label=endpoint_label,
+        log_requests=settings.request_log,
+    )
     app.state.papi = state
+    app.state.metrics = metrics
     return app
