@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
-from papi_sandbox.api.endpoints import ENDPOINTS, Call, Endpoint, Security, table
+from papi_sandbox.api.endpoints import ENDPOINTS, Call, Endpoint, table
 from papi_sandbox.api.http import client_ip, error_response, json_response, read_body
 from papi_sandbox.api.openapi import OPENAPI_PATH, openapi_document
 from papi_sandbox.ledger.model import InsufficientBalance, LedgerError
@@ -111,8 +111,7 @@ class PublicApi:
                     raise errors.mandatory_missing(params.SIGNATURE)
                 if not auth.verify_signature(key, raw.signed_text, signature):
                     raise errors.invalid_signature()
-                allowed = key.can_trade if endpoint.security is Security.TRADE else key.can_read
-                if not allowed:
+                if not endpoint.security.permits(key.can_read, key.can_trade):
                     raise errors.rejected_api_key()
             account_id = key.account_id
         args = params.bind(endpoint.all_params, raw.values)
