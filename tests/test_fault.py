@@ -31,7 +31,7 @@ REPAY = "/papi/v1/repay-futures-negative-balance"
 KILL_CYCLES = 20
 WORKERS = 4
 #: Longest a cycle runs before its kill (s); with restarts the test stays near a minute.
-MAX_RUN_BEFORE_KILL_S = 0.5
+MAX_RUN_BEFORE_KILL_S = 0.35
 CONCURRENT_CLIENTS = 64
 OPS_PER_CLIENT = 4
 
