@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
-from papi_sandbox.api.endpoints import Security
+from papi_sandbox.api.endpoints import ENDPOINTS, Endpoint, Security
 from support import ADMIN_TOKEN, Account, Server, Signer, now_ms, raw_request
 
 REPAY = "/papi/v1/repay-futures-negative-balance"
@@ -331,3 +331,31 @@ def test_no_secret_signature_or_token_in_logs(tmp_path: Path) -> None:
     ):
         assert secret and secret not in log
     assert "deadbeef" not in log
+
+
+SIGNED_ENDPOINTS = [e for e in ENDPOINTS if e.security.signed]
+
+
+@pytest.mark.parametrize(
+    "endpoint", SIGNED_ENDPOINTS, ids=[f"{e.method} {e.path}" for e in SIGNED_ENDPOINTS]
+)
+def test_every_signed_endpoint_checks_the_keys_permission(
+    server: Server, endpoint: Endpoint
+) -> None:
+    """Each USER_DATA endpoint refuses a key without enableReading, each TRADE endpoint a key
+    without enablePortfolioMarginTrading: 401, -2015, nothing changes. The permission is checked
+    before the parameters, so a bare signed request is enough."""
+    account = indebted_account(server)
+    refused = {
+        Security.USER_DATA: {"enableReading": False},
+        Security.TRADE: {"enablePortfolioMarginTrading": False},
+    }[endpoint.security]
+    issued = add_key(server, account.account_id, **refused)
+    signer = Signer(
+        server.base_url, Account(account.account_id, issued["apiKey"], issued["secretKey"])
+    )
+    before = server.journal(account.account_id)
+    for where in ("query", "body"):
+        r = signer.request(endpoint.method, endpoint.path, where=where)
+        assert (r.status_code, r.json()["code"]) == (401, -2015), r.text
+    assert server.journal(account.account_id) == before
