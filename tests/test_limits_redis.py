@@ -113,7 +113,9 @@ def test_ban_after_more_than_ten_refusals_in_a_minute_and_its_growth(prefix: str
         for i in range(MAX_REFUSALS_PER_MINUTE):
             decision = await (one, two)[i % 2].spend(ip, 10)
             assert (decision.allowed, decision.banned_until_ms) == (False, None), i
-        decision = await one.spend(ip, 10)  # the 11th refusal in the minute
+        decision = await one.spend(ip, 10)  # the 11th refusal: the ban starts, still a 429
+        assert (decision.allowed, decision.banned_until_ms) == (False, None)
+        decision = await two.spend(ip, 1)  # from now on: banned (418), in every process
         assert not decision.allowed and decision.banned_until_ms is not None
         return decision.banned_until_ms
 

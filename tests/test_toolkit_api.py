@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from typing import Any
 
@@ -37,16 +36,15 @@ def balances(signer: Signer) -> dict[str, dict[str, Any]]:
 
 
 def read_only_signer(server: Server, account: Account) -> Signer:
-    """A second key of the account with reading rights only (written straight into the ledger:
-    the operator API issues full keys only)."""
-    key = Account(account.account_id, account.api_key + "ro", account.secret + "ro")
-    with sqlite3.connect(server.db_path, timeout=30) as conn:
-        conn.execute(
-            "INSERT INTO api_keys (api_key, account_id, key_type, secret, can_read, can_trade,"
-            " created_ms) VALUES (?, ?, 'HMAC', ?, 1, 0, 0)",
-            (key.api_key, key.account_id, key.secret),
-        )
-    return Signer(server.base_url, key)
+    """A second key of the account with reading rights only, issued by the operator API."""
+    r = server.admin(
+        "POST",
+        f"/accounts/{account.account_id}/api-keys",
+        json={"type": "HMAC", "enableReading": True, "enablePortfolioMarginTrading": False},
+    )
+    assert r.status_code == 201, r.text
+    data = r.json()
+    return Signer(server.base_url, Account(account.account_id, data["apiKey"], data["secretKey"]))
 
 
 # -- repay-futures-switch -------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from papi_sandbox import settings as settings_mod
 from papi_sandbox.settings import Settings
+from papi_sandbox.wire.limits import DEFAULT_BAN_AFTER_429S
 
 app = typer.Typer(help="A self-hosted Binance Portfolio Margin API sandbox.", no_args_is_help=True)
 account_app = typer.Typer(help="Operator commands on accounts (through the operator API).")
@@ -25,6 +26,8 @@ db_app = typer.Typer(help="Database schema commands.")
 app.add_typer(db_app, name="db")
 #: Most processes ``serve --workers`` starts (each holds a pool of database connections).
 MAX_WORKERS = 64
+keys_app = typer.Typer(help="Keys at rest: the encryption key of the stored HMAC secrets.")
+app.add_typer(keys_app, name="keys")
 # Piped output keeps full rows instead of folding tables to 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=200)
 err_console = Console(stderr=True)
@@ -90,7 +93,36 @@ def serve(
             help="Create a demo account with negative futures wallets and print how to call it.",
         ),
     ] = False,
-    access_log: Annotated[bool, typer.Option(envvar="PAPI_SANDBOX_ACCESS_LOG")] = True,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            envvar="PAPI_SANDBOX_ACCESS_LOG",
+            help="One JSON log line per request (never the query string or any secret).",
+        ),
+    ] = True,
+    ban_after_429s: Annotated[
+        int,
+        typer.Option(
+            envvar="PAPI_SANDBOX_BAN_AFTER_429S",
+            help="429s per IP per minute before the IP is banned (418); 0 = never ban.",
+        ),
+    ] = DEFAULT_BAN_AFTER_429S,
+    max_api_keys_per_account: Annotated[
+        int, typer.Option(envvar="PAPI_SANDBOX_MAX_API_KEYS_PER_ACCOUNT", min=1)
+    ] = settings_mod.DEFAULT_MAX_API_KEYS_PER_ACCOUNT,
+    request_read_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar="PAPI_SANDBOX_REQUEST_READ_TIMEOUT",
+            help="Seconds a request may take to arrive whole; then its connection is closed.",
+        ),
+    ] = settings_mod.DEFAULT_REQUEST_READ_TIMEOUT_S,
+    keep_alive_timeout: Annotated[
+        int, typer.Option(envvar="PAPI_SANDBOX_KEEP_ALIVE_TIMEOUT", min=1)
+    ] = settings_mod.DEFAULT_KEEP_ALIVE_TIMEOUT_S,
+    max_connections: Annotated[
+        int, typer.Option(envvar="PAPI_SANDBOX_MAX_CONNECTIONS", min=1)
+    ] = settings_mod.DEFAULT_MAX_CONNECTIONS,
     config: ConfigOpt = None,
     scheduler: Annotated[
         bool,
@@ -125,7 +157,9 @@ def serve(
 
     from papi_sandbox.api.app import create_app
     from papi_sandbox.demo import announce_demo
+    from papi_sandbox.observability import configure_logging
     from papi_sandbox.store import is_postgres_url
+    from papi_sandbox.transport import guarded_protocol
 
     _load_jobs_config(config)  # a bad file stops here, with its message, before serving
     settings = Settings(
@@ -138,6 +172,12 @@ def serve(
         scheduler=scheduler,
         limits=limits,
         limits_prefix=limits_prefix,
+        ip_ban_after_429s=ban_after_429s,
+        max_api_keys_per_account=max_api_keys_per_account,
+        request_read_timeout_s=request_read_timeout,
+        keep_alive_timeout_s=keep_alive_timeout,
+        max_connections=max_connections,
+        request_log=access_log,
     )
     if workers > 1 and not is_postgres_url(settings.db_url):
         err_console.print(
@@ -148,12 +188,13 @@ def serve(
     if workers > 1 and demo:
         err_console.print("[red]--demo runs with one worker only.[/red]")
         raise typer.Exit(2)
+    log_config = configure_logging()
     token, generated = settings_mod.ensure_admin_token(data_dir)
     if generated:
         token_file = data_dir / settings_mod.ADMIN_TOKEN_FILE_NAME
         console.print(f"Operator token (printed once, kept in {token_file}): [bold]{token}[/bold]")
     if workers > 1:
-        _serve_workers(settings, workers, access_log)
+        _serve_workers(settings, workers, log_config)
         return
     store = open_store(settings.db_url)
 
@@ -167,15 +208,17 @@ def serve(
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
-        access_log=access_log,
-        timeout_keep_alive=30,
-        # Bounds a slow or half-sent request: headers and body must arrive in time.
+        http=guarded_protocol(settings.request_read_timeout_s),
+        log_config=log_config,
+        # uvicorn's access line holds the query string (and so the signature): ours replaces it.
+        access_log=False,
+        timeout_keep_alive=settings.keep_alive_timeout_s,
+        limit_concurrency=settings.max_connections,
         timeout_graceful_shutdown=5,
     )
 
 
-def _serve_workers(settings: Settings, workers: int, access_log: bool) -> None:
+def _serve_workers(settings: Settings, workers: int, log_config: Any) -> None:
     """N processes on one port: uvicorn's supervisor re-imports the app in each from the
     environment (papi_sandbox.api.app:app_from_env), so the settings travel as variables."""
     import os
@@ -193,6 +236,10 @@ def _serve_workers(settings: Settings, workers: int, access_log: bool) -> None:
         }
     )
     os.environ["PAPI_SANDBOX_SCHEDULER"] = "true" if settings.scheduler else "false"
+    os.environ["PAPI_SANDBOX_ACCESS_LOG"] = "true" if settings.request_log else "false"
+    os.environ["PAPI_SANDBOX_BAN_AFTER_429S"] = str(settings.ip_ban_after_429s)
+    os.environ["PAPI_SANDBOX_MAX_API_KEYS_PER_ACCOUNT"] = str(settings.max_api_keys_per_account)
+    os.environ["PAPI_SANDBOX_REQUEST_READ_TIMEOUT"] = str(settings.request_read_timeout_s)
     if settings.config_path is not None:
         os.environ["PAPI_SANDBOX_CONFIG"] = str(settings.config_path)
     if settings.limits:
@@ -205,9 +252,12 @@ def _serve_workers(settings: Settings, workers: int, access_log: bool) -> None:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
-        access_log=access_log,
-        timeout_keep_alive=30,
+        # An import string: each worker process builds the protocol from the environment.
+        http="papi_sandbox.transport:GuardedFromEnv",
+        log_config=log_config,
+        access_log=False,  # uvicorn's line holds the signature; ours replaces it
+        timeout_keep_alive=settings.keep_alive_timeout_s,
+        limit_concurrency=settings.max_connections,
         timeout_graceful_shutdown=5,
     )
 
@@ -439,6 +489,81 @@ def jobs_run(
         err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     print(orjson.dumps(report.to_json()).decode())
+
+
+@keys_app.command("rotate-encryption-key")
+def rotate_encryption_key(
+    db: Db = None,
+    data_dir: DataDir = settings_mod.DEFAULT_DATA_DIR,
+    new_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="PAPI_SANDBOX_NEW_SECRET_KEY",
+            help="The new key (64 hex digits); default: generate one into the data folder.",
+        ),
+    ] = None,
+) -> None:
+    """Re-seal every stored HMAC secret under a new encryption key, in one transaction.
+
+    Run it with the service stopped. The old key comes from PAPI_SANDBOX_SECRET_KEY or the data
+    folder's key file. Without --new-key a new key is generated and written to the key file (the
+    old file is kept as secret-key.old until you delete it); with --new-key, set
+    PAPI_SANDBOX_SECRET_KEY to the new key before the next start."""
+    import asyncio
+    import os
+
+    from papi_sandbox import secretbox
+
+    settings = Settings(data_dir=data_dir, db=db)
+    key_file = data_dir / secretbox.SECRET_KEY_FILE_NAME
+    from_env = bool(os.environ.get(secretbox.SECRET_KEY_ENV))
+    if not from_env and not key_file.exists():
+        err_console.print(
+            f"[red]No encryption key: neither {secretbox.SECRET_KEY_ENV} nor {key_file}[/red]"
+        )
+        raise typer.Exit(2)
+    try:
+        old = secretbox.SecretBox(secretbox.load_or_create_key(data_dir))
+        new_text = new_key or secretbox.new_key_text()
+        new = secretbox.SecretBox(secretbox.parse_key(new_text))
+    except secretbox.SecretBoxError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    store = open_store(settings.db_url)
+
+    async def rotate() -> int:
+        await store.open()
+        try:
+            changed: int = await store.rewrite_api_key_secrets(
+                lambda secret, api_key: new.reseal(secret, api_key, old)
+            )
+            return changed
+        finally:
+            await store.close()
+
+    try:
+        changed = asyncio.run(rotate())
+    except secretbox.SecretBoxError as exc:
+        err_console.print(f"[red]Nothing changed: {exc}[/red]")
+        raise typer.Exit(1) from None
+    if new_key is None:
+        if key_file.exists():
+            secretbox.write_key_file(
+                key_file.with_name(key_file.name + ".old"), key_file.read_text().strip()
+            )
+        secretbox.write_key_file(key_file, new_text)
+        console.print(
+            f"re-sealed {changed} secret(s) under key {new.key_id}, written to {key_file}"
+        )
+        if from_env:
+            console.print(
+                f"unset {secretbox.SECRET_KEY_ENV} (or set it to the new key) before starting"
+            )
+    else:
+        console.print(
+            f"re-sealed {changed} secret(s) under key {new.key_id}; set {secretbox.SECRET_KEY_ENV}"
+            " to the new key before the next start"
+        )
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from papi_sandbox.wire.limits import DEFAULT_WEIGHT_LIMIT_PER_MINUTE
+from papi_sandbox.wire.limits import DEFAULT_BAN_AFTER_429S, DEFAULT_WEIGHT_LIMIT_PER_MINUTE
 
 DATA_DIR_ENV = "PAPI_SANDBOX_DATA_DIR"
 ADMIN_TOKEN_ENV = "PAPI_SANDBOX_ADMIN_TOKEN"
@@ -15,6 +15,15 @@ LIMITS_ENV = "PAPI_SANDBOX_LIMITS"
 LIMITS_PREFIX_ENV = "PAPI_SANDBOX_LIMITS_PREFIX"
 DEFAULT_DATA_DIR = Path(".papi-sandbox")
 DB_FILE_NAME = "papi-sandbox.db"
+#: Live API keys one account may hold (Binance allows 30 per account).
+DEFAULT_MAX_API_KEYS_PER_ACCOUNT = 30
+#: Seconds a request may take to arrive whole (headers and body) from its first byte, or from
+#: the connection's opening; past it the connection is closed.
+DEFAULT_REQUEST_READ_TIMEOUT_S = 10.0
+#: Seconds an idle keep-alive connection stays open between requests.
+DEFAULT_KEEP_ALIVE_TIMEOUT_S = 30
+#: Most open connections; past it new ones are answered 503 by the server.
+DEFAULT_MAX_CONNECTIONS = 2048
 ADMIN_TOKEN_FILE_NAME = "admin-token"
 
 
@@ -34,6 +43,12 @@ class Settings:
     scheduler: bool = True  # run the scheduled jobs inside the server (PAPI_SANDBOX_SCHEDULER)
     limits: str | None = None  # redis://... shares IP weight and bans; None: in-process
     limits_prefix: str = "papi:"  # Redis key prefix: several sandboxes can share one Redis
+    ip_ban_after_429s: int = DEFAULT_BAN_AFTER_429S  # 0 turns bans off
+    max_api_keys_per_account: int = DEFAULT_MAX_API_KEYS_PER_ACCOUNT
+    request_read_timeout_s: float = DEFAULT_REQUEST_READ_TIMEOUT_S
+    keep_alive_timeout_s: int = DEFAULT_KEEP_ALIVE_TIMEOUT_S
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    request_log: bool = True  # one JSON line per request (never secrets)
 
     @property
     def db_url(self) -> str:
@@ -82,6 +97,23 @@ def settings_from_env() -> Settings:
     settings.admin_token = env.get(ADMIN_TOKEN_ENV) or None
     settings.limits = env.get(LIMITS_ENV) or None
     settings.limits_prefix = env.get(LIMITS_PREFIX_ENV) or settings.limits_prefix
+    settings.ip_ban_after_429s = int(
+        env.get("PAPI_SANDBOX_BAN_AFTER_429S", settings.ip_ban_after_429s)
+    )
+    settings.max_api_keys_per_account = int(
+        env.get("PAPI_SANDBOX_MAX_API_KEYS_PER_ACCOUNT", settings.max_api_keys_per_account)
+    )
+    settings.request_read_timeout_s = float(
+        env.get("PAPI_SANDBOX_REQUEST_READ_TIMEOUT", settings.request_read_timeout_s)
+    )
+    settings.request_log = env.get("PAPI_SANDBOX_ACCESS_LOG", "true").lower() not in (
+        "0",
+        "false",
+        "no",
+    )
+    data_dir = env.get(DATA_DIR_ENV)
+    if data_dir:
+        settings.data_dir = Path(data_dir)
     config = env.get("PAPI_SANDBOX_CONFIG")
     settings.config_path = Path(config) if config else None
     settings.scheduler = env.get("PAPI_SANDBOX_SCHEDULER", "true").lower() not in (

@@ -34,9 +34,9 @@ from papi_sandbox.ledger.model import (
     LedgerError,
     Wallet,
 )
-from papi_sandbox.service import UnknownAccount
+from papi_sandbox.service import BadKeyRequest, KeyLimitReached, UnknownAccount
 from papi_sandbox.store.base import MAX_JOURNAL_PAGE
-from papi_sandbox.wire import errors
+from papi_sandbox.wire import auth, errors
 from papi_sandbox.wire.errors import ApiError
 
 if TYPE_CHECKING:
@@ -47,6 +47,11 @@ MAX_ADMIN_BODY_BYTES = 64 * 1024
 #: Longest account label (characters).
 MAX_LABEL_CHARS = 100
 DEFAULT_JOURNAL_PAGE = 100
+#: Most entries in one key's ipWhitelist (Binance allows 30 per key).
+MAX_IP_WHITELIST_ENTRIES = 30
+KEY_FIELDS = frozenset(
+    {"type", "publicKey", "enableReading", "enablePortfolioMarginTrading", "ipWhitelist"}
+)
 
 AdminHandler = Callable[[Request], Awaitable[Response]]
 
@@ -89,6 +94,10 @@ def _guarded(state: AppState, handler: AdminHandler) -> AdminHandler:
             return json_response(error.status, {"code": error.code, "msg": error.msg})
         except UnknownAccount as exc:
             return json_response(404, {"code": -1000, "msg": str(exc)})
+        except KeyLimitReached as exc:
+            return json_response(400, {"code": -1101, "msg": f"Too many API keys: {exc}."})
+        except (BadKeyRequest, auth.PublicKeyError) as exc:
+            return json_response(400, {"code": -1102, "msg": f"{exc}."})
         except InsufficientBalance as exc:
             return json_response(400, {"code": -2018, "msg": f"Balance is insufficient: {exc}."})
         except LedgerError as exc:
@@ -219,6 +228,74 @@ def admin_routes(state: AppState) -> list[Route]:
             raise _bad(str(exc)) from None
         return json_response(200, report.to_json())
 
+    async def create_api_key(request: Request) -> Response:
+        account_id = _account_id(request)
+        data = await _json_body(request)
+        unknown = set(data) - KEY_FIELDS
+        if unknown:
+            raise _bad(f"Unknown field(s): {', '.join(sorted(unknown))[:200]}.")
+        key_type = data.get("type", "HMAC")
+        if key_type not in auth.KEY_TYPES:
+            raise _bad(f"'type' must be one of {', '.join(auth.KEY_TYPES)}.")
+        public_key = data.get("publicKey")
+        if public_key is not None and not isinstance(public_key, str):
+            raise _bad("'publicKey' must be a PEM string.")
+        flags = {}
+        for name in ("enableReading", "enablePortfolioMarginTrading"):
+            value = data.get(name, True)  # a sandbox convenience: unsaid means allowed
+            if not isinstance(value, bool):
+                raise _bad(f"'{name}' must be true or false.")
+            flags[name] = value
+        whitelist = data.get("ipWhitelist", [])
+        if (
+            not isinstance(whitelist, list)
+            or len(whitelist) > MAX_IP_WHITELIST_ENTRIES
+            or not all(isinstance(e, str) and auth.allowed_ip_entry(e) for e in whitelist)
+        ):
+            raise _bad(
+                f"'ipWhitelist' must be a list of at most {MAX_IP_WHITELIST_ENTRIES} IP addresses"
+                " or CIDR ranges."
+            )
+        api_key, secret = await service.issue_api_key(
+            account_id,
+            key_type,
+            public_key,
+            can_read=flags["enableReading"],
+            can_trade=flags["enablePortfolioMarginTrading"],
+            ip_whitelist=tuple(whitelist),
+            max_keys_per_account=state.settings.max_api_keys_per_account,
+        )
+        body: dict[str, Any] = {"accountId": account_id, "apiKey": api_key, "type": key_type}
+        if secret is not None:
+            body["secretKey"] = secret  # shown this once; stored sealed
+        return json_response(201, body)
+
+    async def list_api_keys(request: Request) -> Response:
+        account_id = _account_id(request)
+        await service.require_account(account_id)
+        return json_response(
+            200,
+            [
+                {
+                    "apiKey": k.api_key,
+                    "type": k.key_type,
+                    "enableReading": k.can_read,
+                    "enablePortfolioMarginTrading": k.can_trade,
+                    "ipWhitelist": list(k.ip_whitelist),
+                    "revoked": k.revoked,
+                }
+                for k in await state.store.api_keys(account_id)
+            ],
+        )
+
+    async def revoke_api_key(request: Request) -> Response:
+        account_id = _account_id(request)
+        api_key = request.path_params["api_key"]
+        if not await service.revoke_api_key(account_id, api_key):
+            raise ApiError(404, -2015, "No such live API key for this account.")
+        state.keys.forget(api_key)  # refused at once, not after the cache's TTL
+        return json_response(200, {})
+
     def route(path: str, handler: AdminHandler, method: str) -> Route:
         return Route(path, _guarded(state, handler), methods=[method])
 
@@ -231,4 +308,7 @@ def admin_routes(state: AppState) -> list[Route]:
         route("/accounts/{account_id}/settings", settings, "GET"),
         route("/accounts/{account_id}/settings", settings, "PUT"),
         route("/jobs/{job}", run_job_now, "POST"),
+        route("/accounts/{account_id}/api-keys", create_api_key, "POST"),
+        route("/accounts/{account_id}/api-keys", list_api_keys, "GET"),
+        route("/accounts/{account_id}/api-keys/{api_key}", revoke_api_key, "DELETE"),
     ]

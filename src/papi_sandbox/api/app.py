@@ -5,26 +5,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
-from papi_sandbox.api.endpoints import ENDPOINTS, Call, Endpoint, Security, table
+from papi_sandbox.api.endpoints import ENDPOINTS, Call, Endpoint, table
 from papi_sandbox.api.http import client_ip, error_response, json_response, read_body
+from papi_sandbox.api.openapi import OPENAPI_PATH, openapi_document
 from papi_sandbox.jobs.config import JobsConfig, load_config
 from papi_sandbox.jobs.scheduler import run_scheduler
 from papi_sandbox.ledger.model import InsufficientBalance, LedgerError
+from papi_sandbox.observability import ERROR_CODE_SCOPE_KEY, Metrics, ObservabilityMiddleware
+from papi_sandbox.secretbox import SecretBox, load_or_create_key
 from papi_sandbox.service import Service
 from papi_sandbox.settings import Settings
-from papi_sandbox.store.base import Store
+from papi_sandbox.store.base import ApiKeyRecord, Store
 from papi_sandbox.wire import auth, errors, params
 from papi_sandbox.wire.account_limits import AccountLimiter
 from papi_sandbox.wire.errors import ApiError
@@ -73,6 +78,12 @@ class PublicApi:
         except ApiError as error:  # a shared limiter is unreachable: fail closed, change nothing
             return error_response(error)
         headers = {WEIGHT_HEADER: str(decision.used)}
+        if decision.banned_until_ms is not None:
+            # A banned IP: answered before the body, the parameters or the key are looked at.
+            request.scope[ERROR_CODE_SCOPE_KEY] = -1003
+            return error_response(
+                errors.ip_banned(decision.banned_until_ms, decision.retry_after_s), headers
+            )
         try:
             if not decision.allowed:
                 raise errors.too_many_requests(
@@ -84,6 +95,7 @@ class PublicApi:
                 raise errors.method_not_allowed(request.method, path)
             result = await self._serve(endpoint, request, ip)
         except ApiError as error:
+            request.scope[ERROR_CODE_SCOPE_KEY] = error.code
             return error_response(error, headers)
         return json_response(200, result, headers)
 
@@ -108,8 +120,7 @@ class PublicApi:
                     raise errors.mandatory_missing(params.SIGNATURE)
                 if not auth.verify_signature(key, raw.signed_text, signature):
                     raise errors.invalid_signature()
-                allowed = key.can_trade if endpoint.security is Security.TRADE else key.can_read
-                if not allowed:
+                if not endpoint.security.permits(key.can_read, key.can_trade):
                     raise errors.rejected_api_key()
             account_id = key.account_id
             if endpoint.account_limit is not None:
@@ -147,23 +158,46 @@ def create_app(
 ) -> Starlette:
     from papi_sandbox.admin.api import admin_routes
 
-    service = Service(store)
+    box = SecretBox(load_or_create_key(settings.data_dir))
+
+    async def load_key(api_key: str) -> ApiKeyRecord | None:
+        record = await store.find_api_key(api_key)
+        if record is not None and record.secret is not None:
+            record = dataclasses.replace(record, secret=box.open(record.secret, record.api_key))
+        return record
+
+    service = Service(store, box)
     state = AppState(
         settings=settings,
         store=store,
         service=service,
         limiter=_make_limiter(settings),
-        keys=auth.KeyCache(store.find_api_key),
+        keys=auth.KeyCache(load_key),
         admin_token=admin_token,
         jobs=load_config(settings.config_path),
     )
     public = PublicApi(state)
+    metrics = Metrics()
+    openapi_body = orjson.dumps(openapi_document())
+    known_paths = set(public.routes) | {"/healthz", "/metrics", OPENAPI_PATH}
+
+    def endpoint_label(path: str) -> str:
+        # Bounded label values: the table's paths, the fixed routes, then two buckets.
+        if path in known_paths:
+            return path
+        return "/admin/v1" if path.startswith("/admin/") else "unmatched"
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.open()
         scheduler: asyncio.Task[None] | None = None
         try:
+            # Secrets of databases from before encryption at rest are sealed at first start.
+            sealed = await store.rewrite_api_key_secrets(
+                lambda secret, api_key: box.reseal(secret, api_key, None)
+            )
+            if sealed:
+                log.info("sealed %d plain-text API secret(s) at rest", sealed)
             if on_ready is not None:
                 await on_ready(state)
             if settings.scheduler:
@@ -182,16 +216,33 @@ def create_app(
     async def healthz(request: Request) -> Response:
         return json_response(200, {"status": "ok"})
 
+    async def openapi(request: Request) -> Response:
+        # Not weighed: a static document, built once.
+        return Response(openapi_body, 200, media_type="application/json")
+
+    async def metrics_endpoint(request: Request) -> Response:
+        body, content_type = metrics.render(await store.entry_counts())
+        return Response(body, 200, headers={"Content-Type": content_type})
+
     app = Starlette(
         routes=[
+            Route(OPENAPI_PATH, openapi, methods=["GET"]),
             Route("/papi/{rest:path}", public.handle, methods=ALL_METHODS),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
             Mount("/admin/v1", routes=admin_routes(state)),
         ],
         exception_handlers={HTTPException: _http_exception, Exception: _unhandled},
         lifespan=lifespan,
     )
+    app.add_middleware(
+        ObservabilityMiddleware,
+        metrics=metrics,
+        endpoint_label=endpoint_label,
+        log_requests=settings.request_log,
+    )
     app.state.papi = state
+    app.state.metrics = metrics
     return app
 
 
@@ -201,9 +252,12 @@ def _make_limiter(settings: Settings) -> Limiter:
         from papi_sandbox.wire.limits_redis import RedisWeightLimiter
 
         return RedisWeightLimiter(
-            settings.limits, settings.ip_weight_limit, key_prefix=settings.limits_prefix
+            settings.limits,
+            settings.ip_weight_limit,
+            key_prefix=settings.limits_prefix,
+            ban_after_429s=settings.ip_ban_after_429s,
         )
-    return WeightLimiter(settings.ip_weight_limit)
+    return WeightLimiter(settings.ip_weight_limit, ban_after_429s=settings.ip_ban_after_429s)
 
 
 def app_from_env() -> Starlette:

@@ -40,6 +40,15 @@ class Security(StrEnum):
     def needs_key(self) -> bool:
         return self is not Security.NONE
 
+    def permits(self, can_read: bool, can_trade: bool) -> bool:
+        """Binance's key permissions: TRADE needs enablePortfolioMarginTrading, USER_DATA needs
+        enableReading; NONE and USER_STREAM need neither."""
+        if self is Security.TRADE:
+            return can_trade
+        if self is Security.USER_DATA:
+            return can_read
+        return True
+
 
 @dataclass(frozen=True, slots=True)
 class Call:

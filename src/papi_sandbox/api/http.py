@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from papi_sandbox.wire import errors
@@ -28,11 +28,14 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise errors.request_too_large("body bytes", limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise errors.request_too_large("body bytes", limit)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise errors.request_too_large("body bytes", limit)
+            chunks.append(chunk)
+    except ClientDisconnect:  # the client left, or the read deadline closed its connection
+        raise errors.request_timeout() from None
     return b"".join(chunks)
 
 

@@ -25,8 +25,8 @@ MAX_JOURNAL_PAGE = 1000
 class ApiKeyRecord:
     api_key: str
     account_id: int
-    key_type: str  # "HMAC" (RSA and ED25519 arrive with the security issue)
-    secret: str | None
+    key_type: str  # "HMAC", "RSA" or "ED25519"
+    secret: str | None  # HMAC only; sealed (secretbox) in the store, opened in the key cache
     public_key: str | None
     can_read: bool
     can_trade: bool
@@ -118,6 +118,30 @@ class Store(Protocol):
 
     async def prune_job_marks(self, before_slot_ms: int) -> int:
         """Forget (job, slot, account) markers of slots older than ``before_slot_ms``."""
+        ...
+
+    # -- API key management and operations (security issue) ----------------------------------
+
+    async def add_api_key_limited(self, key: ApiKeyRecord, max_keys_per_account: int) -> bool:
+        """Add ``key`` unless its account already has ``max_keys_per_account`` live (unrevoked)
+        keys; the count and the insert are one atomic step. True when added."""
+        ...
+
+    async def revoke_api_key(self, account_id: int, api_key: str) -> bool:
+        """Mark the account's key revoked; False when the account has no such live key."""
+        ...
+
+    async def api_keys(self, account_id: int) -> list[ApiKeyRecord]:
+        """The account's keys, revoked ones included, oldest first."""
+        ...
+
+    async def rewrite_api_key_secrets(self, transform: Callable[[str, str], str]) -> int:
+        """Replace every stored HMAC secret ``s`` of key ``k`` by ``transform(s, k)`` in one
+        transaction (encryption-key rotation); returns how many rows changed."""
+        ...
+
+    async def entry_counts(self) -> dict[str, int]:
+        """Journal entries by type over the whole ledger (for metrics)."""
         ...
 
 

@@ -367,24 +367,10 @@ class PostgresStore:
     async def find_api_key(self, api_key: str) -> ApiKeyRecord | None:
         async def op(conn: AConn) -> ApiKeyRecord | None:
             cur = await conn.execute(
-                "SELECT api_key, account_id, key_type, secret, public_key, can_read, can_trade,"
-                " ip_whitelist, revoked_ms FROM api_keys WHERE api_key = %s",
-                (api_key,),
+                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE api_key = %s", (api_key,)
             )
             row = await cur.fetchone()
-            if row is None:
-                return None
-            return ApiKeyRecord(
-                api_key=row[0],
-                account_id=int(row[1]),
-                key_type=row[2],
-                secret=row[3],
-                public_key=row[4],
-                can_read=bool(row[5]),
-                can_trade=bool(row[6]),
-                ip_whitelist=tuple(row[7]),
-                revoked=row[8] is not None,
-            )
+            return None if row is None else _key_record(row)
 
         return await self._read(op)
 
@@ -620,6 +606,75 @@ class PostgresStore:
 
         return await self._read(op)
 
+    # -- API key management and operations (security issue) ----------------------------------
+
+    async def add_api_key_limited(self, key: ApiKeyRecord, max_keys_per_account: int) -> bool:
+        now = self._clock_ms()
+
+        async def op(conn: AConn) -> bool:
+            # The account's lock makes count-then-insert atomic across processes.
+            await _lock_account(conn, key.account_id)
+            cur = await conn.execute(
+                "SELECT COUNT(*) FROM api_keys WHERE account_id = %s AND revoked_ms IS NULL",
+                (key.account_id,),
+            )
+            row = await cur.fetchone()
+            if row is not None and int(row[0]) >= max_keys_per_account:
+                return False
+            await _insert_key(conn, key, key.account_id, now)
+            return True
+
+        return await self._tx(op)
+
+    async def revoke_api_key(self, account_id: int, api_key: str) -> bool:
+        now = self._clock_ms()
+
+        async def op(conn: AConn) -> bool:
+            cur = await conn.execute(
+                "UPDATE api_keys SET revoked_ms = %s"
+                " WHERE api_key = %s AND account_id = %s AND revoked_ms IS NULL RETURNING api_key",
+                (now, api_key, account_id),
+            )
+            return await cur.fetchone() is not None
+
+        return await self._tx(op)
+
+    async def api_keys(self, account_id: int) -> list[ApiKeyRecord]:
+        async def op(conn: AConn) -> list[ApiKeyRecord]:
+            cur = await conn.execute(
+                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE account_id = %s"
+                " ORDER BY created_ms, api_key",
+                (account_id,),
+            )
+            return [_key_record(row) for row in await cur.fetchall()]
+
+        return await self._read(op)
+
+    async def rewrite_api_key_secrets(self, transform: Callable[[str, str], str]) -> int:
+        async def op(conn: AConn) -> int:
+            # FOR UPDATE: a key added meanwhile by another process waits; none is left unsealed.
+            cur = await conn.execute(
+                "SELECT api_key, secret FROM api_keys WHERE secret IS NOT NULL FOR UPDATE"
+            )
+            changed = 0
+            for api_key, secret in await cur.fetchall():
+                new = transform(secret, api_key)
+                if new != secret:
+                    await conn.execute(
+                        "UPDATE api_keys SET secret = %s WHERE api_key = %s", (new, api_key)
+                    )
+                    changed += 1
+            return changed
+
+        return await self._tx(op)
+
+    async def entry_counts(self) -> dict[str, int]:
+        async def op(conn: AConn) -> dict[str, int]:
+            cur = await conn.execute("SELECT type, COUNT(*) FROM entries GROUP BY type")
+            return {str(t): int(n) for t, n in await cur.fetchall()}
+
+        return await self._read(op)
+
     # -- the negative-balance toolkit (issue 4) ------------------------------------------------
 
     async def set_account_settings(
@@ -822,6 +877,26 @@ def _deltas_in_lock_order(
         key = (p.account_id, p.asset, p.wallet.value, bucket)
         deltas[key] = money.add(deltas.get(key, money.ZERO), p.amount)
     return sorted(deltas.items(), key=lambda item: (item[0][0] != account_id, item[0]))
+
+
+_KEY_COLUMNS = (
+    "api_key, account_id, key_type, secret, public_key, can_read, can_trade, ip_whitelist,"
+    " revoked_ms"
+)
+
+
+def _key_record(row: Any) -> ApiKeyRecord:
+    return ApiKeyRecord(
+        api_key=row[0],
+        account_id=int(row[1]),
+        key_type=row[2],
+        secret=row[3],
+        public_key=row[4],
+        can_read=bool(row[5]),
+        can_trade=bool(row[6]),
+        ip_whitelist=tuple(row[7]),
+        revoked=row[8] is not None,
+    )
 
 
 async def _insert_key(conn: AConn, key: ApiKeyRecord, account_id: int, now: int) -> None:

@@ -335,23 +335,9 @@ class SQLiteStore:
     async def find_api_key(self, api_key: str) -> ApiKeyRecord | None:
         def op(conn: sqlite3.Connection) -> ApiKeyRecord | None:
             row = conn.execute(
-                "SELECT api_key, account_id, key_type, secret, public_key, can_read, can_trade,"
-                " ip_whitelist, revoked_ms FROM api_keys WHERE api_key = ?",
-                (api_key,),
+                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE api_key = ?", (api_key,)
             ).fetchone()
-            if row is None:
-                return None
-            return ApiKeyRecord(
-                api_key=row[0],
-                account_id=row[1],
-                key_type=row[2],
-                secret=row[3],
-                public_key=row[4],
-                can_read=bool(row[5]),
-                can_trade=bool(row[6]),
-                ip_whitelist=tuple(json.loads(row[7])),
-                revoked=row[8] is not None,
-            )
+            return None if row is None else _key_record(row)
 
         return await self._read(op)
 
@@ -589,6 +575,69 @@ class SQLiteStore:
 
         return await self._write(op)
 
+    # -- API key management and operations (security issue) ----------------------------------
+
+    async def add_api_key_limited(self, key: ApiKeyRecord, max_keys_per_account: int) -> bool:
+        now = self._clock_ms()
+
+        def op(conn: sqlite3.Connection) -> bool:
+            (live,) = conn.execute(
+                "SELECT COUNT(*) FROM api_keys WHERE account_id = ? AND revoked_ms IS NULL",
+                (key.account_id,),
+            ).fetchone()
+            if live >= max_keys_per_account:
+                return False
+            _insert_key(conn, key, key.account_id, now)
+            return True
+
+        return await self._write(op)
+
+    async def revoke_api_key(self, account_id: int, api_key: str) -> bool:
+        now = self._clock_ms()
+
+        def op(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE api_keys SET revoked_ms = ?"
+                " WHERE api_key = ? AND account_id = ? AND revoked_ms IS NULL",
+                (now, api_key, account_id),
+            )
+            return cur.rowcount == 1
+
+        return await self._write(op)
+
+    async def api_keys(self, account_id: int) -> list[ApiKeyRecord]:
+        def op(conn: sqlite3.Connection) -> list[ApiKeyRecord]:
+            rows = conn.execute(
+                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE account_id = ?"
+                " ORDER BY created_ms, api_key",
+                (account_id,),
+            ).fetchall()
+            return [_key_record(row) for row in rows]
+
+        return await self._read(op)
+
+    async def rewrite_api_key_secrets(self, transform: Callable[[str, str], str]) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            rows = conn.execute(
+                "SELECT api_key, secret FROM api_keys WHERE secret IS NOT NULL"
+            ).fetchall()
+            changed = 0
+            for api_key, secret in rows:
+                new = transform(secret, api_key)
+                if new != secret:
+                    conn.execute("UPDATE api_keys SET secret = ? WHERE api_key = ?", (new, api_key))
+                    changed += 1
+            return changed
+
+        return await self._write(op)
+
+    async def entry_counts(self) -> dict[str, int]:
+        def op(conn: sqlite3.Connection) -> dict[str, int]:
+            rows = conn.execute("SELECT type, COUNT(*) FROM entries GROUP BY type").fetchall()
+            return {str(t): int(n) for t, n in rows}
+
+        return await self._read(op)
+
 
 def _append_entry(
     conn: sqlite3.Connection, account_id: int, entry_type: str, postings: list[Posting], now: int
@@ -612,6 +661,26 @@ def _append_entry(
     for p in postings:
         _add_to_balance(conn, p, now)
     return Entry(tran_id, entry_type, now, account_id, tuple(postings))
+
+
+_KEY_COLUMNS = (
+    "api_key, account_id, key_type, secret, public_key, can_read, can_trade, ip_whitelist,"
+    " revoked_ms"
+)
+
+
+def _key_record(row: Any) -> ApiKeyRecord:
+    return ApiKeyRecord(
+        api_key=row[0],
+        account_id=row[1],
+        key_type=row[2],
+        secret=row[3],
+        public_key=row[4],
+        can_read=bool(row[5]),
+        can_trade=bool(row[6]),
+        ip_whitelist=tuple(json.loads(row[7])),
+        revoked=row[8] is not None,
+    )
 
 
 def _insert_key(conn: sqlite3.Connection, key: ApiKeyRecord, account_id: int, now: int) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -9,6 +12,12 @@ import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from papi_sandbox.store.base import ApiKeyRecord
 from papi_sandbox.wire import errors
@@ -23,6 +32,18 @@ MAX_AHEAD_MS = 1000
 KEY_CACHE_TTL_S = 5.0
 #: Most key records cached; past it the cache is cleared.
 MAX_CACHED_KEYS = 100_000
+
+#: Key types, as Binance names them.
+KEY_TYPES = ("HMAC", "RSA", "ED25519")
+#: RSA key sizes accepted at registration (bits); Binance issues 2048 and 4096.
+MIN_RSA_BITS = 2048
+MAX_RSA_BITS = 4096
+#: Longest PEM text accepted for a public key (characters); an RSA-4096 key is about 800.
+MAX_PUBLIC_KEY_PEM_CHARS = 4096
+#: Parsed public keys kept in memory (parsing an RSA PEM costs far more than verifying).
+MAX_CACHED_PUBLIC_KEYS = 4096
+#: Longest base64 signature accepted (an RSA-4096 signature is 684 characters).
+MAX_B64_SIGNATURE_CHARS = 1024
 
 _API_KEY_RE = re.compile(r"^[A-Za-z0-9]{1,128}$")
 _HEX_SIGNATURE_RE = re.compile(r"^[0-9A-Fa-f]{64}$")
@@ -64,13 +85,78 @@ def hmac_signature(secret: str, text: str) -> str:
     return hmac.new(secret.encode(), text.encode("latin-1"), hashlib.sha256).hexdigest()
 
 
+class PublicKeyError(ValueError):
+    """A public key the operator sent cannot serve as this type of API key."""
+
+
+PublicKey = RSAPublicKey | Ed25519PublicKey
+
+
+@functools.lru_cache(maxsize=MAX_CACHED_PUBLIC_KEYS)
+def load_public_key(key_type: str, pem: str) -> PublicKey:
+    """The PEM public key of an RSA or ED25519 API key, checked for its type and size."""
+    if len(pem) > MAX_PUBLIC_KEY_PEM_CHARS:
+        raise PublicKeyError(f"publicKey is longer than {MAX_PUBLIC_KEY_PEM_CHARS} characters")
+    try:
+        key = serialization.load_pem_public_key(pem.encode())
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise PublicKeyError("publicKey is not a PEM public key") from None
+    if key_type == "RSA":
+        if not isinstance(key, RSAPublicKey):
+            raise PublicKeyError("publicKey is not an RSA public key")
+        if not MIN_RSA_BITS <= key.key_size <= MAX_RSA_BITS:
+            raise PublicKeyError(f"RSA keys must have {MIN_RSA_BITS} to {MAX_RSA_BITS} bits")
+        return key
+    if key_type == "ED25519":
+        if not isinstance(key, Ed25519PublicKey):
+            raise PublicKeyError("publicKey is not an Ed25519 public key")
+        return key
+    raise PublicKeyError(f"key type {key_type} has no public key")
+
+
+def _b64_signature(signature: str) -> bytes | None:
+    # A client that did not percent-encode its base64 sends '+', which form decoding turns
+    # into ' '; base64 has no spaces, so mapping them back is unambiguous.
+    if len(signature) > MAX_B64_SIGNATURE_CHARS:
+        return None
+    try:
+        return base64.b64decode(signature.replace(" ", "+"), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
 def verify_signature(key: ApiKeyRecord, signed_text: str, signature: str) -> bool:
+    """HMAC: hex of HMAC-SHA256 (case-insensitive, compared in constant time). RSA: base64 of
+    PKCS#1 v1.5 with SHA-256. ED25519: base64 of the Ed25519 signature. All over totalParams."""
+    data = signed_text.encode("latin-1")  # the bytes exactly as received
     if key.key_type == "HMAC" and key.secret is not None:
         if not _HEX_SIGNATURE_RE.match(signature):
             return False
-        expected = hmac_signature(key.secret, signed_text)
+        expected = hmac.new(key.secret.encode(), data, hashlib.sha256).hexdigest()
         return hmac.compare_digest(expected, signature.lower())  # hex is case-insensitive
+    if key.key_type in ("RSA", "ED25519") and key.public_key is not None:
+        raw = _b64_signature(signature)
+        if raw is None:
+            return False
+        try:
+            public = load_public_key(key.key_type, key.public_key)
+            if isinstance(public, RSAPublicKey):
+                public.verify(raw, data, padding.PKCS1v15(), hashes.SHA256())
+            else:
+                public.verify(raw, data)
+        except (InvalidSignature, PublicKeyError):
+            return False
+        return True
     return False
+
+
+def allowed_ip_entry(text: str) -> bool:
+    """An ``ipWhitelist`` entry: one IPv4/IPv6 address or a CIDR range."""
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 def ip_allowed(key: ApiKeyRecord, client_ip: str) -> bool:
@@ -100,22 +186,28 @@ class KeyCache:
         self._load = load
         self._clock_s = clock_s
         self._cache: dict[str, tuple[float, ApiKeyRecord]] = {}
+        # Bumped by forget(): a load that began before a revocation must not be cached after it.
+        self._generation = 0
 
     async def get(self, api_key: str) -> ApiKeyRecord | None:
         now = self._clock_s()
         hit = self._cache.get(api_key)
         if hit is not None and now - hit[0] < KEY_CACHE_TTL_S:
             return hit[1]
+        generation = self._generation
         record = await self._load(api_key)
         if record is None:
             self._cache.pop(api_key, None)
             return None
+        if generation != self._generation:
+            return await self._load(api_key)  # reread after the revocation, uncached
         if len(self._cache) >= MAX_CACHED_KEYS:
             self._cache.clear()
         self._cache[api_key] = (now, record)
         return record
 
     def forget(self, api_key: str) -> None:
+        self._generation += 1
         self._cache.pop(api_key, None)
 
 

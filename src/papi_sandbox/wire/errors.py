@@ -46,6 +46,20 @@ def too_many_requests(limit: int, retry_after_s: int) -> ApiError:
     )
 
 
+def ip_banned(banned_until_ms: int, retry_after_s: int) -> ApiError:
+    return ApiError(
+        418,
+        -1003,
+        f"Way too much request weight used; IP banned until {banned_until_ms}. "
+        "Please use WebSocket Streams for live updates to avoid bans.",
+        {"Retry-After": str(retry_after_s)},
+    )
+
+
+def request_timeout() -> ApiError:
+    return ApiError(408, -1007, "Timeout waiting for the request to arrive; send it faster.")
+
+
 def timestamp_outside_window() -> ApiError:
     return ApiError(400, -1021, "Timestamp for this request is outside of the recvWindow.")
 

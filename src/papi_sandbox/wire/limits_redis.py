@@ -3,9 +3,10 @@
 The rules are those of Binance and of the in-process limiter: an IP may spend
 ``limit_per_minute`` weight per calendar minute (UTC); a request that would pass it is refused
 (429) and costs nothing. An IP refused more than :data:`MAX_REFUSALS_PER_MINUTE` times in one
-calendar minute is banned (418): the refusal that passes the threshold starts the ban and is
-answered as banned. The ban lasts ``min(2 min x 4^(n-1), 3 days)``, n being the bans that IP
-earned within the last 3 days, this one included. While banned every request is refused with
+calendar minute is banned (418): the refusal that passes the threshold starts the ban but is
+still answered 429; 418 comes from the next request on. The ban lasts
+``min(2 min x 4^(n-1), 3 days)``, n being the bans that IP earned within the last 3 days, this
+one included. While banned every request is refused with
 ``banned_until_ms`` set and spends nothing.
 
 One round trip per request: the whole decision is one Lua script, which Redis runs atomically, so
@@ -70,7 +71,8 @@ end
 if limit > 0 and used + weight > limit then
   local refused = redis.call('INCR', KEYS[2])
   if refused == 1 then redis.call('PEXPIRE', KEYS[2], minute_ttl) end
-  if refused > tonumber(ARGV[5]) then
+  local max_refusals = tonumber(ARGV[5])
+  if max_refusals > 0 and refused > max_refusals then
     local window = tonumber(ARGV[9])
     redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - window)
     redis.call('ZADD', KEYS[4], now, tostring(now))
@@ -82,7 +84,7 @@ if limit > 0 and used + weight > limit then
     banned_until = now + duration
     redis.call('SET', KEYS[3], banned_until, 'PX', duration)
     redis.call('DEL', KEYS[2])
-    return {0, used, banned_until}
+    return {0, used, 0}
   end
   return {0, used, 0}
 end
@@ -109,8 +111,10 @@ class RedisWeightLimiter:
         limit_per_minute: int,
         *,
         key_prefix: str = "papi:",
+        ban_after_429s: int = MAX_REFUSALS_PER_MINUTE,
         clock_ms: Callable[[], int] = _now_ms,
     ) -> None:
+        self.ban_after_429s = ban_after_429s  # 0 = never ban
         self.limit_per_minute = limit_per_minute  # 0 = unlimited (weight is still counted)
         self.key_prefix = key_prefix
         self._clock_ms = clock_ms
@@ -143,7 +147,7 @@ class RedisWeightLimiter:
                     self.limit_per_minute,
                     now,
                     MINUTE_KEY_TTL_MS,
-                    MAX_REFUSALS_PER_MINUTE,
+                    self.ban_after_429s,
                     BAN_BASE_MS,
                     BAN_GROWTH_FACTOR,
                     BAN_MAX_MS,

@@ -1,0 +1,185 @@
+"""Operations: one JSON log line per request with a request id, and Prometheus metrics.
+
+What a log line may hold is decided here and nowhere else: method, path (never the query string,
+which carries the signature), status, Binance code, latency, client IP, weight used and the
+request id. Headers and bodies are never logged; a last redaction pass removes anything that
+looks like a signature, an API key header or a bearer token from any message.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import sys
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+REQUEST_ID_HEADER = "X-Request-Id"
+#: Scope key where the public API leaves the Binance error code of its answer, for the log line.
+ERROR_CODE_SCOPE_KEY = "papi.error_code"
+#: Latency histogram buckets (seconds).
+LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+_REDACT = (
+    re.compile(r"(signature=)[^&\s\"']*", re.IGNORECASE),
+    re.compile(r"(bearer\s+)\S+", re.IGNORECASE),
+    re.compile(r"(x-mbx-apikey[\"']?\s*[:=]\s*[\"']?)[^\s\"',]+", re.IGNORECASE),
+    re.compile(r"(secret(?:Key)?[\"']?\s*[:=]\s*[\"']?)[^\s\"',]+", re.IGNORECASE),
+)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def redact(text: str) -> str:
+    for pattern in _REDACT:
+        text = pattern.sub(r"\1[REDACTED]", text)
+    return text
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and the record's ``fields``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": redact(record.getMessage()),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            line.update(fields)
+        if record.exc_info:
+            line["exc"] = redact(self.formatException(record.exc_info))
+        return orjson.dumps(line).decode()
+
+
+def configure_logging(level: int = logging.INFO) -> dict[str, Any]:
+    """JSON lines on stderr for our logs and uvicorn's; returns a uvicorn ``log_config``."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
+    return {"version": 1, "disable_existing_loggers": False}
+
+
+class Metrics:
+    """The service's Prometheus metrics, in a registry of its own (one per app)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "papi_requests",
+            "HTTP requests answered, by endpoint and status",
+            ["endpoint", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "papi_request_duration_seconds",
+            "Time from the request's arrival at the app to its answer",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.refused = Counter(
+            "papi_rate_limit_refusals",
+            "Requests refused for IP weight: 429 rate limited, 418 banned",
+            ["status"],
+            registry=self.registry,
+        )
+        self.entries = Gauge(
+            "papi_ledger_entries",
+            "Journal entries in the ledger, by type",
+            ["type"],
+            registry=self.registry,
+        )
+
+    def render(self, entry_counts: dict[str, int]) -> tuple[bytes, str]:
+        for entry_type, count in entry_counts.items():
+            self.entries.labels(entry_type).set(count)
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class ObservabilityMiddleware:
+    """Gives every HTTP request an id (returned in ``X-Request-Id``), counts and times it, and
+    writes its log line. A banned IP's 418s are counted but not logged, so a flood of them costs
+    a counter increment and no I/O."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        endpoint_label: Callable[[str], str],
+        *,
+        log_requests: bool = True,
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.endpoint_label = endpoint_label
+        self.log_requests = log_requests
+        self.log = logging.getLogger("papi_sandbox.request")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = secrets.token_hex(8)
+        status = 500
+        weight = ""
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, weight
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                for name, value in headers:
+                    if name.lower() == b"x-mbx-used-weight-1m":
+                        weight = value.decode("latin-1")
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed_s = time.perf_counter() - started
+            path = str(scope.get("path", ""))
+            endpoint = self.endpoint_label(path)
+            self.metrics.requests.labels(endpoint, str(status)).inc()
+            self.metrics.latency.labels(endpoint).observe(elapsed_s)
+            if status in (418, 429):
+                self.metrics.refused.labels(str(status)).inc()
+            if self.log_requests and status != 418:
+                client = scope.get("client")
+                self.log.info(
+                    "request",
+                    extra={
+                        "fields": {
+                            "request_id": request_id,
+                            "method": scope.get("method"),
+                            "path": path[:256],
+                            "status": status,
+                            "code": scope.get(ERROR_CODE_SCOPE_KEY),
+                            "ms": round(elapsed_s * 1000, 3),
+                            "ip": client[0] if client else None,
+                            "weight": weight or None,
+                        }
+                    },
+                )
