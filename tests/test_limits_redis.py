@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 
@@ -181,6 +182,8 @@ def test_service_answers_503_and_changes_nothing_without_redis(tmp_path: Path) -
         }
         assert "X-MBX-USED-WEIGHT-1M" not in r.headers
         assert srv.journal(account.account_id) == before  # nothing changed
+        metrics = httpx.get(f"{srv.base_url}/metrics").text
+        assert "papi_limiter_unavailable_total 1.0" in metrics  # said in the metrics too
     finally:
         srv.stop()
     assert srv.log_path is not None

@@ -110,9 +110,24 @@ class Metrics:
             registry=self.registry,
         )
 
-    def render(self, entry_counts: dict[str, int]) -> tuple[bytes, str]:
+        self.limiter_unavailable = Gauge(
+            "papi_limiter_unavailable_total",
+            "Requests refused with 503 because the shared (Redis) limiter was unreachable",
+            registry=self.registry,
+        )
+        self.store_retries = Gauge(
+            "papi_store_transaction_retries_total",
+            "Store transactions retried after a deadlock or serialization failure (PostgreSQL)",
+            registry=self.registry,
+        )
+
+    def render(
+        self, entry_counts: dict[str, int], limiter_unavailable: int = 0, store_retries: int = 0
+    ) -> tuple[bytes, str]:
         for entry_type, count in entry_counts.items():
             self.entries.labels(entry_type).set(count)
+        self.limiter_unavailable.set(limiter_unavailable)
+        self.store_retries.set(store_retries)
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 

@@ -221,7 +221,11 @@ def create_app(
         return Response(openapi_body, 200, media_type="application/json")
 
     async def metrics_endpoint(request: Request) -> Response:
-        body, content_type = metrics.render(await store.entry_counts())
+        body, content_type = metrics.render(
+            await store.entry_counts(),
+            limiter_unavailable=getattr(state.limiter, "unavailable_total", 0),
+            store_retries=getattr(store, "retries_total", 0),
+        )
         return Response(body, 200, headers={"Content-Type": content_type})
 
     app = Starlette(

@@ -13,7 +13,7 @@ One round trip per request: the whole decision is one Lua script, which Redis ru
 processes on different machines never lose or double-count weight. All keys of one IP carry the
 hash tag ``{ip}`` so the script stays valid on Redis Cluster (one IP = one slot).
 
-Fail closed: when Redis cannot be reached (or times out, :data:`REDIS_TIMEOUT_S`), ``spend``
+Fail closed: when Redis cannot be reached (or does not answer within :data:`REDIS_TIMEOUT_S`), ``spend``
 raises an :class:`~papi_sandbox.wire.errors.ApiError` with HTTP 503 and code -1001 ("Internal
 error; unable to process your request. Please try again.") - before any other work, so the request
 changes nothing. Binance answers 503 for "the server could not handle it, retry". Each such
@@ -48,7 +48,7 @@ BAN_HISTORY_MS = 3 * 24 * 3600_000
 #: Per-minute keys live this long: the minute itself plus slack for clocks that disagree.
 MINUTE_KEY_TTL_MS = 120_000
 #: Longest wait for Redis on one request (connect or answer) before failing closed.
-REDIS_TIMEOUT_S = 0.5
+REDIS_TIMEOUT_S = 2.0
 #: Connections per process to Redis.
 REDIS_MAX_CONNECTIONS = 64
 #: At most one log line per this many seconds while Redis is unreachable.
