@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from papi_sandbox.api.endpoints import ENDPOINTS
@@ -199,12 +199,35 @@ def raw_requests(draw: st.DrawFn) -> dict[str, Any]:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     derandomize=True,
 )
+def _pinned(**spec: Any) -> dict[str, Any]:
+    """An example run on every test run, whatever the generator draws: each refusal the guard
+    test below counts on is met at least once. ``timestamp=NOW`` is filled in when it runs."""
+    return {
+        "method": "POST",
+        "path": "/papi/v1/repay-futures-negative-balance",
+        "query": "",
+        "body": b"",
+        "content_type": None,
+        "key": "valid",
+        "sign": "valid",
+        **spec,
+    }
+
+
 @given(spec=raw_requests())
+@example(spec=_pinned(query="timestamp=NOW", sign="garbage"))  # -1022
+@example(spec=_pinned(path="/papi/v1/balance", method="GET", query="timestamp=NOW"))  # 200
+@example(spec=_pinned(query="timestamp=NOW&timestamp=NOW"))  # -1101
+@example(spec=_pinned(query="timestamp=NOW&bogus=1"))  # -1104
+@example(spec=_pinned(query="recvWindow=1"))  # -1102
+@example(spec=_pinned(query="timestamp=NOW", key="none"))  # -2014
+@example(spec=_pinned(query="timestamp=NOW", key="unknown"))  # -2015
+@example(spec=_pinned(query="timestamp=NOW&asset=%FF", path="/papi/v1/balance", method="GET"))
 def test_raw_requests_never_5xx_and_errors_are_binance_shaped(
     target: tuple[Server, Account], http: httpx.Client, spec: dict[str, Any]
 ) -> None:
     server, account = target
-    query, body = spec["query"], spec["body"]
+    query, body = spec["query"].replace("timestamp=NOW", f"timestamp={now_ms()}"), spec["body"]
     if spec["sign"] == "valid":
         signed = query + body.decode("latin-1")
         signature = sign(account.secret, signed) if signed.isascii() else "0" * 64

@@ -27,6 +27,7 @@ import redis
 from conftest import postgres_admin_url
 from papi_sandbox.ledger import rules
 from papi_sandbox.ledger.model import EntryType, Posting, Wallet
+from papi_sandbox.secretbox import SECRET_KEY_ENV, new_key_text
 from support import (
     ADMIN_TOKEN,
     REDIS_URL_ENV,
@@ -117,9 +118,11 @@ def check_journal_against_the_serial_model(
 
 
 def test_four_processes_one_database_one_redis_and_a_kill_9(
-    tmp_path: Path, shared_backends: tuple[str, str, str]
+    tmp_path: Path, shared_backends: tuple[str, str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db_url, r_url, prefix = shared_backends
+    # Processes sharing a ledger share its encryption key (each has its own data folder here).
+    monkeypatch.setenv(SECRET_KEY_ENV, new_key_text())
     args = ["--limits", r_url, "--limits-prefix", prefix, "--ip-weight-limit", "100000000"]
     servers = [Server(tmp_path / f"proc{i}", list(args), db_url=db_url) for i in range(PROCESSES)]
     with concurrent.futures.ThreadPoolExecutor(PROCESSES) as pool:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import psycopg
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
@@ -162,14 +163,19 @@ def test_hmac_key_secret_is_shown_once_and_sealed_at_rest(server: Server) -> Non
     signer = Signer(server.base_url, Account(account.account_id, issued["apiKey"], secret))
     assert signer.request("GET", BALANCE).status_code == 200
 
-    conn = sqlite3.connect(server.db_path)
-    stored = dict(conn.execute("SELECT api_key, secret FROM api_keys").fetchall())
-    conn.close()
+    if server.db_url is None:
+        conn = sqlite3.connect(server.db_path)
+        stored = dict(conn.execute("SELECT api_key, secret FROM api_keys").fetchall())
+        conn.close()
+        for path in server.data_dir.glob("papi-sandbox.db*"):
+            data = path.read_bytes()
+            assert secret.encode() not in data and account.secret.encode() not in data
+    else:
+        with psycopg.connect(server.db_url) as pg:
+            stored = dict(pg.execute("SELECT api_key, secret FROM api_keys").fetchall())
     assert stored[issued["apiKey"]].startswith("enc1:")
     assert stored[account.api_key].startswith("enc1:")
-    for path in server.data_dir.glob("papi-sandbox.db*"):
-        data = path.read_bytes()
-        assert secret.encode() not in data and account.secret.encode() not in data
+    assert secret not in str(stored) and account.secret not in str(stored)
     key_file = server.data_dir / "secret-key"
     assert key_file.stat().st_mode & 0o777 == 0o600
 

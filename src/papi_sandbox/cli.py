@@ -225,9 +225,11 @@ def _serve_workers(settings: Settings, workers: int, log_config: Any) -> None:
 
     import uvicorn
 
+    from papi_sandbox.secretbox import load_or_create_key
     from papi_sandbox.store import upgrade
 
     upgrade(settings.db_url)  # once, before the workers race to do it
+    load_or_create_key(settings.data_dir)  # likewise the encryption key they must all share
     os.environ.update(
         {
             "PAPI_SANDBOX_DB": settings.db_url,
@@ -537,6 +539,7 @@ def rotate_encryption_key(
             changed: int = await store.rewrite_api_key_secrets(
                 lambda secret, api_key: new.reseal(secret, api_key, old)
             )
+            await store.claim_setting("secret_key_id", new.key_id, replace=True)
             return changed
         finally:
             await store.close()

@@ -26,7 +26,7 @@ from papi_sandbox.jobs.config import JobsConfig, load_config
 from papi_sandbox.jobs.scheduler import run_scheduler
 from papi_sandbox.ledger.model import InsufficientBalance, LedgerError
 from papi_sandbox.observability import ERROR_CODE_SCOPE_KEY, Metrics, ObservabilityMiddleware
-from papi_sandbox.secretbox import SecretBox, load_or_create_key
+from papi_sandbox.secretbox import SecretBox, SecretBoxError, load_or_create_key
 from papi_sandbox.service import Service
 from papi_sandbox.settings import Settings
 from papi_sandbox.store.base import ApiKeyRecord, Store
@@ -38,6 +38,8 @@ from papi_sandbox.wire.limits import Limiter, WeightLimiter
 log = logging.getLogger("papi_sandbox")
 
 WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
+#: The ledger-wide setting naming the encryption key that seals the stored HMAC secrets.
+SECRET_KEY_ID_SETTING = "secret_key_id"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 #: Every method reaches the table, so a wrong one gets Binance's JSON error, not Starlette's.
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
@@ -163,7 +165,14 @@ def create_app(
     async def load_key(api_key: str) -> ApiKeyRecord | None:
         record = await store.find_api_key(api_key)
         if record is not None and record.secret is not None:
-            record = dataclasses.replace(record, secret=box.open(record.secret, record.api_key))
+            try:
+                secret = box.open(record.secret, record.api_key)
+            except SecretBoxError as exc:  # the key was rotated under a running process
+                log.error("cannot open the secret of an API key: %s", exc)
+                raise ApiError(
+                    503, -1001, "Internal error; unable to process your request. Please try again."
+                ) from None
+            record = dataclasses.replace(record, secret=secret)
         return record
 
     service = Service(store, box)
@@ -198,6 +207,15 @@ def create_app(
             )
             if sealed:
                 log.info("sealed %d plain-text API secret(s) at rest", sealed)
+            # Every process sharing this ledger must seal with the same key: the first one to
+            # start records its key's id; a process with another key refuses to start.
+            ledger_key_id = await store.claim_setting(SECRET_KEY_ID_SETTING, box.key_id)
+            if ledger_key_id != box.key_id:
+                raise SecretBoxError(
+                    f"this ledger's secrets are sealed with encryption key {ledger_key_id}, but"
+                    f" this process has key {box.key_id}: give every process the same"
+                    " PAPI_SANDBOX_SECRET_KEY (or the same data folder)"
+                )
             if on_ready is not None:
                 await on_ready(state)
             if settings.scheduler:

@@ -144,6 +144,12 @@ class Store(Protocol):
         """Journal entries by type over the whole ledger (for metrics)."""
         ...
 
+    async def claim_setting(self, name: str, value: str, *, replace: bool = False) -> str:
+        """The ledger-wide setting ``name``: set to ``value`` if absent (or if ``replace``), and
+        returned as stored. Processes sharing a database agree through it (e.g. on which
+        encryption key seals the secrets)."""
+        ...
+
 
 # -- the negative-balance toolkit (issue 4): settings, interest history, scheduled jobs -----------
 

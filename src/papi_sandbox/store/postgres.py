@@ -196,6 +196,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX balances_negative_futures ON balances(account_id)
         WHERE wallet IN ('UM', 'CM') AND amount < 0;
     """,
+    # 4: ledger-wide settings that every process must agree on (the encryption key's id).
+    """
+    CREATE TABLE meta (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
 )
 
 #: The database's clock in ms, for leases: machines' clocks may disagree, the database's is one.
@@ -567,7 +574,16 @@ class PostgresStore:
                 " ORDER BY a.id LIMIT %s FOR UPDATE OF a SKIP LOCKED",
                 (SYSTEM_ACCOUNT_ID, only_auto_repay, job, slot, limit),
             )
-            batch.claimed = [int(r[0]) for r in await cur.fetchall()]
+            locked = [int(r[0]) for r in await cur.fetchall()]
+            # The claim query's snapshot predates its locks: a worker that committed an account
+            # between the two is only visible to a new statement, so look again under the locks.
+            cur = await conn.execute(
+                "SELECT account_id FROM sweep_claims WHERE job = %s AND slot = %s"
+                " AND account_id = ANY(%s)",
+                (job, slot, locked),
+            )
+            swept = {int(r[0]) for r in await cur.fetchall()}
+            batch.claimed = [a for a in locked if a not in swept]
             for account_id in batch.claimed:
                 outcome, tran_id = "NOOP", None
                 try:
@@ -665,6 +681,20 @@ class PostgresStore:
                     )
                     changed += 1
             return changed
+
+        return await self._tx(op)
+
+    async def claim_setting(self, name: str, value: str, *, replace: bool = False) -> str:
+        async def op(conn: AConn) -> str:
+            action = "UPDATE SET value = EXCLUDED.value" if replace else "NOTHING"
+            await conn.execute(
+                f"INSERT INTO meta (name, value) VALUES (%s, %s) ON CONFLICT (name) DO {action}",
+                (name, value),
+            )
+            cur = await conn.execute("SELECT value FROM meta WHERE name = %s", (name,))
+            row = await cur.fetchone()
+            assert row is not None
+            return str(row[0])
 
         return await self._tx(op)
 

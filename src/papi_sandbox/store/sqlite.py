@@ -133,6 +133,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX balances_negative_futures ON balances(account_id)
         WHERE wallet IN ('UM', 'CM') AND amount < '0';
     """,
+    # 3: ledger-wide settings that every process must agree on (the encryption key's id).
+    """
+    CREATE TABLE meta (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 
 
@@ -628,6 +635,15 @@ class SQLiteStore:
                     conn.execute("UPDATE api_keys SET secret = ? WHERE api_key = ?", (new, api_key))
                     changed += 1
             return changed
+
+        return await self._write(op)
+
+    async def claim_setting(self, name: str, value: str, *, replace: bool = False) -> str:
+        def op(conn: sqlite3.Connection) -> str:
+            verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+            conn.execute(f"{verb} INTO meta (name, value) VALUES (?, ?)", (name, value))
+            row = conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+            return str(row[0])
 
         return await self._write(op)
 

@@ -13,12 +13,12 @@ One round trip per request: the whole decision is one Lua script, which Redis ru
 processes on different machines never lose or double-count weight. All keys of one IP carry the
 hash tag ``{ip}`` so the script stays valid on Redis Cluster (one IP = one slot).
 
-Fail closed: when Redis cannot be reached (or does not answer within :data:`REDIS_TIMEOUT_S`), ``spend``
-raises an :class:`~papi_sandbox.wire.errors.ApiError` with HTTP 503 and code -1001 ("Internal
-error; unable to process your request. Please try again.") - before any other work, so the request
-changes nothing. Binance answers 503 for "the server could not handle it, retry". Each such
-request increments :attr:`RedisWeightLimiter.unavailable_total` and is logged (at most once per
-:data:`UNAVAILABLE_LOG_INTERVAL_S`, with the count).
+Fail closed: when Redis cannot be reached (or does not answer within :data:`REDIS_TIMEOUT_S`),
+``spend`` raises an :class:`~papi_sandbox.wire.errors.ApiError` with HTTP 503 and code -1001
+("Internal error; unable to process your request. Please try again.") - before any other work, so
+the request changes nothing. Binance answers 503 for "the server could not handle it, retry". Each
+such request increments :attr:`RedisWeightLimiter.unavailable_total` and is logged (at most once
+per :data:`UNAVAILABLE_LOG_INTERVAL_S`, with the count).
 """
 
 from __future__ import annotations
