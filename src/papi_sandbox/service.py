@@ -9,6 +9,7 @@ import functools
 from dataclasses import dataclass
 from decimal import Decimal
 
+from papi_sandbox.jobs.config import MAX_VIP_LEVEL
 from papi_sandbox.ledger import collection, rules
 from papi_sandbox.ledger.account import AccountSummary, summarize
 from papi_sandbox.ledger.model import (
@@ -25,10 +26,6 @@ from papi_sandbox.wire.auth import KEY_TYPES, load_public_key, new_api_key, new_
 
 class UnknownAccount(LedgerError):
     pass
-
-
-#: Highest VIP tier an operator may set (Binance's tiers are 0 to 9).
-MAX_VIP_LEVEL = 9
 
 
 @dataclass(frozen=True, slots=True)
