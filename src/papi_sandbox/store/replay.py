@@ -1,9 +1,8 @@
 """Journal replay for ``verify``, fed row by row so a store can stream its journal through it.
 
-The checks are those of :func:`papi_sandbox.store.sqlite.verify_connection`: every entry sums to
-zero per asset, every stored balance equals the replay, every asset sums to zero over the ledger,
-and no user's MARGIN free is negative. Memory grows with the number of balance rows, not with the
-length of the journal.
+Both stores' ``verify`` feed it. The checks: every entry sums to zero per asset, every stored
+balance equals the replay, every asset sums to zero over the ledger, and no user's MARGIN free is
+negative. Memory grows with the number of balance rows, not with the length of the journal.
 """
 
 from __future__ import annotations

@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -49,6 +48,7 @@ from papi_sandbox.store.base import (
     Planner,
     VerifyReport,
 )
+from papi_sandbox.store.replay import LedgerReplay
 
 T = TypeVar("T")
 
@@ -753,63 +753,24 @@ def _add_to_balance(conn: sqlite3.Connection, p: Posting, now: int) -> None:
 def verify_connection(conn: sqlite3.Connection) -> VerifyReport:
     """Replay every posting; check entries balance, stored balances equal the replay, every asset
     sums to zero over the ledger, and no account's MARGIN free is negative."""
-    report = VerifyReport()
-    replay: dict[tuple[int, str, str], Decimal] = {}
-    entry_totals: dict[str, Decimal] = {}
-    current_tran: int | None = None
-
-    def close_entry(tran_id: int | None) -> None:
-        if tran_id is not None and any(v != 0 for v in entry_totals.values()):
-            report.problems.append(f"entry {tran_id} does not sum to zero per asset")
-        entry_totals.clear()
-
+    replay = LedgerReplay()
     conn.execute("BEGIN")  # one consistent snapshot for the journal and the balances
     try:
-        report.entries = conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+        replay.report.entries = conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
         for tran_id, account_id, wallet, asset, amount in conn.execute(
             "SELECT tran_id, account_id, wallet, asset, amount FROM postings ORDER BY tran_id, seq"
         ):
-            if tran_id != current_tran:
-                close_entry(current_tran)
-                current_tran = tran_id
-            value = money.from_storage(amount)
-            report.postings += 1
-            key = (account_id, wallet, asset)
-            replay[key] = money.add(replay.get(key, money.ZERO), value)
-            entry_totals[asset] = money.add(entry_totals.get(asset, money.ZERO), value)
-        close_entry(current_tran)
-
-        stored: dict[tuple[int, str, str], Decimal] = {}
+            replay.posting(tran_id, account_id, wallet, asset, money.from_storage(amount))
         for account_id, wallet, asset, amount in conn.execute(
             "SELECT account_id, wallet, asset, amount FROM balances"
         ):
-            stored[(account_id, wallet, asset)] = money.from_storage(amount)
-            report.balances += 1
-        report.accounts = conn.execute(
+            replay.stored_balance(account_id, wallet, asset, money.from_storage(amount))
+        replay.report.accounts = conn.execute(
             "SELECT COUNT(*) FROM accounts WHERE id != ?", (SYSTEM_ACCOUNT_ID,)
         ).fetchone()[0]
     finally:
         conn.execute("ROLLBACK")
-
-    for key in sorted(set(replay) | set(stored)):
-        want = replay.get(key, money.ZERO)
-        have = stored.get(key, money.ZERO)
-        if want != have:
-            report.problems.append(
-                f"balance account={key[0]} wallet={key[1]} asset={key[2]}: stored {have}, "
-                f"journal replay {want}"
-            )
-        if key[1] == Wallet.MARGIN.value and key[0] != SYSTEM_ACCOUNT_ID and have < 0:
-            report.problems.append(f"negative MARGIN free: account={key[0]} asset={key[2]}")
-
-    asset_totals: dict[str, Decimal] = {}
-    for (_, _, asset), value in replay.items():
-        asset_totals[asset] = money.add(asset_totals.get(asset, money.ZERO), value)
-    report.assets = len(asset_totals)
-    for asset, total in sorted(asset_totals.items()):
-        if total != 0:
-            report.problems.append(f"asset {asset} sums to {total} over the ledger, not zero")
-    return report
+    return replay.finish()
 
 
 def open_for_cli(path: Path) -> sqlite3.Connection:

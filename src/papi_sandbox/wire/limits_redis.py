@@ -33,18 +33,21 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from papi_sandbox.wire.errors import ApiError
-from papi_sandbox.wire.limits import WeightDecision
+from papi_sandbox.wire.limits import (
+    BAN_BASE_MS,
+    BAN_GROWTH,
+    BAN_MAX_MS,
+    BAN_MEMORY_MS,
+    DEFAULT_BAN_AFTER_429S,
+    WeightDecision,
+)
 
 log = logging.getLogger("papi_sandbox.limits")
 
-#: Refusals (429) within one calendar minute past which the IP is banned.
-MAX_REFUSALS_PER_MINUTE = 10
-#: The first ban; each further ban within :data:`BAN_HISTORY_MS` lasts 4 times longer.
-BAN_BASE_MS = 2 * 60_000
-BAN_GROWTH_FACTOR = 4
-#: The longest ban, and how far back earlier bans count.
-BAN_MAX_MS = 3 * 24 * 3600_000
-BAN_HISTORY_MS = 3 * 24 * 3600_000
+# The ban rules are the in-process limiter's (wire/limits.py), shared by name.
+MAX_REFUSALS_PER_MINUTE = DEFAULT_BAN_AFTER_429S
+BAN_GROWTH_FACTOR = BAN_GROWTH
+BAN_HISTORY_MS = BAN_MEMORY_MS
 #: Per-minute keys live this long: the minute itself plus slack for clocks that disagree.
 MINUTE_KEY_TTL_MS = 120_000
 #: Longest wait for Redis on one request (connect or answer) before failing closed.
