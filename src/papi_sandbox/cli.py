@@ -7,6 +7,7 @@ against a local SQLite service or a remote one.
 from __future__ import annotations
 
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,6 +26,15 @@ app.add_typer(account_app, name="account")
 console = Console() if sys.stdout.isatty() else Console(width=200)
 err_console = Console(stderr=True)
 
+
+class Durability(StrEnum):
+    """``serve --durability``; see ``store.sqlite.DURABILITY_MODES``."""
+
+    full = "full"
+    normal = "normal"
+    off = "off"
+
+
 DataDir = Annotated[
     Path,
     typer.Option(
@@ -40,13 +50,13 @@ Db = Annotated[
 ]
 
 
-def open_store(db_url: str) -> Any:
+def open_store(db_url: str, durability: str = "full") -> Any:
     from papi_sandbox.store.sqlite import SQLiteStore, path_from_url
 
     if db_url.startswith(("postgres://", "postgresql://")):
         err_console.print("[red]PostgreSQL is not supported yet; use a sqlite:/// URL.[/red]")
         raise typer.Exit(2)
-    return SQLiteStore(path_from_url(db_url))
+    return SQLiteStore(path_from_url(db_url), durability=durability)
 
 
 @app.command()
@@ -69,6 +79,14 @@ def serve(
         ),
     ] = False,
     access_log: Annotated[bool, typer.Option(envvar="PAPI_SANDBOX_ACCESS_LOG")] = True,
+    durability: Annotated[
+        Durability,
+        typer.Option(
+            envvar="PAPI_SANDBOX_DURABILITY",
+            help="full: fsync every commit before answering (group commit); normal: no fsync"
+            " per commit (a power loss may lose the last changes); off: never fsync.",
+        ),
+    ] = Durability.full,
 ) -> None:
     """Run the service."""
     import uvicorn
@@ -77,13 +95,18 @@ def serve(
     from papi_sandbox.demo import announce_demo
 
     settings = Settings(
-        host=host, port=port, data_dir=data_dir, db=db, ip_weight_limit=ip_weight_limit
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        db=db,
+        ip_weight_limit=ip_weight_limit,
+        durability=durability.value,
     )
     token, generated = settings_mod.ensure_admin_token(data_dir)
     if generated:
         token_file = data_dir / settings_mod.ADMIN_TOKEN_FILE_NAME
         console.print(f"Operator token (printed once, kept in {token_file}): [bold]{token}[/bold]")
-    store = open_store(settings.db_url)
+    store = open_store(settings.db_url, settings.durability)
 
     async def on_ready(state: Any) -> None:
         if demo:

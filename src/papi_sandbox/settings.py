@@ -28,6 +28,7 @@ class Settings:
     db: str | None = None  # None: a SQLite file in data_dir
     ip_weight_limit: int = DEFAULT_WEIGHT_LIMIT_PER_MINUTE  # 0 turns the limit off
     admin_token: str | None = None  # None: PAPI_SANDBOX_ADMIN_TOKEN, else the data_dir file
+    durability: str = "full"  # full | normal | off (store.sqlite.DURABILITY_MODES)
 
     @property
     def db_url(self) -> str:

@@ -50,6 +50,12 @@ MAX_BATCH_OPS = 256
 MAX_QUEUED_OPS = 10_000
 #: Reader threads for balance and journal reads.
 READER_THREADS = 4
+#: ``--durability`` -> SQLite ``synchronous`` of the write connection. ``full`` (the default):
+#: every COMMIT fsyncs the WAL before callers are answered. ``normal``: no fsync per commit (WAL
+#: is synced at checkpoints; a power loss may drop the last commits, a process crash does not).
+#: ``off``: never fsyncs.
+DURABILITY_MODES = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
+DEFAULT_DURABILITY = "full"
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -113,11 +119,13 @@ def path_from_url(url: str) -> Path:
     return Path(url)
 
 
-def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+def _connect(
+    path: Path, *, readonly: bool = False, durability: str = DEFAULT_DURABILITY
+) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA journal_mode=WAL")
     # FULL: a COMMIT returns only after the WAL is fsynced, so acknowledged means on disk.
-    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(f"PRAGMA synchronous={DURABILITY_MODES[durability]}")
     conn.execute("PRAGMA foreign_keys=ON")
     if readonly:
         conn.execute("PRAGMA query_only=ON")
@@ -162,8 +170,17 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
 
 
 class SQLiteStore:
-    def __init__(self, path: Path, *, clock_ms: Callable[[], int] = _now_ms) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock_ms: Callable[[], int] = _now_ms,
+        durability: str = DEFAULT_DURABILITY,
+    ) -> None:
+        if durability not in DURABILITY_MODES:
+            raise ValueError(f"durability must be one of {', '.join(DURABILITY_MODES)}")
         self.path = path
+        self.durability = durability
         self._clock_ms = clock_ms
         self._queue: queue.Queue[_Op | None] = queue.Queue(MAX_QUEUED_OPS)
         self._writer: threading.Thread | None = None
@@ -176,7 +193,7 @@ class SQLiteStore:
 
     def open_sync(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = _connect(self.path)
+        conn = _connect(self.path, durability=self.durability)
         migrate(conn)
         self._writer = threading.Thread(
             target=self._writer_loop, args=(conn,), name="papi-sqlite-writer", daemon=True
