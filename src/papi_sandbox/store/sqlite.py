@@ -41,6 +41,7 @@ from papi_sandbox.store.base import (
     Planner,
     VerifyReport,
 )
+from papi_sandbox.store.versions import ChangeVersions, SnapshotCache
 
 T = TypeVar("T")
 
@@ -188,6 +189,11 @@ class SQLiteStore:
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._reader_lock = threading.Lock()
+        # Balance snapshots cached for readers, invalidated by the writer (store/versions.py).
+        self.versions = ChangeVersions()
+        self._snapshots = SnapshotCache(self.versions)
+        self._touched: set[int] = set()  # writer thread only: accounts changed in this batch
+        self._batch_transacts = 0  # writer thread only: transact ops run in this batch
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -262,8 +268,19 @@ class SQLiteStore:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             outcomes = [(None, exc) for _ in batch]
+        self._publish_changes(len(batch))  # before anyone of the batch is answered
         for op, (result, error) in zip(batch, outcomes, strict=True):
             op.loop.call_soon_threadsafe(_settle, op.future, result, error)
+
+    def _publish_changes(self, batch_ops: int) -> None:
+        """Invalidate cached snapshots of what the batch changed: the accounts transact touched,
+        or every account when the batch held an operation of another kind."""
+        if self._batch_transacts < batch_ops:
+            self.versions.bump_all()
+        else:
+            self.versions.bump(self._touched)
+        self._touched = set()
+        self._batch_transacts = 0
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._writer is None:
@@ -353,10 +370,19 @@ class SQLiteStore:
     # -- balances and the journal ------------------------------------------------------------
 
     async def balances(self, account_id: int) -> AccountBalances:
-        return await self._read(lambda conn: _load_balances(conn, account_id))
+        """The account's balances; served from the snapshot cache while nothing changed them.
+        The snapshot is shared between callers: read it, never mutate it."""
+        cached = self._snapshots.get(account_id)
+        if cached is not None:
+            return cached
+        version = self.versions.of(account_id)
+        snapshot = await self._read(lambda conn: _load_balances(conn, account_id))
+        self._snapshots.put(account_id, version, snapshot)
+        return snapshot
 
     async def transact(self, account_id: int, entry_type: str, plan: Planner) -> Entry | None:
         def op(conn: sqlite3.Connection) -> Entry | None:
+            self._batch_transacts += 1
             snapshot = _load_balances(conn, account_id)
             postings = plan(snapshot.amounts)
             if not postings:
@@ -387,6 +413,7 @@ class SQLiteStore:
             )
             for p in postings:
                 _add_to_balance(conn, p, now)
+                self._touched.add(p.account_id)
             return Entry(tran_id, entry_type, now, account_id, tuple(postings))
 
         return await self._write(op)
