@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from papi_sandbox.api.serialize import balance_object
+from papi_sandbox.api.serialize import BalanceObjects
 from papi_sandbox.ledger.model import InsufficientBalance
 from papi_sandbox.service import Service
 from papi_sandbox.wire import errors
@@ -83,11 +83,16 @@ async def _repay_futures_negative_balance(call: Call) -> Any:
     return SUCCESS
 
 
+#: Serialised balances per account snapshot (api/serialize.py), shared by every app in the process.
+_BALANCE_OBJECTS = BalanceObjects()
+
+
 async def _balance(call: Call) -> Any:
     asset = call.args.get("asset")
+    snapshot = await call.service.balances(call.account_id)
     if asset is not None:
-        return balance_object(await call.service.balance_row(call.account_id, asset))
-    return [balance_object(row) for row in await call.service.balance_rows(call.account_id)]
+        return _BALANCE_OBJECTS.one(call.account_id, snapshot, asset)
+    return _BALANCE_OBJECTS.all(call.account_id, snapshot)
 
 
 ENDPOINTS: tuple[Endpoint, ...] = (
