@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from papi_sandbox.api.endpoints import ENDPOINTS, Call, Endpoint, Security, table
+from papi_sandbox.api.fast import PapiApp
 from papi_sandbox.api.http import client_ip, error_response, json_response, read_body
 from papi_sandbox.ledger.model import InsufficientBalance, LedgerError
 from papi_sandbox.service import Service
@@ -57,7 +58,7 @@ class PublicApi:
 
     async def handle(self, request: Request) -> Response:
         state = self.state
-        path = request.url.path
+        path: str = request.scope["path"]  # not request.url: building a URL costs ~5% CPU
         methods = self.routes.get(path)
         endpoint = methods.get(request.method) if methods else None
         ip = client_ip(request)
@@ -160,7 +161,8 @@ def create_app(
     async def healthz(request: Request) -> Response:
         return json_response(200, {"status": "ok"})
 
-    app = Starlette(
+    app = PapiApp(
+        public.handle,
         routes=[
             Route("/papi/{rest:path}", public.handle, methods=ALL_METHODS),
             Route("/healthz", healthz, methods=["GET"]),

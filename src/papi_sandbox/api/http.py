@@ -24,6 +24,8 @@ def error_response(error: ApiError, headers: dict[str, str] | None = None) -> Re
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refusing more than ``limit`` bytes without reading past it."""
     declared = request.headers.get("content-length")
+    if declared is None and "transfer-encoding" not in request.headers:
+        return b""  # HTTP/1.1: no Content-Length and no chunking means no body (RFC 9112 6.3)
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise errors.request_too_large("body bytes", limit)
     chunks: list[bytes] = []
