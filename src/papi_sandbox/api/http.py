@@ -12,8 +12,13 @@ from papi_sandbox.wire import errors
 from papi_sandbox.wire.errors import ApiError
 
 
+class EncodedJson(bytes):
+    """A JSON document encoded in advance (e.g. cached); sent as it is."""
+
+
 def json_response(status: int, content: Any, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(content), status, headers, media_type="application/json")
+    body = content if type(content) is EncodedJson else orjson.dumps(content)
+    return Response(body, status, headers, media_type="application/json")
 
 
 def error_response(error: ApiError, headers: dict[str, str] | None = None) -> Response:

@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 
+from papi_sandbox.api.http import EncodedJson
 from papi_sandbox.ledger.model import AccountBalances, BalanceRow, Entry
 from papi_sandbox.money import format_amount
 
@@ -65,23 +66,23 @@ class BalanceObjects:
 
     def __init__(self, max_accounts: int = MAX_SERIALIZED_ACCOUNTS) -> None:
         self.max_accounts = max_accounts
-        self._entries: dict[int, tuple[AccountBalances, orjson.Fragment, dict[str, Any]]] = {}
+        self._entries: dict[int, tuple[AccountBalances, EncodedJson, dict[str, Any]]] = {}
 
     def _entry(
         self, account_id: int, snapshot: AccountBalances
-    ) -> tuple[AccountBalances, orjson.Fragment, dict[str, Any]]:
+    ) -> tuple[AccountBalances, EncodedJson, dict[str, Any]]:
         hit = self._entries.get(account_id)
         if hit is not None and hit[0] is snapshot:
             return hit
         objects = [balance_object(row) for row in snapshot.rows()]
-        # The whole array is encoded once too: orjson copies a Fragment's bytes as they are.
-        entry = (snapshot, orjson.Fragment(orjson.dumps(objects)), {o["asset"]: o for o in objects})
+        # The whole array is encoded once too, and sent as it is (api/http.py).
+        entry = (snapshot, EncodedJson(orjson.dumps(objects)), {o["asset"]: o for o in objects})
         if len(self._entries) >= self.max_accounts:
             self._entries = {}
         self._entries[account_id] = entry
         return entry
 
-    def all(self, account_id: int, snapshot: AccountBalances) -> orjson.Fragment:
+    def all(self, account_id: int, snapshot: AccountBalances) -> EncodedJson:
         """The JSON array of every asset's balance object, already encoded."""
         return self._entry(account_id, snapshot)[1]
 
