@@ -161,6 +161,11 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _settle_all(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, error in settled:
+        _settle(future, result, error)
+
+
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
     if future.done():  # the caller went away (cancelled); the change stands regardless
         return
@@ -269,8 +274,13 @@ class SQLiteStore:
                 conn.execute("ROLLBACK")
             outcomes = [(None, exc) for _ in batch]
         self._publish_changes(len(batch))  # before anyone of the batch is answered
+        # One wake-up per event loop per batch, not one per operation: each call_soon_threadsafe
+        # writes to the loop's self-pipe and takes the GIL from the writer once more.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, Any]]] = {}
         for op, (result, error) in zip(batch, outcomes, strict=True):
-            op.loop.call_soon_threadsafe(_settle, op.future, result, error)
+            by_loop.setdefault(op.loop, []).append((op.future, result, error))
+        for loop, settled in by_loop.items():
+            loop.call_soon_threadsafe(_settle_all, settled)
 
     def _publish_changes(self, batch_ops: int) -> None:
         """Invalidate cached snapshots of what the batch changed: the accounts transact touched,
