@@ -19,7 +19,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -41,6 +40,7 @@ from papi_sandbox.store.base import (
     Planner,
     VerifyReport,
 )
+from papi_sandbox.store.readpool import ReadPool
 from papi_sandbox.store.versions import ChangeVersions, SnapshotCache
 
 T = TypeVar("T")
@@ -190,7 +190,7 @@ class SQLiteStore:
         self._clock_ms = clock_ms
         self._queue: queue.Queue[_Op | None] = queue.Queue(MAX_QUEUED_OPS)
         self._writer: threading.Thread | None = None
-        self._readers: ThreadPoolExecutor | None = None
+        self._readers: ReadPool | None = None
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._reader_lock = threading.Lock()
@@ -210,7 +210,11 @@ class SQLiteStore:
             target=self._writer_loop, args=(conn,), name="papi-sqlite-writer", daemon=True
         )
         self._writer.start()
-        self._readers = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="papi-sqlite-read")
+        self._readers = ReadPool(
+            READER_THREADS,
+            lambda: _connect(self.path, readonly=True),
+            name="papi-sqlite-read",
+        )
 
     async def open(self) -> None:
         await asyncio.to_thread(self.open_sync)
@@ -221,7 +225,7 @@ class SQLiteStore:
             await asyncio.to_thread(self._writer.join)
             self._writer = None
         if self._readers is not None:
-            self._readers.shutdown(wait=True)
+            await asyncio.to_thread(self._readers.shutdown)
             self._readers = None
         with self._reader_lock:
             for conn in self._reader_conns:
@@ -319,8 +323,7 @@ class SQLiteStore:
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._readers is None:
             raise RuntimeError("store is not open")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, lambda: fn(self._reader()))
+        return await self._readers.run(fn)
 
     # -- accounts and keys -------------------------------------------------------------------
 
