@@ -443,11 +443,11 @@ def render(
     header: list[str], results: dict[str, Workload], memory: list[str], args: argparse.Namespace
 ) -> str:
     lines = [
-        f"wrk -t1 -c{args.connections}; per workload a {args.warmup:.0f} s warm-up, then"
+        f"- wrk -t1 -c{args.connections}; per workload a {args.warmup:.0f} s warm-up, then"
         f" {args.rounds} rounds of {args.duration / args.rounds:.0f} s interleaved with the other"
         " workloads; the round with the median req/s is shown. Servers on 127.0.0.1, one process"
         " each, access log off.",
-        *header,
+        *[f"- {line}" for line in header],
         "",
         "| workload | req/s | p50 ms | p99 ms | CPU µs/req user+sys | peak RSS MiB | notes |",
         "|---|---:|---:|---:|---:|---:|---|",
