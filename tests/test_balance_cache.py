@@ -133,3 +133,25 @@ def test_balance_objects_are_encoded_once_per_snapshot() -> None:
     assert objects.one(1, snap, "ETH")["totalWalletBalance"] == "0.00000000"
     assert json_response(200, encoded).body == bytes(encoded)
     assert objects.all(1, AccountBalances()) is not encoded  # a new snapshot rebuilds
+
+
+def test_a_commit_by_another_process_is_seen_within_the_check_interval(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        path = tmp_path / "shared.db"
+        service = SQLiteStore(path)
+        other = SQLiteStore(path)  # stands for a second process writing to the same file
+        await service.open()
+        await other.open()
+        try:
+            account = await service.create_account("a", _key(1))
+            before = await service.balances(account)
+            assert await service.balances(account) is before
+            await _adjust(other, account, Wallet.MARGIN, "7")
+            await asyncio.sleep(0.05)  # > EXTERNAL_CHANGE_CHECK_S
+            seen = await service.balances(account)
+            assert seen.amounts[(Wallet.MARGIN, "USDT")] == 7
+        finally:
+            await other.close()
+            await service.close()
+
+    asyncio.run(scenario())

@@ -80,7 +80,7 @@ class ReadPool:
                 for fn, loop, future in batch:
                     try:
                         outcome: tuple[Any, Any, Any] = (future, fn(conn), None)
-                    except Exception as exc:
+                    except BaseException as exc:  # the caller gets it; the thread goes on
                         outcome = (future, None, exc)
                     by_loop.setdefault(loop, []).append(outcome)
                 for loop, settled in by_loop.items():

@@ -57,6 +57,9 @@ READER_THREADS = 4
 #: ``off``: never fsyncs.
 DURABILITY_MODES = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
 DEFAULT_DURABILITY = "full"
+#: Longest a balance snapshot cached here may miss a commit made by ANOTHER process on the same
+#: database file (seconds). Changes made through this process are seen at once.
+EXTERNAL_CHANGE_CHECK_S = 0.002
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -199,6 +202,9 @@ class SQLiteStore:
         self._snapshots = SnapshotCache(self.versions)
         self._touched: set[int] = set()  # writer thread only: accounts changed in this batch
         self._batch_transacts = 0  # writer thread only: transact ops run in this batch
+        self._watch: sqlite3.Connection | None = None  # event loop only: sees others' commits
+        self._data_version = 0
+        self._watched_at = -1.0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -215,6 +221,8 @@ class SQLiteStore:
             lambda: _connect(self.path, readonly=True),
             name="papi-sqlite-read",
         )
+        self._watch = _connect(self.path, readonly=True)
+        self._data_version = self._watch.execute("PRAGMA data_version").fetchone()[0]
 
     async def open(self) -> None:
         await asyncio.to_thread(self.open_sync)
@@ -231,6 +239,9 @@ class SQLiteStore:
             for conn in self._reader_conns:
                 conn.close()
             self._reader_conns.clear()
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
 
     # -- the writer --------------------------------------------------------------------------
 
@@ -385,6 +396,7 @@ class SQLiteStore:
     async def balances(self, account_id: int) -> AccountBalances:
         """The account's balances; served from the snapshot cache while nothing changed them.
         The snapshot is shared between callers: read it, never mutate it."""
+        self._notice_other_commits()
         cached = self._snapshots.get(account_id)
         if cached is not None:
             return cached
@@ -392,6 +404,23 @@ class SQLiteStore:
         snapshot = await self._read(lambda conn: _load_balances(conn, account_id))
         self._snapshots.put(account_id, version, snapshot)
         return snapshot
+
+    def _notice_other_commits(self) -> None:
+        """Trust no cached snapshot once another process committed to the same file (a job
+        runner, an operator's script): SQLite changes ``data_version`` when any other connection
+        commits. Reading it touches only the WAL index in shared memory (no disk I/O), so it runs
+        on the event loop, at most every EXTERNAL_CHANGE_CHECK_S (it costs 5-15 µs). This
+        process's own changes need no check: the writer invalidates them before answering."""
+        if self._watch is None:
+            return
+        now = time.monotonic()
+        if now - self._watched_at < EXTERNAL_CHANGE_CHECK_S:
+            return
+        self._watched_at = now
+        version = self._watch.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version:
+            self._data_version = version
+            self.versions.bump_all()
 
     async def transact(self, account_id: int, entry_type: str, plan: Planner) -> Entry | None:
         def op(conn: sqlite3.Connection) -> Entry | None:
