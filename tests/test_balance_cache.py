@@ -15,6 +15,7 @@ from papi_sandbox.api.http import EncodedJson, json_response
 from papi_sandbox.api.serialize import BalanceObjects
 from papi_sandbox.ledger import rules
 from papi_sandbox.ledger.model import EntryType, InsufficientBalance, Wallet
+from papi_sandbox.store import sqlite as sqlite_store
 from papi_sandbox.store.base import ApiKeyRecord
 from papi_sandbox.store.sqlite import SQLiteStore
 from papi_sandbox.store.versions import ChangeVersions, SnapshotCache
@@ -36,7 +37,12 @@ async def _adjust(store: SQLiteStore, account: int, wallet: Wallet, amount: str)
     await store.transact(account, "ADJ", planner)
 
 
-def test_snapshots_are_reused_until_the_writer_changes_the_account(tmp_path: Path) -> None:
+def test_snapshots_are_reused_until_the_writer_changes_the_account(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only this process writes here: keep the other-process check (test below) out of the way.
+    monkeypatch.setattr(sqlite_store, "EXTERNAL_CHANGE_CHECK_S", 3600.0)
+
     async def scenario() -> None:
         store = SQLiteStore(tmp_path / "c.db")
         await store.open()

@@ -38,10 +38,11 @@ class ReadPool:
         self, threads: int, connect: Callable[[], sqlite3.Connection], name: str = "papi-read"
     ) -> None:
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
-        self._connect = connect
+        # Every thread connects before the pool is used, so a bad path fails here, at open.
+        connections = [connect() for _ in range(threads)]
         self._threads = [
-            threading.Thread(target=self._run, name=f"{name}-{n}", daemon=True)
-            for n in range(threads)
+            threading.Thread(target=self._run, args=(conn,), name=f"{name}-{n}", daemon=True)
+            for n, conn in enumerate(connections)
         ]
         for thread in self._threads:
             thread.start()
@@ -58,8 +59,7 @@ class ReadPool:
         for thread in self._threads:
             thread.join()
 
-    def _run(self) -> None:
-        conn = self._connect()
+    def _run(self, conn: sqlite3.Connection) -> None:
         try:
             while True:
                 first = self._queue.get()
