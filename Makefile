@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LINT_PATHS := src tests $(wildcard bench)
 
-.PHONY: run test lint install clean
+.PHONY: run test lint install clean bench
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "papi-sandbox needs Python 3.11+"'
@@ -26,6 +26,18 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest -q
+
+# Benchmarks (not part of `make test`): the service against a bare ASGI app and Stoplight Prism,
+# with wrk on loopback; a few minutes. Installs wrk (Debian, needs root) and Prism (npm, into
+# bench/.node) when missing. Extra options: make bench BENCH_ARGS="--duration 6 --skip-memory".
+PRISM_VERSION := 5.14.2
+PRISM := bench/.node/node_modules/.bin/prism
+bench: $(STAMP)
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; } \
+		|| { echo "wrk is missing: apt-get install wrk (as root)"; exit 1; }
+	@test -x $(PRISM) || npm install --prefix bench/.node --no-audit --no-fund --no-save \
+		@stoplight/prism-cli@$(PRISM_VERSION)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -6,7 +6,9 @@ against a local SQLite service or a remote one.
 
 from __future__ import annotations
 
+import gc
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,6 +33,19 @@ app.add_typer(keys_app, name="keys")
 # Piped output keeps full rows instead of folding tables to 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=200)
 err_console = Console(stderr=True)
+
+
+#: gc.set_threshold for the server process (Python's default is 700, 10, 10).
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+class Durability(StrEnum):
+    """``serve --durability``; see ``store.sqlite.DURABILITY_MODES``."""
+
+    full = "full"
+    normal = "normal"
+    off = "off"
+
 
 DataDir = Annotated[
     Path,
@@ -68,10 +83,10 @@ def _load_jobs_config(path: Path | None) -> Any:
         raise typer.Exit(2) from None
 
 
-def open_store(db_url: str) -> Any:
+def open_store(db_url: str, durability: str = "full") -> Any:
     from papi_sandbox.store import open_store as store_for_url
 
-    return store_for_url(db_url)
+    return store_for_url(db_url, durability=durability)
 
 
 @app.command()
@@ -151,6 +166,14 @@ def serve(
             help="Server processes on this port (more than 1 needs --db postgresql://...).",
         ),
     ] = 1,
+    durability: Annotated[
+        Durability,
+        typer.Option(
+            envvar="PAPI_SANDBOX_DURABILITY",
+            help="full: fsync every commit before answering (group commit); normal: no fsync"
+            " per commit (a power loss may lose the last changes); off: never fsync.",
+        ),
+    ] = Durability.full,
 ) -> None:
     """Run the service."""
     import uvicorn
@@ -178,6 +201,7 @@ def serve(
         keep_alive_timeout_s=keep_alive_timeout,
         max_connections=max_connections,
         request_log=access_log,
+        durability=durability.value,
     )
     if workers > 1 and not is_postgres_url(settings.db_url):
         err_console.print(
@@ -196,13 +220,17 @@ def serve(
     if workers > 1:
         _serve_workers(settings, workers, log_config)
         return
-    store = open_store(settings.db_url)
+    store = open_store(settings.db_url, settings.durability)
 
     async def on_ready(state: Any) -> None:
         if demo:
             await announce_demo(state, console)
 
     application = create_app(settings, store, token, on_ready=on_ready)
+    # Fewer cyclic-GC passes: refcounting frees almost everything a request allocates, while
+    # each full pass walks every cached key and balance snapshot (up to ~10^5 objects) and
+    # showed as the p99 tail of the write path (docs/performance.md).
+    gc.set_threshold(*GC_THRESHOLDS)
     uvicorn.run(
         application,
         host=host,

@@ -13,6 +13,7 @@ from papi_sandbox.jobs.config import MAX_VIP_LEVEL
 from papi_sandbox.ledger import collection, rules
 from papi_sandbox.ledger.account import AccountSummary, summarize
 from papi_sandbox.ledger.model import (
+    AccountBalances,
     BalanceRow,
     Entry,
     EntryType,
@@ -72,6 +73,10 @@ class Service:
         if info is None:
             raise UnknownAccount(f"account {account_id} does not exist")
         return info
+
+    async def balances(self, account_id: int) -> AccountBalances:
+        """The account's snapshot (shared with other readers: never mutate it)."""
+        return await self.store.balances(account_id)
 
     async def balance_rows(self, account_id: int) -> list[BalanceRow]:
         return (await self.store.balances(account_id)).rows()

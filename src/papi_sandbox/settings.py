@@ -49,6 +49,7 @@ class Settings:
     keep_alive_timeout_s: int = DEFAULT_KEEP_ALIVE_TIMEOUT_S
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     request_log: bool = True  # one JSON line per request (never secrets)
+    durability: str = "full"  # full | normal | off (store.sqlite.DURABILITY_MODES)
 
     @property
     def db_url(self) -> str:
@@ -114,6 +115,7 @@ def settings_from_env() -> Settings:
     data_dir = env.get(DATA_DIR_ENV)
     if data_dir:
         settings.data_dir = Path(data_dir)
+    settings.durability = env.get("PAPI_SANDBOX_DURABILITY") or settings.durability
     config = env.get("PAPI_SANDBOX_CONFIG")
     settings.config_path = Path(config) if config else None
     settings.scheduler = env.get("PAPI_SANDBOX_SCHEDULER", "true").lower() not in (

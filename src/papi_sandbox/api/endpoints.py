@@ -13,7 +13,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from papi_sandbox.api.serialize import account_object, balance_object, interest_object
+from papi_sandbox.api.serialize import (
+    BalanceObjects,
+    account_object,
+    interest_object,
+)
 from papi_sandbox.ledger.collection import AssetNotCollectable, TransferSide
 from papi_sandbox.ledger.model import InsufficientBalance, Wallet
 from papi_sandbox.service import Service
@@ -101,11 +105,16 @@ async def _repay_futures_negative_balance(call: Call) -> Any:
     return SUCCESS
 
 
+#: Serialised balances per account snapshot (api/serialize.py), shared by every app in the process.
+_BALANCE_OBJECTS = BalanceObjects()
+
+
 async def _balance(call: Call) -> Any:
     asset = call.args.get("asset")
+    snapshot = await call.service.balances(call.account_id)
     if asset is not None:
-        return balance_object(await call.service.balance_row(call.account_id, asset))
-    return [balance_object(row) for row in await call.service.balance_rows(call.account_id)]
+        return _BALANCE_OBJECTS.one(call.account_id, snapshot, asset)
+    return _BALANCE_OBJECTS.all(call.account_id, snapshot)
 
 
 # -- the negative-balance toolkit (issue 4) --------------------------------------------------------

@@ -12,8 +12,13 @@ from papi_sandbox.wire import errors
 from papi_sandbox.wire.errors import ApiError
 
 
+class EncodedJson(bytes):
+    """A JSON document encoded in advance (e.g. cached); sent as it is."""
+
+
 def json_response(status: int, content: Any, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(content), status, headers, media_type="application/json")
+    body = content if type(content) is EncodedJson else orjson.dumps(content)
+    return Response(body, status, headers, media_type="application/json")
 
 
 def error_response(error: ApiError, headers: dict[str, str] | None = None) -> Response:
@@ -24,6 +29,8 @@ def error_response(error: ApiError, headers: dict[str, str] | None = None) -> Re
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refusing more than ``limit`` bytes without reading past it."""
     declared = request.headers.get("content-length")
+    if declared is None and "transfer-encoding" not in request.headers:
+        return b""  # HTTP/1.1: no Content-Length and no chunking means no body (RFC 9112 6.3)
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise errors.request_too_large("body bytes", limit)
     chunks: list[bytes] = []

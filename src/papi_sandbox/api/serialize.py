@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
+from papi_sandbox.api.http import EncodedJson
 from papi_sandbox.ledger.account import AccountSummary
-from papi_sandbox.ledger.model import BalanceRow, Entry
+from papi_sandbox.ledger.model import AccountBalances, BalanceRow, Entry
 from papi_sandbox.money import format_amount
 from papi_sandbox.store.base import InterestRecord
 
@@ -77,3 +80,42 @@ def interest_object(record: InterestRecord) -> dict[str, Any]:
         "interestRate": format_amount(record.rate),
         "principal": format_amount(record.principal),
     }
+
+
+#: Most accounts whose serialised balances are kept; past it the cache is emptied.
+MAX_SERIALIZED_ACCOUNTS = 10_000
+
+
+class BalanceObjects:
+    """The balance objects of an account snapshot, built once per snapshot.
+
+    The store hands out the same snapshot object until the writer changes the account, so
+    "same object" means "nothing changed"; a new snapshot rebuilds. Objects are shared between
+    responses: serialise them, never mutate them.
+    """
+
+    def __init__(self, max_accounts: int = MAX_SERIALIZED_ACCOUNTS) -> None:
+        self.max_accounts = max_accounts
+        self._entries: dict[int, tuple[AccountBalances, EncodedJson, dict[str, Any]]] = {}
+
+    def _entry(
+        self, account_id: int, snapshot: AccountBalances
+    ) -> tuple[AccountBalances, EncodedJson, dict[str, Any]]:
+        hit = self._entries.get(account_id)
+        if hit is not None and hit[0] is snapshot:
+            return hit
+        objects = [balance_object(row) for row in snapshot.rows()]
+        # The whole array is encoded once too, and sent as it is (api/http.py).
+        entry = (snapshot, EncodedJson(orjson.dumps(objects)), {o["asset"]: o for o in objects})
+        if len(self._entries) >= self.max_accounts:
+            self._entries = {}
+        self._entries[account_id] = entry
+        return entry
+
+    def all(self, account_id: int, snapshot: AccountBalances) -> EncodedJson:
+        """The JSON array of every asset's balance object, already encoded."""
+        return self._entry(account_id, snapshot)[1]
+
+    def one(self, account_id: int, snapshot: AccountBalances, asset: str) -> dict[str, Any]:
+        found = self._entry(account_id, snapshot)[2].get(asset)
+        return found if found is not None else balance_object(snapshot.row(asset))

@@ -13,15 +13,16 @@ def is_postgres_url(url: str) -> bool:
     return url.startswith(("postgres://", "postgresql://"))
 
 
-def open_store(url: str) -> Any:
-    """The store for ``url`` (not yet opened). Typed Any: each store also has ``verify_sync``."""
+def open_store(url: str, *, durability: str = "full") -> Any:
+    """The store for ``url`` (not yet opened). Typed Any: each store also has ``verify_sync``.
+    ``durability`` is SQLite's (PostgreSQL commits durably, ``synchronous_commit=on``)."""
     if is_postgres_url(url):
         from papi_sandbox.store.postgres import PostgresStore
 
         return PostgresStore(url)
     from papi_sandbox.store.sqlite import SQLiteStore, path_from_url
 
-    return SQLiteStore(path_from_url(url))
+    return SQLiteStore(path_from_url(url), durability=durability)
 
 
 def upgrade(url: str) -> tuple[int, int]:

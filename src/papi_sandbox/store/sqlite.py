@@ -19,7 +19,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -48,7 +47,9 @@ from papi_sandbox.store.base import (
     Planner,
     VerifyReport,
 )
+from papi_sandbox.store.readpool import ReadPool
 from papi_sandbox.store.replay import LedgerReplay
+from papi_sandbox.store.versions import ChangeVersions, SnapshotCache
 
 T = TypeVar("T")
 
@@ -58,6 +59,15 @@ MAX_BATCH_OPS = 256
 MAX_QUEUED_OPS = 10_000
 #: Reader threads for balance and journal reads.
 READER_THREADS = 4
+#: ``--durability`` -> SQLite ``synchronous`` of the write connection. ``full`` (the default):
+#: every COMMIT fsyncs the WAL before callers are answered. ``normal``: no fsync per commit (WAL
+#: is synced at checkpoints; a power loss may drop the last commits, a process crash does not).
+#: ``off``: never fsyncs.
+DURABILITY_MODES = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
+DEFAULT_DURABILITY = "full"
+#: Longest a balance snapshot cached here may miss a commit made by ANOTHER process on the same
+#: database file (seconds). Changes made through this process are seen at once.
+EXTERNAL_CHANGE_CHECK_S = 0.002
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -154,11 +164,13 @@ def path_from_url(url: str) -> Path:
     return Path(url)
 
 
-def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+def _connect(
+    path: Path, *, readonly: bool = False, durability: str = DEFAULT_DURABILITY
+) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA journal_mode=WAL")
     # FULL: a COMMIT returns only after the WAL is fsynced, so acknowledged means on disk.
-    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(f"PRAGMA synchronous={DURABILITY_MODES[durability]}")
     conn.execute("PRAGMA foreign_keys=ON")
     if readonly:
         conn.execute("PRAGMA query_only=ON")
@@ -193,6 +205,11 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _settle_all(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, error in settled:
+        _settle(future, result, error)
+
+
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
     if future.done():  # the caller went away (cancelled); the change stands regardless
         return
@@ -203,27 +220,50 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
 
 
 class SQLiteStore:
-    def __init__(self, path: Path, *, clock_ms: Callable[[], int] = _now_ms) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock_ms: Callable[[], int] = _now_ms,
+        durability: str = DEFAULT_DURABILITY,
+    ) -> None:
+        if durability not in DURABILITY_MODES:
+            raise ValueError(f"durability must be one of {', '.join(DURABILITY_MODES)}")
         self.path = path
+        self.durability = durability
         self._clock_ms = clock_ms
         self._queue: queue.Queue[_Op | None] = queue.Queue(MAX_QUEUED_OPS)
         self._writer: threading.Thread | None = None
-        self._readers: ThreadPoolExecutor | None = None
+        self._readers: ReadPool | None = None
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._reader_lock = threading.Lock()
+        # Balance snapshots cached for readers, invalidated by the writer (store/versions.py).
+        self.versions = ChangeVersions()
+        self._snapshots = SnapshotCache(self.versions)
+        self._touched: set[int] = set()  # writer thread only: accounts changed in this batch
+        self._batch_transacts = 0  # writer thread only: transact ops run in this batch
+        self._watch: sqlite3.Connection | None = None  # event loop only: sees others' commits
+        self._data_version = 0
+        self._watched_at = -1.0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def open_sync(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = _connect(self.path)
+        conn = _connect(self.path, durability=self.durability)
         migrate(conn)
         self._writer = threading.Thread(
             target=self._writer_loop, args=(conn,), name="papi-sqlite-writer", daemon=True
         )
         self._writer.start()
-        self._readers = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="papi-sqlite-read")
+        self._readers = ReadPool(
+            READER_THREADS,
+            lambda: _connect(self.path, readonly=True),
+            name="papi-sqlite-read",
+        )
+        self._watch = _connect(self.path, readonly=True)
+        self._data_version = self._watch.execute("PRAGMA data_version").fetchone()[0]
 
     async def open(self) -> None:
         await asyncio.to_thread(self.open_sync)
@@ -234,12 +274,15 @@ class SQLiteStore:
             await asyncio.to_thread(self._writer.join)
             self._writer = None
         if self._readers is not None:
-            self._readers.shutdown(wait=True)
+            await asyncio.to_thread(self._readers.shutdown)
             self._readers = None
         with self._reader_lock:
             for conn in self._reader_conns:
                 conn.close()
             self._reader_conns.clear()
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
 
     # -- the writer --------------------------------------------------------------------------
 
@@ -286,8 +329,24 @@ class SQLiteStore:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             outcomes = [(None, exc) for _ in batch]
+        self._publish_changes(len(batch))  # before anyone of the batch is answered
+        # One wake-up per event loop per batch, not one per operation: each call_soon_threadsafe
+        # writes to the loop's self-pipe and takes the GIL from the writer once more.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, Any]]] = {}
         for op, (result, error) in zip(batch, outcomes, strict=True):
-            op.loop.call_soon_threadsafe(_settle, op.future, result, error)
+            by_loop.setdefault(op.loop, []).append((op.future, result, error))
+        for loop, settled in by_loop.items():
+            loop.call_soon_threadsafe(_settle_all, settled)
+
+    def _publish_changes(self, batch_ops: int) -> None:
+        """Invalidate cached snapshots of what the batch changed: the accounts transact touched,
+        or every account when the batch held an operation of another kind."""
+        if self._batch_transacts < batch_ops:
+            self.versions.bump_all()
+        else:
+            self.versions.bump(self._touched)
+        self._touched = set()
+        self._batch_transacts = 0
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._writer is None:
@@ -316,8 +375,7 @@ class SQLiteStore:
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._readers is None:
             raise RuntimeError("store is not open")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, lambda: fn(self._reader()))
+        return await self._readers.run(fn)
 
     # -- accounts and keys -------------------------------------------------------------------
 
@@ -363,10 +421,37 @@ class SQLiteStore:
     # -- balances and the journal ------------------------------------------------------------
 
     async def balances(self, account_id: int) -> AccountBalances:
-        return await self._read(lambda conn: _load_balances(conn, account_id))
+        """The account's balances; served from the snapshot cache while nothing changed them.
+        The snapshot is shared between callers: read it, never mutate it."""
+        self._notice_other_commits()
+        cached = self._snapshots.get(account_id)
+        if cached is not None:
+            return cached
+        version = self.versions.of(account_id)
+        snapshot = await self._read(lambda conn: _load_balances(conn, account_id))
+        self._snapshots.put(account_id, version, snapshot)
+        return snapshot
+
+    def _notice_other_commits(self) -> None:
+        """Trust no cached snapshot once another process committed to the same file (a job
+        runner, an operator's script): SQLite changes ``data_version`` when any other connection
+        commits. Reading it touches only the WAL index in shared memory (no disk I/O), so it runs
+        on the event loop, at most every EXTERNAL_CHANGE_CHECK_S (it costs 5-15 µs). This
+        process's own changes need no check: the writer invalidates them before answering."""
+        if self._watch is None:
+            return
+        now = time.monotonic()
+        if now - self._watched_at < EXTERNAL_CHANGE_CHECK_S:
+            return
+        self._watched_at = now
+        version = self._watch.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version:
+            self._data_version = version
+            self.versions.bump_all()
 
     async def transact(self, account_id: int, entry_type: str, plan: Planner) -> Entry | None:
         def op(conn: sqlite3.Connection) -> Entry | None:
+            self._batch_transacts += 1
             snapshot = _load_balances(conn, account_id)
             postings = plan(snapshot.amounts)
             if not postings:
@@ -397,6 +482,7 @@ class SQLiteStore:
             )
             for p in postings:
                 _add_to_balance(conn, p, now)
+                self._touched.add(p.account_id)
             return Entry(tran_id, entry_type, now, account_id, tuple(postings))
 
         return await self._write(op)

@@ -45,6 +45,8 @@ def _segments(raw: str) -> list[str]:
 
 
 def _decode(part: str, name_for_error: str) -> str:
+    if "%" not in part and "+" not in part:
+        return part  # nothing to decode: the common case, at a fraction of unquote_plus's cost
     try:
         return unquote_plus(part, encoding="utf-8", errors="strict")
     except UnicodeDecodeError:

@@ -1,0 +1,107 @@
+"""Fill a fresh ledger fast with direct bulk SQL: balanced journal entries, the balances they
+produce, and an HMAC key per account. Used to prepare benchmark databases before the server starts
+(never while it runs). ``papi-sandbox verify`` accepts what it writes.
+
+Per account and asset: a DEPOSIT entry (MARGIN +amount, system EXTERNAL -amount) and, with
+``negative_um``, a REALIZED_PNL entry (UM -amount, system EXTERNAL +amount), so the account holds
+a futures negative balance that one repay clears from MARGIN.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from decimal import Decimal
+from pathlib import Path
+
+from papi_sandbox import money
+from papi_sandbox.store.sqlite import migrate
+
+#: Most accounts one fill may create (bounds the file: about 150 bytes per account and asset).
+MAX_FILL_ACCOUNTS = 2_000_000
+
+
+def api_key(account_id: int) -> str:
+    return f"benchkey{account_id:056d}"
+
+
+def secret(account_id: int) -> str:
+    return f"benchsecret{account_id:053d}"
+
+
+def fill(
+    path: Path,
+    accounts: int,
+    *,
+    assets: tuple[str, ...] = ("USDT",),
+    amount: str = "100",
+    negative_um: bool = True,
+) -> float:
+    """Create ``path`` with ``accounts`` accounts (ids 1..accounts); returns the seconds taken."""
+    if not 1 <= accounts <= MAX_FILL_ACCOUNTS:
+        raise ValueError(f"accounts must be 1..{MAX_FILL_ACCOUNTS}")
+    if path.exists():
+        raise FileExistsError(path)
+    started = time.monotonic()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn)
+    conn.execute("PRAGMA journal_mode=OFF")  # a fresh file: on failure it is thrown away
+    conn.execute("PRAGMA synchronous=OFF")
+    now = time.time_ns() // 1_000_000
+    value = money.to_storage(money.parse_amount(amount))
+    negated = money.to_storage(-Decimal(value))
+    per_asset = 2 if negative_um else 1
+    system_total = money.to_storage(Decimal(0) if negative_um else -Decimal(value) * accounts)
+    args = {"n": accounts, "na": len(assets), "e": per_asset, "now": now}
+    seq = "WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < :n) "
+    tran = "((i - 1) * :na + a.idx) * :e"
+    conn.execute("BEGIN")
+    conn.execute("CREATE TEMP TABLE fill_assets (idx INTEGER PRIMARY KEY, asset TEXT NOT NULL)")
+    conn.executemany("INSERT INTO fill_assets VALUES (?, ?)", list(enumerate(assets)))
+    conn.execute(
+        seq + "INSERT INTO accounts (id, label, created_ms) SELECT i, 'bench', :now FROM seq",
+        args,
+    )
+    conn.execute(
+        seq + "INSERT INTO api_keys (api_key, account_id, key_type, secret, public_key, can_read,"
+        " can_trade, ip_whitelist, created_ms) SELECT printf('benchkey%056d', i), i, 'HMAC',"
+        " printf('benchsecret%053d', i), NULL, 1, 1, '[]', :now FROM seq",
+        args,
+    )
+    entries = [(1, "DEPOSIT", "MARGIN", value, negated)]
+    if negative_um:
+        entries.append((2, "REALIZED_PNL", "UM", negated, value))
+    for offset, entry_type, wallet, own, system in entries:
+        conn.execute(
+            seq + f"INSERT INTO entries (tran_id, account_id, type, time_ms) SELECT {tran} + "
+            f"{offset}, i, '{entry_type}', :now FROM seq, fill_assets a ORDER BY i, a.idx",
+            args,
+        )
+        for posting_seq, account, posting_wallet, posting_amount in (
+            (0, "i", wallet, own),
+            (1, "0", "EXTERNAL", system),
+        ):
+            conn.execute(
+                seq + "INSERT INTO postings (tran_id, seq, account_id, wallet, asset, amount)"
+                f" SELECT {tran} + {offset}, {posting_seq}, {account}, '{posting_wallet}',"
+                f" a.asset, '{posting_amount}' FROM seq, fill_assets a ORDER BY i, a.idx",
+                args,
+            )
+    wallets = [("MARGIN", value)] + ([("UM", negated)] if negative_um else [])
+    for wallet, own in wallets:
+        conn.execute(
+            seq + "INSERT INTO balances (account_id, asset, wallet, amount, updated_ms)"
+            f" SELECT i, a.asset, '{wallet}', '{own}', :now FROM seq, fill_assets a"
+            " ORDER BY i, a.asset",
+            args,
+        )
+    conn.execute(
+        "INSERT INTO balances (account_id, asset, wallet, amount, updated_ms)"
+        " SELECT 0, asset, 'EXTERNAL', ?, ? FROM fill_assets",
+        (system_total, now),
+    )
+    conn.execute("COMMIT")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.close()
+    return time.monotonic() - started
