@@ -193,12 +193,6 @@ def raw_requests(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
-@settings(
-    max_examples=HYPOTHESIS_EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    derandomize=True,
-)
 def _pinned(**spec: Any) -> dict[str, Any]:
     """An example run on every test run, whatever the generator draws: each refusal the guard
     test below counts on is met at least once. ``timestamp=NOW`` is filled in when it runs."""
@@ -214,6 +208,12 @@ def _pinned(**spec: Any) -> dict[str, Any]:
     }
 
 
+@settings(
+    max_examples=HYPOTHESIS_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    derandomize=True,
+)
 @given(spec=raw_requests())
 @example(spec=_pinned(query="timestamp=NOW", sign="garbage"))  # -1022
 @example(spec=_pinned(path="/papi/v1/balance", method="GET", query="timestamp=NOW"))  # 200
