@@ -287,11 +287,22 @@ def _raw_exchange(port: int, data: bytes) -> bytes:
     )
 )
 def test_random_bytes_on_the_socket_never_5xx(target: tuple[Server, Account], data: bytes) -> None:
-    """Whatever arrives on the socket: no 5xx; well-formed HTTP is answered in Binance's shape
-    (a request the HTTP parser itself refuses gets the server's plain 400 and is closed)."""
+    """Whatever arrives on the socket: no 5xx, and every answer in Binance's shape (a request the
+    HTTP parser itself refuses too: 400 with code -1000, then the connection is closed)."""
     server, _ = target
     answer = _raw_exchange(server.port, data)
     if answer:
-        status_line = answer.split(b"\r\n", 1)[0]
+        head, _, body = answer.partition(b"\r\n\r\n")
+        status_line = head.split(b"\r\n", 1)[0]
         assert not status_line.startswith(b"HTTP/1.1 5"), answer[:300]
+        if b"content-length" in head.lower() and body:
+            status = int(status_line.split()[1])
+            length = int(
+                next(
+                    line.split(b":", 1)[1]
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+            )
+            assert_binance_shaped(status, body[:length])
     assert httpx.get(f"{server.base_url}/papi/v1/ping").status_code == 200

@@ -88,6 +88,14 @@ def guarded_protocol(read_timeout_s: float) -> type[HttpToolsProtocol]:
                     return
             super().data_received(data)
 
+        def send_400_response(self, msg: str) -> None:
+            # Bytes the HTTP parser refuses: still answered in Binance's shape, then closed.
+            self._disarm()
+            self.transport.write(
+                _error_bytes(400, "Bad Request", -1000, f"Malformed HTTP request: {msg[:200]}")
+            )
+            self.transport.close()
+
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self._in_headers = True

@@ -94,6 +94,8 @@ IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
 POOL_TIMEOUT_S = 30.0
 #: Rows a server-side cursor fetches at a time while ``verify`` streams the journal.
 VERIFY_FETCH_ROWS = 10_000
+#: API keys re-sealed per page when secrets are rewritten (bounded memory at any key count).
+REWRITE_PAGE_ROWS = 1000
 #: Most accounts one sweep batch claims (one transaction; bounds the locks it holds).
 MAX_SWEEP_BATCH = 500
 #: The system account's balance of one (wallet, asset) is kept as this many rows (buckets), summed
@@ -668,19 +670,25 @@ class PostgresStore:
 
     async def rewrite_api_key_secrets(self, transform: Callable[[str, str], str]) -> int:
         async def op(conn: AConn) -> int:
-            # FOR UPDATE: a key added meanwhile by another process waits; none is left unsealed.
-            cur = await conn.execute(
-                "SELECT api_key, secret FROM api_keys WHERE secret IS NOT NULL FOR UPDATE"
-            )
-            changed = 0
-            for api_key, secret in await cur.fetchall():
-                new = transform(secret, api_key)
-                if new != secret:
-                    await conn.execute(
-                        "UPDATE api_keys SET secret = %s WHERE api_key = %s", (new, api_key)
-                    )
-                    changed += 1
-            return changed
+            changed, after = 0, ""
+            while True:  # keyset pages: memory stays flat however many keys there are
+                # FOR UPDATE: a key being added by another process waits; none is left unsealed.
+                cur = await conn.execute(
+                    "SELECT api_key, secret FROM api_keys WHERE secret IS NOT NULL"
+                    " AND api_key > %s ORDER BY api_key LIMIT %s FOR UPDATE",
+                    (after, REWRITE_PAGE_ROWS),
+                )
+                rows = await cur.fetchall()
+                if not rows:
+                    return changed
+                for api_key, secret in rows:
+                    new = transform(secret, api_key)
+                    if new != secret:
+                        await conn.execute(
+                            "UPDATE api_keys SET secret = %s WHERE api_key = %s", (new, api_key)
+                        )
+                        changed += 1
+                after = rows[-1][0]
 
         return await self._tx(op)
 

@@ -57,6 +57,8 @@ T = TypeVar("T")
 MAX_BATCH_OPS = 256
 #: Most operations waiting for the writer; past it callers wait to enqueue (back-pressure).
 MAX_QUEUED_OPS = 10_000
+#: API keys re-sealed per page when secrets are rewritten (bounded memory at any key count).
+REWRITE_PAGE_ROWS = 1000
 #: Reader threads for balance and journal reads.
 READER_THREADS = 4
 #: ``--durability`` -> SQLite ``synchronous`` of the write connection. ``full`` (the default):
@@ -711,16 +713,23 @@ class SQLiteStore:
 
     async def rewrite_api_key_secrets(self, transform: Callable[[str, str], str]) -> int:
         def op(conn: sqlite3.Connection) -> int:
-            rows = conn.execute(
-                "SELECT api_key, secret FROM api_keys WHERE secret IS NOT NULL"
-            ).fetchall()
-            changed = 0
-            for api_key, secret in rows:
-                new = transform(secret, api_key)
-                if new != secret:
-                    conn.execute("UPDATE api_keys SET secret = ? WHERE api_key = ?", (new, api_key))
-                    changed += 1
-            return changed
+            changed, after = 0, ""
+            while True:  # keyset pages: memory stays flat however many keys there are
+                rows = conn.execute(
+                    "SELECT api_key, secret FROM api_keys WHERE secret IS NOT NULL AND api_key > ?"
+                    " ORDER BY api_key LIMIT ?",
+                    (after, REWRITE_PAGE_ROWS),
+                ).fetchall()
+                if not rows:
+                    return changed
+                for api_key, secret in rows:
+                    new = transform(secret, api_key)
+                    if new != secret:
+                        conn.execute(
+                            "UPDATE api_keys SET secret = ? WHERE api_key = ?", (new, api_key)
+                        )
+                        changed += 1
+                after = rows[-1][0]
 
         return await self._write(op)
 
