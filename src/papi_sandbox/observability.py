@@ -8,6 +8,7 @@ looks like a signature, an API key header or a bearer token from any message.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import secrets
@@ -121,6 +122,24 @@ class Metrics:
             registry=self.registry,
         )
 
+        # Labelled children, looked up once: labels() takes a lock and builds a key each call.
+        self._request_children: dict[tuple[str, str], Any] = {}
+        self._latency_children: dict[str, Any] = {}
+
+    def observe(self, endpoint: str, status: int, elapsed_s: float) -> None:
+        """Count and time one answered request (endpoint labels are a bounded set)."""
+        key = (endpoint, str(status))
+        counter = self._request_children.get(key)
+        if counter is None:
+            counter = self._request_children[key] = self.requests.labels(*key)
+        counter.inc()
+        latency = self._latency_children.get(endpoint)
+        if latency is None:
+            latency = self._latency_children[endpoint] = self.latency.labels(endpoint)
+        latency.observe(elapsed_s)
+        if status in (418, 429):
+            self.refused.labels(str(status)).inc()
+
     def render(
         self, entry_counts: dict[str, int], limiter_unavailable: int = 0, store_retries: int = 0
     ) -> tuple[bytes, str]:
@@ -149,13 +168,17 @@ class ObservabilityMiddleware:
         self.endpoint_label = endpoint_label
         self.log_requests = log_requests
         self.log = logging.getLogger("papi_sandbox.request")
+        # Request ids: a random per-process prefix and a counter (unique, and cheaper than
+        # drawing 8 random bytes per request).
+        self._id_prefix = secrets.token_hex(4)
+        self._ids = itertools.count()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = secrets.token_hex(8)
+        request_id = f"{self._id_prefix}{next(self._ids):08x}"
         status = 500
         weight = ""
 
@@ -177,10 +200,7 @@ class ObservabilityMiddleware:
             elapsed_s = time.perf_counter() - started
             path = str(scope.get("path", ""))
             endpoint = self.endpoint_label(path)
-            self.metrics.requests.labels(endpoint, str(status)).inc()
-            self.metrics.latency.labels(endpoint).observe(elapsed_s)
-            if status in (418, 429):
-                self.metrics.refused.labels(str(status)).inc()
+            self.metrics.observe(endpoint, status, elapsed_s)
             if self.log_requests and status != 418:
                 client = scope.get("client")
                 self.log.info(
