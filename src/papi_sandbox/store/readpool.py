@@ -33,6 +33,26 @@ def _settle_all(settled: list[tuple[asyncio.Future[Any], Any, BaseException | No
             future.set_result(result)
 
 
+def take_batch(
+    q: queue.Queue[T | None] | queue.SimpleQueue[T | None], limit: int
+) -> tuple[list[T], bool]:
+    """Wait for one item, then take whatever else is queued, up to ``limit`` in all. ``None`` in
+    the queue means stop: returns ``(batch so far, True)``."""
+    first = q.get()
+    if first is None:
+        return [], True
+    batch = [first]
+    while len(batch) < limit:
+        try:
+            item = q.get_nowait()
+        except queue.Empty:
+            break
+        if item is None:
+            return batch, True
+        batch.append(item)
+    return batch, False
+
+
 class ReadPool:
     def __init__(
         self, threads: int, connect: Callable[[], sqlite3.Connection], name: str = "papi-read"
@@ -62,20 +82,9 @@ class ReadPool:
     def _run(self, conn: sqlite3.Connection) -> None:
         try:
             while True:
-                first = self._queue.get()
-                if first is None:
+                batch, stop = take_batch(self._queue, MAX_READ_BATCH)
+                if not batch:
                     return
-                batch = [first]
-                stop = False
-                while len(batch) < MAX_READ_BATCH:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is None:
-                        stop = True
-                        break
-                    batch.append(item)
                 by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any, Any]]] = {}
                 for fn, loop, future in batch:
                     try:

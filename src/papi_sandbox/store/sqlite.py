@@ -47,7 +47,7 @@ from papi_sandbox.store.base import (
     Planner,
     VerifyReport,
 )
-from papi_sandbox.store.readpool import ReadPool
+from papi_sandbox.store.readpool import ReadPool, take_batch
 from papi_sandbox.store.replay import LedgerReplay
 from papi_sandbox.store.versions import ChangeVersions, SnapshotCache
 
@@ -291,21 +291,9 @@ class SQLiteStore:
     def _writer_loop(self, conn: sqlite3.Connection) -> None:
         try:
             while True:
-                first = self._queue.get()
-                if first is None:
-                    return
-                batch = [first]
-                stop = False
-                while len(batch) < MAX_BATCH_OPS:
-                    try:
-                        op = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if op is None:
-                        stop = True
-                        break
-                    batch.append(op)
-                self._commit_batch(conn, batch)
+                batch, stop = take_batch(self._queue, MAX_BATCH_OPS)
+                if batch:
+                    self._commit_batch(conn, batch)
                 if stop:
                     return
         finally:
@@ -458,34 +446,9 @@ class SQLiteStore:
             postings = plan(snapshot.amounts)
             if not postings:
                 return None
-            # Assert where it is relied on: nothing unbalanced ever reaches the journal.
-            if not is_balanced(postings):
-                raise AssertionError(f"unbalanced postings from {entry_type}: {postings}")
-            now = self._clock_ms()
-            cur = conn.execute(
-                "INSERT INTO entries (account_id, type, time_ms) VALUES (?, ?, ?)",
-                (account_id, entry_type, now),
-            )
-            tran_id = int(cur.lastrowid or 0)
-            conn.executemany(
-                "INSERT INTO postings (tran_id, seq, account_id, wallet, asset, amount)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        tran_id,
-                        seq,
-                        p.account_id,
-                        p.wallet.value,
-                        p.asset,
-                        money.to_storage(p.amount),
-                    )
-                    for seq, p in enumerate(postings)
-                ],
-            )
-            for p in postings:
-                _add_to_balance(conn, p, now)
-                self._touched.add(p.account_id)
-            return Entry(tran_id, entry_type, now, account_id, tuple(postings))
+            entry = _append_entry(conn, account_id, entry_type, postings, self._clock_ms())
+            self._touched.update(p.account_id for p in postings)
+            return entry
 
         return await self._write(op)
 
@@ -754,6 +717,7 @@ def _append_entry(
     conn: sqlite3.Connection, account_id: int, entry_type: str, postings: list[Posting], now: int
 ) -> Entry:
     """Journal one entry and apply it to the stored balances (the caller holds the write lock)."""
+    # Assert where it is relied on: nothing unbalanced ever reaches the journal.
     if not is_balanced(postings):
         raise AssertionError(f"unbalanced postings from {entry_type}: {postings}")
     cur = conn.execute(
