@@ -237,9 +237,6 @@ class SQLiteStore:
         self._queue: queue.Queue[_Op | None] = queue.Queue(MAX_QUEUED_OPS)
         self._writer: threading.Thread | None = None
         self._readers: ReadPool | None = None
-        self._local = threading.local()
-        self._reader_conns: list[sqlite3.Connection] = []
-        self._reader_lock = threading.Lock()
         # Balance snapshots cached for readers, invalidated by the writer (store/versions.py).
         self.versions = ChangeVersions()
         self._snapshots = SnapshotCache(self.versions)
@@ -278,10 +275,6 @@ class SQLiteStore:
         if self._readers is not None:
             await asyncio.to_thread(self._readers.shutdown)
             self._readers = None
-        with self._reader_lock:
-            for conn in self._reader_conns:
-                conn.close()
-            self._reader_conns.clear()
         if self._watch is not None:
             self._watch.close()
             self._watch = None
@@ -352,15 +345,6 @@ class SQLiteStore:
         return result
 
     # -- readers -----------------------------------------------------------------------------
-
-    def _reader(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = _connect(self.path, readonly=True)
-            self._local.conn = conn
-            with self._reader_lock:
-                self._reader_conns.append(conn)
-        return conn
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._readers is None:
