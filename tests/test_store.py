@@ -362,3 +362,33 @@ def test_verify_streams_and_catches_tampering(pg: str) -> None:
     report = PostgresStore(pg).verify_sync()
     assert not report.ok
     assert any("325.00000001" in p for p in report.problems), report.problems
+
+
+def test_a_revocation_reaches_every_process(pg: str) -> None:
+    """Each process caches key records for a few seconds; a revocation through one process is
+    announced to the others when it commits (LISTEN/NOTIFY), so they forget the key at once."""
+    from papi_sandbox.store.base import ApiKeyRecord
+
+    async def main() -> None:
+        one, two = PostgresStore(pg), PostgresStore(pg)
+        heard: list[str] = []
+        two.on_key_revoked(heard.append)
+        await one.open()
+        await two.open()
+        try:
+            await asyncio.wait_for(two.listening.wait(), timeout=10)
+            key = ApiKeyRecord("K" * 64, 0, "HMAC", "s", None, True, True, ())
+            account = await one.create_account("r", key)
+            assert not await one.revoke_api_key(account + 1, key.api_key)  # not its key: silent
+            assert await one.revoke_api_key(account, key.api_key)
+            async with asyncio.timeout(10):
+                while not heard:
+                    await asyncio.sleep(0.01)
+            assert heard == [key.api_key]
+            record = await two.find_api_key(key.api_key)
+            assert record is not None and record.revoked
+        finally:
+            await one.close()
+            await two.close()
+
+    asyncio.run(main())

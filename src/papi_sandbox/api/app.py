@@ -187,6 +187,10 @@ def create_app(
         admin_token=admin_token,
         jobs=load_config(settings.config_path),
     )
+    # A store shared by several processes tells each one about keys revoked by another.
+    on_key_revoked = getattr(store, "on_key_revoked", None)
+    if on_key_revoked is not None:
+        on_key_revoked(state.keys.forget)
     public = PublicApi(state)
     metrics = Metrics()
     openapi_body = orjson.dumps(openapi_document())

@@ -103,6 +103,10 @@ MAX_SWEEP_BATCH = 500
 #: one transaction per asset commit at a time (~1 fsync each). An entry of account A uses bucket
 #: A % SYSTEM_BALANCE_BUCKETS. Users' rows have only bucket 0 (their account lock serialises them).
 SYSTEM_BALANCE_BUCKETS = 16
+#: The LISTEN/NOTIFY channel on which revoked API keys are announced to every process.
+KEY_REVOKED_CHANNEL = "papi_key_revoked"
+#: Seconds before the revocation listener reconnects after losing its connection.
+LISTENER_RETRY_S = 1.0
 #: Serialises migrations of processes starting together (an advisory lock key, arbitrary).
 MIGRATION_LOCK_KEY = 0x7061706953616E64  # "papiSand"
 
@@ -280,6 +284,10 @@ class PostgresStore:
         self._pool: AsyncConnectionPool[AConn] | None = None
         #: Transactions retried after a deadlock or serialization failure (for metrics).
         self.retries_total = 0
+        self._key_revoked_callbacks: list[Callable[[str], None]] = []
+        self._listener: asyncio.Task[None] | None = None
+        #: Set while the revocation listener is connected and listening.
+        self.listening = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -295,11 +303,46 @@ class PostgresStore:
         )
         await pool.open(wait=True)
         self._pool = pool
+        if self._key_revoked_callbacks:
+            self._listener = asyncio.create_task(self._listen_for_revocations())
 
     async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+
+    # -- revocations reach every process ---------------------------------------------------
+
+    def on_key_revoked(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(api_key)`` whenever any process revokes a key (register before
+        :meth:`open`). Every process caches key records for a few seconds; this lets each one
+        forget a revoked key as soon as the revoking transaction commits (PostgreSQL
+        LISTEN/NOTIFY), not when its cache entry expires."""
+        self._key_revoked_callbacks.append(callback)
+
+    async def _listen_for_revocations(self) -> None:
+        while (
+            True
+        ):  # a lost connection is re-made; meanwhile the caches' TTL still bounds staleness
+            try:
+                conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+                async with conn:
+                    await conn.execute(f"LISTEN {KEY_REVOKED_CHANNEL}")
+                    self.listening.set()
+                    async for note in conn.notifies():
+                        for callback in self._key_revoked_callbacks:
+                            callback(note.payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.listening.clear()
+                log.warning("revocation listener lost its connection (%s); reconnecting", exc)
+                await asyncio.sleep(LISTENER_RETRY_S)
 
     # -- the transaction helpers every method goes through ----------------------------------
 
@@ -653,7 +696,11 @@ class PostgresStore:
                 " WHERE api_key = %s AND account_id = %s AND revoked_ms IS NULL RETURNING api_key",
                 (now, api_key, account_id),
             )
-            return await cur.fetchone() is not None
+            if await cur.fetchone() is None:
+                return False
+            # Delivered to every listening process when this transaction commits.
+            await conn.execute("SELECT pg_notify(%s, %s)", (KEY_REVOKED_CHANNEL, api_key))
+            return True
 
         return await self._tx(op)
 
