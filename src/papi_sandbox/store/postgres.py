@@ -65,7 +65,6 @@ from papi_sandbox.store.base import (
     InterestRecord,
     JobAccount,
     JobBatchResult,
-    JobPlan,
     JobPlanner,
     Planner,
     VerifyReport,
@@ -844,11 +843,9 @@ class PostgresStore:
                     continue
                 auto_repay, vip_level = settings[account_id]
                 snapshot = await _load_balances(conn, account_id)
-                try:
-                    decision = plan(JobAccount(account_id, auto_repay, vip_level, snapshot.amounts))
-                except LedgerError:
-                    result.refused += 1
-                    decision = JobPlan([])
+                decision = result.decide(
+                    plan, JobAccount(account_id, auto_repay, vip_level, snapshot.amounts)
+                )
                 tran_id: int | None = None
                 if decision.postings:
                     if not is_balanced(decision.postings):

@@ -28,7 +28,6 @@ from papi_sandbox.ledger.model import (
     SYSTEM_ACCOUNT_ID,
     AccountBalances,
     Entry,
-    LedgerError,
     Posting,
     Wallet,
     is_balanced,
@@ -42,7 +41,6 @@ from papi_sandbox.store.base import (
     InterestRecord,
     JobAccount,
     JobBatchResult,
-    JobPlan,
     JobPlanner,
     Planner,
     VerifyReport,
@@ -570,13 +568,9 @@ class SQLiteStore:
                 if settings is None:
                     continue
                 snapshot = _load_balances(conn, account_id)
-                try:
-                    decision = plan(
-                        JobAccount(account_id, bool(settings[0]), settings[1], snapshot.amounts)
-                    )
-                except LedgerError:
-                    result.refused += 1
-                    decision = JobPlan([])
+                decision = result.decide(
+                    plan, JobAccount(account_id, bool(settings[0]), settings[1], snapshot.amounts)
+                )
                 tran_id: int | None = None
                 if decision.postings:
                     entry = _append_entry(
