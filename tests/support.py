@@ -266,3 +266,18 @@ def drop_test_database(admin_url: str, url: str) -> None:
     assert name.startswith("papi_test_"), name  # never drop anything else
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def sdk_client(server: Server, account: Account) -> Any:
+    """Binance's official PM SDK, unmodified, pointed at the server."""
+    from binance_common.configuration import ConfigurationRestAPI
+    from binance_sdk_derivatives_trading_portfolio_margin import DerivativesTradingPortfolioMargin
+
+    config = ConfigurationRestAPI(
+        api_key=account.api_key,
+        api_secret=account.secret,
+        base_path=server.base_url,  # the only change from production
+        timeout=10_000,  # ms; the SDK's default of 1 s is tight on a loaded test machine
+        retries=0,  # a refusal must surface at once, not after back-off
+    )
+    return DerivativesTradingPortfolioMargin(config_rest_api=config).rest_api

@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from binance_common.configuration import ConfigurationRestAPI
 from binance_sdk_derivatives_trading_portfolio_margin import (
     BadRequestError,
-    DerivativesTradingPortfolioMargin,
 )
 
-from support import Account, Server
-
-
-def sdk(server: Server, account: Account) -> Any:
-    config = ConfigurationRestAPI(
-        api_key=account.api_key,
-        api_secret=account.secret,
-        base_path=server.base_url,
-        retries=0,  # a refusal must surface at once, not after back-off
-    )
-    return DerivativesTradingPortfolioMargin(config_rest_api=config).rest_api
+from support import Server, sdk_client
 
 
 def test_official_sdk_repays_and_reads_balances(server: Server) -> None:
@@ -30,7 +16,7 @@ def test_official_sdk_repays_and_reads_balances(server: Server) -> None:
     server.adjust(account.account_id, "UM", "USDT", "-123.45678901", "REALIZED_PNL")
     server.adjust(account.account_id, "MARGIN", "BTC", "0.01", "DEPOSIT")
     server.adjust(account.account_id, "CM", "BTC", "-0.025", "FUNDING_FEE")
-    api = sdk(server, account)
+    api = sdk_client(server, account)
 
     usdt = api.account_balance(asset="USDT").data().actual_instance
     assert (usdt.asset, usdt.um_wallet_balance, usdt.negative_balance) == (

@@ -5,26 +5,13 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from binance_common.configuration import ConfigurationRestAPI
-from binance_sdk_derivatives_trading_portfolio_margin import DerivativesTradingPortfolioMargin
 from binance_sdk_derivatives_trading_portfolio_margin.rest_api.models import (
     BnbTransferTransferSideEnum,
     ChangeAutoRepayFuturesStatusAutoRepayEnum,
     FundCollectionByAssetFutureTypeEnum,
 )
 
-from support import Account, Server
-
-
-def sdk_client(server: Server, account: Account) -> object:
-    config = ConfigurationRestAPI(
-        api_key=account.api_key,
-        api_secret=account.secret,
-        base_path=server.base_url,  # the only change from production
-        timeout=10_000,
-        retries=0,
-    )
-    return DerivativesTradingPortfolioMargin(config_rest_api=config).rest_api
+from support import Server, sdk_client
 
 
 def test_sdk_toolkit_methods(server: Server) -> None:
