@@ -142,3 +142,24 @@ def test_rotate_encryption_key_and_legacy_plain_secrets(
     with pytest.raises(RuntimeError):
         server.start()
     server.stop()
+
+
+def test_request_stats_export_cumulative_le_buckets() -> None:
+    from papi_sandbox.observability import LATENCY_BUCKETS_S, Metrics
+
+    metrics = Metrics()
+    metrics.observe("/papi/v1/ping", 200, LATENCY_BUCKETS_S[0])  # on a bound: counted in it (le)
+    metrics.observe("/papi/v1/ping", 200, 0.003)
+    metrics.observe("/papi/v1/ping", 200, 99.0)  # past every bound: only +Inf
+    metrics.observe("/papi/v1/ping", 429, 0.0001)
+    text = metrics.render({})[0].decode()
+    assert 'papi_requests_total{endpoint="/papi/v1/ping",status="200"} 3.0' in text
+    assert 'papi_requests_total{endpoint="/papi/v1/ping",status="429"} 1.0' in text
+    bucket = 'papi_request_duration_seconds_bucket{endpoint="/papi/v1/ping",le="%s"} %s'
+    assert bucket % ("0.0005", "2.0") in text
+    assert bucket % ("0.0025", "2.0") in text
+    assert bucket % ("0.005", "3.0") in text
+    assert bucket % ("2.5", "3.0") in text
+    assert bucket % ("+Inf", "4.0") in text
+    assert 'papi_request_duration_seconds_count{endpoint="/papi/v1/ping"} 4.0' in text
+    assert 'papi_rate_limit_refusals_total{status="429"} 1.0' in text

@@ -31,6 +31,30 @@ def test_signed_text_keeps_percent_encoding_and_drops_signature_anywhere() -> No
     assert raw.values["asset"] == "USDT" and raw.values["note"] == "a b"
 
 
+def test_signed_text_keeps_empty_segments_and_drops_an_encoded_signature_name() -> None:
+    raw = params.parse_raw(b"a=1&&sig%6Eature=ff&b=2&", b"")
+    assert raw.signed_text == "a=1&&b=2&"  # exactly the bytes sent, minus the signature
+    assert raw.values == {"a": "1", "signature": "ff", "b": "2"}
+
+
+def test_a_name_refused_once_is_refused_again() -> None:
+    # Valid names are remembered to skip the regex; an invalid one never is.
+    for _ in range(2):
+        with pytest.raises(ApiError) as info:
+            params.parse_raw(b"bad-name=1", b"")
+        assert info.value.code == -1100
+
+
+@pytest.mark.parametrize("text", ["\u00b2", "\u0661", "1" * 19, "-1", "+1", " 1", "1.0"])
+def test_long_parameters_are_ascii_digits_only(text: str) -> None:
+    # Unicode digits (superscripts, Arabic-Indic) pass str.isdigit but are not ^[0-9]{1,18}$.
+    with pytest.raises(ApiError) as info:
+        params.convert(params.Param("timestamp", params.Kind.LONG, mandatory=True), text)
+    assert info.value.code == -1102
+    with pytest.raises(ApiError):
+        auth.check_timing({"timestamp": text}, 1_700_000_000_000)
+
+
 @pytest.mark.parametrize(
     ("query", "body", "code"),
     [

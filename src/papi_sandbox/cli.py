@@ -6,7 +6,6 @@ against a local SQLite service or a remote one.
 
 from __future__ import annotations
 
-import gc
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -33,10 +32,6 @@ app.add_typer(keys_app, name="keys")
 # Piped output keeps full rows instead of folding tables to 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=200)
 err_console = Console(stderr=True)
-
-
-#: gc.set_threshold for the server process (Python's default is 700, 10, 10).
-GC_THRESHOLDS = (50_000, 20, 100)
 
 
 class Durability(StrEnum):
@@ -182,7 +177,7 @@ def serve(
     from papi_sandbox.demo import announce_demo
     from papi_sandbox.observability import configure_logging
     from papi_sandbox.store import is_postgres_url
-    from papi_sandbox.transport import guarded_protocol
+    from papi_sandbox.transport import server_options
 
     _load_jobs_config(config)  # a bad file stops here, with its message, before serving
     settings = Settings(
@@ -227,22 +222,16 @@ def serve(
             await announce_demo(state, console)
 
     application = create_app(settings, store, token, on_ready=on_ready)
-    # Fewer cyclic-GC passes: refcounting frees almost everything a request allocates, while
-    # each full pass walks every cached key and balance snapshot (up to ~10^5 objects) and
-    # showed as the p99 tail of the write path (docs/performance.md).
-    gc.set_threshold(*GC_THRESHOLDS)
     uvicorn.run(
         application,
         host=host,
         port=port,
-        loop="uvloop",
-        http=guarded_protocol(settings.request_read_timeout_s),
         log_config=log_config,
-        # uvicorn's access line holds the query string (and so the signature): ours replaces it.
-        access_log=False,
-        timeout_keep_alive=settings.keep_alive_timeout_s,
-        limit_concurrency=settings.max_connections,
-        timeout_graceful_shutdown=5,
+        **server_options(
+            read_timeout_s=settings.request_read_timeout_s,
+            keep_alive_timeout_s=settings.keep_alive_timeout_s,
+            max_connections=settings.max_connections,
+        ),
     )
 
 

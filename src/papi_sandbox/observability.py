@@ -8,18 +8,21 @@ looks like a signature, an API key header or a bearer token from any message.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import logging
+import math
 import re
 import secrets
 import sys
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -80,30 +83,67 @@ def configure_logging(level: int = logging.INFO) -> dict[str, Any]:
     return {"version": 1, "disable_existing_loggers": False}
 
 
+class RequestStats:
+    """Answered requests counted and timed in plain integers, turned into Prometheus metric
+    families only when ``/metrics`` is scraped. The Prometheus client's own Counter and
+    Histogram take a lock and walk their objects on every observation (about 5 µs per request,
+    a tenth of a cached balance read); this costs a dict lookup and a bisect. Event loop only."""
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, int], int] = {}
+        # endpoint -> [count per bucket (the last one is +Inf), sum of seconds]
+        self.latency: dict[str, tuple[list[int], list[float]]] = {}
+        self.refused: dict[int, int] = {}
+
+    def observe(self, endpoint: str, status: int, elapsed_s: float) -> None:
+        key = (endpoint, status)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        histogram = self.latency.get(endpoint)
+        if histogram is None:
+            histogram = self.latency[endpoint] = ([0] * (len(LATENCY_BUCKETS_S) + 1), [0.0])
+        histogram[0][bisect.bisect_left(LATENCY_BUCKETS_S, elapsed_s)] += 1
+        histogram[1][0] += elapsed_s
+        if status == 418 or status == 429:
+            self.refused[status] = self.refused.get(status, 0) + 1
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "papi_requests",
+            "HTTP requests answered, by endpoint and status",
+            labels=["endpoint", "status"],
+        )
+        for (endpoint, status), count in sorted(self.requests.items()):
+            requests.add_metric([endpoint, str(status)], count)
+        yield requests
+        latency = HistogramMetricFamily(
+            "papi_request_duration_seconds",
+            "Time from the request's arrival at the app to its answer",
+            labels=["endpoint"],
+        )
+        for endpoint, (counts, total_s) in sorted(self.latency.items()):
+            cumulative, buckets = 0, []
+            for bound, count in zip((*LATENCY_BUCKETS_S, math.inf), counts, strict=True):
+                cumulative += count
+                buckets.append(("+Inf" if bound == math.inf else repr(bound), cumulative))
+            latency.add_metric([endpoint], buckets, total_s[0])
+        yield latency
+        refused = CounterMetricFamily(
+            "papi_rate_limit_refusals",
+            "Requests refused for IP weight: 429 rate limited, 418 banned",
+            labels=["status"],
+        )
+        for status, count in sorted(self.refused.items()):
+            refused.add_metric([str(status)], count)
+        yield refused
+
+
 class Metrics:
     """The service's Prometheus metrics, in a registry of its own (one per app)."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "papi_requests",
-            "HTTP requests answered, by endpoint and status",
-            ["endpoint", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "papi_request_duration_seconds",
-            "Time from the request's arrival at the app to its answer",
-            ["endpoint"],
-            buckets=LATENCY_BUCKETS_S,
-            registry=self.registry,
-        )
-        self.refused = Counter(
-            "papi_rate_limit_refusals",
-            "Requests refused for IP weight: 429 rate limited, 418 banned",
-            ["status"],
-            registry=self.registry,
-        )
+        self.stats = RequestStats()
+        self.registry.register(self.stats)
         self.entries = Gauge(
             "papi_ledger_entries",
             "Journal entries in the ledger, by type",
@@ -122,23 +162,9 @@ class Metrics:
             registry=self.registry,
         )
 
-        # Labelled children, looked up once: labels() takes a lock and builds a key each call.
-        self._request_children: dict[tuple[str, str], Any] = {}
-        self._latency_children: dict[str, Any] = {}
-
     def observe(self, endpoint: str, status: int, elapsed_s: float) -> None:
         """Count and time one answered request (endpoint labels are a bounded set)."""
-        key = (endpoint, str(status))
-        counter = self._request_children.get(key)
-        if counter is None:
-            counter = self._request_children[key] = self.requests.labels(*key)
-        counter.inc()
-        latency = self._latency_children.get(endpoint)
-        if latency is None:
-            latency = self._latency_children[endpoint] = self.latency.labels(endpoint)
-        latency.observe(elapsed_s)
-        if status in (418, 429):
-            self.refused.labels(str(status)).inc()
+        self.stats.observe(endpoint, status, elapsed_s)
 
     def render(
         self, entry_counts: dict[str, int], limiter_unavailable: int = 0, store_retries: int = 0
@@ -150,20 +176,19 @@ class Metrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
-class ObservabilityMiddleware:
-    """Gives every HTTP request an id (returned in ``X-Request-Id``), counts and times it, and
-    writes its log line. A banned IP's 418s are counted but not logged, so a flood of them costs
-    a counter increment and no I/O."""
+class RequestObserver:
+    """Request ids, metrics and the log line of one answered request: the one place that
+    decides them, for the public API's direct path and for the routed paths alike. A banned
+    IP's 418s are counted but not logged, so a flood of them costs a counter increment and no
+    I/O."""
 
     def __init__(
         self,
-        app: ASGIApp,
         metrics: Metrics,
         endpoint_label: Callable[[str], str],
         *,
         log_requests: bool = True,
     ) -> None:
-        self.app = app
         self.metrics = metrics
         self.endpoint_label = endpoint_label
         self.log_requests = log_requests
@@ -173,12 +198,53 @@ class ObservabilityMiddleware:
         self._id_prefix = secrets.token_hex(4)
         self._ids = itertools.count()
 
+    def next_id(self) -> str:
+        return f"{self._id_prefix}{next(self._ids):08x}"
+
+    def finish(
+        self,
+        scope: Scope,
+        request_id: str,
+        status: int,
+        code: int | None,
+        weight: str,
+        elapsed_s: float,
+    ) -> None:
+        path = str(scope.get("path", ""))
+        self.metrics.observe(self.endpoint_label(path), status, elapsed_s)
+        if self.log_requests and status != 418:
+            client = scope.get("client")
+            self.log.info(
+                "request",
+                extra={
+                    "fields": {
+                        "request_id": request_id,
+                        "method": scope.get("method"),
+                        "path": path[:256],
+                        "status": status,
+                        "code": code,
+                        "ms": round(elapsed_s * 1000, 3),
+                        "ip": client[0] if client else None,
+                        "weight": weight or None,
+                    }
+                },
+            )
+
+
+class ObservabilityMiddleware:
+    """The routed paths' observability as ASGI middleware: gives every HTTP request an id
+    (returned in ``X-Request-Id``), counts and times it, and writes its log line."""
+
+    def __init__(self, app: ASGIApp, observer: RequestObserver) -> None:
+        self.app = app
+        self.observer = observer
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = f"{self._id_prefix}{next(self._ids):08x}"
+        request_id = self.observer.next_id()
         status = 500
         weight = ""
 
@@ -197,24 +263,11 @@ class ObservabilityMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            elapsed_s = time.perf_counter() - started
-            path = str(scope.get("path", ""))
-            endpoint = self.endpoint_label(path)
-            self.metrics.observe(endpoint, status, elapsed_s)
-            if self.log_requests and status != 418:
-                client = scope.get("client")
-                self.log.info(
-                    "request",
-                    extra={
-                        "fields": {
-                            "request_id": request_id,
-                            "method": scope.get("method"),
-                            "path": path[:256],
-                            "status": status,
-                            "code": scope.get(ERROR_CODE_SCOPE_KEY),
-                            "ms": round(elapsed_s * 1000, 3),
-                            "ip": client[0] if client else None,
-                            "weight": weight or None,
-                        }
-                    },
-                )
+            self.observer.finish(
+                scope,
+                request_id,
+                status,
+                scope.get(ERROR_CODE_SCOPE_KEY),
+                weight,
+                time.perf_counter() - started,
+            )

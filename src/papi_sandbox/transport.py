@@ -12,6 +12,7 @@ Either way the connection is answered (when the headers are not complete yet) an
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 from typing import Any
 
@@ -116,3 +117,28 @@ def guarded_protocol(read_timeout_s: float) -> type[HttpToolsProtocol]:
 #: The protocol for ``serve --workers N``: each worker process imports it by name
 #: (``papi_sandbox.transport:GuardedFromEnv``) with the read deadline from the environment.
 GuardedFromEnv = guarded_protocol(float(os.environ.get("PAPI_SANDBOX_REQUEST_READ_TIMEOUT", "10")))
+
+
+#: gc.set_threshold for a server process (Python's default is 700, 10, 10). Refcounting frees
+#: almost everything a request allocates, while each full pass walks every cached key and balance
+#: snapshot (up to ~10^5 objects) and showed as the p99 tail of the write path
+#: (docs/performance.md).
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def server_options(
+    *, read_timeout_s: float, keep_alive_timeout_s: int, max_connections: int
+) -> dict[str, Any]:
+    """uvicorn's options for one server process, and the process's GC thresholds: the server
+    stack ``serve`` runs, in one place, so that the benchmark's ceiling app runs on exactly the
+    same one (bench/ceiling.py)."""
+    gc.set_threshold(*GC_THRESHOLDS)
+    return {
+        "loop": "uvloop",
+        "http": guarded_protocol(read_timeout_s),
+        # uvicorn's access line holds the query string (and so the signature): ours replaces it.
+        "access_log": False,
+        "timeout_keep_alive": keep_alive_timeout_s,
+        "limit_concurrency": max_connections,
+        "timeout_graceful_shutdown": 5,
+    }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -54,7 +54,7 @@ class Security(StrEnum):
         return True
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built on every request, and a frozen __init__ costs more
 class Call:
     service: Service
     account_id: int  # 0 for NONE endpoints
@@ -84,10 +84,20 @@ class Endpoint:
     summary: str
     #: A per-account rolling limit on top of the IP weight (wire/account_limits.py).
     account_limit: RollingLimit | None = None
+    #: Every parameter it reads (its own, then the signed ones), and the same by name: derived
+    #: once here, not per request.
+    all_params: tuple[Param, ...] = field(init=False)
+    params_by_name: dict[str, Param] = field(init=False, compare=False, hash=False)
+    #: ``security.signed`` and ``security.needs_key``, likewise derived once.
+    signed: bool = field(init=False)
+    needs_key: bool = field(init=False)
 
-    @property
-    def all_params(self) -> tuple[Param, ...]:
-        return self.params + SIGNED_PARAMS if self.security.signed else self.params
+    def __post_init__(self) -> None:
+        all_params = self.params + SIGNED_PARAMS if self.security.signed else self.params
+        object.__setattr__(self, "all_params", all_params)
+        object.__setattr__(self, "params_by_name", {p.name: p for p in all_params})
+        object.__setattr__(self, "signed", self.security.signed)
+        object.__setattr__(self, "needs_key", self.security.needs_key)
 
 
 SUCCESS = {"msg": "success"}

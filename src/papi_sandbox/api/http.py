@@ -1,7 +1,9 @@
-"""HTTP helpers shared by the public and the operator API: JSON answers and bounded bodies."""
+"""HTTP helpers shared by the public and the operator API: JSON answers and bounded bodies, as
+Starlette responses (operator API) and as raw ASGI messages (the public API's direct path)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 import orjson
@@ -48,3 +50,51 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
+
+
+# -- raw ASGI (the public API's direct path: no Request/Response objects per request) ----------
+
+Message = MutableMapping[str, Any]
+RawHeaders = list[tuple[bytes, bytes]]
+
+_JSON_TYPE = (b"content-type", b"application/json")
+
+
+def json_headers(body: bytes, extra: Iterable[tuple[bytes, bytes]] = ()) -> RawHeaders:
+    """The headers of a JSON answer (names lowercased, as ASGI servers send them)."""
+    return [_JSON_TYPE, (b"content-length", b"%d" % len(body)), *extra]
+
+
+def error_body(error: ApiError) -> bytes:
+    return orjson.dumps({"code": error.code, "msg": error.msg})
+
+
+def encode_headers(headers: dict[str, str]) -> RawHeaders:
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+
+async def read_body_raw(
+    receive: Callable[[], Awaitable[Message]],
+    content_length: bytes | None,
+    chunked: bool,
+    limit: int,
+) -> bytes:
+    """``read_body`` on raw ASGI messages: the body, refusing more than ``limit`` bytes without
+    reading past it."""
+    if content_length is None and not chunked:
+        return b""  # HTTP/1.1: no Content-Length and no chunking means no body (RFC 9112 6.3)
+    if content_length is not None and content_length.isdigit() and int(content_length) > limit:
+        raise errors.request_too_large("body bytes", limit)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client left, or the read deadline closed it
+            raise errors.request_timeout()
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise errors.request_too_large("body bytes", limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)

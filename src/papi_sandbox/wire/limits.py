@@ -46,7 +46,7 @@ def ban_duration_ms(bans_in_memory: int) -> int:
     return min(duration_ms, BAN_MAX_MS)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built on every request, and a frozen __init__ costs more
 class WeightDecision:
     allowed: bool
     used: int  # weight used by this IP this minute, after this request if allowed

@@ -30,27 +30,36 @@ MAX_VALUE_CHARS = 1024
 
 SIGNATURE = "signature"
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
-_LONG_RE = re.compile(r"^[0-9]{1,18}$")
 _BOOL_VALUES = {"true": True, "false": False}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RawParams:
     values: dict[str, str]  # decoded names and values, in arrival order
     signed_text: str  # totalParams without the signature parameter
 
 
-def _segments(raw: str) -> list[str]:
-    return raw.split("&") if raw else []
+#: Parameter names already checked against _NAME_RE (skips the regex for the usual names).
+_CHECKED_NAMES: set[str] = set()
+#: Most names remembered in _CHECKED_NAMES; past it the set starts over.
+MAX_CHECKED_NAMES = 4096
 
 
 def _decode(part: str, name_for_error: str) -> str:
-    if "%" not in part and "+" not in part:
-        return part  # nothing to decode: the common case, at a fraction of unquote_plus's cost
     try:
         return unquote_plus(part, encoding="utf-8", errors="strict")
     except UnicodeDecodeError:
         raise errors.illegal_chars(name_for_error, "UTF-8 percent-encoded text") from None
+
+
+def _check_name(name: str) -> None:
+    if name in _CHECKED_NAMES:
+        return
+    if not _NAME_RE.match(name):
+        raise errors.illegal_chars(name[:64], "^[A-Za-z][A-Za-z0-9_]{0,63}$")
+    if len(_CHECKED_NAMES) >= MAX_CHECKED_NAMES:
+        _CHECKED_NAMES.clear()
+    _CHECKED_NAMES.add(name)
 
 
 def parse_raw(query: bytes, body: bytes) -> RawParams:
@@ -59,35 +68,42 @@ def parse_raw(query: bytes, body: bytes) -> RawParams:
         raise errors.request_too_large("query string bytes", MAX_QUERY_BYTES)
     if len(body) > MAX_BODY_BYTES:
         raise errors.request_too_large("body bytes", MAX_BODY_BYTES)
-    # latin-1 maps bytes 1:1, so the signed text is exactly the bytes the client sent.
-    raw_query = query.decode("latin-1")
-    raw_body = body.decode("latin-1")
     values: dict[str, str] = {}
     signed_parts: list[str] = []
-    for raw in (raw_query, raw_body):
-        kept: list[str] = []
-        segments = _segments(raw)
+    for raw_bytes in (query, body):
+        if not raw_bytes:
+            signed_parts.append("")
+            continue
+        # latin-1 maps bytes 1:1, so the signed text is exactly the bytes the client sent.
+        raw = raw_bytes.decode("latin-1")
+        ascii_only = raw_bytes.isascii()
+        segments = raw.split("&")
         if len(segments) > MAX_PARAMS:
             raise errors.too_many_parameters()
-        for segment in segments:
+        signature_at = -1
+        for index, segment in enumerate(segments):
             if not segment:
-                kept.append(segment)
                 continue
             raw_name, _, raw_value = segment.partition("=")
-            if not segment.isascii():
+            if not ascii_only and not segment.isascii():
                 raise errors.illegal_chars(raw_name[:64], "ASCII, non-ASCII percent-encoded")
-            name = _decode(raw_name, raw_name[:64])
-            if not _NAME_RE.match(name):
-                raise errors.illegal_chars(name[:64], "^[A-Za-z][A-Za-z0-9_]{0,63}$")
-            value = _decode(raw_value, name)
+            # Nothing to decode is the common case, at a fraction of unquote_plus's cost.
+            name = (
+                _decode(raw_name, raw_name[:64]) if "%" in raw_name or "+" in raw_name else raw_name
+            )
+            _check_name(name)
+            value = _decode(raw_value, name) if "%" in raw_value or "+" in raw_value else raw_value
             if len(value) > MAX_VALUE_CHARS:
                 raise errors.request_too_large(f"parameter '{name}' characters", MAX_VALUE_CHARS)
             if name in values:
                 raise errors.duplicate_parameter()
             values[name] = value
-            if name != SIGNATURE:
-                kept.append(segment)
-        signed_parts.append("&".join(kept))
+            if name == SIGNATURE:
+                signature_at = index
+        if signature_at < 0:
+            signed_parts.append(raw)
+        else:  # totalParams is the text without the signature parameter
+            signed_parts.append("&".join(segments[:signature_at] + segments[signature_at + 1 :]))
         if len(values) > MAX_PARAMS:
             raise errors.too_many_parameters()
     return RawParams(values, signed_parts[0] + signed_parts[1])
@@ -121,7 +137,7 @@ def convert(param: Param, text: str) -> Any:
         )
     match param.kind:
         case Kind.LONG:
-            if not _LONG_RE.match(text):
+            if not (len(text) <= 18 and text.isascii() and text.isdigit()):  # ^[0-9]{1,18}$
                 raise errors.mandatory_missing(param.name)
             return int(text)
         case Kind.DECIMAL:
@@ -147,10 +163,15 @@ def convert(param: Param, text: str) -> Any:
     raise AssertionError(param.kind)  # pragma: no cover
 
 
-def bind(declared: tuple[Param, ...], values: Mapping[str, str]) -> dict[str, Any]:
+def bind(
+    declared: tuple[Param, ...],
+    values: Mapping[str, str],
+    by_name: Mapping[str, Param] | None = None,
+) -> dict[str, Any]:
     """Typed arguments for an endpoint: every sent parameter must be declared (-1104), every
-    mandatory one present (-1102)."""
-    by_name = {p.name: p for p in declared}
+    mandatory one present (-1102). ``by_name`` is ``declared`` by name, when built already."""
+    if by_name is None:
+        by_name = {p.name: p for p in declared}
     read = sum(1 for name in values if name in by_name)
     if read != len(values):
         raise errors.unread_parameters(read, len(values))
