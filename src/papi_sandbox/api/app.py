@@ -185,7 +185,11 @@ class PublicApi:
                     content_type = value
             elif name == b"transfer-encoding":
                 chunked = True
-        body = await read_body_raw(receive, content_length, chunked, params.MAX_BODY_BYTES)
+        body = (
+            await read_body_raw(receive, content_length, chunked, params.MAX_BODY_BYTES)
+            if content_length is not None or chunked
+            else b""  # HTTP/1.1: no Content-Length and no chunking means no body
+        )
         if body and content_type is not None:
             declared_type = content_type.decode("latin-1")
             if declared_type.split(";")[0].strip().lower() != FORM_CONTENT_TYPE:

@@ -8,7 +8,7 @@ body, exactly as received (percent-encoding included), without the ``signature``
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -127,6 +127,52 @@ class Param:
     description: str = ""
 
 
+def _long(param: Param, text: str) -> int:
+    if not (len(text) <= 18 and text.isascii() and text.isdigit()):  # ^[0-9]{1,18}$
+        raise errors.mandatory_missing(param.name)
+    return int(text)
+
+
+def _decimal(param: Param, text: str) -> Decimal:
+    try:
+        return money.parse_amount(text)
+    except money.AmountError:
+        raise errors.illegal_chars(param.name, "^[0-9]{1,16}(\\.[0-9]{1,8})?$") from None
+
+
+def _asset(param: Param, text: str) -> str:
+    if not ASSET_RE.match(text):
+        raise errors.illegal_chars(param.name, "^[A-Z0-9]{1,20}$")
+    return text
+
+
+def _boolean(param: Param, text: str) -> bool:
+    if text not in _BOOL_VALUES:
+        raise errors.mandatory_missing(param.name)
+    return _BOOL_VALUES[text]
+
+
+def _enum(param: Param, text: str) -> str:
+    if text not in param.choices:
+        raise errors.mandatory_missing(param.name)
+    return text
+
+
+def _string(param: Param, text: str) -> str:
+    return text
+
+
+#: Each kind's converter (a table, not a match on the enum: this runs for every parameter).
+_CONVERTERS: dict[Kind, Callable[[Param, str], Any]] = {
+    Kind.LONG: _long,
+    Kind.DECIMAL: _decimal,
+    Kind.ASSET: _asset,
+    Kind.BOOLEAN: _boolean,
+    Kind.ENUM: _enum,
+    Kind.STRING: _string,
+}
+
+
 def convert(param: Param, text: str) -> Any:
     """One parameter's text to its typed value, or the Binance error for it."""
     if text == "":
@@ -135,32 +181,7 @@ def convert(param: Param, text: str) -> Any:
             if param.mandatory
             else errors.empty_parameter(param.name)
         )
-    match param.kind:
-        case Kind.LONG:
-            if not (len(text) <= 18 and text.isascii() and text.isdigit()):  # ^[0-9]{1,18}$
-                raise errors.mandatory_missing(param.name)
-            return int(text)
-        case Kind.DECIMAL:
-            try:
-                value: Decimal = money.parse_amount(text)
-            except money.AmountError:
-                raise errors.illegal_chars(param.name, "^[0-9]{1,16}(\\.[0-9]{1,8})?$") from None
-            return value
-        case Kind.ASSET:
-            if not ASSET_RE.match(text):
-                raise errors.illegal_chars(param.name, "^[A-Z0-9]{1,20}$")
-            return text
-        case Kind.BOOLEAN:
-            if text not in _BOOL_VALUES:
-                raise errors.mandatory_missing(param.name)
-            return _BOOL_VALUES[text]
-        case Kind.ENUM:
-            if text not in param.choices:
-                raise errors.mandatory_missing(param.name)
-            return text
-        case Kind.STRING:
-            return text
-    raise AssertionError(param.kind)  # pragma: no cover
+    return _CONVERTERS[param.kind](param, text)
 
 
 def bind(
@@ -172,9 +193,9 @@ def bind(
     mandatory one present (-1102). ``by_name`` is ``declared`` by name, when built already."""
     if by_name is None:
         by_name = {p.name: p for p in declared}
-    read = sum(1 for name in values if name in by_name)
-    if read != len(values):
-        raise errors.unread_parameters(read, len(values))
+    unread = values.keys() - by_name.keys()
+    if unread:
+        raise errors.unread_parameters(len(values) - len(unread), len(values))
     args: dict[str, Any] = {}
     for param in declared:
         text = values.get(param.name)
