@@ -427,7 +427,7 @@ def main() -> None:
         if "balance" in workloads:
             workloads["balance"].notes.append("one signed request, 20 rows of 13 fields")
         if "ceiling" in workloads:
-            workloads["ceiling"].notes.append("uvicorn+uvloop+httptools, same settings")
+            workloads["ceiling"].notes.append("serve's own server options (server_options)")
         if "prism" in workloads:
             workloads["prism"].notes.append("static example; --verboseLevel error")
         memory = [] if args.skip_memory else million(work, args)
