@@ -36,18 +36,19 @@ BALANCE_ASSETS = (*tuple(f"A{i:02d}" for i in range(19)), "USDT")
 CONCURRENCY = 32
 
 
-def thread_cpu_s() -> dict[str, float]:
-    """CPU seconds (user + system) of each thread of this process, by thread name."""
+def thread_cpu_s() -> dict[str, tuple[float, float]]:
+    """CPU seconds (user, system) of each thread of this process, by thread name."""
     ticks = os.sysconf("SC_CLK_TCK")
     names = {t.native_id: t.name.rstrip("0123456789-") for t in threading.enumerate()}
-    out: dict[str, float] = {}
+    out: dict[str, tuple[float, float]] = {}
     for task in Path("/proc/self/task").iterdir():
         try:
             name = names.get(int(task.name), "other")
             fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+        user, system = out.get(name, (0.0, 0.0))
+        out[name] = (user + int(fields[11]) / ticks, system + int(fields[12]) / ticks)
     return out
 
 
@@ -153,12 +154,17 @@ async def main_async(args: argparse.Namespace) -> None:
         f"{cpu / n * 1e6:.1f} µs CPU/request (all threads), statuses {statuses}"
     )
     threads1 = thread_cpu_s()
-    per_thread = {
-        name: (threads1[name] - threads0.get(name, 0.0)) / n * 1e6 for name in sorted(threads1)
-    }
+    per_thread = {}
+    for name, (user, system) in sorted(threads1.items()):
+        user0, system0 = threads0.get(name, (0.0, 0.0))
+        per_thread[name] = ((user - user0) / n * 1e6, (system - system0) / n * 1e6)
     print(
-        "  CPU µs/request by thread: "
-        + ", ".join(f"{name} {us:.1f}" for name, us in per_thread.items() if us >= 0.5)
+        "  CPU µs/request by thread (user+system): "
+        + ", ".join(
+            f"{name} {user:.0f}+{system:.0f}"
+            for name, (user, system) in per_thread.items()
+            if user + system >= 0.5
+        )
     )
     await inbox.put({"type": "lifespan.shutdown"})
     await task

@@ -141,3 +141,129 @@ def test_a_refused_operation_rolls_back_alone_in_its_batch(tmp_path: Path) -> No
 def test_verify_refuses_a_missing_database(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         SQLiteStore(tmp_path / "missing.db").verify_sync()
+
+
+def test_an_operation_failing_after_it_wrote_is_undone_alone(tmp_path: Path) -> None:
+    """The writer runs a batch without savepoints first; an operation that raises after writing
+    rolls that attempt back whole, and the batch runs again with a savepoint per operation: the
+    failed one changes nothing, the others land once, and nobody is answered from the attempt
+    that was rolled back."""
+    import sqlite3
+
+    from papi_sandbox.store.sqlite import _connect, _Op, migrate
+
+    store = SQLiteStore(tmp_path / "r.db")
+    conn = _connect(tmp_path / "r.db")
+    migrate(conn)
+    runs: list[str] = []
+
+    def label(text: str) -> object:
+        def op(c: sqlite3.Connection) -> int:
+            runs.append(text)
+            return int(
+                c.execute(
+                    "INSERT INTO accounts (label, created_ms) VALUES (?, 0)", (text,)
+                ).lastrowid
+                or 0
+            )
+
+        return op
+
+    def writes_then_fails(c: sqlite3.Connection) -> None:
+        runs.append("bad")
+        c.execute("INSERT INTO accounts (label, created_ms) VALUES ('bad', 0)")
+        raise RuntimeError("failed after writing")
+
+    def refuses(c: sqlite3.Connection) -> None:
+        runs.append("refused")
+        raise LedgerError("refused before writing")
+
+    loop = asyncio.new_event_loop()
+    try:
+        fns = [label("a"), refuses, writes_then_fails, label("b")]
+        batch = [_Op(fn, loop, loop.create_future()) for fn in fns]  # type: ignore[arg-type]
+        store._commit_batch(conn, batch)
+        loop.run_until_complete(asyncio.sleep(0))  # the writer answers through the loop
+        results = [op.future for op in batch]
+        assert isinstance(results[1].exception(), LedgerError)
+        assert isinstance(results[2].exception(), RuntimeError)
+        first, second = results[0].result(), results[3].result()
+    finally:
+        loop.close()
+    # First attempt (no savepoints) stopped at the op that wrote; the second ran them all.
+    assert runs == ["a", "refused", "bad", "a", "refused", "bad", "b"]
+    labels = [r[0] for r in conn.execute("SELECT label FROM accounts WHERE id != 0 ORDER BY id")]
+    assert labels == ["a", "b"]  # each once; nothing of 'bad'
+    assert [first, second] == [
+        r[0] for r in conn.execute("SELECT id FROM accounts WHERE id != 0 ORDER BY id")
+    ]
+    conn.close()
+
+
+def test_refusals_before_writing_need_no_second_attempt(tmp_path: Path) -> None:
+    import sqlite3
+
+    from papi_sandbox.store.sqlite import _connect, _Op, migrate
+
+    store = SQLiteStore(tmp_path / "s.db")
+    conn = _connect(tmp_path / "s.db")
+    migrate(conn)
+    runs: list[str] = []
+
+    def ok(c: sqlite3.Connection) -> None:
+        runs.append("ok")
+        c.execute("INSERT INTO accounts (label, created_ms) VALUES ('ok', 0)")
+
+    def refuses(c: sqlite3.Connection) -> None:
+        runs.append("refused")
+        raise LedgerError("refused")
+
+    loop = asyncio.new_event_loop()
+    try:
+        batch = [_Op(fn, loop, loop.create_future()) for fn in (ok, refuses, ok)]
+        store._commit_batch(conn, batch)
+        loop.run_until_complete(asyncio.sleep(0))
+        assert isinstance(batch[1].future.exception(), LedgerError)
+    finally:
+        loop.close()
+    assert runs == ["ok", "refused", "ok"]  # one attempt
+    assert conn.execute("SELECT COUNT(*) FROM accounts WHERE label = 'ok'").fetchone()[0] == 2
+    conn.close()
+
+
+def test_a_posting_on_another_account_reads_its_row_and_new_rows_are_inserted(
+    tmp_path: Path,
+) -> None:
+    """transact knows its own account's rows from the snapshot it planned on; the system
+    account's row is read in the transaction; a wallet with no row yet gets one."""
+
+    async def scenario() -> None:
+        store = SQLiteStore(tmp_path / "p.db")
+        await store.open()
+        try:
+            account = await store.create_account(None, key(1))
+            for wallet, amount in ((Wallet.MARGIN, "7.5"), (Wallet.CM, "-2.25")):
+                await store.transact(
+                    account,
+                    "DEPOSIT",
+                    functools.partial(
+                        rules.plan_adjustment,
+                        account,
+                        wallet=wallet,
+                        asset="BTC",
+                        amount=Decimal(amount),
+                        reason=EntryType.DEPOSIT if Decimal(amount) > 0 else EntryType.REALIZED_PNL,
+                    ),
+                )
+            await store.transact(account, "REPAY", functools.partial(rules.plan_repay, account))
+            amounts = (await store.balances(account)).amounts
+            assert amounts[(Wallet.MARGIN, "BTC")] == Decimal("5.25")
+            assert amounts[(Wallet.CM, "BTC")] == 0
+            system = (await store.balances(0)).amounts
+            assert system[(Wallet.EXTERNAL, "BTC")] == Decimal("-5.25")
+        finally:
+            await store.close()
+        report = await SQLiteStore(tmp_path / "p.db").verify()
+        assert report.ok, report.problems
+
+    asyncio.run(scenario())

@@ -18,8 +18,9 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -291,25 +292,14 @@ class SQLiteStore:
             conn.close()
 
     def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
-        outcomes: list[tuple[Any, BaseException | None]] = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for op in batch:
-                conn.execute("SAVEPOINT op")
-                try:
-                    result = op.fn(conn)
-                except Exception as exc:  # the op is refused alone; its batch goes on
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    outcomes.append((None, exc))
-                else:
-                    conn.execute("RELEASE op")
-                    outcomes.append((result, None))
-            conn.execute("COMMIT")
-        except Exception as exc:  # the commit itself failed: nothing of the batch is applied
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            outcomes = [(None, exc) for _ in batch]
+        # First without a savepoint per operation (two statements fewer each); an operation that
+        # fails before it wrote anything (a refusal: the common failure) needs no rollback. One
+        # that fails after writing rolls the whole attempt back, and the batch runs again with a
+        # savepoint per operation, so that it is undone alone.
+        outcomes = self._run_batch(conn, batch, savepoints=False)
+        if outcomes is None:
+            outcomes = self._run_batch(conn, batch, savepoints=True)
+        assert outcomes is not None
         self._publish_changes(len(batch))  # before anyone of the batch is answered
         # One wake-up per event loop per batch, not one per operation: each call_soon_threadsafe
         # writes to the loop's self-pipe and takes the GIL from the writer once more.
@@ -319,6 +309,43 @@ class SQLiteStore:
         for loop, settled in by_loop.items():
             loop.call_soon_threadsafe(_settle_all, settled)
 
+    def _run_batch(
+        self, conn: sqlite3.Connection, batch: list[_Op], *, savepoints: bool
+    ) -> list[tuple[Any, BaseException | None]] | None:
+        """One transaction for the batch: each operation's outcome, or None when (without
+        savepoints) an operation failed after writing and the attempt was rolled back whole.
+        Nothing of a rolled-back attempt is answered or published."""
+        self._touched = set()
+        self._batch_transacts = 0
+        outcomes: list[tuple[Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for op in batch:
+                if savepoints:
+                    conn.execute("SAVEPOINT op")
+                changes = conn.total_changes
+                try:
+                    result = op.fn(conn)
+                except Exception as exc:
+                    if savepoints:  # the op is refused alone; its batch goes on
+                        conn.execute("ROLLBACK TO op")
+                        conn.execute("RELEASE op")
+                    elif conn.total_changes != changes or not conn.in_transaction:
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
+                        return None
+                    outcomes.append((None, exc))
+                else:
+                    if savepoints:
+                        conn.execute("RELEASE op")
+                    outcomes.append((result, None))
+            conn.execute("COMMIT")
+        except Exception as exc:  # the commit itself failed: nothing of the batch is applied
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            return [(None, exc) for _ in batch]
+        return outcomes
+
     def _publish_changes(self, batch_ops: int) -> None:
         """Invalidate cached snapshots of what the batch changed: the accounts transact touched,
         or every account when the batch held an operation of another kind."""
@@ -326,8 +353,6 @@ class SQLiteStore:
             self.versions.bump_all()
         else:
             self.versions.bump(self._touched)
-        self._touched = set()
-        self._batch_transacts = 0
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._writer is None:
@@ -428,8 +453,11 @@ class SQLiteStore:
             postings = plan(snapshot.amounts)
             if not postings:
                 return None
-            entry = _append_entry(conn, account_id, entry_type, postings, self._clock_ms())
-            self._touched.update(p.account_id for p in postings)
+            entry = _append_entry(
+                conn, account_id, entry_type, postings, self._clock_ms(), known=snapshot.amounts
+            )
+            for p in postings:
+                self._touched.add(p.account_id)
             return entry
 
         return await self._write(op)
@@ -574,7 +602,12 @@ class SQLiteStore:
                 tran_id: int | None = None
                 if decision.postings:
                     entry = _append_entry(
-                        conn, account_id, entry_type, decision.postings, self._clock_ms()
+                        conn,
+                        account_id,
+                        entry_type,
+                        decision.postings,
+                        self._clock_ms(),
+                        known=snapshot.amounts,
                     )
                     tran_id = entry.tran_id
                     result.entries.append(entry)
@@ -692,9 +725,17 @@ class SQLiteStore:
 
 
 def _append_entry(
-    conn: sqlite3.Connection, account_id: int, entry_type: str, postings: list[Posting], now: int
+    conn: sqlite3.Connection,
+    account_id: int,
+    entry_type: str,
+    postings: list[Posting],
+    now: int,
+    *,
+    known: Mapping[tuple[Wallet, str], Decimal] | None = None,
 ) -> Entry:
-    """Journal one entry and apply it to the stored balances (the caller holds the write lock)."""
+    """Journal one entry and apply it to the stored balances (the caller holds the write lock).
+    ``known``: the balances of ``account_id`` as read in this same transaction (every row it
+    has), which spares reading them again; other accounts' rows are read here."""
     # Assert where it is relied on: nothing unbalanced ever reaches the journal.
     if not is_balanced(postings):
         raise AssertionError(f"unbalanced postings from {entry_type}: {postings}")
@@ -711,8 +752,37 @@ def _append_entry(
             for seq, p in enumerate(postings)
         ],
     )
+    # Each balance row the entry touches, once, with the net of its postings.
+    nets: dict[tuple[int, Wallet, str], Decimal] = {}
     for p in postings:
-        _add_to_balance(conn, p, now)
+        key = (p.account_id, p.wallet, p.asset)
+        nets[key] = money.add(nets.get(key, money.ZERO), p.amount)
+    updates: list[tuple[str, int, int, str, str]] = []
+    for (owner, wallet, asset), net in nets.items():
+        current: Decimal | None
+        if known is not None and owner == account_id:
+            current = known.get((wallet, asset))
+        else:
+            row = conn.execute(
+                "SELECT amount FROM balances WHERE account_id = ? AND asset = ? AND wallet = ?",
+                (owner, asset, wallet.value),
+            ).fetchone()
+            current = money.from_storage(row[0]) if row else None
+        if current is None:
+            conn.execute(
+                "INSERT INTO balances (account_id, asset, wallet, amount, updated_ms)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (owner, asset, wallet.value, money.to_storage(net), now),
+            )
+        else:
+            new = money.to_storage(money.add(current, net))
+            updates.append((new, now, owner, asset, wallet.value))
+    if updates:
+        conn.executemany(
+            "UPDATE balances SET amount = ?, updated_ms = ?"
+            " WHERE account_id = ? AND asset = ? AND wallet = ?",
+            updates,
+        )
     return Entry(tran_id, entry_type, now, account_id, tuple(postings))
 
 
@@ -764,27 +834,6 @@ def _load_balances(conn: sqlite3.Connection, account_id: int) -> AccountBalances
         if updated_ms > result.updated_ms.get(asset, -1):
             result.updated_ms[asset] = updated_ms
     return result
-
-
-def _add_to_balance(conn: sqlite3.Connection, p: Posting, now: int) -> None:
-    row = conn.execute(
-        "SELECT amount FROM balances WHERE account_id = ? AND asset = ? AND wallet = ?",
-        (p.account_id, p.asset, p.wallet.value),
-    ).fetchone()
-    current = money.from_storage(row[0]) if row else money.ZERO
-    new = money.to_storage(money.add(current, p.amount))
-    if row is None:
-        conn.execute(
-            "INSERT INTO balances (account_id, asset, wallet, amount, updated_ms)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (p.account_id, p.asset, p.wallet.value, new, now),
-        )
-    else:
-        conn.execute(
-            "UPDATE balances SET amount = ?, updated_ms = ?"
-            " WHERE account_id = ? AND asset = ? AND wallet = ?",
-            (new, now, p.account_id, p.asset, p.wallet.value),
-        )
 
 
 def verify_connection(conn: sqlite3.Connection) -> VerifyReport:
