@@ -267,3 +267,172 @@ def test_a_posting_on_another_account_reads_its_row_and_new_rows_are_inserted(
         assert report.ok, report.problems
 
     asyncio.run(scenario())
+
+
+async def run_concurrently(path: Path, operations: list[tuple[object, ...]]) -> None:
+    """All operations at once (so the writer groups them into batches, and consecutive changes
+    into one in-memory run); each outcome must be the serial one in the same order."""
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        accounts = [await store.create_account(f"a{i}", key(i)) for i in range(3)]
+        planners = []
+        for op in operations:
+            account_id = accounts[int(op[1])]  # type: ignore[call-overload]
+            if op[0] == "adjust":
+                _, _, wallet, asset, amount = op
+                reason = EntryType.DEPOSIT if amount > 0 else EntryType.REALIZED_PNL  # type: ignore[operator]
+                planner = functools.partial(
+                    rules.plan_adjustment,
+                    account_id,
+                    wallet=wallet,
+                    asset=asset,
+                    amount=amount,
+                    reason=reason,
+                )
+            else:
+                reason = EntryType.REPAY_FUTURES_NEGATIVE_BALANCE
+                planner = functools.partial(rules.plan_repay, account_id)
+            planners.append((account_id, reason, planner))
+        results = await asyncio.gather(
+            *(store.transact(a, r, p) for a, r, p in planners), return_exceptions=True
+        )
+        model: dict[tuple[int, Wallet, str], Decimal] = {}
+        last_tran_id = 0
+        for (account_id, _, planner), result in zip(planners, results, strict=True):
+            mine = {(w, a): v for (acc, w, a), v in model.items() if acc == account_id}
+            try:
+                expected: list[Posting] | None = planner(mine)
+            except LedgerError:
+                expected = None
+            if expected is None:
+                assert isinstance(result, LedgerError), result
+                continue
+            assert not isinstance(result, BaseException), result
+            assert (result.postings if result else ()) == tuple(expected)
+            if result is not None:
+                assert result.tran_id > last_tran_id  # journal order is the order of arrival
+                last_tran_id = result.tran_id
+            for p in expected:
+                k = (p.account_id, p.wallet, p.asset)
+                model[k] = model.get(k, Decimal(0)) + p.amount
+        for account_id in [*accounts, 0]:
+            stored = (await store.balances(account_id)).amounts
+            want = {(w, a): v for (acc, w, a), v in model.items() if acc == account_id and v != 0}
+            assert {k: v for k, v in stored.items() if v != 0} == want
+    finally:
+        await store.close()
+    report = await SQLiteStore(path).verify()
+    assert report.ok, report.problems
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops)
+def test_concurrent_operations_equal_the_serial_result(
+    operations: list[tuple[object, ...]],
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(run_concurrently(Path(tmp) / "ledger.db", operations))
+
+
+def _deposit_change(account_id: int, amount: str) -> object:
+    from papi_sandbox.store.sqlite import _Change
+
+    return _Change(
+        account_id,
+        "DEPOSIT",
+        functools.partial(
+            rules.plan_adjustment,
+            account_id,
+            wallet=Wallet.MARGIN,
+            asset="USDT",
+            amount=Decimal(amount),
+            reason=EntryType.DEPOSIT,
+        ),
+    )
+
+
+def test_an_operation_after_a_run_of_changes_sees_them(tmp_path: Path) -> None:
+    import sqlite3
+
+    from papi_sandbox.store.sqlite import _connect, _Op, migrate
+
+    store = SQLiteStore(tmp_path / "q.db")
+    conn = _connect(tmp_path / "q.db")
+    migrate(conn)
+    conn.execute("INSERT INTO accounts (id, label, created_ms) VALUES (1, 'a', 0)")
+
+    def read_margin(c: sqlite3.Connection) -> str:
+        row = c.execute(
+            "SELECT amount FROM balances WHERE account_id = 1 AND wallet = 'MARGIN'"
+        ).fetchone()
+        return str(row[0])
+
+    def never(c: sqlite3.Connection) -> None:
+        raise AssertionError("a change in a run is written by the run, not by its closure")
+
+    loop = asyncio.new_event_loop()
+    try:
+        batch = [
+            _Op(never, loop, loop.create_future(), _deposit_change(1, "5")),  # type: ignore[arg-type]
+            _Op(never, loop, loop.create_future(), _deposit_change(1, "2.5")),  # type: ignore[arg-type]
+            _Op(read_margin, loop, loop.create_future()),
+            _Op(never, loop, loop.create_future(), _deposit_change(1, "1")),  # type: ignore[arg-type]
+        ]
+        store._commit_batch(conn, batch)
+        loop.run_until_complete(asyncio.sleep(0))
+        entries = [batch[i].future.result() for i in (0, 1, 3)]
+        assert batch[2].future.result() == "7.50000000"  # the run was written before it read
+    finally:
+        loop.close()
+    assert [e.tran_id for e in entries] == [1, 2, 3]
+    assert read_margin(conn) == "8.50000000"
+    assert verify_connection(conn).ok
+    conn.close()
+
+
+def test_a_run_whose_writes_fail_runs_again_with_savepoints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from papi_sandbox.store import sqlite as sqlite_store
+    from papi_sandbox.store.sqlite import _connect, _Op, migrate
+
+    store = SQLiteStore(tmp_path / "f.db")
+    conn = _connect(tmp_path / "f.db")
+    migrate(conn)
+    conn.execute("INSERT INTO accounts (id, label, created_ms) VALUES (1, 'a', 0)")
+    attempts: list[str] = []
+
+    def failing_write(self: object) -> None:
+        attempts.append("run")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(sqlite_store._TransactRun, "write", failing_write)
+
+    loop = asyncio.new_event_loop()
+    try:
+        ops = []
+        for amount in ("5", "2.5"):
+            change = _deposit_change(1, amount)
+
+            def closure(c: object, change: object = change) -> object:
+                attempts.append("closure")
+                return sqlite_store._append_entry(
+                    c,  # type: ignore[arg-type]
+                    1,
+                    "DEPOSIT",
+                    change.plan(sqlite_store._load_balances(c, 1).amounts),  # type: ignore[attr-defined, arg-type]
+                    0,
+                )
+
+            ops.append(_Op(closure, loop, loop.create_future(), change))  # type: ignore[arg-type]
+        store._commit_batch(conn, ops)
+        loop.run_until_complete(asyncio.sleep(0))
+        assert [op.future.result().tran_id for op in ops] == [1, 2]
+    finally:
+        loop.close()
+    assert attempts == ["run", "closure", "closure"]
+    balance = conn.execute("SELECT amount FROM balances WHERE account_id = 1").fetchone()[0]
+    assert balance == "7.50000000"
+    assert verify_connection(conn).ok
+    conn.close()

@@ -200,6 +200,16 @@ class _Op:
     fn: Callable[[sqlite3.Connection], Any]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
+    #: For ``transact``: what it does as data, so that a run of them is written together
+    #: (``_TransactRun``); ``fn`` does the same alone (the savepoint pass uses it).
+    change: _Change | None = None
+
+
+@dataclass(slots=True)
+class _Change:
+    account_id: int
+    entry_type: str
+    plan: Planner
 
 
 def _now_ms() -> int:
@@ -318,9 +328,19 @@ class SQLiteStore:
         self._touched = set()
         self._batch_transacts = 0
         outcomes: list[tuple[Any, BaseException | None]] = []
+        run: _TransactRun | None = None
         try:
             conn.execute("BEGIN IMMEDIATE")
             for op in batch:
+                if not savepoints and op.change is not None:
+                    # Consecutive changes are planned in memory, in order, and written together.
+                    if run is None:
+                        run = _TransactRun(conn, self._clock_ms, len(outcomes))
+                    outcomes.append(run.add(op.change))
+                    continue
+                if run is not None:  # what follows may read what the run changed: write it
+                    self._finish_run(run, outcomes)
+                    run = None
                 if savepoints:
                     conn.execute("SAVEPOINT op")
                 changes = conn.total_changes
@@ -339,12 +359,28 @@ class SQLiteStore:
                     if savepoints:
                         conn.execute("RELEASE op")
                     outcomes.append((result, None))
+            if run is not None:
+                self._finish_run(run, outcomes)
             conn.execute("COMMIT")
+        except _RunFailed:  # a run's writes failed: the attempt is rolled back whole
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            return None
         except Exception as exc:  # the commit itself failed: nothing of the batch is applied
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             return [(None, exc) for _ in batch]
         return outcomes
+
+    def _finish_run(
+        self, run: _TransactRun, outcomes: list[tuple[Any, BaseException | None]]
+    ) -> None:
+        try:
+            run.write()
+        except Exception as exc:
+            raise _RunFailed from exc
+        self._batch_transacts += run.count
+        self._touched.update(run.touched)
 
     def _publish_changes(self, batch_ops: int) -> None:
         """Invalidate cached snapshots of what the batch changed: the accounts transact touched,
@@ -354,11 +390,13 @@ class SQLiteStore:
         else:
             self.versions.bump(self._touched)
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _write(
+        self, fn: Callable[[sqlite3.Connection], T], change: _Change | None = None
+    ) -> T:
         if self._writer is None:
             raise RuntimeError("store is not open")
         loop = asyncio.get_running_loop()
-        op = _Op(fn, loop, loop.create_future())
+        op = _Op(fn, loop, loop.create_future(), change)
         try:
             self._queue.put_nowait(op)
         except queue.Full:
@@ -460,7 +498,7 @@ class SQLiteStore:
                 self._touched.add(p.account_id)
             return entry
 
-        return await self._write(op)
+        return await self._write(op, _Change(account_id, entry_type, plan))
 
     async def journal(
         self, account_id: int, limit: int, before_tran_id: int | None = None
@@ -722,6 +760,106 @@ class SQLiteStore:
             return {str(t): int(n) for t, n in rows}
 
         return await self._read(op)
+
+
+class _RunFailed(Exception):
+    """Writing a run of changes failed: the batch must run again with savepoints."""
+
+
+class _TransactRun:
+    """Consecutive ``transact`` operations of one batch, written together: one SELECT for the
+    balances of all their accounts, each plan run in order on balances kept in memory (so each
+    sees the changes before it, exactly as one after the other in SQL), then one INSERT each for
+    the entries, the postings and the balance rows. A refused plan changes nothing. Journal ids
+    are assigned in order from the largest one, as SQLite would (the writer holds the lock)."""
+
+    def __init__(self, conn: sqlite3.Connection, clock_ms: Callable[[], int], first: int) -> None:
+        self.conn = conn
+        self.clock_ms = clock_ms
+        self.count = 0
+        self.touched: set[int] = set()
+        self.balances: dict[int, dict[tuple[Wallet, str], Decimal]] = {}
+        self.updated: dict[tuple[int, Wallet, str], int] = {}  # row -> time of its last change
+        self.entries: list[tuple[int, int, str, int]] = []
+        self.postings: list[tuple[int, int, int, str, str, str]] = []
+        self.next_id = 0  # read at the first entry
+
+    def _load(self, account_ids: set[int]) -> None:
+        missing = [a for a in account_ids if a not in self.balances]
+        if not missing:
+            return
+        for account_id in missing:
+            self.balances[account_id] = {}
+        marks = ",".join("?" * len(missing))
+        for account_id, wallet, asset, amount in self.conn.execute(
+            f"SELECT account_id, wallet, asset, amount FROM balances WHERE account_id IN ({marks})",
+            missing,
+        ):
+            self.balances[account_id][(Wallet(wallet), asset)] = money.from_storage(amount)
+
+    def add(self, change: _Change) -> tuple[Any, BaseException | None]:
+        self.count += 1
+        self._load({change.account_id})
+        try:
+            postings = change.plan(dict(self.balances[change.account_id]))
+        except Exception as exc:  # refused: nothing was applied
+            return None, exc
+        if not postings:
+            return None, None
+        try:
+            return self._apply(change, postings), None
+        except Exception as exc:  # memory may be half-updated: the batch runs again, with SQL
+            raise _RunFailed from exc
+
+    def _apply(self, change: _Change, postings: list[Posting]) -> Entry:
+        if not is_balanced(postings):  # nothing unbalanced ever reaches the journal
+            raise AssertionError(f"unbalanced postings from {change.entry_type}: {postings}")
+        self._load({p.account_id for p in postings})
+        if not self.next_id:
+            (last,) = self.conn.execute("SELECT COALESCE(MAX(tran_id), 0) FROM entries").fetchone()
+            self.next_id = int(last) + 1
+        tran_id, self.next_id = self.next_id, self.next_id + 1
+        now = self.clock_ms()
+        self.entries.append((tran_id, change.account_id, change.entry_type, now))
+        for seq, p in enumerate(postings):
+            self.postings.append(
+                (tran_id, seq, p.account_id, p.wallet.value, p.asset, money.to_storage(p.amount))
+            )
+            rows = self.balances[p.account_id]
+            key = (p.wallet, p.asset)
+            rows[key] = money.add(rows.get(key, money.ZERO), p.amount)
+            self.updated[(p.account_id, p.wallet, p.asset)] = now
+            self.touched.add(p.account_id)
+        return Entry(tran_id, change.entry_type, now, change.account_id, tuple(postings))
+
+    def write(self) -> None:
+        if not self.entries:
+            return
+        conn = self.conn
+        conn.executemany(
+            "INSERT INTO entries (tran_id, account_id, type, time_ms) VALUES (?, ?, ?, ?)",
+            self.entries,
+        )
+        conn.executemany(
+            "INSERT INTO postings (tran_id, seq, account_id, wallet, asset, amount)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            self.postings,
+        )
+        conn.executemany(
+            "INSERT INTO balances (account_id, asset, wallet, amount, updated_ms)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (account_id, asset, wallet)"
+            " DO UPDATE SET amount = excluded.amount, updated_ms = excluded.updated_ms",
+            [
+                (
+                    account_id,
+                    asset,
+                    wallet.value,
+                    money.to_storage(self.balances[account_id][(wallet, asset)]),
+                    now,
+                )
+                for (account_id, wallet, asset), now in self.updated.items()
+            ],
+        )
 
 
 def _append_entry(
