@@ -1,18 +1,25 @@
-"""The store interface: everything the service needs from persistence, and nothing about SQL.
+"""The store contract (:class:`Store`), its optional capabilities, and the records it returns.
 
-SQLite implements it now (:mod:`papi_sandbox.store.sqlite`); PostgreSQL can implement it later
-without touching the rules or the HTTP layer.
+Both stores implement it (:mod:`papi_sandbox.store.sqlite`, :mod:`papi_sandbox.store.postgres`)
+through the same units of work; nothing here knows SQL.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Protocol
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, Protocol, TypeVar, runtime_checkable
 
 from papi_sandbox.ledger.interest import InterestCharge
 from papi_sandbox.ledger.model import AccountBalances, Balances, Entry, LedgerError, Posting
+
+if TYPE_CHECKING:
+    from papi_sandbox.store.dialect import Db
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 #: A pure rule bound to its arguments: the account's balances in, postings out (or a LedgerError).
 Planner = Callable[[Balances], list[Posting]]
@@ -58,54 +65,109 @@ class VerifyReport:
 
 
 class Store(Protocol):
-    async def open(self) -> None: ...
+    """Everything the service needs from persistence, and nothing about SQL.
 
-    async def close(self) -> None: ...
+    Implemented once for both databases by :class:`papi_sandbox.store.shared.SharedStore`
+    (the statements live in the state's own module, over a dialect); the two stores differ only
+    in how a unit of work reaches its connection (SQLite's writer thread and readers, or
+    PostgreSQL's pool with row locks and retries). Every method may raise the database's own
+    error (``sqlite3.Error``, ``psycopg.Error``) when storage fails, and RuntimeError when the
+    store is not open. Changes are durable when a write method returns.
+    """
 
-    async def create_account(self, label: str | None, key: ApiKeyRecord | None) -> int:
-        """Create an account (and optionally its first API key, whose account_id is ignored)."""
+    #: Transactions retried after a deadlock or serialization failure (0 where none can occur).
+    retries_total: int
+
+    async def open(self) -> None:
+        """Migrate the schema to this program's version, then start serving. Raises
+        RuntimeError when the ledger's schema is newer than this program."""
         ...
 
-    async def add_api_key(self, key: ApiKeyRecord) -> None: ...
+    async def close(self) -> None:
+        """Finish queued work and release every connection and thread."""
+        ...
 
-    async def find_api_key(self, api_key: str) -> ApiKeyRecord | None: ...
+    async def read(
+        self, unit: Callable[Concatenate[Db, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """``unit(db, *args, **kwargs)`` on a read connection; its result. The primitive under
+        every read method; a feature's own state is read through it."""
+        ...
 
-    async def account(self, account_id: int) -> AccountInfo | None: ...
+    async def write(
+        self, unit: Callable[Concatenate[Db, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """``unit(db, *args, **kwargs)`` in one write transaction, committed durably before it
+        returns; its result. Whatever the unit raises rolls its writes back and propagates. Balances
+        change only through :func:`papi_sandbox.store.journal.append_entry`."""
+        ...
 
-    async def balances(self, account_id: int) -> AccountBalances: ...
+    async def create_account(self, label: str | None, key: ApiKeyRecord | None) -> int:
+        """A new account (and optionally its first API key, whose account_id is ignored); its
+        id."""
+        ...
+
+    async def find_api_key(self, api_key: str) -> ApiKeyRecord | None:
+        """The key's record (secret still sealed), revoked or not; None when unknown."""
+        ...
+
+    async def account(self, account_id: int) -> AccountInfo | None:
+        """The account's settings; None for an unknown id and for the system account."""
+        ...
+
+    async def balances(self, account_id: int) -> AccountBalances:
+        """Every balance row of the account (empty for an unknown one). May be a shared
+        cached snapshot: read it, never mutate it."""
+        ...
 
     async def transact(self, account_id: int, entry_type: str, plan: Planner) -> Entry | None:
         """Atomically: read the account's balances, run ``plan``, append the entry and update
         the balances; durable before it returns. Returns None (and writes nothing) when the plan
-        has no postings. A LedgerError from the plan propagates and nothing is written."""
+        has no postings. Raises LedgerError (nothing written) when the plan refuses or the
+        account does not exist."""
         ...
 
     async def journal(
         self, account_id: int, limit: int, before_tran_id: int | None = None
     ) -> list[Entry]:
-        """The account's entries, newest first."""
+        """The account's entries with tranId < ``before_tran_id``, newest first, at most
+        ``limit`` (clamped to 1..MAX_JOURNAL_PAGE)."""
         ...
 
-    async def verify(self) -> VerifyReport: ...
+    async def verify(self) -> VerifyReport:
+        """Replay the whole journal against the stored balances in one consistent snapshot."""
+        ...
 
-    # -- the negative-balance toolkit (issue 4) --
+    def verify_sync(self) -> VerifyReport:
+        """:meth:`verify` without opening the store (offline commands). Raises
+        FileNotFoundError for a SQLite file that does not exist."""
+        ...
+
+    def exists_sync(self) -> bool:
+        """Whether the ledger exists already (a SQLite file; a reachable PostgreSQL database),
+        so that offline commands never create an empty one."""
+        ...
+
+    # -- the negative-balance toolkit --
 
     async def set_account_settings(
         self, account_id: int, *, auto_repay: bool | None = None, vip_level: int | None = None
     ) -> bool:
-        """Change settings; False when the account does not exist. Nothing else changes."""
+        """Change the settings given; False when the account does not exist."""
         ...
 
     async def interest_history(
         self, account_id: int, asset: str | None, start_ms: int, end_ms: int, limit: int
     ) -> list[InterestRecord]:
-        """Rows with start_ms <= accrued_ms <= end_ms, newest first, at most ``limit``."""
+        """Rows with start_ms <= accrued_ms <= end_ms, newest first, at most ``limit`` (clamped
+        to 1..MAX_INTEREST_PAGE)."""
         ...
 
     async def job_candidates(self, after_account_id: int, limit: int) -> list[int]:
         """Keyset page of accounts with a negative UM or CM wallet, id > after_account_id,
-        ascending. Both jobs only ever act on such accounts (MARGIN free/locked are never
-        negative, so no other account can owe interest or need a repay)."""
+        ascending, at most ``limit`` (clamped to 1..MAX_JOB_BATCH_ACCOUNTS). Both jobs only ever
+        act on such accounts (MARGIN free is never negative, so no other account can owe
+        interest or need a repay)."""
         ...
 
     async def run_job_batch(
@@ -113,18 +175,21 @@ class Store(Protocol):
     ) -> JobBatchResult:
         """In one write transaction, for each account not yet marked for (job, slot): run the
         rule on its balances, append its entry (and interest rows), and mark it, the marker in
-        the same transaction as the entry, so a re-run after a crash never applies twice."""
+        the same transaction as the entry, so a re-run after a crash never applies twice.
+        Raises ValueError for more than MAX_JOB_BATCH_ACCOUNTS accounts."""
         ...
 
     async def prune_job_marks(self, before_slot_ms: int) -> int:
-        """Forget (job, slot, account) markers of slots older than ``before_slot_ms``."""
+        """Forget (job, slot, account) markers of slots older than ``before_slot_ms``; how
+        many."""
         ...
 
-    # -- API key management and operations (security issue) ----------------------------------
+    # -- API keys and operations --
 
     async def add_api_key_limited(self, key: ApiKeyRecord, max_keys_per_account: int) -> bool:
         """Add ``key`` unless its account already has ``max_keys_per_account`` live (unrevoked)
-        keys; the count and the insert are one atomic step. True when added."""
+        keys; the count and the insert are one atomic step. True when added. Raises LedgerError
+        when the account does not exist."""
         ...
 
     async def revoke_api_key(self, account_id: int, api_key: str) -> bool:
@@ -148,6 +213,36 @@ class Store(Protocol):
         """The ledger-wide setting ``name``: set to ``value`` if absent (or if ``replace``), and
         returned as stored. Processes sharing a database agree through it (e.g. on which
         encryption key seals the secrets)."""
+        ...
+
+
+@runtime_checkable
+class KeyRevocations(Protocol):
+    """A store shared by several processes (PostgreSQL) announces revoked keys to all."""
+
+    def on_key_revoked(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(api_key)`` whenever any process revokes a key (register before
+        ``open``)."""
+        ...
+
+
+@runtime_checkable
+class SharedJobStore(Protocol):
+    """A store shared by several processes (PostgreSQL): a lock per job slot and a record that
+    the slot is done, so each slot runs once across processes."""
+
+    def advisory_lock(self, name: str) -> AbstractAsyncContextManager[bool]:
+        """Hold a lock on ``name`` for the block without waiting; yields False when another
+        session holds it. Released if the process dies."""
+        ...
+
+    async def lease_active(self, name: str) -> bool:
+        """True while some holder holds an unexpired lease ``name`` (database clock)."""
+        ...
+
+    async def try_lease(self, name: str, holder: str, ttl_ms: int) -> bool:
+        """Take or renew the lease for ``holder`` for ``ttl_ms``; True when ``holder`` holds
+        it now. Raises ValueError for a ttl_ms <= 0."""
         ...
 
 
