@@ -13,7 +13,14 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, Protocol, TypeVar, runtime_checkable
 
 from papi_sandbox.ledger.interest import InterestCharge
-from papi_sandbox.ledger.model import AccountBalances, Balances, Entry, LedgerError, Posting
+from papi_sandbox.ledger.model import (
+    AccountBalances,
+    Balances,
+    CommittedEntry,
+    Entry,
+    LedgerError,
+    Posting,
+)
 
 if TYPE_CHECKING:
     from papi_sandbox.store.dialect import Db
@@ -85,6 +92,15 @@ class Store(Protocol):
 
     async def close(self) -> None:
         """Finish queued work and release every connection and thread."""
+        ...
+
+    def on_commit(self, callback: Callable[[list[CommittedEntry]], None]) -> None:
+        """Call ``callback(entries)`` for journal entries once they are durable, in commit
+        order, never for a rolled-back one; register before :meth:`open`. SQLite: this
+        process's commits, on the writer thread before the batch's callers are answered (the
+        callback must only hand them over, e.g. ``EventHub.publish``). PostgreSQL: every
+        process's commits (LISTEN/NOTIFY), on the event loop; entries committed while the
+        listener reconnects are not announced."""
         ...
 
     async def read(

@@ -15,6 +15,8 @@ balance rows              absolute amounts, written by     deltas added under ro
                           the one writer                   system account's rows in buckets
 revoked key announced     nothing to announce (one         ``pg_notify`` at COMMIT
                           process)
+committed entry           kept for the writer to publish   ``pg_notify`` at COMMIT, to every
+announced                 after COMMIT                     process (this one included)
 large reads               a plain cursor                   a server-side cursor
 ========================  ===============================  =====================================
 """
@@ -26,8 +28,16 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 from papi_sandbox import money
-from papi_sandbox.ledger.model import SYSTEM_ACCOUNT_ID, Posting, Wallet
+from papi_sandbox.ledger.model import (
+    SYSTEM_ACCOUNT_ID,
+    CommittedEntry,
+    Entry,
+    Posting,
+    Wallet,
+)
 
 #: The system account's balance of one (wallet, asset) is kept by PostgreSQL as this many rows
 #: (buckets), summed when read: every deposit or withdrawal of every account updates it, so one
@@ -37,6 +47,12 @@ from papi_sandbox.ledger.model import SYSTEM_ACCOUNT_ID, Posting, Wallet
 SYSTEM_BALANCE_BUCKETS = 16
 #: The LISTEN/NOTIFY channel on which revoked API keys are announced to every process.
 KEY_REVOKED_CHANNEL = "papi_key_revoked"
+#: The LISTEN/NOTIFY channel on which every committed journal entry is announced (with its
+#: resulting balances), for the user data stream of every process (docs/design.md).
+ENTRY_CHANNEL = "papi_entries"
+#: Largest notification payload sent inline (PostgreSQL refuses 8000 bytes and more); a larger
+#: entry is announced by its tranId and account, and each listener reads it from the journal.
+NOTIFY_PAYLOAD_LIMIT = 7900
 #: Rows a server-side cursor fetches at a time while a large read (``verify``) streams.
 STREAM_FETCH_ROWS = 10_000
 
@@ -46,15 +62,17 @@ BalanceKey = tuple[Wallet, str]
 class Db:
     """One connection (sqlite3 or psycopg, DB-API) in one transaction, with its dialect.
 
-    ``touched`` collects the accounts whose balances the unit of work changed: the SQLite store
-    invalidates exactly those cached snapshots after the COMMIT."""
+    ``touched`` collects the accounts whose balances the unit of work changed (the SQLite store
+    invalidates exactly those cached snapshots after the COMMIT); ``committed`` the entries it
+    appended, which the SQLite writer publishes once the COMMIT returned."""
 
-    __slots__ = ("conn", "dialect", "touched")
+    __slots__ = ("committed", "conn", "dialect", "touched")
 
     def __init__(self, conn: Any, dialect: Dialect) -> None:
         self.conn = conn
         self.dialect = dialect
         self.touched: set[int] = set()
+        self.committed: list[CommittedEntry] = []
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Any:
         """Run one statement; returns its DB-API cursor."""
@@ -131,6 +149,11 @@ class Dialect:
 
     def notify_key_revoked(self, db: Db, api_key: str) -> None:
         """Announce a revocation to other processes at COMMIT (SQLite: one process, no one)."""
+
+    def announce_entry(self, db: Db, committed: CommittedEntry) -> None:
+        """Make an appended entry known once its transaction commits, never if it rolls back
+        (SQLite: the writer publishes ``db.committed`` after COMMIT)."""
+        db.committed.append(committed)
 
     def apply_postings(
         self,
@@ -233,6 +256,14 @@ class PostgresDialect(Dialect):
         # Delivered to every listening process when the transaction commits.
         db.execute("SELECT pg_notify(?, ?)", (KEY_REVOKED_CHANNEL, api_key))
 
+    def announce_entry(self, db: Db, committed: CommittedEntry) -> None:
+        # NOTIFY inside the transaction: delivered only if (and when) it commits, in commit
+        # order, to every process (this one included); dropped with a rolled-back savepoint.
+        payload = encode_committed(committed)
+        if len(payload) > NOTIFY_PAYLOAD_LIMIT:
+            payload = orjson.dumps({"t": committed.entry.tran_id, "a": committed.entry.account_id})
+        db.execute("SELECT pg_notify(?, ?)", (ENTRY_CHANNEL, payload.decode()))
+
     def apply_postings(
         self,
         db: Db,
@@ -267,6 +298,43 @@ def _nets(postings: Iterable[Posting]) -> dict[tuple[int, Wallet, str], Decimal]
         key = (p.account_id, p.wallet, p.asset)
         nets[key] = money.add(nets.get(key, money.ZERO), p.amount)
     return nets
+
+
+def encode_committed(committed: CommittedEntry) -> bytes:
+    entry = committed.entry
+    return orjson.dumps(
+        {
+            "t": entry.tran_id,
+            "y": entry.type,
+            "m": entry.time_ms,
+            "a": entry.account_id,
+            "p": [
+                [p.account_id, p.wallet.value, p.asset, money.to_storage(p.amount)]
+                for p in entry.postings
+            ],
+            "b": [[w.value, a, money.to_storage(v)] for w, a, v in committed.balances],
+        }
+    )
+
+
+def decode_committed(payload: str) -> CommittedEntry | None:
+    """The announced entry, or None when the announcement is only a reference (too large)."""
+    data = orjson.loads(payload)
+    if "p" not in data:
+        return None
+    entry = Entry(
+        int(data["t"]),
+        str(data["y"]),
+        int(data["m"]),
+        int(data["a"]),
+        tuple(
+            Posting(int(acc), Wallet(w), str(a), money.from_storage(v))
+            for acc, w, a, v in data["p"]
+        ),
+    )
+    return CommittedEntry(
+        entry, tuple((Wallet(w), str(a), money.from_storage(v)) for w, a, v in data["b"])
+    )
 
 
 SQLITE = Dialect()

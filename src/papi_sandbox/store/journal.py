@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal
 
+from papi_sandbox import money
 from papi_sandbox.ledger.model import (
     SYSTEM_ACCOUNT_ID,
     AccountBalances,
+    CommittedEntry,
     Entry,
     Posting,
     Wallet,
+    committed_entry,
     is_balanced,
 )
 from papi_sandbox.store.accounts import lock_account
@@ -49,11 +52,12 @@ def append_entry(
     entry_type: str,
     postings: list[Posting],
     now_ms: int,
-    known: Mapping[BalanceKey, Decimal] | None = None,
+    before: Mapping[BalanceKey, Decimal],
 ) -> Entry:
-    """Journal one entry and apply it to the stored balances; the caller holds the account's
-    lock. ``known``: the account's balances as read in this transaction (spares a re-read).
-    Raises AssertionError for postings that do not sum to zero per asset."""
+    """Journal one entry, apply it to the stored balances and announce it (at COMMIT); the
+    caller holds the account's lock and read ``before`` (every balance row of ``account_id``)
+    in this transaction. Raises AssertionError for postings that do not sum to zero per
+    asset."""
     # Assert where it is relied on: nothing unbalanced ever reaches the journal.
     if not is_balanced(postings):
         raise AssertionError(f"unbalanced postings from {entry_type}: {postings}")
@@ -70,9 +74,11 @@ def append_entry(
             for seq, p in enumerate(postings)
         ],
     )
-    d.apply_postings(db, account_id, postings, now_ms, known)
+    d.apply_postings(db, account_id, postings, now_ms, before)
     db.touched.update(p.account_id for p in postings)
-    return Entry(tran_id, entry_type, now_ms, account_id, tuple(postings))
+    entry = Entry(tran_id, entry_type, now_ms, account_id, tuple(postings))
+    d.announce_entry(db, committed_entry(entry, before))
+    return entry
 
 
 def transact(db: Db, account_id: int, entry_type: str, plan: Planner, now_ms: int) -> Entry | None:
@@ -112,6 +118,40 @@ def journal(db: Db, account_id: int, limit: int, before_tran_id: int | None) -> 
     if head is not None:
         entries.append(Entry(*head, account_id, tuple(postings)))
     return entries
+
+
+def read_committed(db: Db, tran_id: int, account_id: int) -> CommittedEntry | None:
+    """An entry read back from the journal, with its account's resulting balances: the sum of
+    the account's postings up to this tranId (tranIds of one account increase in commit order,
+    so this is exactly the balance right after the entry, whatever committed since). None when
+    no such entry exists. PostgreSQL only (numeric SUM); SQLite never needs to read one back."""
+    d = db.dialect
+    head = db.one(
+        "SELECT type, time_ms FROM entries WHERE tran_id = ? AND account_id = ?",
+        (tran_id, account_id),
+    )
+    if head is None:
+        return None
+    postings = tuple(
+        Posting(int(r[0]), Wallet(r[1]), r[2], d.from_money(r[3]))
+        for r in db.all(
+            "SELECT account_id, wallet, asset, amount FROM postings WHERE tran_id = ? ORDER BY seq",
+            (tran_id,),
+        )
+    )
+    entry = Entry(tran_id, str(head[0]), int(head[1]), account_id, postings)
+    touched = list(
+        dict.fromkeys((p.wallet, p.asset) for p in postings if p.account_id == account_id)
+    )
+    sums = {
+        (Wallet(w), a): d.from_money(v)
+        for w, a, v in db.all(
+            "SELECT wallet, asset, SUM(amount) FROM postings WHERE account_id = ? AND tran_id <= ?"
+            " GROUP BY wallet, asset",
+            (account_id, tran_id),
+        )
+    }
+    return CommittedEntry(entry, tuple((w, a, sums.get((w, a), money.ZERO)) for w, a in touched))
 
 
 def entry_counts(db: Db) -> dict[str, int]:

@@ -35,13 +35,20 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+import orjson
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool
 
 from papi_sandbox.store import jobs, journal
 from papi_sandbox.store.base import VerifyReport
-from papi_sandbox.store.dialect import KEY_REVOKED_CHANNEL, POSTGRES, Db
+from papi_sandbox.store.dialect import (
+    ENTRY_CHANNEL,
+    KEY_REVOKED_CHANNEL,
+    POSTGRES,
+    Db,
+    decode_committed,
+)
 from papi_sandbox.store.schema import migrate
 from papi_sandbox.store.shared import SharedStore, now_ms
 
@@ -65,7 +72,7 @@ STATEMENT_TIMEOUT_MS = 60_000
 IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
 #: Longest wait for a free pooled connection.
 POOL_TIMEOUT_S = 30.0
-#: Seconds before the revocation listener reconnects after losing its connection.
+#: Seconds before the notification listener reconnects after losing its connection.
 LISTENER_RETRY_S = 1.0
 
 _RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
@@ -101,7 +108,7 @@ class PostgresStore(SharedStore):
         self.retries_total = 0
         self._key_revoked_callbacks: list[Callable[[str], None]] = []
         self._listener: asyncio.Task[None] | None = None
-        #: Set while the revocation listener is connected and listening.
+        #: Set while the notification listener is connected and listening.
         self.listening = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -119,8 +126,8 @@ class PostgresStore(SharedStore):
         await asyncio.to_thread(pool.open, True)
         self._pool = pool
         self._threads = ThreadPoolExecutor(self._pool_max, thread_name_prefix="papi-pg")
-        if self._key_revoked_callbacks:
-            self._listener = asyncio.create_task(self._listen_for_revocations())
+        if self._key_revoked_callbacks or self._commit_listeners:
+            self._listener = asyncio.create_task(self._listen())
 
     async def close(self) -> None:
         if self._listener is not None:
@@ -198,7 +205,7 @@ class PostgresStore(SharedStore):
             raise RuntimeError("store is not open")
         return self._pool
 
-    # -- revocations reach every process (KeyRevocations) ----------------------------------
+    # -- revocations and committed entries reach every process --------------------------------
 
     def on_key_revoked(self, callback: Callable[[str], None]) -> None:
         """Call ``callback(api_key)`` whenever any process revokes a key (register before
@@ -207,23 +214,42 @@ class PostgresStore(SharedStore):
         LISTEN/NOTIFY), not when its cache entry expires."""
         self._key_revoked_callbacks.append(callback)
 
-    async def _listen_for_revocations(self) -> None:
+    async def _listen(self) -> None:
         # A lost connection is re-made; meanwhile the key caches' TTL still bounds staleness.
         while True:
             try:
                 conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
                 async with conn:
-                    await conn.execute(f"LISTEN {KEY_REVOKED_CHANNEL}")
+                    if self._key_revoked_callbacks:
+                        await conn.execute(f"LISTEN {KEY_REVOKED_CHANNEL}")
+                    if self._commit_listeners:
+                        await conn.execute(f"LISTEN {ENTRY_CHANNEL}")
                     self.listening.set()
                     async for note in conn.notifies():
+                        if note.channel == ENTRY_CHANNEL:
+                            await self._announced(note.payload)
+                            continue
                         for callback in self._key_revoked_callbacks:
                             callback(note.payload)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self.listening.clear()
-                log.warning("revocation listener lost its connection (%s); reconnecting", exc)
+                log.warning("notification listener lost its connection (%s); reconnecting", exc)
                 await asyncio.sleep(LISTENER_RETRY_S)
+
+    async def _announced(self, payload: str) -> None:
+        """One entry announcement: decoded inline, or read from the journal when too large."""
+        try:
+            committed = decode_committed(payload)
+            if committed is None:
+                ref = orjson.loads(payload)
+                committed = await self.read(journal.read_committed, int(ref["t"]), int(ref["a"]))
+        except Exception:
+            log.exception("cannot decode an entry announcement")
+            return
+        if committed is not None:
+            self._publish([committed])
 
     # -- one job slot across processes (SharedJobStore) ----------------------------------------
 

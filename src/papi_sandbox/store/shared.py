@@ -5,11 +5,12 @@ of work (from the module that owns the state) as a read or as a write. A store s
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Concatenate, ParamSpec, TypeVar
 
-from papi_sandbox.ledger.model import AccountBalances, Entry
+from papi_sandbox.ledger.model import AccountBalances, CommittedEntry, Entry
 from papi_sandbox.store import accounts, jobs, journal
 from papi_sandbox.store.base import (
     AccountInfo,
@@ -25,6 +26,11 @@ from papi_sandbox.store.dialect import Db
 P = ParamSpec("P")
 T = TypeVar("T")
 
+log = logging.getLogger("papi_sandbox.store")
+
+#: What :meth:`SharedStore.on_commit` callbacks receive: committed entries, in commit order.
+CommitListener = Callable[[list[CommittedEntry]], None]
+
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
@@ -38,6 +44,17 @@ class SharedStore:
 
     def __init__(self, clock_ms: Callable[[], int] = now_ms) -> None:
         self._clock_ms = clock_ms
+        self._commit_listeners: list[CommitListener] = []
+
+    def on_commit(self, callback: CommitListener) -> None:
+        self._commit_listeners.append(callback)
+
+    def _publish(self, committed: list[CommittedEntry]) -> None:
+        for listener in self._commit_listeners:
+            try:
+                listener(committed)
+            except Exception:  # a listener's bug must not stop the writer or the listener
+                log.exception("commit listener failed")
 
     async def read(
         self, unit: Callable[Concatenate[Db, P], T], *args: P.args, **kwargs: P.kwargs

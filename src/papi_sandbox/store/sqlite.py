@@ -31,6 +31,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from papi_sandbox import money
 from papi_sandbox.ledger.model import (
     AccountBalances,
+    CommittedEntry,
     Entry,
     LedgerError,
     Posting,
@@ -223,8 +224,10 @@ class SQLiteStore(SharedStore):
             outcomes = self._run_batch(db, batch, savepoints=True)
         assert outcomes is not None
         # Before anyone of the batch is answered: balances change only through append_entry,
-        # which notes each account it changed.
+        # which notes each account it changed; its entries are durable now, and leave here once.
         self.versions.bump(db.touched)
+        if db.committed:
+            self._publish(db.committed)
         answer(
             [
                 (op.loop, (op.future, result, error))
@@ -345,9 +348,11 @@ def _run_one(db: Db, op: _Op, *, savepoints: bool) -> Outcome | None:
     if savepoints:
         conn.execute("SAVEPOINT op")
     changes = conn.total_changes
+    announced = len(db.committed)
     try:
         result = op.fn(db)
     except Exception as exc:
+        del db.committed[announced:]  # its entries were not written
         if savepoints:  # the op is refused alone; its batch goes on
             conn.execute("ROLLBACK TO op")
             conn.execute("RELEASE op")
@@ -433,7 +438,17 @@ class _TransactRun:
             rows[key] = money.add(rows.get(key, money.ZERO), p.amount)
             self.updated[(p.account_id, p.wallet, p.asset)] = now
             self.db.touched.add(p.account_id)
-        return Entry(tran_id, change.entry_type, now, change.account_id, tuple(postings))
+        entry = Entry(tran_id, change.entry_type, now, change.account_id, tuple(postings))
+        own = self.balances[change.account_id]
+        touched = dict.fromkeys(
+            (p.wallet, p.asset) for p in postings if p.account_id == change.account_id
+        )
+        self.db.committed.append(
+            CommittedEntry(
+                entry, tuple((wallet, asset, own[(wallet, asset)]) for wallet, asset in touched)
+            )
+        )
+        return entry
 
     def write(self) -> None:
         """Write what the run planned (one statement per table)."""

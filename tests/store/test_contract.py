@@ -13,7 +13,6 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import BACKENDS, postgres_admin_url
 from papi_sandbox.ledger import rules
 from papi_sandbox.ledger.interest import InterestCharge
 from papi_sandbox.ledger.model import SYSTEM_ACCOUNT_ID, EntryType, LedgerError, Wallet
@@ -28,7 +27,7 @@ from papi_sandbox.store.base import (
 )
 from papi_sandbox.store.dialect import Db
 from papi_sandbox.store.schema import MIGRATIONS
-from support import create_test_database, drop_test_database
+from tests.support import BACKENDS, create_test_database, drop_test_database, postgres_admin_url
 
 D = Decimal
 

@@ -7,6 +7,7 @@ import functools
 import tempfile
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -422,15 +423,9 @@ def test_a_run_whose_writes_fail_runs_again_with_savepoints(
         for amount in ("5", "2.5"):
             change = _deposit_change(1, amount)
 
-            def closure(c: object, change: object = change) -> object:
+            def closure(c: Db, change: Any = change) -> object:
                 attempts.append("closure")
-                return journal.append_entry(
-                    c,  # type: ignore[arg-type]
-                    1,
-                    "DEPOSIT",
-                    change.plan(journal.load_balances(c, 1).amounts),  # type: ignore[attr-defined, arg-type]
-                    0,
-                )
+                return journal.transact(c, 1, "DEPOSIT", change.plan, 0)
 
             ops.append(_Op(closure, loop, loop.create_future(), change))  # type: ignore[arg-type]
         store._commit_batch(conn, ops)
