@@ -20,7 +20,7 @@ from papi_sandbox import settings as settings_mod
 from papi_sandbox.settings import Settings
 
 if TYPE_CHECKING:
-    from papi_sandbox.store.base import Store
+    from papi_sandbox.store.contract import Store
 from papi_sandbox.wire.limits import DEFAULT_BAN_AFTER_429S
 
 app = typer.Typer(help="A self-hosted Binance Portfolio Margin API sandbox.", no_args_is_help=True)

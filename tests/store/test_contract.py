@@ -17,14 +17,8 @@ from papi_sandbox.ledger import rules
 from papi_sandbox.ledger.interest import InterestCharge
 from papi_sandbox.ledger.model import SYSTEM_ACCOUNT_ID, EntryType, LedgerError, Wallet
 from papi_sandbox.store import open_store, upgrade
-from papi_sandbox.store.base import (
-    ApiKeyRecord,
-    JobAccount,
-    JobPlan,
-    KeyRevocations,
-    SharedJobStore,
-    Store,
-)
+from papi_sandbox.store.base import ApiKeyRecord, JobAccount, JobPlan
+from papi_sandbox.store.contract import KeyRevocations, SharedJobStore, Store
 from papi_sandbox.store.dialect import Db
 from papi_sandbox.store.schema import MIGRATIONS
 from tests.support import BACKENDS, create_test_database, drop_test_database, postgres_admin_url

@@ -46,7 +46,8 @@ from papi_sandbox.observability import (
 from papi_sandbox.secretbox import SecretBox, SecretBoxError, load_or_create_key
 from papi_sandbox.service import Service
 from papi_sandbox.settings import Settings
-from papi_sandbox.store.base import ApiKeyRecord, KeyRevocations, Store
+from papi_sandbox.store.base import ApiKeyRecord
+from papi_sandbox.store.contract import KeyRevocations, Store
 from papi_sandbox.stream.hub import EventHub
 from papi_sandbox.wire import auth, errors, params
 from papi_sandbox.wire.account_limits import AccountLimiter

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 from papi_sandbox.jobs.config import JobsConfig
 from papi_sandbox.jobs.runner import Job, next_slot_after, run_job
-from papi_sandbox.store.base import SharedJobStore, Store
+from papi_sandbox.store.contract import SharedJobStore, Store
 
 log = logging.getLogger("papi_sandbox.jobs")
 

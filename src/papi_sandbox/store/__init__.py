@@ -7,7 +7,7 @@ how a feature adds its own state.
 
 from __future__ import annotations
 
-from papi_sandbox.store.base import Store
+from papi_sandbox.store.contract import Store
 
 
 def is_postgres_url(url: str) -> bool:

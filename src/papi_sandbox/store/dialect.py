@@ -161,42 +161,32 @@ class Dialect:
         account_id: int,
         postings: Sequence[Posting],
         now_ms: int,
-        known: Mapping[BalanceKey, Decimal] | None,
+        before: Mapping[BalanceKey, Decimal],
     ) -> None:
         """Add ``postings`` to the stored balances. SQLite's one writer reads each row and
-        writes its new absolute amount; ``known`` (the balances of ``account_id`` read in this
-        transaction, every row it has) spares reading those again."""
-        nets = _nets(postings)
-        inserts: list[tuple[int, str, str, str, int]] = []
-        updates: list[tuple[str, int, int, str, str]] = []
-        for (owner, wallet, asset), net in nets.items():
-            current: Decimal | None
-            if known is not None and owner == account_id:
-                current = known.get((wallet, asset))
+        writes its new absolute amount; ``before`` (every balance row of ``account_id``, read in
+        this transaction) spares reading those again."""
+        rows = []
+        for (owner, wallet, asset), net in _nets(postings).items():
+            if owner == account_id:
+                current = before.get((wallet, asset), money.ZERO)
             else:
                 row = db.one(
                     "SELECT amount FROM balances WHERE account_id = ? AND asset = ? AND wallet = ?",
                     (owner, asset, wallet.value),
                 )
-                current = money.from_storage(row[0]) if row else None
-            if current is None:
-                inserts.append((owner, asset, wallet.value, money.to_storage(net), now_ms))
-            else:
-                new = money.to_storage(money.add(current, net))
-                updates.append((new, now_ms, owner, asset, wallet.value))
-        if inserts:
-            db.many(INSERT_BALANCE, inserts)
-        if updates:
-            db.many(
-                "UPDATE balances SET amount = ?, updated_ms = ?"
-                " WHERE account_id = ? AND asset = ? AND wallet = ?",
-                updates,
+                current = money.from_storage(row[0]) if row else money.ZERO
+            rows.append(
+                (owner, asset, wallet.value, money.to_storage(money.add(current, net)), now_ms)
             )
+        db.many(UPSERT_BALANCE, rows)
 
 
-#: A new balance row with its absolute amount (SQLite's writer; its batch run upserts).
-INSERT_BALANCE = (
+#: A balance row's new absolute amount (SQLite's one writer: ``apply_postings`` and the batch run).
+UPSERT_BALANCE = (
     "INSERT INTO balances (account_id, asset, wallet, amount, updated_ms) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (account_id, asset, wallet)"
+    " DO UPDATE SET amount = excluded.amount, updated_ms = excluded.updated_ms"
 )
 
 
@@ -270,7 +260,7 @@ class PostgresDialect(Dialect):
         account_id: int,
         postings: Sequence[Posting],
         now_ms: int,
-        known: Mapping[BalanceKey, Decimal] | None,
+        before: Mapping[BalanceKey, Decimal],
     ) -> None:
         """Add each row's delta under its row lock, in one global order: the entry's own
         account first (already serialised by its account lock), then every other row by

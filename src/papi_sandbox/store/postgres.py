@@ -42,6 +42,7 @@ from psycopg_pool import ConnectionPool
 
 from papi_sandbox.store import jobs, journal
 from papi_sandbox.store.base import VerifyReport
+from papi_sandbox.store.contract import Store, now_ms
 from papi_sandbox.store.dialect import (
     ENTRY_CHANNEL,
     KEY_REVOKED_CHANNEL,
@@ -50,7 +51,6 @@ from papi_sandbox.store.dialect import (
     decode_committed,
 )
 from papi_sandbox.store.schema import migrate
-from papi_sandbox.store.shared import SharedStore, now_ms
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -91,7 +91,7 @@ def upgrade(url: str) -> tuple[int, int]:
         return migrate(conn, POSTGRES)
 
 
-class PostgresStore(SharedStore):
+class PostgresStore(Store):
     def __init__(
         self,
         url: str,

@@ -40,10 +40,10 @@ from papi_sandbox.ledger.model import (
 )
 from papi_sandbox.store import journal
 from papi_sandbox.store.base import Planner, VerifyReport
-from papi_sandbox.store.dialect import SQLITE, Db
+from papi_sandbox.store.contract import Store, now_ms
+from papi_sandbox.store.dialect import SQLITE, UPSERT_BALANCE, Db
 from papi_sandbox.store.readpool import ReadPool, answer, take_batch
 from papi_sandbox.store.schema import migrate
-from papi_sandbox.store.shared import SharedStore, now_ms
 from papi_sandbox.store.versions import ChangeVersions, SnapshotCache
 
 P = ParamSpec("P")
@@ -130,7 +130,7 @@ class _Change:
 Outcome = tuple[Any, BaseException | None]
 
 
-class SQLiteStore(SharedStore):
+class SQLiteStore(Store):
     def __init__(
         self,
         path: Path,
@@ -461,17 +461,15 @@ class _TransactRun:
         )
         db.many(journal.INSERT_POSTING, self.postings)
         db.many(
-            "INSERT INTO balances (account_id, asset, wallet, amount, updated_ms)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (account_id, asset, wallet)"
-            " DO UPDATE SET amount = excluded.amount, updated_ms = excluded.updated_ms",
+            UPSERT_BALANCE,
             [
                 (
-                    account_id,
+                    owner,
                     asset,
                     wallet.value,
-                    money.to_storage(self.balances[account_id][(wallet, asset)]),
+                    money.to_storage(self.balances[owner][(wallet, asset)]),
                     now,
                 )
-                for (account_id, wallet, asset), now in self.updated.items()
+                for (owner, wallet, asset), now in self.updated.items()
             ],
         )
