@@ -58,6 +58,13 @@ def ensure_chromium() -> str:
     return CHROMIUM
 
 
+def expect(actual: Any) -> Any:
+    """Playwright's ``expect`` (retrying assertions), imported only where the browser runs."""
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(actual)
+
+
 @contextmanager
 def chromium() -> Iterator[Any]:
     """A launched headless Chromium (a Playwright ``Browser``), closed on exit."""

@@ -11,16 +11,18 @@ rules are in :mod:`papi_sandbox.ui.session`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import jinja2
+import orjson
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -51,6 +53,7 @@ from papi_sandbox.ledger.model import (
     LedgerError,
 )
 from papi_sandbox.store.base import MAX_ACCOUNT_SEARCH_CHARS, AccountSearch
+from papi_sandbox.stream.hub import EventHub, SubscriberDropped, TooManySubscribers
 from papi_sandbox.ui import session
 from papi_sandbox.wire import auth
 from papi_sandbox.wire.errors import ApiError
@@ -72,6 +75,19 @@ DONE_MESSAGES = {
     "settings": "Settings saved.",
     "revoked": "API key revoked.",
 }
+
+#: Live feeds (Server-Sent Events connections) one process serves at once; past it a feed is
+#: answered 503 and the page simply stays as it is (EventSource retries).
+MAX_LIVE_FEEDS = 64
+#: Seconds one live feed stays open; the browser's EventSource then reconnects by itself.
+LIVE_FEED_MAX_S = 600
+#: Seconds between keep-alive comments on an idle feed (also how soon a gone client is noticed).
+LIVE_FEED_PING_S = 15
+#: Milliseconds the browser waits before reconnecting a dropped feed (SSE ``retry``).
+LIVE_FEED_RETRY_MS = 2000
+#: Entries one feed may have waiting; a feed that falls further behind is closed (the page
+#: reconnects and fetches the current state anyway).
+LIVE_FEED_QUEUE = 256
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -164,6 +180,41 @@ def _positive_int(text: str | None, limit: int = 10**18) -> int | None:
     if text and len(text) <= 18 and text.isascii() and text.isdigit() and int(text) < limit:
         return int(text)
     return None
+
+
+async def _feed(hub: EventHub, account_id: int | None, feeds: list[int]) -> AsyncIterator[bytes]:
+    """The live feed's body: one ``entry`` event per committed entry of ``account_id`` (None:
+    every account; several queued ones coalesce into the last), keep-alive comments, closed
+    after LIVE_FEED_MAX_S. Subscribes only once the response is under way, so a feed that never
+    starts holds nothing."""
+    feeds[0] += 1
+    try:
+        try:
+            subscription = hub.subscribe(account_id, limit=LIVE_FEED_QUEUE)
+        except TooManySubscribers:
+            return
+        async with subscription:
+            yield b"retry: %d\n: connected\n\n" % LIVE_FEED_RETRY_MS
+            deadline = time.monotonic() + LIVE_FEED_MAX_S
+            while (remaining := deadline - time.monotonic()) > 0:
+                try:
+                    item = await asyncio.wait_for(
+                        anext(subscription), timeout=min(LIVE_FEED_PING_S, remaining)
+                    )
+                except TimeoutError:
+                    yield b": ping\n\n"
+                    continue
+                except (StopAsyncIteration, SubscriberDropped):
+                    return
+                while (newer := subscription.get_nowait()) is not None:
+                    item = newer
+                entry = item.entry
+                data = orjson.dumps(
+                    {"accountId": entry.account_id, "tranId": entry.tran_id, "type": entry.type}
+                )
+                yield b"event: entry\ndata: " + data + b"\n\n"
+    finally:
+        feeds[0] -= 1
 
 
 def ui_routes(state: AppState) -> list[BaseRoute]:
@@ -429,7 +480,9 @@ def ui_routes(state: AppState) -> list[BaseRoute]:
     # -- operations: jobs and verify ------------------------------------------------------------
 
     async def operations(request: Request) -> Response:
-        return render(request, "operations.html", jobs=[j.value for j in Job], report=None)
+        return render(
+            request, "operations.html", jobs=[j.value for j in Job], report=None, error=None
+        )
 
     async def run_job(request: Request, form: dict[str, str]) -> Response:
         as_of = form.get("asOf", "").strip()
@@ -454,8 +507,29 @@ def ui_routes(state: AppState) -> list[BaseRoute]:
             verify=result,
         )
 
+    # -- live feed ------------------------------------------------------------------------------
+
+    feeds = [0]  # open live feeds of this process
+
+    async def events(request: Request) -> Response:
+        """``text/event-stream`` of the committed journal entries of one account
+        (``?account=<id>``) or of every account, from the event hub the user data stream uses.
+        Each event says only which entry committed; the page fetches its fragment again."""
+        text = request.query_params.get("account")
+        account_id = _positive_int(text) if text is not None else None
+        if text is not None and account_id is None:
+            return Response("unknown account", 404, headers=PAGE_HEADERS)
+        if feeds[0] >= MAX_LIVE_FEEDS:
+            return Response("too many live feeds", 503, headers=PAGE_HEADERS)
+        return StreamingResponse(
+            _feed(state.hub, account_id, feeds),
+            media_type="text/event-stream",
+            headers={**PAGE_HEADERS, "X-Accel-Buffering": "no"},
+        )
+
     return [
         Route("/", page(accounts), methods=["GET"]),
+        Route("/events", page(events), methods=["GET"]),
         Route("/accounts/fragment", page(accounts_fragment), methods=["GET"]),
         Route("/login", login_form, methods=["GET"]),
         Route("/login", login, methods=["POST"]),
