@@ -1,4 +1,4 @@
-"""The dashboard over plain HTTP (the browser scenario is in test_ui_browser.py): login, the
+"""The dashboard over plain HTTP (the browser scenario is in test_browser.py): login, the
 cookie's attributes, CSRF on every action, the operator API's validation, search and pages on
 both stores. The server process is real; cookies are sent by hand (httpx keeps Secure cookies
 for https only)."""
@@ -12,7 +12,7 @@ import secrets
 import httpx
 import pytest
 
-from support import ADMIN_TOKEN, Server
+from tests.support import ADMIN_TOKEN, Server
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
 

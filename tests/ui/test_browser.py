@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser import chromium, expect
-from support import ADMIN_TOKEN, Account, Server, Signer
+
+from tests.support import ADMIN_TOKEN, Account, Server, Signer
+from tests.ui.browser import chromium, expect
 
 SCREENSHOTS_ENV = "PAPI_SANDBOX_SCREENSHOTS"
 WIDE = {"width": 1280, "height": 900}
@@ -157,7 +158,7 @@ def test_dashboard_scenario(ui_server: Server, browser: Any) -> None:
     # A form whose CSRF token was removed is refused, and changes nothing.
     before = ui_server.journal(account_id)
     page.evaluate(
-        "document.querySelector('form[action$=\"/adjust\"] input[name=\"csrf_token\"]').remove()"
+        'document.querySelector(\'form[action$="/adjust"] input[name="csrf_token"]\').remove()'
     )
     page.get_by_label("Amount (negative takes away)").fill("5")
     page.get_by_label("Wallet").select_option("MARGIN")
