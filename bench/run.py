@@ -32,6 +32,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ledgerfill import api_key, fill, secret
+from papi_sandbox.progress import progress_for
 
 BENCH_DIR = Path(__file__).resolve().parent
 PRISM = BENCH_DIR / ".node" / "node_modules" / ".bin" / "prism"
@@ -282,7 +283,10 @@ def prism_command(port: int) -> list[str]:
 def million(work: Path, args: argparse.Namespace) -> list[str]:
     """Start the service on a ledger of ``--memory-accounts`` accounts; RSS after some traffic."""
     db = work / "million.db"
-    took = fill(db, args.memory_accounts, assets=("USDT",), negative_um=False)
+    with progress_for(args.progress) as progress:
+        took = fill(
+            db, args.memory_accounts, assets=("USDT",), negative_um=False, progress=progress
+        )
     size = db.stat().st_size / MIB
     lines = [
         f"filled {args.memory_accounts:,} accounts (one DEPOSIT entry and one HMAC key each) by"
@@ -350,6 +354,12 @@ def main() -> None:
     parser.add_argument("--max-rps", type=int, default=12_000, help="sizes the account pools")
     parser.add_argument("--memory-accounts", type=int, default=1_000_000)
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress of the ledger fills on stderr (default: when stderr is a terminal)",
+    )
     parser.add_argument("--only", default="", help="comma list: full,normal,balance,ceiling,prism")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -373,7 +383,8 @@ def main() -> None:
         for durability in ("full", "normal"):
             if durability in names:
                 db = dbs[durability] = work / f"write-{durability}.db"
-                took = fill(db, accounts, assets=("USDT",), negative_um=True)
+                with progress_for(args.progress) as progress:
+                    took = fill(db, accounts, assets=("USDT",), negative_um=True, progress=progress)
                 print(f"filled {accounts:,} accounts for repay ({durability}) in {took:.1f} s")
                 proc = stack.enter_context(our_server(db, durability, work))
                 workloads[durability] = Workload(
