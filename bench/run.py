@@ -2,7 +2,9 @@
 
 Everything runs on loopback, one workload at a time, each bounded (a short warm-up, then
 ``--duration`` seconds of wrk at ``--connections`` connections, one wrk thread). Prints one table
-and writes it to ``bench/results/latest.md``. Figures, never assertions: the machine is shared.
+and writes it to ``bench/results/latest.md``, the figures to ``latest.json`` and, drawn by
+``bench/plot.py``, to ``latest.png`` (throughput and p99 per workload). Figures, never assertions:
+the machine is shared.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ledgerfill import api_key, fill, secret
 from papi_sandbox.progress import progress_for
+from plot import plot
 
 BENCH_DIR = Path(__file__).resolve().parent
 PRISM = BENCH_DIR / ".node" / "node_modules" / ".bin" / "prism"
@@ -448,6 +451,35 @@ def main() -> None:
     out = BENCH_DIR / "results"
     out.mkdir(exist_ok=True)
     (out / "latest.md").write_text(report + "\n")
+    figures = as_json(header, workloads)
+    (out / "latest.json").write_text(json.dumps(figures, indent=1) + "\n")
+    print(f"plot: {plot(figures, out / 'latest.png')}")
+
+
+def as_json(header: list[str], results: dict[str, Workload]) -> dict[str, object]:
+    """The measured figures, for bench/plot.py (and for comparing runs)."""
+    return {
+        "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "note": "shared machine: figures are noisy (whiskers: slowest..fastest round)",
+        "header": header,
+        "workloads": [
+            {
+                "key": key,
+                "name": w.name,
+                "median": {
+                    "rps": w.median.rps,
+                    "p50_ms": w.median.p50_ms,
+                    "p99_ms": w.median.p99_ms,
+                },
+                "rounds": [
+                    {"rps": r.rps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "errors": r.errors}
+                    for r in w.rounds
+                ],
+                "errors": w.errors,
+            }
+            for key, w in results.items()
+        ],
+    }
 
 
 def render(
