@@ -43,9 +43,9 @@ def plot(results: dict[str, Any], path: Path) -> Path:
     names = [w["name"] for w in workloads]
     colours = [COLOURS[kind_of(w["key"])] for w in workloads]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 1.6 + 0.75 * len(workloads)), dpi=110)
-    for axis, field, title, unit in (
-        (left, "rps", "Throughput (req/s, higher is better)", "{:,.0f}"),
-        (right, "p99_ms", "p99 latency (ms, lower is better)", "{:.1f}"),
+    for axis, field, title, unit, log in (
+        (left, "rps", "Throughput (req/s, higher is better)", "{:,.0f}", False),
+        (right, "p99_ms", "p99 latency (ms, log scale, lower is better)", "{:,.1f}", True),
     ):
         medians = [w["median"][field] for w in workloads]
         spans = [[r[field] for r in w["rounds"]] for w in workloads]
@@ -56,13 +56,18 @@ def plot(results: dict[str, Any], path: Path) -> Path:
         axis.set_yticks(list(ys), names)
         axis.invert_yaxis()  # the first workload on top
         axis.set_title(title, fontsize=11)
-        axis.grid(axis="x", alpha=0.3)
+        axis.grid(axis="x", alpha=0.3, which="both" if log else "major")
         axis.set_axisbelow(True)
         top = max(m + h for m, h in zip(medians, highs, strict=True))
-        axis.set_xlim(0, top * 1.22)
+        if log:  # latencies span milliseconds to seconds: a linear axis hides the small ones
+            axis.set_xscale("log")
+            axis.set_xlim(min(min(s) for s in spans) / 2, top * 4)
+        else:
+            axis.set_xlim(0, top * 1.22)
         axis.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
         for y, (m, h) in enumerate(zip(medians, highs, strict=True)):
-            axis.text(m + h + top * 0.01, y, unit.format(m), va="center", fontsize=9)
+            x = (m + h) * 1.08 if log else m + h + top * 0.01
+            axis.text(x, y, unit.format(m), va="center", fontsize=9)
     right.set_yticklabels([])
     kinds = dict.fromkeys(kind_of(w["key"]) for w in workloads)
     fig.legend(
@@ -71,9 +76,12 @@ def plot(results: dict[str, Any], path: Path) -> Path:
         ncol=len(kinds),
         frameon=False,
     )
-    note = results.get("note", "")
-    fig.suptitle(f"make bench, {results.get('generated', '')}: {note}", fontsize=10)
-    fig.tight_layout(rect=(0, 0.07, 1, 0.95))
+    load = "; ".join(h for h in results.get("header", []) if h.startswith("load average"))
+    fig.suptitle(
+        f"make bench, {results.get('generated', '')}: {results.get('note', '')}\n{load}",
+        fontsize=10,
+    )
+    fig.tight_layout(rect=(0, 0.07, 1, 0.93))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)

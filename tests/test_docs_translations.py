@@ -19,7 +19,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 #: User-facing docs that must have a Chinese version (any other doc with one is checked too).
-REQUIRED = ("README.md", "docs/semantics.md", "docs/operations.md")
+REQUIRED = (
+    "README.md",
+    "docs/semantics.md",
+    "docs/operations.md",
+    "docs/jobs.md",
+    "docs/security.md",
+    "docs/scaling.md",
+)
 
 _FENCE = re.compile(r"^\s{0,3}(```|~~~)")
 _ATX = re.compile(r"^\s{0,3}(#{1,6})[ \t]+(.*?)[ \t]*#*[ \t]*$")
