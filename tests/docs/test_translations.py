@@ -178,6 +178,19 @@ def test_relative_links_of_a_translation_resolve(english: Path, chinese: Path) -
     assert not broken, f"{_rel(chinese)}: broken links {broken}"
 
 
+_PROJECT_PATH = re.compile(r"`((?:tests|bench|src|deploy|docs)/[\w/.-]+\.\w+)(?:::\w+)?`")
+
+
+@pytest.mark.parametrize(
+    "doc", [en for en, _ in translated_pairs()] + [zh for _, zh in PAIRS], ids=_rel
+)
+def test_files_a_doc_names_exist(doc: Path) -> None:
+    """A project file named in backticks (`tests/jobs/test_jobs.py`) exists, so a move is seen in
+    both languages."""
+    missing = [p for p in _PROJECT_PATH.findall(_read(doc)) if not (ROOT / p).exists()]
+    assert not missing, f"{_rel(doc)} names files that do not exist: {missing}"
+
+
 # -- the rule itself --------------------------------------------------------------------------
 
 EN = """# Title
