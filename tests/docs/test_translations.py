@@ -16,10 +16,17 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 #: User-facing docs that must have a Chinese version (any other doc with one is checked too).
-REQUIRED = ("README.md", "docs/semantics.md", "docs/operations.md")
+REQUIRED = (
+    "README.md",
+    "docs/semantics.md",
+    "docs/operations.md",
+    "docs/jobs.md",
+    "docs/security.md",
+    "docs/scaling.md",
+)
 
 _FENCE = re.compile(r"^\s{0,3}(```|~~~)")
 _ATX = re.compile(r"^\s{0,3}(#{1,6})[ \t]+(.*?)[ \t]*#*[ \t]*$")
@@ -169,6 +176,19 @@ def test_relative_links_of_a_translation_resolve(english: Path, chinese: Path) -
             if fragment not in {h.key for h in found}:
                 broken.append(target)
     assert not broken, f"{_rel(chinese)}: broken links {broken}"
+
+
+_PROJECT_PATH = re.compile(r"`((?:tests|bench|src|deploy|docs)/[\w/.-]+\.\w+)(?:::\w+)?`")
+
+
+@pytest.mark.parametrize(
+    "doc", [en for en, _ in translated_pairs()] + [zh for _, zh in PAIRS], ids=_rel
+)
+def test_files_a_doc_names_exist(doc: Path) -> None:
+    """A project file named in backticks (`tests/jobs/test_jobs.py`) exists, so a move is seen in
+    both languages."""
+    missing = [p for p in _PROJECT_PATH.findall(_read(doc)) if not (ROOT / p).exists()]
+    assert not missing, f"{_rel(doc)} names files that do not exist: {missing}"
 
 
 # -- the rule itself --------------------------------------------------------------------------
