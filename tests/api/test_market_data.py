@@ -10,7 +10,7 @@ import ccxt
 import httpx
 import pytest
 
-from support import Account, Server, Signer
+from tests.support import Account, Server, Signer
 
 
 def ccxt_client(server: Server, account: Account | None) -> Any:
