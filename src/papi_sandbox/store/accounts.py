@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from papi_sandbox.ledger.model import SYSTEM_ACCOUNT_ID, LedgerError
-from papi_sandbox.store.base import AccountInfo, ApiKeyRecord
+from papi_sandbox.store.base import MAX_ACCOUNT_PAGE, AccountInfo, AccountSearch, ApiKeyRecord
 from papi_sandbox.store.dialect import Db
 
 #: API keys re-sealed per page when secrets are rewritten (bounded memory at any key count).
@@ -45,6 +45,25 @@ def account(db: Db, account_id: int) -> AccountInfo | None:
     if row is None or row[0] == SYSTEM_ACCOUNT_ID:
         return None
     return AccountInfo(int(row[0]), row[1], int(row[2]), bool(row[3]), int(row[4]))
+
+
+def list_accounts(
+    db: Db, search: AccountSearch, after_account_id: int, limit: int
+) -> list[AccountInfo]:
+    rows = db.all(
+        "SELECT id, label, created_ms, auto_repay, vip_level FROM accounts"
+        " WHERE id > ? AND id <> ? AND (? = '' OR id = ? OR lower(label) LIKE ? ESCAPE '\\')"
+        " ORDER BY id LIMIT ?",
+        (
+            after_account_id,
+            SYSTEM_ACCOUNT_ID,
+            search.text,
+            search.account_id,
+            search.like_pattern,
+            max(1, min(limit, MAX_ACCOUNT_PAGE)),
+        ),
+    )
+    return [AccountInfo(int(r[0]), r[1], int(r[2]), bool(r[3]), int(r[4])) for r in rows]
 
 
 def set_account_settings(

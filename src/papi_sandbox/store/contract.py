@@ -17,9 +17,11 @@ from contextlib import AbstractAsyncContextManager
 from typing import Concatenate, ParamSpec, Protocol, TypeVar, runtime_checkable
 
 from papi_sandbox.ledger.model import AccountBalances, CommittedEntry, Entry
+from papi_sandbox.progress import NO_PROGRESS, Progress
 from papi_sandbox.store import accounts, jobs, journal
 from papi_sandbox.store.base import (
     AccountInfo,
+    AccountSearch,
     ApiKeyRecord,
     InterestRecord,
     JobBatchResult,
@@ -103,9 +105,10 @@ class Store(abc.ABC):
         change only through :func:`papi_sandbox.store.journal.append_entry`."""
 
     @abc.abstractmethod
-    def verify_sync(self) -> VerifyReport:
-        """:meth:`verify` without opening the store (offline commands). Raises
-        FileNotFoundError for a SQLite file that does not exist."""
+    def verify_sync(self, progress: Progress = NO_PROGRESS) -> VerifyReport:
+        """:meth:`verify` without opening the store (offline commands); ``progress`` counts the
+        entries and balances replayed (:mod:`papi_sandbox.progress`). Raises FileNotFoundError
+        for a SQLite file that does not exist."""
 
     async def verify(self) -> VerifyReport:
         """Replay the whole journal against the stored balances in one consistent snapshot."""
@@ -125,6 +128,13 @@ class Store(abc.ABC):
     async def account(self, account_id: int) -> AccountInfo | None:
         """The account's settings; None for an unknown id and for the system account."""
         return await self.read(accounts.account, account_id)
+
+    async def list_accounts(
+        self, search: AccountSearch, after_account_id: int, limit: int
+    ) -> list[AccountInfo]:
+        """Keyset page of accounts (never the system account) with id > ``after_account_id``,
+        ascending, at most ``limit`` (capped at MAX_ACCOUNT_PAGE), matching ``search``."""
+        return await self.read(accounts.list_accounts, search, after_account_id, limit)
 
     async def set_account_settings(
         self, account_id: int, *, auto_repay: bool | None = None, vip_level: int | None = None

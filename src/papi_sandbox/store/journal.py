@@ -21,6 +21,7 @@ from papi_sandbox.ledger.model import (
     committed_entry,
     is_balanced,
 )
+from papi_sandbox.progress import NO_PROGRESS, Progress
 from papi_sandbox.store.accounts import lock_account
 from papi_sandbox.store.base import MAX_JOURNAL_PAGE, Planner, VerifyReport
 from papi_sandbox.store.dialect import BalanceKey, Db
@@ -159,11 +160,11 @@ def entry_counts(db: Db) -> dict[str, int]:
     return {str(t): int(n) for t, n in db.all("SELECT type, COUNT(*) FROM entries GROUP BY type")}
 
 
-def verify(db: Db) -> VerifyReport:
+def verify(db: Db, progress: Progress = NO_PROGRESS) -> VerifyReport:
     """Replay every posting against the stored balances; the caller holds one consistent
     snapshot (a read transaction). Memory grows with the balance rows, not the journal."""
     d = db.dialect
-    replay = LedgerReplay()
+    replay = LedgerReplay(progress)
     replay.report.entries = int(db.one("SELECT COUNT(*) FROM entries")[0])
     for tran_id, account_id, wallet, asset, amount in db.stream(
         "SELECT tran_id, account_id, wallet, asset, amount FROM postings ORDER BY tran_id, seq"

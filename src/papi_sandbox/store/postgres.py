@@ -40,6 +40,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool
 
+from papi_sandbox.progress import NO_PROGRESS, Progress
 from papi_sandbox.store import jobs, journal
 from papi_sandbox.store.base import VerifyReport
 from papi_sandbox.store.contract import Store, now_ms
@@ -149,13 +150,13 @@ class PostgresStore(Store):
             return False
         return True
 
-    def verify_sync(self) -> VerifyReport:
-        """Replay the whole journal, streamed through a server-side cursor, against the stored
-        balances, all in one REPEATABLE READ snapshot (consistent while writers go on)."""
+    def verify_sync(self, progress: Progress = NO_PROGRESS) -> VerifyReport:
+        """The journal streamed through a server-side cursor, all in one REPEATABLE READ
+        snapshot (consistent while writers go on)."""
         with psycopg.connect(self.url, autocommit=True) as conn:
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             try:
-                return journal.verify(Db(conn, POSTGRES))
+                return journal.verify(Db(conn, POSTGRES), progress)
             finally:
                 conn.execute("ROLLBACK")
 

@@ -38,6 +38,7 @@ from papi_sandbox.ledger.model import (
     Wallet,
     is_balanced,
 )
+from papi_sandbox.progress import NO_PROGRESS, Progress
 from papi_sandbox.store import journal
 from papi_sandbox.store.base import Planner, VerifyReport
 from papi_sandbox.store.contract import Store, now_ms
@@ -101,11 +102,11 @@ def upgrade(path: Path) -> tuple[int, int]:
         conn.close()
 
 
-def verify_connection(conn: sqlite3.Connection) -> VerifyReport:
+def verify_connection(conn: sqlite3.Connection, progress: Progress = NO_PROGRESS) -> VerifyReport:
     """Replay the journal of ``conn``'s file in one read snapshot."""
     conn.execute("BEGIN")  # one consistent snapshot for the journal and the balances
     try:
-        return journal.verify(Db(conn, SQLITE))
+        return journal.verify(Db(conn, SQLITE), progress)
     finally:
         conn.execute("ROLLBACK")
 
@@ -189,13 +190,12 @@ class SQLiteStore(Store):
     def exists_sync(self) -> bool:
         return self.path.exists()
 
-    def verify_sync(self) -> VerifyReport:
-        """Replay the whole journal and compare it with the stored balances."""
+    def verify_sync(self, progress: Progress = NO_PROGRESS) -> VerifyReport:
         if not os.path.exists(self.path):
             raise FileNotFoundError(self.path)
         conn = connect(self.path, readonly=True)
         try:
-            return verify_connection(conn)
+            return verify_connection(conn, progress)
         finally:
             conn.close()
 
