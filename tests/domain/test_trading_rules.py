@@ -83,7 +83,7 @@ def order(
 
 
 def place(b: AccountBook, request: OrderRequest, m: MarketView | None = None, ids=None):  # type: ignore[no-untyped-def]
-    return place_order(b, m or market(), request, ids or IdBlock(1, 1), 1_000)
+    return place_order(b, m or market(), request, ids or IdBlock.counting(), 1_000)
 
 
 # -- the story of the issue, in the pure rules ---------------------------------------------------
@@ -184,7 +184,7 @@ def test_fill_model_on_arrival(
 
 def test_resting_orders_fill_at_their_price_as_maker_when_the_mark_crosses() -> None:
     b = book()
-    ids = IdBlock(1, 1)
+    ids = IdBlock.counting()
     place(b, order("BUY", "LIMIT", "0.010", "59000", "GTC"), ids=ids)
     place(b, order("BUY", "LIMIT", "0.010", "58000", "GTC"), ids=ids)
     assert fill_crossed(b, market(BTCUSDT="59500"), "BTCUSDT", ids, 2_000).empty
@@ -282,7 +282,7 @@ def test_pnl_is_conserved(fills: list[tuple[str, D, D]], close_at: D) -> None:
 @given(st.lists(st.tuples(st.sampled_from(["BUY", "SELL"]), amounts), min_size=1, max_size=8))
 def test_every_commit_is_balanced(steps: list[tuple[str, D]]) -> None:
     b = book(usdt="100000000")
-    ids = IdBlock(1, 1)
+    ids = IdBlock.counting()
     for side, qty in steps:
         try:
             commit, _ = place(b, order(side, qty=f"{qty:f}"), ids=ids)

@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from papi_sandbox import money
+from papi_sandbox.admin.markets import market_routes
 from papi_sandbox.api.http import json_response, read_body
 from papi_sandbox.api.serialize import balance_object, entry_object
 from papi_sandbox.jobs.runner import (
@@ -39,6 +40,7 @@ from papi_sandbox.ledger.model import (
 )
 from papi_sandbox.service import BadKeyRequest, KeyLimitReached, UnknownAccount
 from papi_sandbox.store.base import MAX_JOURNAL_PAGE, VerifyReport
+from papi_sandbox.trading.model import TradingRefused
 from papi_sandbox.wire import auth, errors
 from papi_sandbox.wire.errors import ApiError
 
@@ -95,6 +97,8 @@ def domain_error(exc: Exception) -> ApiError | None:
         return ApiError(400, -1101, f"Too many API keys: {exc}.")
     if isinstance(exc, BadKeyRequest | auth.PublicKeyError):
         return ApiError(400, -1102, f"{exc}.")
+    if isinstance(exc, TradingRefused):
+        return errors.trading_refusal(exc.reason.value, exc.detail)
     if isinstance(exc, InsufficientBalance):
         return ApiError(400, -2018, f"Balance is insufficient: {exc}.")
     if isinstance(exc, LedgerError):
@@ -196,7 +200,9 @@ async def run_job_as_of(state: AppState, name: str, data: dict[str, Any]) -> Job
     slot at or before ``asOf``. Raises ApiError (404 unknown job, -1102 bad ``asOf`` or a slot
     older than the run markers are kept)."""
     if name not in {j.value for j in Job}:
-        raise ApiError(404, -1000, f"Unknown job '{name[:32]}'; jobs: auto-repay, interest.")
+        raise ApiError(
+            404, -1000, f"Unknown job '{name[:32]}'; jobs: {', '.join(j.value for j in Job)}."
+        )
     _no_unknown(data, {"asOf"})
     try:
         as_of = parse_as_of(data.get("asOf"))
@@ -367,4 +373,5 @@ def admin_routes(state: AppState) -> list[Route]:
         route("/accounts/{account_id}/api-keys", create_api_key, "POST"),
         route("/accounts/{account_id}/api-keys", list_api_keys, "GET"),
         route("/accounts/{account_id}/api-keys/{api_key}", revoke_api_key, "DELETE"),
+        *market_routes(state, route, _json_body, path_account_id),
     ]

@@ -35,7 +35,6 @@ from papi_sandbox.api.openapi import OPENAPI_PATH, openapi_document
 from papi_sandbox.jobs.config import JobsConfig, load_config
 from papi_sandbox.jobs.scheduler import run_scheduler
 from papi_sandbox.ledger.model import InsufficientBalance, LedgerError
-from papi_sandbox.market.config import load_market
 from papi_sandbox.market.state import Market
 from papi_sandbox.observability import (
     Metrics,
@@ -51,6 +50,7 @@ from papi_sandbox.settings import Settings
 from papi_sandbox.store.base import ApiKeyRecord
 from papi_sandbox.store.contract import KeyRevocations, Store
 from papi_sandbox.stream.hub import EventHub
+from papi_sandbox.trading.model import TradingRefused
 from papi_sandbox.wire import auth, errors, params
 from papi_sandbox.wire.account_limits import AccountLimiter
 from papi_sandbox.wire.errors import ApiError
@@ -233,6 +233,8 @@ class PublicApi:
             return await endpoint.handler(Call(self.state.service, account_id, args))
         except InsufficientBalance:
             raise errors.balance_insufficient() from None
+        except TradingRefused as exc:
+            raise errors.trading_refusal(exc.reason.value, exc.detail) from None
         except LedgerError as exc:
             raise ApiError(400, -1000, str(exc)) from None
 
@@ -304,7 +306,8 @@ def create_app(
             )
         return record
 
-    service = Service(store, box, Market(load_market(settings.config_path)))
+    jobs_config = load_config(settings.config_path)
+    service = Service(store, box, Market(jobs_config.market))
     state = AppState(
         settings=settings,
         store=store,
@@ -312,7 +315,7 @@ def create_app(
         limiter=_make_limiter(settings),
         keys=auth.KeyCache(load_key),
         admin_token=admin_token,
-        jobs=load_config(settings.config_path),
+        jobs=jobs_config,
     )
     # A store shared by several processes tells each one about keys revoked by another.
     if isinstance(store, KeyRevocations):
@@ -353,6 +356,7 @@ def create_app(
                     f" this process has key {box.key_id}: give every process the same"
                     " PAPI_SANDBOX_SECRET_KEY (or the same data folder)"
                 )
+            await service.trading.open()  # the market's starting prices, once per ledger
             if on_ready is not None:
                 await on_ready(state)
             if settings.scheduler:
