@@ -29,7 +29,7 @@ CONTEXT = decimal.Context(
 
 # Plain decimal text only: optional sign, digits, optional fraction. No exponents, no spaces,
 # no "NaN"/"Infinity", no thousands separators.
-_AMOUNT_RE = re.compile(r"^[+-]?(?:\d{1,16})(?:\.\d{1,8})?$")
+_AMOUNT_RE = re.compile(r"^[+-]?(?:[0-9]{1,16})(?:\.[0-9]{1,8})?\Z")  # ASCII digits only
 
 
 class AmountError(ValueError):
