@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -340,6 +341,7 @@ def create_app(
         state.hub.bind()  # deliveries from the store's threads land on this loop
         await store.open()
         scheduler: asyncio.Task[None] | None = None
+        feed: asyncio.Task[None] | None = None
         try:
             # Secrets of databases from before encryption at rest are sealed at first start.
             sealed = await store.rewrite_api_key_secrets(
@@ -361,8 +363,14 @@ def create_app(
                 await on_ready(state)
             if settings.scheduler:
                 scheduler = asyncio.create_task(run_scheduler(store, state.jobs))
+            if state.jobs.market.feed is not None:
+                feed = asyncio.create_task(_price_feed(state))
             yield
         finally:
+            if feed is not None:
+                feed.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await feed
             if scheduler is not None:
                 scheduler.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -412,6 +420,33 @@ def create_app(
     app.state.papi = state
     app.state.metrics = metrics
     return app
+
+
+async def _price_feed(state: AppState) -> None:
+    """The configured price feed ([market.feed]); with processes sharing a PostgreSQL ledger,
+    only the one holding the feed's advisory lock runs it."""
+    from papi_sandbox.store.contract import SharedJobStore
+    from papi_sandbox.market.feed import run_feed
+
+    trading = state.service.trading
+    config = state.jobs.market.feed
+    assert config is not None
+
+    async def set_price(symbol: str, price: Decimal) -> object:
+        return await trading.set_price(symbol, price)
+
+    def current(symbol: str) -> Decimal:
+        return trading.market.prices[symbol].mark_price
+
+    async def run() -> None:
+        await run_feed(config, trading.market.specs, current, set_price)
+
+    if isinstance(state.store, SharedJobStore):
+        async with state.store.advisory_lock("papi-price-feed") as held:
+            if held:
+                await run()
+        return
+    await run()
 
 
 def _make_limiter(settings: Settings) -> Limiter:
