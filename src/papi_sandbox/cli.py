@@ -592,7 +592,7 @@ app.add_typer(jobs_app, name="jobs")
 
 @jobs_app.command("run")
 def jobs_run(
-    job: Annotated[str, typer.Argument(help="auto-repay or interest")],
+    job: Annotated[str, typer.Argument(help="auto-repay, interest or funding")],
     as_of: Annotated[
         str | None,
         typer.Option(
