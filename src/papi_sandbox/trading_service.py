@@ -158,9 +158,10 @@ class Trading:
         start_ms: int,
         end_ms: int,
         limit: int,
+        offset: int = 0,
     ) -> list[tuple[int, str, str, str, Decimal, int | None, int]]:
         return await self.store.read(
-            trading_store.income, account_id, symbol, income_type, start_ms, end_ms, limit
+            trading_store.income, account_id, symbol, income_type, start_ms, end_ms, limit, offset
         )
 
     # -- settings ----------------------------------------------------------------------------

@@ -425,8 +425,8 @@ def create_app(
 async def _price_feed(state: AppState) -> None:
     """The configured price feed ([market.feed]); with processes sharing a PostgreSQL ledger,
     only the one holding the feed's advisory lock runs it."""
-    from papi_sandbox.store.contract import SharedJobStore
     from papi_sandbox.market.feed import run_feed
+    from papi_sandbox.store.contract import SharedJobStore
 
     trading = state.service.trading
     config = state.jobs.market.feed

@@ -44,6 +44,8 @@ WINDOW_MS = 7 * 86_400_000
 DEFAULT_PAGE = 500
 DEFAULT_INCOME_PAGE = 100
 MAX_PAGE = 1000
+#: Highest income ``page`` (bounds the rows skipped: 1000 pages of 1000).
+MAX_INCOME_PAGES = 1000
 #: Binance's income types (``incomeType``).
 INCOME_TYPES = (
     "TRANSFER",
@@ -316,7 +318,12 @@ async def _income(call: Call) -> Any:
     limit = _limit(call.args, DEFAULT_INCOME_PAGE)
     start, end = _window(call.args, _now_ms())
     assert start is not None and end is not None
-    rows = await _trading(call).income(call.account_id, symbol, income_type, start, end, limit)
+    page = call.args.get("page", 1)
+    if not 1 <= page <= MAX_INCOME_PAGES:
+        raise errors.invalid_parameter("page", f"It must be from 1 to {MAX_INCOME_PAGES}.")
+    rows = await _trading(call).income(
+        call.account_id, symbol, income_type, start, end, limit, (page - 1) * limit
+    )
     return [
         {
             "symbol": row_symbol,
@@ -730,7 +737,7 @@ UM_ENDPOINTS: tuple[Endpoint, ...] = (
             ),
             START,
             END,
-            Param("page", Kind.LONG, description="ignored: one page"),
+            Param("page", Kind.LONG, description="page of `limit` rows, from 1"),
             LIMIT,
         ),
         _income,

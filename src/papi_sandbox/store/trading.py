@@ -579,9 +579,10 @@ def income(
     start_ms: int,
     end_ms: int,
     limit: int,
+    offset: int = 0,
 ) -> list[tuple[int, str, str, str, Decimal, int | None, int]]:
     """Income records ``(tranId, incomeType, symbol, asset, income, tradeId, time)`` in the
-    window, oldest first."""
+    window, oldest first, skipping ``offset``."""
     sql = (
         "SELECT tran_id, income_type, symbol, asset, income, trade_id, time_ms FROM um_income"
         " WHERE account_id = ? AND time_ms BETWEEN ? AND ?"
@@ -593,8 +594,8 @@ def income(
     if income_type is not None:
         sql += " AND income_type = ?"
         args.append(income_type)
-    sql += " ORDER BY time_ms, tran_id LIMIT ?"
-    args.append(max(1, min(limit, MAX_HISTORY_ROWS)))
+    sql += " ORDER BY time_ms, tran_id LIMIT ? OFFSET ?"
+    args += [max(1, min(limit, MAX_HISTORY_ROWS)), max(0, offset)]
     m = db.dialect.from_money
     return [
         (int(r[0]), r[1], r[2], r[3], m(r[4]), int(r[5]) if r[5] is not None else None, int(r[6]))
