@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from papi_sandbox.store import trading
 from papi_sandbox.store.dialect import Dialect
 
 #: Serialises PostgreSQL migrations of processes starting together (advisory lock key).
@@ -127,102 +128,13 @@ META = """
 # PostgreSQL ledgers of the first releases have an unused table of a removed job sweep.
 DROP_SWEEP_CLAIMS = "DROP TABLE IF EXISTS sweep_claims"
 
-# UM trading (papi_sandbox/store/trading.py): market prices, per-account settings and leverage,
-# order and trade id sequences, orders, trades, positions and the income records of the
-# journal entries trading books. A flat position's amount is the literal '0.00000000' (canonical
-# text in SQLite, coerced to NUMERIC by PostgreSQL).
-UM_TRADING = """
-    CREATE TABLE um_markets (
-        symbol TEXT PRIMARY KEY,
-        mark_price {money} NOT NULL,
-        index_price {money} NOT NULL,
-        funding_rate {money} NOT NULL,
-        update_time_ms {bigint} NOT NULL
-    );
-    CREATE TABLE um_settings (
-        account_id {bigint} PRIMARY KEY REFERENCES accounts(id),
-        dual_side {bool} NOT NULL DEFAULT {false},
-        maker_rate {money},
-        taker_rate {money}
-    );
-    CREATE TABLE um_leverage (
-        account_id {bigint} NOT NULL REFERENCES accounts(id),
-        symbol TEXT NOT NULL,
-        leverage INTEGER NOT NULL,
-        PRIMARY KEY (account_id, symbol)
-    ){without_rowid};
-    CREATE TABLE um_order_ids (id {serial_key});
-    CREATE TABLE um_trade_ids (id {serial_key});
-    CREATE TABLE um_orders (
-        order_id {bigint} PRIMARY KEY,
-        account_id {bigint} NOT NULL REFERENCES accounts(id),
-        symbol TEXT NOT NULL,
-        client_order_id TEXT NOT NULL,
-        side TEXT NOT NULL,
-        position_side TEXT NOT NULL,
-        type TEXT NOT NULL,
-        time_in_force TEXT NOT NULL,
-        orig_qty {money} NOT NULL,
-        price {money} NOT NULL,
-        reduce_only {bool} NOT NULL,
-        status TEXT NOT NULL,
-        executed_qty {money} NOT NULL,
-        cum_quote {money} NOT NULL,
-        avg_price {money} NOT NULL,
-        time_ms {bigint} NOT NULL,
-        update_time_ms {bigint} NOT NULL
-    );
-    CREATE INDEX um_orders_account ON um_orders(account_id, symbol, order_id);
-    CREATE INDEX um_orders_open ON um_orders(symbol, account_id)
-        WHERE status IN ('NEW', 'PARTIALLY_FILLED');
-    CREATE TABLE um_trades (
-        trade_id {bigint} PRIMARY KEY,
-        account_id {bigint} NOT NULL,
-        order_id {bigint} NOT NULL REFERENCES um_orders(order_id),
-        symbol TEXT NOT NULL,
-        side TEXT NOT NULL,
-        position_side TEXT NOT NULL,
-        price {money} NOT NULL,
-        qty {money} NOT NULL,
-        quote_qty {money} NOT NULL,
-        realized_pnl {money} NOT NULL,
-        commission {money} NOT NULL,
-        commission_asset TEXT NOT NULL,
-        maker {bool} NOT NULL,
-        time_ms {bigint} NOT NULL
-    );
-    CREATE INDEX um_trades_account ON um_trades(account_id, symbol, trade_id);
-    CREATE TABLE um_positions (
-        account_id {bigint} NOT NULL REFERENCES accounts(id),
-        symbol TEXT NOT NULL,
-        position_side TEXT NOT NULL,
-        amount {money} NOT NULL,
-        entry_price {money} NOT NULL,
-        open_fee {money} NOT NULL,
-        update_time_ms {bigint} NOT NULL,
-        PRIMARY KEY (account_id, symbol, position_side)
-    ){without_rowid};
-    CREATE INDEX um_positions_open ON um_positions(account_id) WHERE amount <> '0.00000000';
-    CREATE TABLE um_income (
-        tran_id {bigint} PRIMARY KEY REFERENCES entries(tran_id),
-        account_id {bigint} NOT NULL,
-        income_type TEXT NOT NULL,
-        symbol TEXT NOT NULL,
-        asset TEXT NOT NULL,
-        income {money} NOT NULL,
-        trade_id {bigint},
-        time_ms {bigint} NOT NULL
-    );
-    CREATE INDEX um_income_account ON um_income(account_id, time_ms)
-"""
-
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "ledger: accounts, API keys, journal, balances", LEDGER),
     Migration(2, "leases", LEASES),
     Migration(3, "negative-balance toolkit: interest, job marks", TOOLKIT),
     Migration(4, "ledger-wide settings", META),
     Migration(5, "drop the removed sweep's claims", DROP_SWEEP_CLAIMS),
-    Migration(6, "UM trading: markets, settings, orders, trades, positions, income", UM_TRADING),
+    Migration(6, "UM trading: markets, settings, orders, trades, positions", trading.SCHEMA),
 )
 
 #: SQLite's ``user_version`` before this list -> the versions here it had applied.
