@@ -175,7 +175,7 @@ CORE_ENDPOINTS: tuple[Endpoint, ...] = (
         Security.USER_DATA,
         (),
         _account,
-        "Account information (computed without prices; see docs/jobs.md)",
+        "Account information from balances, UM positions and prices (docs/semantics.md)",
     ),
     Endpoint(
         "GET",
