@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from papi_sandbox.ledger.account import AccountSummary
+from papi_sandbox.ledger.model import CommittedEntry, EntryType
 from papi_sandbox.market.prices import MarketPrice
 from papi_sandbox.market.state import Market
 from papi_sandbox.store import trading as trading_store
@@ -32,6 +33,10 @@ from papi_sandbox.trading.model import (
 #: Accounts whose crossed orders one write transaction fills after a price change: bounds the
 #: time a transaction holds the writer (about 0.3 ms per fill) whatever the number of accounts.
 FILL_BATCH_ACCOUNTS = 200
+#: Journal entry types that only trading books (an account with one may hold a position).
+TRADING_ENTRY_TYPES = frozenset(
+    {EntryType.COMMISSION, EntryType.REALIZED_PNL, EntryType.FUNDING_FEE}
+)
 #: Highest commission rate the operator may set (1 %: Binance's are hundredths of that).
 MAX_COMMISSION_RATE = Decimal("0.01")
 
@@ -65,6 +70,11 @@ class Trading:
     def __init__(self, store: Store, market: Market) -> None:
         self.store = store
         self.market = market
+        #: Accounts that may hold a UM position: those with one at start, and every account a
+        #: trading entry was committed for since (by any process sharing the ledger, on
+        #: PostgreSQL). Others have no unrealized PnL, so their balance reads skip positions.
+        #: None until :meth:`open` (then every account is read).
+        self._may_hold: set[int] | None = None
 
     @property
     def _specs(self):  # type: ignore[no-untyped-def]
@@ -75,9 +85,25 @@ class Trading:
         return self.market.config.collateral_rates
 
     async def open(self) -> None:
-        """Record the configured starting prices of symbols the ledger has no prices for."""
+        """Record the configured starting prices of symbols the ledger has no prices for, and
+        note the accounts holding a position."""
         await self.store.write(trading_store.ensure_markets, self.market.initial_prices())
         await self.prices()
+        holders: set[int] = set()
+        after = 0
+        while batch := await self.store.read(trading_store.funding_candidates, after, 5000):
+            holders.update(batch)
+            after = batch[-1]
+        self._may_hold = holders if self._may_hold is None else self._may_hold | holders
+
+    def note_commits(self, committed: list[CommittedEntry]) -> None:
+        """A store commit listener: an account with a trading entry may now hold a position.
+        Called on the store's thread; a set add is atomic."""
+        if self._may_hold is None:
+            self._may_hold = set()
+        for c in committed:
+            if c.entry.type in TRADING_ENTRY_TYPES:
+                self._may_hold.add(c.entry.account_id)
 
     async def prices(self) -> Market:
         """The market with the ledger's current prices (every process reads the same ones)."""
@@ -215,6 +241,8 @@ class Trading:
 
     async def unrealized(self, account_id: int) -> dict[str, Decimal]:
         """UM unrealized PnL per margin asset (empty without open positions)."""
+        if self._may_hold is not None and account_id not in self._may_hold:
+            return {}
         positions = [
             p for p in await self.store.read(trading_store.load_positions, account_id) if p.amount
         ]

@@ -323,6 +323,8 @@ def create_app(
         store.on_key_revoked(state.keys.forget)
     # Every durable commit reaches the hub once, in commit order (docs/design.md, "The event hub").
     store.on_commit(state.hub.publish)
+    # Accounts that may hold a position (so the balance endpoint reads positions only for them).
+    store.on_commit(service.trading.note_commits)
     metrics = Metrics()
     routes = table(ENDPOINTS)
     openapi_body = orjson.dumps(openapi_document())
