@@ -235,14 +235,15 @@ def ensure_markets(db: Db, prices: Iterable[MarketPrice]) -> None:
     """Record each configured symbol's starting prices unless the ledger has prices already
     (a restart keeps the operator's last prices)."""
     m = db.dialect.to_money
-    for p in prices:
-        if db.one("SELECT symbol FROM um_markets WHERE symbol = ?", (p.symbol,)) is None:
-            db.execute(
-                "INSERT INTO um_markets"
-                " (symbol, mark_price, index_price, funding_rate, update_time_ms)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (p.symbol, m(p.mark_price), m(p.index_price), m(p.funding_rate), p.update_time_ms),
-            )
+    # ON CONFLICT: processes starting together on one PostgreSQL ledger may both insert.
+    db.many(
+        "INSERT INTO um_markets (symbol, mark_price, index_price, funding_rate, update_time_ms)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (symbol) DO NOTHING",
+        [
+            (p.symbol, m(p.mark_price), m(p.index_price), m(p.funding_rate), p.update_time_ms)
+            for p in prices
+        ],
+    )
 
 
 def load_prices(db: Db) -> dict[str, MarketPrice]:
