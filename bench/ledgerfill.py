@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from papi_sandbox import money
+from papi_sandbox.client import Account
 from papi_sandbox.store.sqlite import migrate
 
 #: Most accounts one fill may create (bounds the file: about 150 bytes per account and asset).
@@ -27,6 +28,11 @@ def api_key(account_id: int) -> str:
 
 def secret(account_id: int) -> str:
     return f"benchsecret{account_id:053d}"
+
+
+def credentials(account_id: int) -> Account:
+    """The account's filled HMAC key, ready to sign with."""
+    return Account(account_id, api_key(account_id), secret(account_id))
 
 
 def fill(
