@@ -6,42 +6,27 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
 
+from tests.docs.test_translations import named_code_blocks
+
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "testing.md"
-#: A fenced block, possibly indented (inside a list item).
-FENCE = re.compile(r"^(?P<indent> *)```(?P<lang>\w*)\n(?P<body>.*?)^(?P=indent)```", re.M | re.S)
-#: The first line that names a recipe's file.
-FILE_LINE = re.compile(r"^(?:#|//) (?P<name>[a-z_]+\.(?:py|js))\n")
 #: The Node package the Node recipe uses, installed once into NODE_DIR.
 NODE_PACKAGE, NODE_VERSION = "binance", "3.6.5"
 NODE_DIR = Path(__file__).resolve().parent / ".node"
 INNER_TIMEOUT_S = 240
 
 
-def recipes() -> dict[str, str]:
-    """File name -> text, for every block of the page that starts with a file name."""
-    found: dict[str, str] = {}
-    for match in FENCE.finditer(DOC.read_text()):
-        body = textwrap.dedent(match["body"])
-        named = FILE_LINE.match(body)
-        if named:
-            assert named["name"] not in found, f"two recipes named {named['name']}"
-            found[named["name"]] = body
-    return found
-
-
-RECIPES = recipes()
+#: File name -> text of every block of the page that starts with a file name.
+RECIPES = named_code_blocks(DOC.read_text())
 TESTS = sorted(name for name in RECIPES if name.startswith("test_"))
 
 

@@ -59,11 +59,14 @@ from papi_sandbox.ledger.model import (
     committed_entry,
     is_balanced,
 )
+from papi_sandbox.progress import NO_PROGRESS, Progress
 from papi_sandbox.store.base import (
+    MAX_ACCOUNT_PAGE,
     MAX_INTEREST_PAGE,
     MAX_JOB_BATCH_ACCOUNTS,
     MAX_JOURNAL_PAGE,
     AccountInfo,
+    AccountSearch,
     ApiKeyRecord,
     InterestRecord,
     JobAccount,
@@ -484,6 +487,31 @@ class PostgresStore:
 
         return await self._read(op)
 
+    async def list_accounts(
+        self, search: AccountSearch, after_account_id: int, limit: int
+    ) -> list[AccountInfo]:
+        async def op(conn: AConn) -> list[AccountInfo]:
+            cur = await conn.execute(
+                "SELECT id, label, created_ms, auto_repay, vip_level FROM accounts"
+                " WHERE id > %s AND id != %s"
+                " AND (%s = '' OR id = %s OR lower(label) LIKE %s ESCAPE '\\')"
+                " ORDER BY id LIMIT %s",
+                (
+                    after_account_id,
+                    SYSTEM_ACCOUNT_ID,
+                    search.text,
+                    search.account_id,
+                    search.like_pattern,
+                    max(1, min(limit, MAX_ACCOUNT_PAGE)),
+                ),
+            )
+            return [
+                AccountInfo(int(r[0]), r[1], int(r[2]), bool(r[3]), int(r[4]))
+                for r in await cur.fetchall()
+            ]
+
+        return await self._read(op)
+
     # -- balances and the journal ------------------------------------------------------------
 
     async def balances(self, account_id: int) -> AccountBalances:
@@ -535,10 +563,11 @@ class PostgresStore:
     async def verify(self) -> VerifyReport:
         return await asyncio.to_thread(self.verify_sync)
 
-    def verify_sync(self) -> VerifyReport:
+    def verify_sync(self, progress: Progress = NO_PROGRESS) -> VerifyReport:
         """Replay the whole journal, streamed through a server-side cursor, against the stored
-        balances, all in one REPEATABLE READ snapshot (consistent while writers go on)."""
-        replay = LedgerReplay()
+        balances, all in one REPEATABLE READ snapshot (consistent while writers go on).
+        ``progress``: see :mod:`papi_sandbox.progress`."""
+        replay = LedgerReplay(progress)
         with psycopg.connect(self.url, autocommit=True) as conn:
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             try:

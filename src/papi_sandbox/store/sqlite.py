@@ -36,11 +36,14 @@ from papi_sandbox.ledger.model import (
     committed_entry,
     is_balanced,
 )
+from papi_sandbox.progress import NO_PROGRESS, Progress
 from papi_sandbox.store.base import (
+    MAX_ACCOUNT_PAGE,
     MAX_INTEREST_PAGE,
     MAX_JOB_BATCH_ACCOUNTS,
     MAX_JOURNAL_PAGE,
     AccountInfo,
+    AccountSearch,
     ApiKeyRecord,
     InterestRecord,
     JobAccount,
@@ -483,6 +486,28 @@ class SQLiteStore:
 
         return await self._read(op)
 
+    async def list_accounts(
+        self, search: AccountSearch, after_account_id: int, limit: int
+    ) -> list[AccountInfo]:
+        def op(conn: sqlite3.Connection) -> list[AccountInfo]:
+            rows = conn.execute(
+                "SELECT id, label, created_ms, auto_repay, vip_level FROM accounts"
+                " WHERE id > ? AND id != ?"
+                " AND (? = '' OR id = ? OR lower(label) LIKE ? ESCAPE '\\')"
+                " ORDER BY id LIMIT ?",
+                (
+                    after_account_id,
+                    SYSTEM_ACCOUNT_ID,
+                    search.text,
+                    search.account_id,
+                    search.like_pattern,
+                    max(1, min(limit, MAX_ACCOUNT_PAGE)),
+                ),
+            ).fetchall()
+            return [AccountInfo(r[0], r[1], r[2], bool(r[3]), r[4]) for r in rows]
+
+        return await self._read(op)
+
     # -- balances and the journal ------------------------------------------------------------
 
     async def balances(self, account_id: int) -> AccountBalances:
@@ -561,11 +586,12 @@ class SQLiteStore:
     async def verify(self) -> VerifyReport:
         return await asyncio.to_thread(self.verify_sync)
 
-    def verify_sync(self) -> VerifyReport:
-        """Replay the whole journal and compare it with the stored balances."""
+    def verify_sync(self, progress: Progress = NO_PROGRESS) -> VerifyReport:
+        """Replay the whole journal and compare it with the stored balances (``progress``: see
+        :mod:`papi_sandbox.progress`)."""
         conn = open_for_cli(self.path)
         try:
-            return verify_connection(conn)
+            return verify_connection(conn, progress)
         finally:
             conn.close()
 
@@ -1020,10 +1046,10 @@ def _load_balances(conn: sqlite3.Connection, account_id: int) -> AccountBalances
     return result
 
 
-def verify_connection(conn: sqlite3.Connection) -> VerifyReport:
+def verify_connection(conn: sqlite3.Connection, progress: Progress = NO_PROGRESS) -> VerifyReport:
     """Replay every posting; check entries balance, stored balances equal the replay, every asset
     sums to zero over the ledger, and no account's MARGIN free is negative."""
-    replay = LedgerReplay()
+    replay = LedgerReplay(progress)
     conn.execute("BEGIN")  # one consistent snapshot for the journal and the balances
     try:
         replay.report.entries = conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
