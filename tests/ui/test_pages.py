@@ -148,8 +148,8 @@ def test_adjustments_use_the_operator_apis_validation(server: Server, ui: UiClie
         shown = html.unescape(r.text)
         assert message in shown, form
         # The operator API answers the same body with the same message.
-        path = f"/accounts/{account.account_id}/adjustments"
-        admin = server.admin.request("POST", path, json=form)
+        api_path = f"/accounts/{account.account_id}/adjustments"
+        admin = server.admin.request("POST", api_path, json=form)
         assert admin.status_code == 400 and admin.json()["msg"] in shown
     assert server.journal(account.account_id) == []
     ok = {"wallet": "UM", "asset": "USDT", "amount": "-12.5", "reason": "REALIZED_PNL"}
