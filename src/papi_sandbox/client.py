@@ -229,19 +229,33 @@ def _decode(response: httpx.Response, error: type[ApiError]) -> Any:
 
 
 class _Http:
-    """One pooled httpx client, closed with the object (usable as a context manager)."""
+    """One pooled httpx client, made on first use (making one costs milliseconds: an SSL
+    context) and closed with the object (usable as a context manager)."""
 
     def __init__(
         self, base_url: str, headers: Mapping[str, str], timeout: float, transport: Any
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.http = httpx.Client(
-            base_url=self.base_url, headers=dict(headers), timeout=timeout, transport=transport
-        )
+        self._options: dict[str, Any] = {
+            "base_url": self.base_url,
+            "headers": dict(headers),
+            "timeout": timeout,
+            "transport": transport,
+        }
+        self._http: httpx.Client | None = None
+
+    @property
+    def http(self) -> httpx.Client:
+        """The pooled client."""
+        if self._http is None:
+            self._http = httpx.Client(**self._options)
+        return self._http
 
     def close(self) -> None:
         """Close the pooled connections."""
-        self.http.close()
+        if self._http is not None:
+            self._http.close()
+            self._http = None
 
     def __enter__(self) -> Self:
         return self
@@ -514,4 +528,43 @@ class AdminClient(_Http):
         if moment is not None:
             body["asOf"] = moment
         result: dict[str, Any] = self.call("POST", f"/jobs/{job}", json=body)
+        return result
+
+    # -- markets (UM futures) -------------------------------------------------------------------
+
+    def markets(self) -> list[dict[str, Any]]:
+        """Every symbol's mark and index price and funding rate (``GET /markets``)."""
+        result: list[dict[str, Any]] = self.call("GET", "/markets")
+        return result
+
+    def set_price(
+        self, symbol: str, mark_price: Amount, index_price: Amount | None = None
+    ) -> dict[str, Any]:
+        """Move a symbol's mark price (and its index price; by default it follows the mark), as
+        the market would (``PUT /markets/{symbol}/price``); positions are valued at it from now
+        on. Returns the symbol's market object. 404 ``-1121`` for an unknown symbol."""
+        body = {"markPrice": money_text(mark_price)}
+        if index_price is not None:
+            body["indexPrice"] = money_text(index_price)
+        result: dict[str, Any] = self.call("PUT", f"/markets/{symbol}/price", json=body)
+        return result
+
+    def set_funding_rate(self, symbol: str, rate: Amount) -> dict[str, Any]:
+        """The funding rate the next funding slot charges (from -1 to 1, e.g. ``"0.0001"``;
+        ``PUT /markets/{symbol}/funding-rate``). Run the slot with ``run_job("funding", as_of)``."""
+        body = {"fundingRate": money_text(rate)}
+        result: dict[str, Any] = self.call("PUT", f"/markets/{symbol}/funding-rate", json=body)
+        return result
+
+    def positions(self, account_id: int) -> dict[str, Any]:
+        """The account's UM positions and margin as the sandbox values them now
+        (``GET /accounts/{id}/positions``)."""
+        result: dict[str, Any] = self.call("GET", f"/accounts/{account_id}/positions")
+        return result
+
+    def set_commission(self, account_id: int, maker: Amount, taker: Amount) -> dict[str, Any]:
+        """The account's UM commission rates, as fractions (``"0.0002"`` = 0.02 %;
+        ``PUT /accounts/{id}/commission``). Returns ``{"accountId","maker","taker"}``."""
+        body = {"maker": money_text(maker), "taker": money_text(taker)}
+        result: dict[str, Any] = self.call("PUT", f"/accounts/{account_id}/commission", json=body)
         return result
