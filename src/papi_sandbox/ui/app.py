@@ -507,6 +507,9 @@ def ui_routes(state: AppState) -> list[BaseRoute]:
             verify=result,
         )
 
+    async def not_found(request: Request) -> Response:
+        return refused(request, 404, "There is no such page of the dashboard.")
+
     # -- live feed ------------------------------------------------------------------------------
 
     feeds = [0]  # open live feeds of this process
@@ -544,4 +547,5 @@ def ui_routes(state: AppState) -> list[BaseRoute]:
         Route("/operations/job", action(run_job), methods=["POST"]),
         Route("/operations/verify", action(verify), methods=["POST"]),
         Mount("/static", StaticFiles(packages=[("papi_sandbox.ui", "static")]), name="static"),
+        Route("/{rest:path}", page(not_found), methods=["GET"]),
     ]
