@@ -58,6 +58,7 @@ from papi_sandbox.ledger.model import (
     Wallet,
     committed_entry,
     is_balanced,
+    reported_rows,
 )
 from papi_sandbox.store.base import (
     MAX_INTEREST_PAGE,
@@ -1058,9 +1059,7 @@ async def _read_committed(conn: AConn, tran_id: int, account_id: int) -> Committ
         Posting(int(r[0]), Wallet(r[1]), r[2], r[3] + money.ZERO) for r in await cur.fetchall()
     )
     entry = Entry(tran_id, str(head[0]), int(head[1]), account_id, postings)
-    touched = list(
-        dict.fromkeys((p.wallet, p.asset) for p in postings if p.account_id == account_id)
-    )
+    touched = reported_rows(entry)
     cur = await conn.execute(
         "SELECT wallet, asset, SUM(amount) FROM postings"
         " WHERE account_id = %s AND tran_id <= %s"
