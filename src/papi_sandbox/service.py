@@ -22,6 +22,7 @@ from papi_sandbox.ledger.model import (
 )
 from papi_sandbox.secretbox import SecretBox
 from papi_sandbox.store.base import AccountInfo, ApiKeyRecord, InterestRecord, Store
+from papi_sandbox.stream.listen_keys import ListenKeys
 from papi_sandbox.wire.auth import KEY_TYPES, load_public_key, new_api_key, new_hmac_secret
 
 
@@ -49,6 +50,8 @@ class Service:
         self.store = store
         # Seals HMAC secrets before they reach the store; None only in tests of the bare service.
         self.box = box
+        #: The user data stream's listen keys (stream/listen_keys.py).
+        self.listen_keys = ListenKeys(store)
 
     def _seal(self, secret: str, api_key: str) -> str:
         return self.box.seal(secret, api_key) if self.box is not None else secret

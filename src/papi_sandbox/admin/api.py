@@ -294,6 +294,8 @@ def admin_routes(state: AppState) -> list[Route]:
         if not await service.revoke_api_key(account_id, api_key):
             raise ApiError(404, -2015, "No such live API key for this account.")
         state.keys.forget(api_key)  # refused at once, not after the cache's TTL
+        if state.streams is not None:  # its listen keys die with it, and their connections
+            state.streams.api_key_revoked(api_key)
         return json_response(200, {})
 
     def route(path: str, handler: AdminHandler, method: str) -> Route:

@@ -19,6 +19,11 @@ Planner = Callable[[Balances], list[Posting]]
 
 #: Most journal entries one read returns.
 MAX_JOURNAL_PAGE = 1000
+#: Most listen keys one ``find_listen_keys`` call reads.
+MAX_LISTEN_KEYS_PER_READ = 500
+#: How long an expired or closed listen key's row is kept (then deleted when its API key opens
+#: a new one): one day, in ms.
+LISTEN_KEY_RETENTION_MS = 86_400_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +46,23 @@ class AccountInfo:
     created_ms: int
     auto_repay: bool
     vip_level: int
+
+
+@dataclass(frozen=True, slots=True)
+class ListenKeyRecord:
+    """One user-data-stream listen key (``POST /papi/v1/listenKey``): issued to one API key,
+    valid until ``expires_ms`` unless closed (``closed``) or its API key was revoked
+    (``key_revoked``)."""
+
+    listen_key: str
+    api_key: str
+    account_id: int
+    expires_ms: int
+    closed: bool = False
+    key_revoked: bool = False
+
+    def active(self, now_ms: int) -> bool:
+        return not self.closed and not self.key_revoked and now_ms < self.expires_ms
 
 
 @dataclass(slots=True)
@@ -148,6 +170,34 @@ class Store(Protocol):
         """The ledger-wide setting ``name``: set to ``value`` if absent (or if ``replace``), and
         returned as stored. Processes sharing a database agree through it (e.g. on which
         encryption key seals the secrets)."""
+        ...
+
+    # -- listen keys (the user data stream) ----------------------------------------------------
+
+    async def open_listen_key(
+        self, api_key: str, account_id: int, candidate: str, now_ms: int, expires_ms: int
+    ) -> ListenKeyRecord:
+        """The API key's active listen key with its expiry moved to ``expires_ms``, or, when it
+        has none, ``candidate`` stored as its new one. One atomic step."""
+        ...
+
+    async def keepalive_listen_key(
+        self, api_key: str, listen_key: str | None, now_ms: int, expires_ms: int
+    ) -> ListenKeyRecord | None:
+        """Move the API key's active listen key's expiry to ``expires_ms``; None when it has
+        no active key (or ``listen_key`` is given and is not that key)."""
+        ...
+
+    async def close_listen_key(
+        self, api_key: str, listen_key: str | None, now_ms: int
+    ) -> ListenKeyRecord | None:
+        """Close the API key's active listen key; None when it has no active key (or
+        ``listen_key`` is given and is not that key)."""
+        ...
+
+    async def find_listen_keys(self, listen_keys: list[str]) -> dict[str, ListenKeyRecord]:
+        """The records of these listen keys (those that exist), active or not; at most
+        MAX_LISTEN_KEYS_PER_READ per call."""
         ...
 
 

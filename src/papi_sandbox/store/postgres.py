@@ -61,15 +61,18 @@ from papi_sandbox.ledger.model import (
     reported_rows,
 )
 from papi_sandbox.store.base import (
+    LISTEN_KEY_RETENTION_MS,
     MAX_INTEREST_PAGE,
     MAX_JOB_BATCH_ACCOUNTS,
     MAX_JOURNAL_PAGE,
+    MAX_LISTEN_KEYS_PER_READ,
     AccountInfo,
     ApiKeyRecord,
     InterestRecord,
     JobAccount,
     JobBatchResult,
     JobPlanner,
+    ListenKeyRecord,
     Planner,
     VerifyReport,
 )
@@ -217,6 +220,18 @@ MIGRATIONS: tuple[str, ...] = (
         name TEXT PRIMARY KEY,
         value TEXT NOT NULL
     );
+    """,
+    # 5: listen keys of the user data stream (one active per API key).
+    """
+    CREATE TABLE listen_keys (
+        listen_key TEXT PRIMARY KEY,
+        api_key TEXT NOT NULL REFERENCES api_keys(api_key),
+        account_id BIGINT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        expires_ms BIGINT NOT NULL,
+        closed_ms BIGINT
+    );
+    CREATE INDEX listen_keys_api_key ON listen_keys(api_key, expires_ms);
     """,
 )
 
@@ -799,6 +814,85 @@ class PostgresStore:
 
         return await self._tx(op)
 
+    # -- listen keys -----------------------------------------------------------------------
+
+    async def open_listen_key(
+        self, api_key: str, account_id: int, candidate: str, now_ms: int, expires_ms: int
+    ) -> ListenKeyRecord:
+        async def op(conn: AConn) -> ListenKeyRecord:
+            # The account's lock serialises two POSTs of one API key (one active key each).
+            await _lock_account(conn, account_id)
+            cur = await conn.execute(
+                _LISTEN_KEY_EXTEND + " RETURNING listen_key", (expires_ms, api_key, now_ms)
+            )
+            row = await cur.fetchone()
+            if row is not None:
+                return ListenKeyRecord(row[0], api_key, account_id, expires_ms)
+            await conn.execute(  # the key's long-dead listen keys: bounded rows per API key
+                "DELETE FROM listen_keys WHERE api_key = %s AND expires_ms < %s",
+                (api_key, now_ms - LISTEN_KEY_RETENTION_MS),
+            )
+            await conn.execute(
+                "INSERT INTO listen_keys (listen_key, api_key, account_id, created_ms, expires_ms)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                (candidate, api_key, account_id, now_ms, expires_ms),
+            )
+            return ListenKeyRecord(candidate, api_key, account_id, expires_ms)
+
+        return await self._tx(op)
+
+    async def keepalive_listen_key(
+        self, api_key: str, listen_key: str | None, now_ms: int, expires_ms: int
+    ) -> ListenKeyRecord | None:
+        async def op(conn: AConn) -> ListenKeyRecord | None:
+            cur = await conn.execute(
+                _LISTEN_KEY_EXTEND + " AND listen_key = COALESCE(%s, listen_key)"
+                " RETURNING listen_key, account_id",
+                (expires_ms, api_key, now_ms, listen_key),
+            )
+            row = await cur.fetchone()
+            return None if row is None else ListenKeyRecord(row[0], api_key, row[1], expires_ms)
+
+        return await self._tx(op)
+
+    async def close_listen_key(
+        self, api_key: str, listen_key: str | None, now_ms: int
+    ) -> ListenKeyRecord | None:
+        async def op(conn: AConn) -> ListenKeyRecord | None:
+            cur = await conn.execute(
+                "UPDATE listen_keys SET closed_ms = %s WHERE api_key = %s AND closed_ms IS NULL"
+                " AND expires_ms > %s AND listen_key = COALESCE(%s, listen_key)"
+                " RETURNING listen_key, account_id, expires_ms",
+                (now_ms, api_key, now_ms, listen_key),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            return ListenKeyRecord(row[0], api_key, int(row[1]), int(row[2]), closed=True)
+
+        return await self._tx(op)
+
+    async def find_listen_keys(self, listen_keys: list[str]) -> dict[str, ListenKeyRecord]:
+        keys = listen_keys[:MAX_LISTEN_KEYS_PER_READ]
+        if not keys:
+            return {}
+
+        async def op(conn: AConn) -> dict[str, ListenKeyRecord]:
+            cur = await conn.execute(
+                "SELECT l.listen_key, l.api_key, l.account_id, l.expires_ms, l.closed_ms,"
+                " k.revoked_ms FROM listen_keys l JOIN api_keys k ON k.api_key = l.api_key"
+                " WHERE l.listen_key = ANY(%s)",
+                (keys,),
+            )
+            return {
+                r[0]: ListenKeyRecord(
+                    r[0], r[1], int(r[2]), int(r[3]), r[4] is not None, r[5] is not None
+                )
+                for r in await cur.fetchall()
+            }
+
+        return await self._read(op)
+
     async def entry_counts(self) -> dict[str, int]:
         async def op(conn: AConn) -> dict[str, int]:
             cur = await conn.execute("SELECT type, COUNT(*) FROM entries GROUP BY type")
@@ -1085,6 +1179,12 @@ def _deltas_in_lock_order(
         deltas[key] = money.add(deltas.get(key, money.ZERO), p.amount)
     return sorted(deltas.items(), key=lambda item: (item[0][0] != account_id, item[0]))
 
+
+#: Extends the API key's active listen key (parameters: new expiry, api_key, now).
+_LISTEN_KEY_EXTEND = (
+    "UPDATE listen_keys SET expires_ms = %s WHERE api_key = %s AND closed_ms IS NULL"
+    " AND expires_ms > %s"
+)
 
 _KEY_COLUMNS = (
     "api_key, account_id, key_type, secret, public_key, can_read, can_trade, ip_whitelist,"

@@ -38,15 +38,18 @@ from papi_sandbox.ledger.model import (
     reported_rows,
 )
 from papi_sandbox.store.base import (
+    LISTEN_KEY_RETENTION_MS,
     MAX_INTEREST_PAGE,
     MAX_JOB_BATCH_ACCOUNTS,
     MAX_JOURNAL_PAGE,
+    MAX_LISTEN_KEYS_PER_READ,
     AccountInfo,
     ApiKeyRecord,
     InterestRecord,
     JobAccount,
     JobBatchResult,
     JobPlanner,
+    ListenKeyRecord,
     Planner,
     VerifyReport,
 )
@@ -159,6 +162,18 @@ MIGRATIONS: tuple[str, ...] = (
         name TEXT PRIMARY KEY,
         value TEXT NOT NULL
     ) WITHOUT ROWID;
+    """,
+    # 4: listen keys of the user data stream (one active per API key).
+    """
+    CREATE TABLE listen_keys (
+        listen_key TEXT PRIMARY KEY,
+        api_key TEXT NOT NULL REFERENCES api_keys(api_key),
+        account_id INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        closed_ms INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX listen_keys_api_key ON listen_keys(api_key, expires_ms);
     """,
 )
 
@@ -787,6 +802,79 @@ class SQLiteStore:
 
         return await self._write(op)
 
+    # -- listen keys -----------------------------------------------------------------------
+
+    async def open_listen_key(
+        self, api_key: str, account_id: int, candidate: str, now_ms: int, expires_ms: int
+    ) -> ListenKeyRecord:
+        def op(conn: sqlite3.Connection) -> ListenKeyRecord:
+            row = conn.execute(
+                _LISTEN_KEY_EXTEND + " RETURNING listen_key",
+                (expires_ms, api_key, now_ms),
+            ).fetchone()
+            if row is not None:
+                return ListenKeyRecord(row[0], api_key, account_id, expires_ms)
+            conn.execute(  # the key's long-dead listen keys: bounded rows per API key
+                "DELETE FROM listen_keys WHERE api_key = ? AND expires_ms < ?",
+                (api_key, now_ms - LISTEN_KEY_RETENTION_MS),
+            )
+            conn.execute(
+                "INSERT INTO listen_keys (listen_key, api_key, account_id, created_ms, expires_ms)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (candidate, api_key, account_id, now_ms, expires_ms),
+            )
+            return ListenKeyRecord(candidate, api_key, account_id, expires_ms)
+
+        return await self._write(op)
+
+    async def keepalive_listen_key(
+        self, api_key: str, listen_key: str | None, now_ms: int, expires_ms: int
+    ) -> ListenKeyRecord | None:
+        def op(conn: sqlite3.Connection) -> ListenKeyRecord | None:
+            row = conn.execute(
+                _LISTEN_KEY_EXTEND + " AND listen_key = COALESCE(?, listen_key)"
+                " RETURNING listen_key, account_id",
+                (expires_ms, api_key, now_ms, listen_key),
+            ).fetchone()
+            return None if row is None else ListenKeyRecord(row[0], api_key, row[1], expires_ms)
+
+        return await self._write(op)
+
+    async def close_listen_key(
+        self, api_key: str, listen_key: str | None, now_ms: int
+    ) -> ListenKeyRecord | None:
+        def op(conn: sqlite3.Connection) -> ListenKeyRecord | None:
+            row = conn.execute(
+                "UPDATE listen_keys SET closed_ms = ? WHERE api_key = ? AND closed_ms IS NULL"
+                " AND expires_ms > ? AND listen_key = COALESCE(?, listen_key)"
+                " RETURNING listen_key, account_id, expires_ms",
+                (now_ms, api_key, now_ms, listen_key),
+            ).fetchone()
+            if row is None:
+                return None
+            return ListenKeyRecord(row[0], api_key, row[1], row[2], closed=True)
+
+        return await self._write(op)
+
+    async def find_listen_keys(self, listen_keys: list[str]) -> dict[str, ListenKeyRecord]:
+        keys = listen_keys[:MAX_LISTEN_KEYS_PER_READ]
+
+        def op(conn: sqlite3.Connection) -> dict[str, ListenKeyRecord]:
+            marks = ",".join("?" * len(keys))
+            return {
+                r[0]: ListenKeyRecord(r[0], r[1], r[2], r[3], r[4] is not None, r[5] is not None)
+                for r in conn.execute(
+                    "SELECT l.listen_key, l.api_key, l.account_id, l.expires_ms, l.closed_ms,"
+                    " k.revoked_ms FROM listen_keys l JOIN api_keys k ON k.api_key = l.api_key"
+                    f" WHERE l.listen_key IN ({marks})",
+                    keys,
+                )
+            }
+
+        if not keys:
+            return {}
+        return await self._read(op)
+
     async def entry_counts(self) -> dict[str, int]:
         def op(conn: sqlite3.Connection) -> dict[str, int]:
             rows = conn.execute("SELECT type, COUNT(*) FROM entries GROUP BY type").fetchall()
@@ -965,6 +1053,12 @@ def _append_entry(
         )
     return Entry(tran_id, entry_type, now, account_id, tuple(postings))
 
+
+#: Extends the API key's active listen key (parameters: new expiry, api_key, now).
+_LISTEN_KEY_EXTEND = (
+    "UPDATE listen_keys SET expires_ms = ? WHERE api_key = ? AND closed_ms IS NULL"
+    " AND expires_ms > ?"
+)
 
 _KEY_COLUMNS = (
     "api_key, account_id, key_type, secret, public_key, can_read, can_trade, ip_whitelist,"
