@@ -12,7 +12,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from support import Account, Server, Signer
+from tests.support import Account, Server, Signer
 
 LISTEN_KEY = "/papi/v1/listenKey"
 
