@@ -222,7 +222,11 @@ class PublicApi:
             caller_key = key.api_key
             if endpoint.account_limit is not None:
                 self.state.account_limits.admit(endpoint.account_limit, account_id)
-        args = params.bind(endpoint.all_params, raw.values, endpoint.params_by_name)
+        values = raw.values
+        if not endpoint.refuses_unknown:
+            by_name = endpoint.params_by_name
+            values = {name: text for name, text in values.items() if name in by_name}
+        args = params.bind(endpoint.all_params, values, endpoint.params_by_name)
         try:
             return await endpoint.handler(Call(self.state.service, account_id, args, caller_key))
         except InsufficientBalance:

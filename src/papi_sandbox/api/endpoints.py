@@ -86,6 +86,9 @@ class Endpoint:
     summary: str
     #: A per-account rolling limit on top of the IP weight (wire/account_limits.py).
     account_limit: RollingLimit | None = None
+    #: False: parameters it does not declare are ignored instead of refused (-1104). Only the
+    #: listen-key endpoints, as Binance (ccxt sends them ``subType=None``; docs/semantics.md).
+    refuses_unknown: bool = True
     #: Every parameter it reads (its own, then the signed ones), and the same by name: derived
     #: once here, not per request.
     all_params: tuple[Param, ...] = field(init=False)
@@ -372,6 +375,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         (),
         _open_listen_key,
         "Start a user data stream: the API key's active listen key (extended 60 min) or a new one",
+        refuses_unknown=False,
     ),
     Endpoint(
         "PUT",
@@ -381,6 +385,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         (_LISTEN_KEY_PARAM,),
         _keepalive_listen_key,
         "Keep the user data stream alive: extend the active listen key 60 minutes",
+        refuses_unknown=False,
     ),
     Endpoint(
         "DELETE",
@@ -390,6 +395,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         (_LISTEN_KEY_PARAM,),
         _close_listen_key,
         "Close the user data stream",
+        refuses_unknown=False,
     ),
 )
 
