@@ -4,6 +4,7 @@ configuration only (README, "The user data stream"): each receives the repay's e
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 from tests.support import Account, Server
@@ -58,6 +59,15 @@ def test_python_binance_portfolio_margin_socket(server: Server) -> None:
     _check_repay_events(asyncio.run(main()))
 
 
+def _point(urls: dict[str, Any], base_url: str) -> None:
+    """Every REST URL of ccxt's table, to the sandbox (README, the ccxt worked example)."""
+    for key, value in urls.items():
+        if isinstance(value, str):
+            urls[key] = re.sub(r"^https://[a-z0-9.-]+", base_url, value)
+        elif isinstance(value, dict):
+            _point(value, base_url)
+
+
 def test_ccxt_pro_watch_balance_in_portfolio_margin_mode(server: Server) -> None:
     import ccxt.pro
 
@@ -68,15 +78,10 @@ def test_ccxt_pro_watch_balance_in_portfolio_margin_mode(server: Server) -> None
             {
                 "apiKey": account.api_key,
                 "secret": account.secret,
-                "options": {
-                    "defaultType": "future",
-                    "portfolioMargin": True,
-                    "fetchCurrencies": False,
-                    "fetchMarkets": {"types": []},
-                },
+                "options": {"defaultType": "future", "portfolioMargin": True},
             }
         )
-        exchange.urls["api"]["papi"] = f"{server.base_url}/papi/v1"
+        _point(exchange.urls["api"], server.base_url)  # the README's ccxt recipe
         exchange.urls["api"]["ws"]["papi"] = f"ws://127.0.0.1:{server.port}/pm/ws"
         try:
             watcher = asyncio.ensure_future(exchange.watch_balance({"portfolioMargin": True}))
