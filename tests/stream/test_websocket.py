@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,7 +13,14 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from tests.support import Account, Server, Signer
+from tests.support import (
+    Account,
+    Server,
+    Signer,
+    create_test_database,
+    drop_test_database,
+    postgres_admin_url,
+)
 
 LISTEN_KEY = "/papi/v1/listenKey"
 
@@ -248,3 +256,56 @@ def test_kill9_then_reconnect_with_the_same_key(fresh_server: Server) -> None:
     journal = server.journal(account.account_id)
     assert {e["time"] for e in journal} >= {e["T"] for e in seen}
     assert len(journal) == 6
+
+
+def test_two_processes_on_one_postgres(tmp_path: Path) -> None:
+    """A change committed through one server process reaches a client of another process on
+    the same PostgreSQL ledger (NOTIFY), in the same order as the process's own."""
+    admin = postgres_admin_url()
+    db_url = create_test_database(admin)
+    # One data folder: both processes share its encryption key, as the ledger requires.
+    first = Server(tmp_path / "shared", ["--ip-weight-limit", "0"], db_url=db_url)
+    second = Server(tmp_path / "shared", ["--ip-weight-limit", "0"], db_url=db_url)
+    try:
+        first.start()
+        second.start()
+        account = first.create_account("two-processes")
+        key = listen_key(first, account)
+        assert listen_key(second, account) == key  # one ledger, one active key
+        with (
+            connect(ws_url(first, f"/pm/ws/{key}")) as ws_first,
+            connect(ws_url(second, f"/pm/ws/{key}")) as ws_second,
+        ):
+            second.adjust(account.account_id, "UM", "USDT", "-7.25", "REALIZED_PNL")
+            first.adjust(account.account_id, "MARGIN", "USDT", "100")
+            signer = Signer(second.base_url, account)
+            assert signer.request("POST", "/papi/v1/repay-futures-negative-balance").is_success
+            # Both clients see all three entries' events, in the same (commit) order.
+            streams = [recv_events(ws, 1 + 2 + 3) for ws in (ws_first, ws_second)]
+            without_event_time = [
+                [{k: v for k, v in e.items() if k != "E"} for e in s] for s in streams
+            ]
+            assert without_event_time[0] == without_event_time[1]
+            kinds = [e["e"] for e in streams[0]]
+            assert kinds == [
+                "ACCOUNT_UPDATE",
+                "balanceUpdate",
+                "outboundAccountPosition",
+                "balanceUpdate",
+                "outboundAccountPosition",
+                "ACCOUNT_UPDATE",
+            ]
+            assert streams[0][-1]["a"]["B"][0]["wb"] == "0.00000000"
+            assert streams[0][-2]["B"] == [{"a": "USDT", "f": "92.75000000", "l": "0.00000000"}]
+            # A job run by the other process reaches both clients too.
+            second.adjust(account.account_id, "CM", "USDT", "-1", "FUNDING_FEE")
+            recv_events(ws_first, 1), recv_events(ws_second, 1)
+            r = second.admin("POST", "/jobs/auto-repay", json={})
+            assert r.status_code == 200, r.text
+            for ws in (ws_first, ws_second):
+                events = recv_events(ws, 3)
+                assert events[2]["fs"] == "CM" and events[2]["a"]["B"][0]["wb"] == "0.00000000"
+    finally:
+        first.stop()
+        second.stop()
+        drop_test_database(admin, db_url)
