@@ -15,7 +15,9 @@ import secrets
 import time
 from collections.abc import Callable
 
-from papi_sandbox.store.base import ListenKeyRecord, Store
+from papi_sandbox.store import listen_keys as table
+from papi_sandbox.store.base import ListenKeyRecord
+from papi_sandbox.store.contract import Store
 
 #: How long a listen key stays valid after POST or PUT (Binance: 60 minutes), in ms.
 LISTEN_KEY_VALIDITY_MS = 60 * 60 * 1000
@@ -64,8 +66,8 @@ class ListenKeys:
     async def open(self, api_key: str, account_id: int) -> ListenKeyRecord:
         """POST: the API key's active listen key, extended, or a new one."""
         now = self.clock_ms()
-        record = await self.store.open_listen_key(
-            api_key, account_id, new_listen_key(), now, now + LISTEN_KEY_VALIDITY_MS
+        record = await self.store.write(
+            table.open_key, api_key, account_id, new_listen_key(), now, now + LISTEN_KEY_VALIDITY_MS
         )
         return self._changed(record)
 
@@ -74,8 +76,8 @@ class ListenKeys:
         if listen_key is not None and not is_listen_key_text(listen_key):
             raise NoActiveListenKey(listen_key)
         now = self.clock_ms()
-        record = await self.store.keepalive_listen_key(
-            api_key, listen_key, now, now + LISTEN_KEY_VALIDITY_MS
+        record = await self.store.write(
+            table.keepalive_key, api_key, listen_key, now, now + LISTEN_KEY_VALIDITY_MS
         )
         if record is None:
             raise NoActiveListenKey(listen_key or "")
@@ -86,7 +88,7 @@ class ListenKeys:
         do. A ``listenKey`` that is not the caller's active key: NoActiveListenKey."""
         if listen_key is not None and not is_listen_key_text(listen_key):
             raise NoActiveListenKey(listen_key)
-        record = await self.store.close_listen_key(api_key, listen_key, self.clock_ms())
+        record = await self.store.write(table.close_key, api_key, listen_key, self.clock_ms())
         if record is None:
             if listen_key is not None:
                 raise NoActiveListenKey(listen_key)
@@ -97,4 +99,8 @@ class ListenKeys:
         """The key's record (active or not), or None when no such key was ever issued."""
         if not is_listen_key_text(listen_key):
             return None
-        return (await self.store.find_listen_keys([listen_key])).get(listen_key)
+        return (await self.find_many([listen_key])).get(listen_key)
+
+    async def find_many(self, listen_keys: list[str]) -> dict[str, ListenKeyRecord]:
+        """The records of these keys that exist (at most MAX_LISTEN_KEYS_PER_READ a call)."""
+        return await self.store.read(table.find_keys, listen_keys)

@@ -207,7 +207,7 @@ class StreamServer:
                     due = list(self._by_key)
                 for start in range(0, len(due), MAX_LISTEN_KEYS_PER_READ):
                     page = due[start : start + MAX_LISTEN_KEYS_PER_READ]
-                    found = await self.listen_keys.store.find_listen_keys(page)
+                    found = await self.listen_keys.find_many(page)
                     for key in page:
                         record = found.get(key)
                         if record is None or not record.active(self.clock_ms()):
