@@ -294,13 +294,18 @@ def _serve_workers(settings: Settings, workers: int, log_config: Any) -> None:
 
 
 @db_app.command("upgrade")
-def db_upgrade(db: Db = None, data_dir: DataDir = settings_mod.DEFAULT_DATA_DIR) -> None:
+def db_upgrade(
+    db: Db = None,
+    data_dir: DataDir = settings_mod.DEFAULT_DATA_DIR,
+    progress: ProgressOpt = None,
+) -> None:
     """Apply pending schema migrations (the service also applies them when it starts)."""
     from papi_sandbox.store import upgrade
 
     settings = Settings(data_dir=data_dir, db=db)
     try:
-        before, after = upgrade(settings.db_url)
+        with progress_for(progress) as shown:
+            before, after = upgrade(settings.db_url, shown)
     except Exception as exc:  # shown, not a traceback: a wrong URL is the usual cause
         err_console.print(f"[red]Cannot upgrade the database: {type(exc).__name__}: {exc}[/red]")
         raise typer.Exit(2) from None

@@ -92,12 +92,13 @@ def connect(
     return conn
 
 
-def upgrade(path: Path) -> tuple[int, int]:
-    """Apply pending migrations to the file at ``path`` (created if missing); (before, after)."""
+def upgrade(path: Path, progress: Progress = NO_PROGRESS) -> tuple[int, int]:
+    """Apply pending migrations to the file at ``path`` (created if missing); (before, after).
+    ``progress``: one stage per pending migration."""
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = connect(path)
     try:
-        return migrate(conn, SQLITE)
+        return migrate(conn, SQLITE, progress)
     finally:
         conn.close()
 
