@@ -7,6 +7,8 @@ against a local SQLite service or a remote one.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -17,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from papi_sandbox import settings as settings_mod
+from papi_sandbox.client import AdminClient, AdminError
 from papi_sandbox.progress import Progress, progress_for
 from papi_sandbox.settings import Settings
 
@@ -256,6 +259,7 @@ def _serve_workers(settings: Settings, workers: int, log_config: Any) -> None:
 
     from papi_sandbox.secretbox import load_or_create_key
     from papi_sandbox.store import upgrade
+    from papi_sandbox.stream.ws import websocket_server_options
 
     upgrade(settings.db_url)  # once, before the workers race to do it
     load_or_create_key(settings.data_dir)  # likewise the encryption key they must all share
@@ -290,17 +294,23 @@ def _serve_workers(settings: Settings, workers: int, log_config: Any) -> None:
         timeout_keep_alive=settings.keep_alive_timeout_s,
         limit_concurrency=settings.max_connections,
         timeout_graceful_shutdown=5,
+        **websocket_server_options(),
     )
 
 
 @db_app.command("upgrade")
-def db_upgrade(db: Db = None, data_dir: DataDir = settings_mod.DEFAULT_DATA_DIR) -> None:
+def db_upgrade(
+    db: Db = None,
+    data_dir: DataDir = settings_mod.DEFAULT_DATA_DIR,
+    progress: ProgressOpt = None,
+) -> None:
     """Apply pending schema migrations (the service also applies them when it starts)."""
     from papi_sandbox.store import upgrade
 
     settings = Settings(data_dir=data_dir, db=db)
     try:
-        before, after = upgrade(settings.db_url)
+        with progress_for(progress) as shown:
+            before, after = upgrade(settings.db_url, shown)
     except Exception as exc:  # shown, not a traceback: a wrong URL is the usual cause
         err_console.print(f"[red]Cannot upgrade the database: {type(exc).__name__}: {exc}[/red]")
         raise typer.Exit(2) from None
@@ -356,31 +366,22 @@ Token = Annotated[
 DEFAULT_URL = "http://127.0.0.1:8765"
 
 
-def _admin(url: str, token: str | None, data_dir: Path) -> httpx.Client:
+@contextmanager
+def _admin(url: str, token: str | None, data_dir: Path) -> Iterator[AdminClient]:
+    """The operator client; a refusal or an unreachable service ends the command (exit 1, 2)."""
     token = token or settings_mod.read_admin_token(data_dir)
     if not token:
         err_console.print("[red]No operator token: set PAPI_SANDBOX_ADMIN_TOKEN or --token.[/red]")
         raise typer.Exit(2)
-    return httpx.Client(
-        base_url=url.rstrip("/") + "/admin/v1",
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-    )
-
-
-def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
     try:
-        response = client.request(method, path, **kwargs)
+        with AdminClient(url, token) as client:
+            yield client
     except httpx.HTTPError as exc:
         err_console.print(f"[red]Cannot reach the service: {exc}[/red]")
         raise typer.Exit(2) from None
-    data = response.json()
-    if response.status_code >= 400:
-        err_console.print(
-            f"[red]{response.status_code} {data.get('code')}: {data.get('msg')}[/red]"
-        )
-        raise typer.Exit(1)
-    return data
+    except AdminError as exc:
+        err_console.print(f"[red]{exc.status} {exc.code}: {exc.msg}[/red]")
+        raise typer.Exit(1) from None
 
 
 @account_app.command("create")
@@ -392,10 +393,10 @@ def account_create(
 ) -> None:
     """Create an account with an HMAC key; the secret is shown this once."""
     with _admin(url, token, data_dir) as client:
-        data = _call(client, "POST", "/accounts", json={"label": label} if label else {})
-    console.print(f"accountId: {data['accountId']}")
-    console.print(f"apiKey:    {data['apiKey']}")
-    console.print(f"secretKey: {data['secretKey']}  (shown once)")
+        account = client.create_account(label)
+    console.print(f"accountId: {account.account_id}")
+    console.print(f"apiKey:    {account.api_key}")
+    console.print(f"secretKey: {account.secret}  (shown once)")
 
 
 @account_app.command("adjust")
@@ -412,9 +413,8 @@ def account_adjust(
     data_dir: DataDir = settings_mod.DEFAULT_DATA_DIR,
 ) -> None:
     """Change one balance the way trading would (one journal entry)."""
-    body = {"wallet": wallet, "asset": asset, "amount": amount, "reason": reason}
     with _admin(url, token, data_dir) as client:
-        data = _call(client, "POST", f"/accounts/{account_id}/adjustments", json=body)
+        data = client.adjust(account_id, wallet, asset, amount, reason)
     console.print(f"tranId: {data['tranId']}")
     _print_balances([data["balance"]])
 
@@ -428,7 +428,7 @@ def account_show(
 ) -> None:
     """The account's balances as a table."""
     with _admin(url, token, data_dir) as client:
-        rows = _call(client, "GET", f"/accounts/{account_id}/balances")
+        rows = client.balances(account_id)
     _print_balances(rows)
 
 
@@ -442,7 +442,7 @@ def account_journal(
 ) -> None:
     """The account's journal entries, newest first."""
     with _admin(url, token, data_dir) as client:
-        entries = _call(client, "GET", f"/accounts/{account_id}/journal", params={"limit": limit})
+        entries = client.journal(account_id, limit)
     table = Table("tranId", "type", "time", "account", "wallet", "asset", "amount")
     for entry in entries:
         for i, p in enumerate(entry["postings"]):
@@ -492,7 +492,7 @@ def market_list(
 ) -> None:
     """Every symbol's mark and index price and funding rate."""
     with _admin(url, token, data_dir) as client:
-        _print_markets(_call(client, "GET", "/markets"))
+        _print_markets(client.markets())
 
 
 @market_app.command("set-price")
@@ -506,9 +506,8 @@ def market_set_price(
 ) -> None:
     """Set a symbol's mark (and index) price; the resting orders it crosses fill before this
     returns."""
-    body = {"markPrice": mark_price} | ({"indexPrice": index_price} if index_price else {})
     with _admin(url, token, data_dir) as client:
-        _print_markets([_call(client, "PUT", f"/markets/{symbol}/price", json=body)])
+        _print_markets([client.set_price(symbol, mark_price, index_price)])
 
 
 @market_app.command("funding-rate")
@@ -521,8 +520,7 @@ def market_funding_rate(
 ) -> None:
     """Set a symbol's funding rate (charged at 00:00, 08:00 and 16:00 UTC)."""
     with _admin(url, token, data_dir) as client:
-        body = {"fundingRate": rate}
-        _print_markets([_call(client, "PUT", f"/markets/{symbol}/funding-rate", json=body)])
+        _print_markets([client.set_funding_rate(symbol, rate)])
 
 
 @account_app.command("positions")
@@ -534,7 +532,7 @@ def account_positions(
 ) -> None:
     """The account's UM positions, open orders and margin figures as tables."""
     with _admin(url, token, data_dir) as client:
-        data = _call(client, "GET", f"/accounts/{account_id}/positions")
+        data = client.positions(account_id)
     columns = (
         "symbol",
         "positionSide",
@@ -573,12 +571,7 @@ def account_commission(
 ) -> None:
     """Set the account's UM commission rates."""
     with _admin(url, token, data_dir) as client:
-        data = _call(
-            client,
-            "PUT",
-            f"/accounts/{account_id}/commission",
-            json={"maker": maker, "taker": taker},
-        )
+        data = client.set_commission(account_id, maker, taker)
     table = Table("accountId", "maker", "taker")
     table.add_row(str(data["accountId"]), data["maker"], data["taker"])
     console.print(table)

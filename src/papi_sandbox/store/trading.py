@@ -41,7 +41,7 @@ from papi_sandbox.trading.model import (
     TradingSettings,
 )
 
-#: The DDL of UM trading (migration 6 of papi_sandbox.store.schema): market prices, per-account
+#: The DDL of UM trading (migration 7 of papi_sandbox.store.schema): market prices, per-account
 #: settings and leverage, order and trade id sequences, orders, trades, positions and the income
 #: records of the journal entries trading books. A flat position's amount is the literal
 #: '0.00000000' (canonical text in SQLite, coerced to NUMERIC by PostgreSQL).
