@@ -21,7 +21,7 @@ def trader(server: Server, margin: str = "10000") -> tuple[Account, Signer]:
 
 
 def set_mark(server: Server, price: str, symbol: str = "BTCUSDT") -> dict[str, Any]:
-    r = server.admin("PUT", f"/markets/{symbol}/price", json={"markPrice": price})
+    r = server.admin.request("PUT", f"/markets/{symbol}/price", json={"markPrice": price})
     assert r.status_code == 200, r.text
     result: dict[str, Any] = r.json()
     return result
@@ -104,7 +104,7 @@ def test_resting_orders_fill_at_their_price_when_the_operator_moves_the_mark(
     income = signer.request("GET", "/papi/v1/um/income", {"incomeType": "REALIZED_PNL"}).json()
     assert [i["income"] for i in income] == ["30.00000000"]
     assert signer.request("GET", "/papi/v1/um/openOrders").json() == []
-    assert server.admin("GET", "/verify").json()["ok"]
+    assert server.admin.request("GET", "/verify").json()["ok"]
     del account
 
 
@@ -166,7 +166,7 @@ def test_settings_endpoints(server: Server) -> None:
         "makerCommissionRate": "0.0002",
         "takerCommissionRate": "0.0005",
     }
-    r = server.admin(
+    r = server.admin.request(
         "PUT", f"/accounts/{account.account_id}/commission", json={"maker": "0", "taker": "0.001"}
     )
     assert r.status_code == 200, r.text
@@ -206,7 +206,7 @@ def test_funding_is_charged_once_per_slot_and_as_of_may_name_the_next_slot(
     short_account, short_signer = trader(server)
     assert order(signer).status_code == 200
     assert order(short_signer, side="SELL").status_code == 200
-    r = server.admin("PUT", "/markets/BTCUSDT/funding-rate", json={"fundingRate": "0.0002"})
+    r = server.admin.request("PUT", "/markets/BTCUSDT/funding-rate", json={"fundingRate": "0.0002"})
     assert r.json()["fundingRate"] == "0.00020000"
     set_mark(server, "50000")
     now = datetime.now(UTC)
@@ -220,10 +220,10 @@ def test_funding_is_charged_once_per_slot_and_as_of_may_name_the_next_slot(
         > now
     )
     as_of = next_slot.isoformat().replace("+00:00", "Z")
-    first = server.admin("POST", "/jobs/funding", json={"asOf": as_of})
+    first = server.admin.request("POST", "/jobs/funding", json={"asOf": as_of})
     assert first.status_code == 200, first.text
     assert first.json()["slotMs"] == int(next_slot.timestamp() * 1000)
-    again = server.admin("POST", "/jobs/funding", json={"asOf": as_of}).json()
+    again = server.admin.request("POST", "/jobs/funding", json={"asOf": as_of}).json()
     assert again["entries"] == 0 and again["alreadyDone"] >= 2
     fees = signer.request("GET", "/papi/v1/um/income", {"incomeType": "FUNDING_FEE"}).json()
     assert [f["income"] for f in fees] == ["-0.10000000"]  # 0.01 × 50,000 × 0.0002, paid
@@ -231,14 +231,14 @@ def test_funding_is_charged_once_per_slot_and_as_of_may_name_the_next_slot(
         "GET", "/papi/v1/um/income", {"incomeType": "FUNDING_FEE"}
     ).json()
     assert [f["income"] for f in received] == ["0.10000000"]
-    server.admin("PUT", "/markets/BTCUSDT/funding-rate", json={"fundingRate": "0.0001"})
+    server.admin.request("PUT", "/markets/BTCUSDT/funding-rate", json={"fundingRate": "0.0001"})
     del account, short_account
 
 
 def test_operator_market_api(server: Server) -> None:
-    markets = {m["symbol"]: m for m in server.admin("GET", "/markets").json()}
+    markets = {m["symbol"]: m for m in server.admin.request("GET", "/markets").json()}
     assert set(markets) == {"BTCUSDT", "ETHUSDT", "BNBUSDT"}
-    state = server.admin(
+    state = server.admin.request(
         "PUT", "/markets/ETHUSDT/price", json={"markPrice": "3100", "indexPrice": "3099.5"}
     ).json()
     assert (state["markPrice"], state["indexPrice"]) == ("3100.00000000", "3099.50000000")
@@ -247,15 +247,20 @@ def test_operator_market_api(server: Server) -> None:
     ).json()
     assert premium["markPrice"] == "3100.00000000"
     for bad in ({"markPrice": 3100}, {"markPrice": "-1"}, {"markPrice": "1", "x": 1}, {}):
-        r = server.admin("PUT", "/markets/ETHUSDT/price", json=bad)
+        r = server.admin.request("PUT", "/markets/ETHUSDT/price", json=bad)
         assert (r.status_code, r.json()["code"]) == (400, -1102), bad
-    assert server.admin("PUT", "/markets/NOPE/price", json={"markPrice": "1"}).status_code == 404
-    r = server.admin("PUT", "/markets/ETHUSDT/funding-rate", json={"fundingRate": "2"})
+    assert (
+        server.admin.request("PUT", "/markets/NOPE/price", json={"markPrice": "1"}).status_code
+        == 404
+    )
+    r = server.admin.request("PUT", "/markets/ETHUSDT/funding-rate", json={"fundingRate": "2"})
     assert r.status_code == 400
     account, _ = trader(server)
-    positions = server.admin("GET", f"/accounts/{account.account_id}/positions").json()
+    positions = server.admin.request("GET", f"/accounts/{account.account_id}/positions").json()
     assert positions["positions"] == [] and positions["uniMMR"] == "999999.00000000"
-    r = server.admin("PUT", f"/accounts/{account.account_id}/commission", json={"maker": "0.5"})
+    r = server.admin.request(
+        "PUT", f"/accounts/{account.account_id}/commission", json={"maker": "0.5"}
+    )
     assert r.status_code == 400
 
 
@@ -289,7 +294,7 @@ def test_orders_survive_kill_9(fresh_server: Server) -> None:
     assert kept.json()["status"] == "NEW"
     risk = signer.request("GET", "/papi/v1/um/positionRisk", {"symbol": "BTCUSDT"}).json()
     assert risk[0]["positionAmt"] == "0.010"
-    markets = {m["symbol"]: m for m in fresh_server.admin("GET", "/markets").json()}
+    markets = {m["symbol"]: m for m in fresh_server.admin.request("GET", "/markets").json()}
     assert markets["BTCUSDT"]["markPrice"] == "60000.00000000"
     set_mark(fresh_server, "58000")
     assert signer.request("GET", "/papi/v1/um/openOrders").json() == []

@@ -26,7 +26,7 @@ def new_story_account(server: Server, label: str) -> Account:
 
 
 def mark(server: Server, price: str, symbol: str = "BTCUSDT") -> dict[str, Any]:
-    r = server.admin("PUT", f"/markets/{symbol}/price", json={"markPrice": price})
+    r = server.admin.request("PUT", f"/markets/{symbol}/price", json={"markPrice": price})
     assert r.status_code == 200, r.text
     result: dict[str, Any] = r.json()
     return result
@@ -46,7 +46,7 @@ def assert_story_end(server: Server, account: Account) -> None:
         "0.00000000",
         "0.00000000",
     )
-    r = server.admin("GET", "/verify")
+    r = server.admin.request("GET", "/verify")
     assert r.status_code == 200 and r.json()["ok"], r.text
 
 
