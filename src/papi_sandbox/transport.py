@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
 from typing import Any
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from papi_sandbox import settings as _settings
 
 #: Longest request line plus headers (bytes). The query string alone may have 8 KiB.
 MAX_HEADER_BYTES = 32 * 1024
@@ -116,7 +117,13 @@ def guarded_protocol(read_timeout_s: float) -> type[HttpToolsProtocol]:
 
 #: The protocol for ``serve --workers N``: each worker process imports it by name
 #: (``papi_sandbox.transport:GuardedFromEnv``) with the read deadline from the environment.
-GuardedFromEnv = guarded_protocol(float(os.environ.get("PAPI_SANDBOX_REQUEST_READ_TIMEOUT", "10")))
+GuardedFromEnv = guarded_protocol(
+    _settings.env_seconds(
+        "PAPI_SANDBOX_REQUEST_READ_TIMEOUT",
+        _settings.DEFAULT_REQUEST_READ_TIMEOUT_S,
+        _settings.READ_TIMEOUT_RANGE,
+    )
+)
 
 
 #: gc.set_threshold for a server process (Python's default is 700, 10, 10). Refcounting frees

@@ -59,6 +59,7 @@ WEIGHT_HEADER_RAW = WEIGHT_HEADER.lower().encode()
 #: The ledger-wide setting naming the encryption key that seals the stored HMAC secrets.
 SECRET_KEY_ID_SETTING = "secret_key_id"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+FORM_CONTENT_TYPE_RAW = FORM_CONTENT_TYPE.encode()
 #: Every method reaches the table, so a wrong one gets Binance's JSON error, not Starlette's.
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 
@@ -190,14 +191,8 @@ class PublicApi:
             if content_length is not None or chunked
             else b""  # HTTP/1.1: no Content-Length and no chunking means no body
         )
-        if body and content_type is not None:
-            declared_type = content_type.decode("latin-1")
-            if declared_type.split(";")[0].strip().lower() != FORM_CONTENT_TYPE:
-                raise ApiError(
-                    400,
-                    -1100,
-                    f"Request body must be {FORM_CONTENT_TYPE}, not '{declared_type[:64]}'.",
-                )
+        if body and not _body_has_parameters(scope["method"], content_type):
+            body = b""  # read (bounded) so the connection stays usable, then ignored
         raw = params.parse_raw(scope["query_string"], body)
         account_id = 0
         if endpoint.needs_key:
@@ -212,15 +207,32 @@ class PublicApi:
                 if not endpoint.security.permits(key.can_read, key.can_trade):
                     raise errors.rejected_api_key()
             account_id = key.account_id
-            if endpoint.account_limit is not None:
-                self.state.account_limits.admit(endpoint.account_limit, account_id)
         args = params.bind(endpoint.all_params, raw.values, endpoint.params_by_name)
+        if endpoint.account_limit is not None:  # a malformed request does not use it up
+            self.state.account_limits.admit(endpoint.account_limit, account_id)
         try:
             return await endpoint.handler(Call(self.state.service, account_id, args))
         except InsufficientBalance:
             raise errors.balance_insufficient() from None
         except LedgerError as exc:
             raise ApiError(400, -1000, str(exc)) from None
+
+
+#: Methods whose parameters Binance reads from the query string only: a body is ignored.
+QUERY_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _body_has_parameters(method: str, content_type: bytes | None) -> bool:
+    """Whether a request body is read for parameters (docs/semantics.md, "Where parameters come
+    from"): never for GET/HEAD/OPTIONS; otherwise when it is a form, that is when its
+    Content-Type is ``application/x-www-form-urlencoded`` (any parameters such as a charset
+    allowed) or absent. JSON, text/plain and every other type are ignored, not refused."""
+    if method in QUERY_ONLY_METHODS:
+        return False
+    if content_type is None:
+        return True
+    media_type = content_type.split(b";", 1)[0].strip().lower()
+    return media_type == FORM_CONTENT_TYPE_RAW
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
