@@ -120,6 +120,15 @@ def balance_insufficient() -> ApiError:
     return ApiError(400, -2018, "Balance is insufficient.")
 
 
+#: The sandbox's own code for the manual repay while ``autoRepay`` is off: Binance documents
+#: none, and no other refusal uses it (docs/semantics.md, "The sandbox's choices").
+AUTO_REPAY_OFF_CODE = -21090
+
+
+def auto_repay_off(msg: str) -> ApiError:
+    return ApiError(400, AUTO_REPAY_OFF_CODE, msg)
+
+
 def request_too_large(what: str, limit: int) -> ApiError:
     # Binance answers an oversized request before parsing it; the code here is the closest one.
     return ApiError(413, -1101, f"Request too large: {what} over the limit of {limit}.")
