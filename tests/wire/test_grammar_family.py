@@ -21,7 +21,7 @@ from papi_sandbox import grammar, money, settings
 from papi_sandbox.cli import app as cli_app
 from papi_sandbox.jobs.config import ConfigError, parse_config
 from papi_sandbox.jobs.runner import parse_as_of
-from support import ADMIN_TOKEN, Account, Server, Signer, now_ms, raw_request, sign
+from tests.support import ADMIN_TOKEN, Account, Server, Signer, now_ms, raw_request, sign
 
 #: The zero of every digit script used: Arabic-Indic, Extended Arabic-Indic, Devanagari,
 #: Bengali, Thai, Myanmar, full-width, mathematical bold.

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from support import Account, Server, now_ms, raw_request, sign
+from tests.support import Account, Server, now_ms, raw_request, sign
 
 ASSET_COLLECTION = "/papi/v1/asset-collection"
 AUTO_COLLECTION = "/papi/v1/auto-collection"

@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import BACKENDS, postgres_admin_url
 from papi_sandbox import money
 from papi_sandbox.jobs.config import JobsConfig
 from papi_sandbox.jobs.runner import Job, planner_for
@@ -29,7 +28,15 @@ from papi_sandbox.ledger.model import (
 )
 from papi_sandbox.store import open_store
 from papi_sandbox.store.base import JobAccount
-from support import Account, Server, Signer, create_test_database, drop_test_database
+from tests.support import (
+    BACKENDS,
+    Account,
+    Server,
+    Signer,
+    create_test_database,
+    drop_test_database,
+    postgres_admin_url,
+)
 
 D = Decimal
 BOUND = money.MAX_AMOUNT
