@@ -77,6 +77,9 @@ def test_unknown_api_key_is_401_2015(server: Server, indebted: tuple[Account, Si
     query = signed_query(account, f"timestamp={now_ms()}")
     r = raw_request(server.base_url, "POST", REPAY, query, headers={"X-MBX-APIKEY": "A" * 64})
     assert_error(r, 401, -2015)
+    assert r.json()["msg"] == (
+        "Invalid API-key, IP, or permissions for action, request ip: 127.0.0.1"
+    )
     assert_unchanged(server, account)
 
 

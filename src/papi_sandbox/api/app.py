@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, Router
 
 from papi_sandbox.api.endpoints import ENDPOINTS, Call, Endpoint, table
 from papi_sandbox.api.fast import PapiApp
@@ -208,7 +208,7 @@ class PublicApi:
                 if not auth.verify_signature(key, raw.signed_text, signature):
                     raise errors.invalid_signature()
                 if not endpoint.security.permits(key.can_read, key.can_trade):
-                    raise errors.rejected_api_key()
+                    raise errors.rejected_api_key(ip)
             account_id = key.account_id
         args = params.bind(endpoint.all_params, raw.values, endpoint.params_by_name)
         if endpoint.account_limit is not None:  # a malformed request does not use it up
@@ -371,12 +371,12 @@ def create_app(
     observer = RequestObserver(metrics, endpoint_label, log_requests=settings.request_log)
     app = PapiApp(
         PublicApi(state, observer),  # counted, timed and logged by the same observer
-        not_direct=(OPENAPI_PATH,),
         routes=[
             Route(OPENAPI_PATH, openapi, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
-            Mount("/admin/v1", routes=admin_routes(state)),
+            # no trailing-slash redirects in the operator API: "/accounts/" is a JSON 404
+            Mount("/admin/v1", app=Router(admin_routes(state), redirect_slashes=False)),
         ],
         exception_handlers={HTTPException: _http_exception, Exception: _unhandled},
         lifespan=lifespan,

@@ -226,5 +226,5 @@ async def authenticate(
         raise errors.bad_api_key_format()
     record = await keys.get(api_key)
     if record is None or record.revoked or not ip_allowed(record, client_ip):
-        raise errors.rejected_api_key()
+        raise errors.rejected_api_key(client_ip)
     return record

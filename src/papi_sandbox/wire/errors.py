@@ -112,8 +112,9 @@ def bad_api_key_format() -> ApiError:
     return ApiError(401, -2014, "API-key format invalid.")
 
 
-def rejected_api_key() -> ApiError:
-    return ApiError(401, -2015, "Invalid API-key, IP, or permissions for action.")
+def rejected_api_key(ip: str) -> ApiError:
+    """-2015, ending with the caller's address as Binance's message does."""
+    return ApiError(401, -2015, f"Invalid API-key, IP, or permissions for action, request ip: {ip}")
 
 
 def balance_insufficient() -> ApiError:
