@@ -16,7 +16,7 @@ import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route, Router
 
 from papi_sandbox.api.endpoints import ENDPOINTS, Call, Endpoint, table
@@ -35,6 +35,8 @@ from papi_sandbox.api.openapi import OPENAPI_PATH, openapi_document
 from papi_sandbox.jobs.config import JobsConfig, load_config
 from papi_sandbox.jobs.scheduler import run_scheduler
 from papi_sandbox.ledger.model import InsufficientBalance, LedgerError
+from papi_sandbox.market.config import load_market
+from papi_sandbox.market.state import Market
 from papi_sandbox.observability import (
     Metrics,
     ObservabilityMiddleware,
@@ -165,13 +167,19 @@ class PublicApi:
                 raise errors.not_found(path)
             if endpoint is None:
                 raise errors.method_not_allowed(method, path)
-            result = await self._serve(endpoint, scope, receive, ip)
+            used = [decision.used]  # raised by _serve when the request turns out heavier
+            try:
+                result = await self._serve(endpoint, scope, receive, ip, used)
+            finally:
+                weight = b"%d" % used[0]
         except ApiError as error:
             return _refusal(error, weight)
         body = result if type(result) is EncodedJson else orjson.dumps(result)
         return 200, body, json_headers(body, ((WEIGHT_HEADER_RAW, weight),)), None, weight.decode()
 
-    async def _serve(self, endpoint: Endpoint, scope: Scope, receive: Receive, ip: str) -> Any:
+    async def _serve(
+        self, endpoint: Endpoint, scope: Scope, receive: Receive, ip: str, used: list[int]
+    ) -> Any:
         # One pass over the headers (ASGI servers lowercase their names); the first of each wins.
         api_key: str | None = None
         content_length: bytes | None = None
@@ -197,6 +205,8 @@ class PublicApi:
         if body and not _body_has_parameters(scope["method"], content_type):
             body = b""  # read (bounded) so the connection stays usable, then ignored
         raw = params.parse_raw(scope["query_string"], body)
+        if endpoint.weight_without_symbol is not None and "symbol" not in raw.values:
+            used[0] = await self._spend_more(ip, endpoint.weight_without_symbol - endpoint.weight)
         account_id = 0
         if endpoint.needs_key:
             key = await auth.authenticate(api_key, ip, self.state.keys)
@@ -219,6 +229,22 @@ class PublicApi:
             raise errors.balance_insufficient() from None
         except LedgerError as exc:
             raise ApiError(400, -1000, str(exc)) from None
+
+    async def _spend_more(self, ip: str, weight: int) -> int:
+        """Charge ``weight`` more to ``ip`` once the parameters show the request costs more
+        (an endpoint weighed higher without ``symbol``); over the limit it is refused."""
+        decision = (
+            self._spend_now(ip, weight)
+            if self._spend_now is not None
+            else await self.state.limiter.spend(ip, weight)
+        )
+        if decision.banned_until_ms is not None:
+            raise errors.ip_banned(decision.banned_until_ms, decision.retry_after_s)
+        if not decision.allowed:
+            raise errors.too_many_requests(
+                self.state.limiter.limit_per_minute, decision.retry_after_s
+            )
+        return decision.used
 
 
 #: Methods whose parameters Binance reads from the query string only: a body is ignored.
@@ -261,6 +287,7 @@ def create_app(
     on_ready: Callable[[AppState], Awaitable[None]] | None = None,
 ) -> Starlette:
     from papi_sandbox.admin.api import admin_routes
+    from papi_sandbox.ui.app import ui_routes
 
     box = SecretBox(load_or_create_key(settings.data_dir))
 
@@ -288,7 +315,7 @@ def create_app(
             )
         return record
 
-    service = Service(store, box)
+    service = Service(store, box, Market(load_market(settings.config_path)))
     state = AppState(
         settings=settings,
         store=store,
@@ -315,7 +342,9 @@ def create_app(
         # Bounded label values: the table's paths, the fixed routes, then two buckets.
         if path in known_paths:
             return path
-        return "/admin/v1" if path.startswith("/admin/") else "unmatched"
+        if path.startswith("/admin/"):
+            return "/admin/v1"
+        return "/ui" if path == "/ui" or path.startswith("/ui/") else "unmatched"
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -356,6 +385,9 @@ def create_app(
     async def healthz(request: Request) -> Response:
         return json_response(200, {"status": "ok"})
 
+    async def ui_home(request: Request) -> Response:
+        return RedirectResponse("/ui/", 308)
+
     async def openapi(request: Request) -> Response:
         # Not weighed: a static document, built once.
         return Response(openapi_body, 200, media_type="application/json")
@@ -377,6 +409,9 @@ def create_app(
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             # no trailing-slash redirects in the operator API: "/accounts/" is a JSON 404
             Mount("/admin/v1", app=Router(admin_routes(state), redirect_slashes=False)),
+            # The operator's dashboard (papi_sandbox/ui), on the same service layer.
+            Route("/ui", ui_home, methods=["GET"]),
+            Mount("/ui", routes=ui_routes(state)),
         ],
         exception_handlers={HTTPException: _http_exception, Exception: _unhandled},
         lifespan=lifespan,
