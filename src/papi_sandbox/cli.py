@@ -11,7 +11,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
@@ -23,6 +23,9 @@ from papi_sandbox import settings as settings_mod
 from papi_sandbox.ledger.model import ADJUSTABLE_WALLETS, ADJUSTMENT_REASONS
 from papi_sandbox.progress import Progress, progress_for
 from papi_sandbox.settings import Settings
+
+if TYPE_CHECKING:
+    from papi_sandbox.store.contract import Store
 from papi_sandbox.wire.limits import DEFAULT_BAN_AFTER_429S
 
 app = typer.Typer(help="A self-hosted Binance Portfolio Margin API sandbox.", no_args_is_help=True)
@@ -168,7 +171,7 @@ def _load_jobs_config(path: Path | None) -> Any:
         raise typer.Exit(2) from None
 
 
-def open_store(db_url: str, durability: str = "full") -> Any:
+def open_store(db_url: str, durability: str = "full") -> Store:
     from papi_sandbox.store import open_store as store_for_url
 
     return store_for_url(db_url, durability=durability)
@@ -393,13 +396,18 @@ def _serve_workers(settings: Settings, workers: int, log_config: Any) -> None:
 
 
 @db_app.command("upgrade")
-def db_upgrade(db: Db = None, data_dir: DataDir = settings_mod.DEFAULT_DATA_DIR) -> None:
+def db_upgrade(
+    db: Db = None,
+    data_dir: DataDir = settings_mod.DEFAULT_DATA_DIR,
+    progress: ProgressOpt = None,
+) -> None:
     """Apply pending schema migrations (the service also applies them when it starts)."""
     from papi_sandbox.store import upgrade
 
     settings = Settings(data_dir=data_dir, db=db)
     try:
-        before, after = upgrade(settings.db_url)
+        with progress_for(progress) as shown:
+            before, after = upgrade(settings.db_url, shown)
     except Exception as exc:  # shown, not a traceback: a wrong URL is the usual cause
         err_console.print(f"[red]Cannot upgrade the database: {type(exc).__name__}: {exc}[/red]")
         raise typer.Exit(2) from None
@@ -616,8 +624,8 @@ def jobs_run(
     jobs_config = _load_jobs_config(config)
     settings = Settings(data_dir=data_dir, db=db)
     store = open_store(settings.db_url)
-    if not store.path.exists():  # never create an empty ledger just to sweep it
-        err_console.print(f"[red]No database at {store.path}[/red]")
+    if not store.exists_sync():  # never create an empty ledger just to sweep it
+        err_console.print(f"[red]No database at {settings.db_url}[/red]")
         raise typer.Exit(2)
     chosen = Job(job)
     slot = slot_at_or_before(chosen.times(jobs_config), moment)

@@ -48,7 +48,8 @@ from papi_sandbox.observability import (
 from papi_sandbox.secretbox import SecretBox, SecretBoxError, load_or_create_key
 from papi_sandbox.service import Service
 from papi_sandbox.settings import Settings
-from papi_sandbox.store.base import ApiKeyRecord, Store
+from papi_sandbox.store.base import ApiKeyRecord
+from papi_sandbox.store.contract import KeyRevocations, Store
 from papi_sandbox.stream.hub import EventHub
 from papi_sandbox.wire import auth, errors, params
 from papi_sandbox.wire.account_limits import AccountLimiter
@@ -326,13 +327,10 @@ def create_app(
         jobs=load_config(settings.config_path),
     )
     # A store shared by several processes tells each one about keys revoked by another.
-    on_key_revoked = getattr(store, "on_key_revoked", None)
-    if on_key_revoked is not None:
-        on_key_revoked(state.keys.forget)
+    if isinstance(store, KeyRevocations):
+        store.on_key_revoked(state.keys.forget)
     # Every durable commit reaches the hub once, in commit order (docs/design.md, "The event hub").
-    on_commit = getattr(store, "on_commit", None)
-    if on_commit is not None:
-        on_commit(state.hub.publish)
+    store.on_commit(state.hub.publish)
     metrics = Metrics()
     routes = table(ENDPOINTS)
     openapi_body = orjson.dumps(openapi_document())
@@ -396,7 +394,7 @@ def create_app(
         body, content_type = metrics.render(
             await store.entry_counts(),
             limiter_unavailable=getattr(state.limiter, "unavailable_total", 0),
-            store_retries=getattr(store, "retries_total", 0),
+            store_retries=store.retries_total,
         )
         return Response(body, 200, headers={"Content-Type": content_type})
 

@@ -1,21 +1,23 @@
-"""Persistence behind one protocol (:class:`papi_sandbox.store.base.Store`), chosen by URL.
+"""Persistence behind one contract (:class:`papi_sandbox.store.base.Store`), chosen by URL.
 
 ``sqlite:///path.db`` (or a bare path): one file, one writer process. ``postgresql://...``: one
-database shared by any number of server processes.
+database shared by any number of server processes. See ``docs/design.md`` for the layout and for
+how a feature adds its own state.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from papi_sandbox.progress import NO_PROGRESS, Progress
+from papi_sandbox.store.contract import Store
 
 
 def is_postgres_url(url: str) -> bool:
     return url.startswith(("postgres://", "postgresql://"))
 
 
-def open_store(url: str, *, durability: str = "full") -> Any:
-    """The store for ``url`` (not yet opened). Typed Any: each store also has ``verify_sync``.
-    ``durability`` is SQLite's (PostgreSQL commits durably, ``synchronous_commit=on``)."""
+def open_store(url: str, *, durability: str = "full") -> Store:
+    """The store for ``url``, not yet opened (call ``open``). ``durability`` is SQLite's
+    (PostgreSQL commits durably, ``synchronous_commit=on``); ValueError for an unknown one."""
     if is_postgres_url(url):
         from papi_sandbox.store.postgres import PostgresStore
 
@@ -25,19 +27,13 @@ def open_store(url: str, *, durability: str = "full") -> Any:
     return SQLiteStore(path_from_url(url), durability=durability)
 
 
-def upgrade(url: str) -> tuple[int, int]:
-    """Apply pending schema migrations; returns (version before, version after)."""
+def upgrade(url: str, progress: Progress = NO_PROGRESS) -> tuple[int, int]:
+    """Apply pending schema migrations; (versions applied before, versions applied after).
+    ``progress``: one stage per pending migration (:mod:`papi_sandbox.progress`)."""
     if is_postgres_url(url):
-        from papi_sandbox.store.postgres import migrate_sync
+        from papi_sandbox.store import postgres
 
-        return migrate_sync(url)
-    from papi_sandbox.store.sqlite import _connect, migrate, path_from_url
+        return postgres.upgrade(url, progress)
+    from papi_sandbox.store import sqlite
 
-    path = path_from_url(url)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = _connect(path)
-    try:
-        before = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        return before, migrate(conn)
-    finally:
-        conn.close()
+    return sqlite.upgrade(sqlite.path_from_url(url), progress)
