@@ -358,6 +358,7 @@ def _serve_workers(settings: Settings, workers: int, log_config: Any) -> None:
 
     from papi_sandbox.secretbox import load_or_create_key
     from papi_sandbox.store import upgrade
+    from papi_sandbox.stream.ws import websocket_server_options
 
     upgrade(settings.db_url)  # once, before the workers race to do it
     load_or_create_key(settings.data_dir)  # likewise the encryption key they must all share
@@ -392,6 +393,7 @@ def _serve_workers(settings: Settings, workers: int, log_config: Any) -> None:
         timeout_keep_alive=settings.keep_alive_timeout_s,
         limit_concurrency=settings.max_connections,
         timeout_graceful_shutdown=5,
+        **websocket_server_options(),
     )
 
 

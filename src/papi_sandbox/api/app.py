@@ -51,6 +51,7 @@ from papi_sandbox.settings import Settings
 from papi_sandbox.store.base import ApiKeyRecord
 from papi_sandbox.store.contract import KeyRevocations, Store
 from papi_sandbox.stream.hub import EventHub
+from papi_sandbox.stream.ws import StreamServer, websocket_routes
 from papi_sandbox.wire import auth, errors, params
 from papi_sandbox.wire.account_limits import AccountLimiter
 from papi_sandbox.wire.errors import ApiError
@@ -84,6 +85,8 @@ class AppState:
     jobs: JobsConfig = field(default_factory=JobsConfig)
     #: Committed journal entries, fanned out per account (the user data stream, the dashboard).
     hub: EventHub = field(default_factory=EventHub)
+    #: The user data stream's WebSocket connections (set by create_app).
+    streams: StreamServer | None = None
 
 
 #: What one public request is answered with: status, body, headers, Binance code (None on
@@ -209,6 +212,7 @@ class PublicApi:
         if endpoint.weight_without_symbol is not None and "symbol" not in raw.values:
             used[0] = await self._spend_more(ip, endpoint.weight_without_symbol - endpoint.weight)
         account_id = 0
+        caller_key = ""
         if endpoint.needs_key:
             key = await auth.authenticate(api_key, ip, self.state.keys)
             if endpoint.signed:
@@ -221,11 +225,16 @@ class PublicApi:
                 if not endpoint.security.permits(key.can_read, key.can_trade):
                     raise errors.rejected_api_key(ip)
             account_id = key.account_id
-        args = params.bind(endpoint.all_params, raw.values, endpoint.params_by_name)
+            caller_key = key.api_key
+        values = raw.values
+        if not endpoint.refuses_unknown:
+            by_name = endpoint.params_by_name
+            values = {name: text for name, text in values.items() if name in by_name}
+        args = params.bind(endpoint.all_params, values, endpoint.params_by_name)
         if endpoint.account_limit is not None:  # a malformed request does not use it up
             self.state.account_limits.admit(endpoint.account_limit, account_id)
         try:
-            return await endpoint.handler(Call(self.state.service, account_id, args))
+            return await endpoint.handler(Call(self.state.service, account_id, args, caller_key))
         except InsufficientBalance:
             raise errors.balance_insufficient() from None
         except LedgerError as exc:
@@ -326,9 +335,12 @@ def create_app(
         admin_token=admin_token,
         jobs=load_config(settings.config_path),
     )
+    streams = StreamServer(state.hub, service.listen_keys)
+    state.streams = streams
     # A store shared by several processes tells each one about keys revoked by another.
     if isinstance(store, KeyRevocations):
         store.on_key_revoked(state.keys.forget)
+        store.on_key_revoked(streams.api_key_revoked)
     # Every durable commit reaches the hub once, in commit order (docs/design.md, "The event hub").
     store.on_commit(state.hub.publish)
     metrics = Metrics()
@@ -369,8 +381,10 @@ def create_app(
                 await on_ready(state)
             if settings.scheduler:
                 scheduler = asyncio.create_task(run_scheduler(store, state.jobs))
+            streams.start()
             yield
         finally:
+            await streams.stop()
             if scheduler is not None:
                 scheduler.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -410,6 +424,7 @@ def create_app(
             # The operator's dashboard (papi_sandbox/ui), on the same service layer.
             Route("/ui", ui_home, methods=["GET"]),
             Mount("/ui", routes=ui_routes(state)),
+            *websocket_routes(lambda: streams),
         ],
         exception_handlers={HTTPException: _http_exception, Exception: _unhandled},
         lifespan=lifespan,
