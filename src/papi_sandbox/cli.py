@@ -7,7 +7,8 @@ against a local SQLite service or a remote one.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -20,6 +21,7 @@ from rich.table import Table
 
 from papi_sandbox import grammar
 from papi_sandbox import settings as settings_mod
+from papi_sandbox.client import AdminClient, AdminError
 from papi_sandbox.ledger.model import ADJUSTABLE_WALLETS, ADJUSTMENT_REASONS
 from papi_sandbox.progress import Progress, progress_for
 from papi_sandbox.settings import Settings
@@ -465,31 +467,22 @@ Token = Annotated[
 DEFAULT_URL = "http://127.0.0.1:8765"
 
 
-def _admin(url: str, token: str | None, data_dir: Path) -> httpx.Client:
+@contextmanager
+def _admin(url: str, token: str | None, data_dir: Path) -> Iterator[AdminClient]:
+    """The operator client; a refusal or an unreachable service ends the command (exit 1, 2)."""
     token = token or settings_mod.read_admin_token(data_dir)
     if not token:
         err_console.print("[red]No operator token: set PAPI_SANDBOX_ADMIN_TOKEN or --token.[/red]")
         raise typer.Exit(2)
-    return httpx.Client(
-        base_url=url.rstrip("/") + "/admin/v1",
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-    )
-
-
-def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
     try:
-        response = client.request(method, path, **kwargs)
+        with AdminClient(url, token) as client:
+            yield client
     except httpx.HTTPError as exc:
         err_console.print(f"[red]Cannot reach the service: {exc}[/red]")
         raise typer.Exit(2) from None
-    data = response.json()
-    if response.status_code >= 400:
-        err_console.print(
-            f"[red]{response.status_code} {data.get('code')}: {data.get('msg')}[/red]"
-        )
-        raise typer.Exit(1)
-    return data
+    except AdminError as exc:
+        err_console.print(f"[red]{exc.status} {exc.code}: {exc.msg}[/red]")
+        raise typer.Exit(1) from None
 
 
 @account_app.command("create")
@@ -501,10 +494,10 @@ def account_create(
 ) -> None:
     """Create an account with an HMAC key; the secret is shown this once."""
     with _admin(url, token, data_dir) as client:
-        data = _call(client, "POST", "/accounts", json={"label": label} if label else {})
-    console.print(f"accountId: {data['accountId']}")
-    console.print(f"apiKey:    {data['apiKey']}")
-    console.print(f"secretKey: {data['secretKey']}  (shown once)")
+        account = client.create_account(label)
+    console.print(f"accountId: {account.account_id}")
+    console.print(f"apiKey:    {account.api_key}")
+    console.print(f"secretKey: {account.secret}  (shown once)")
 
 
 @account_app.command("adjust")
@@ -530,9 +523,8 @@ def account_adjust(
     data_dir: DataDir = settings_mod.DEFAULT_DATA_DIR,
 ) -> None:
     """Change one balance the way trading would (one journal entry)."""
-    body = {"wallet": wallet, "asset": asset, "amount": amount, "reason": reason}
     with _admin(url, token, data_dir) as client:
-        data = _call(client, "POST", f"/accounts/{account_id}/adjustments", json=body)
+        data = client.adjust(account_id, wallet, asset, amount, reason)
     console.print(f"tranId: {data['tranId']}")
     _print_balances([data["balance"]])
 
@@ -546,7 +538,7 @@ def account_show(
 ) -> None:
     """The account's balances as a table."""
     with _admin(url, token, data_dir) as client:
-        rows = _call(client, "GET", f"/accounts/{account_id}/balances")
+        rows = client.balances(account_id)
     _print_balances(rows)
 
 
@@ -560,7 +552,7 @@ def account_journal(
 ) -> None:
     """The account's journal entries, newest first."""
     with _admin(url, token, data_dir) as client:
-        entries = _call(client, "GET", f"/accounts/{account_id}/journal", params={"limit": limit})
+        entries = client.journal(account_id, limit)
     table = Table("tranId", "type", "time", "account", "wallet", "asset", "amount")
     for entry in entries:
         for i, p in enumerate(entry["postings"]):

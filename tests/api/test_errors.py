@@ -257,10 +257,12 @@ def test_admin_adjustment_validation(server: Server, account: Account) -> None:
         {"amount": "0"},
         {"extra": 1},
     ]:
-        r = server.admin("POST", path, json={**base, **patch})
+        r = server.admin.request("POST", path, json={**base, **patch})
         assert_error(r, 400, -1102)
-    r = server.admin("POST", path, json={**base, "wallet": "MARGIN", "reason": "WITHDRAW"})
+    r = server.admin.request("POST", path, json={**base, "wallet": "MARGIN", "reason": "WITHDRAW"})
     assert_error(r, 400, -2018)  # MARGIN free may not go below zero
-    assert_error(server.admin("POST", "/accounts/999999/adjustments", json=base), 404, -1000)
-    assert_error(server.admin("POST", path, content=b"{not json"), 400, -1102)
+    assert_error(
+        server.admin.request("POST", "/accounts/999999/adjustments", json=base), 404, -1000
+    )
+    assert_error(server.admin.request("POST", path, content=b"{not json"), 400, -1102)
     assert server.journal(account.account_id) == []

@@ -37,7 +37,7 @@ def balances(signer: Signer) -> dict[str, dict[str, Any]]:
 
 def read_only_signer(server: Server, account: Account) -> Signer:
     """A second key of the account with reading rights only, issued by the operator API."""
-    r = server.admin(
+    r = server.admin.request(
         "POST",
         f"/accounts/{account.account_id}/api-keys",
         json={"type": "HMAC", "enableReading": True, "enablePortfolioMarginTrading": False},
@@ -73,7 +73,7 @@ def test_switch_off_gates_the_manual_repay(
     server: Server, account: Account, signer: Signer, where: str
 ) -> None:
     ok(signer.request("POST", SWITCH, {"autoRepay": "false"}))
-    r = server.admin("GET", f"/accounts/{account.account_id}/settings")
+    r = server.admin.request("GET", f"/accounts/{account.account_id}/settings")
     assert r.json() == {"autoRepay": False, "vipLevel": 0}
     server.adjust(account.account_id, "MARGIN", "USDT", "10", "DEPOSIT")
     server.adjust(account.account_id, "UM", "USDT", "-4", "REALIZED_PNL")
