@@ -140,7 +140,7 @@ def test_no_operation_leaves_a_balance_past_the_bound(
 
 
 def _state(server: Server, account: Account) -> tuple[int, Any]:
-    rows = server.admin("GET", f"/accounts/{account.account_id}/balances").json()
+    rows = server.admin.request("GET", f"/accounts/{account.account_id}/balances").json()
     return len(server.journal(account.account_id)), rows
 
 
@@ -165,7 +165,7 @@ def test_auto_collection_past_the_bound_is_refused(server: Server) -> None:
         "POST", "/papi/v1/asset-collection", {"asset": "USDT", "amount": "1", "futureType": "UM"}
     )
     assert r.status_code == 200, r.text
-    assert server.admin("GET", "/verify").json()["ok"] is True
+    assert server.admin.request("GET", "/verify").json()["ok"] is True
 
 
 def test_bnb_transfer_and_adjustments_past_the_bound_are_refused(server: Server) -> None:
@@ -184,7 +184,7 @@ def test_bnb_transfer_and_adjustments_past_the_bound_are_refused(server: Server)
         ("CM", "-1000000000000000.00000001", "FUNDING_FEE"),
     ]:
         body = {"wallet": wallet, "asset": "BNB", "amount": amount, "reason": reason}
-        r = server.admin("POST", f"/accounts/{account.account_id}/adjustments", json=body)
+        r = server.admin.request("POST", f"/accounts/{account.account_id}/adjustments", json=body)
         assert r.status_code == 400, r.text
     assert _state(server, account) == before
 

@@ -156,8 +156,8 @@ def test_as_of_out_of_range_is_a_clear_refusal(value: object) -> None:
 
 def _state(server: Server, account: Account) -> tuple[int, Any, Any]:
     """Journal length, balances and the verify report's counts: what a refusal must not move."""
-    balances = server.admin("GET", f"/accounts/{account.account_id}/balances").json()
-    report = server.admin("GET", "/verify").json()
+    balances = server.admin.request("GET", f"/accounts/{account.account_id}/balances").json()
+    report = server.admin.request("GET", "/verify").json()
     return len(server.journal(account.account_id)), balances, (report["entries"], report["assets"])
 
 
@@ -259,19 +259,21 @@ def test_operator_json_fields(server: Server, funded: tuple[Account, Signer]) ->
     answers = []
     for value in SIGNED_DECIMALS:
         body = {"wallet": "MARGIN", "asset": "USDT", "amount": value, "reason": "DEPOSIT"}
-        answers.append((value, server.admin("POST", path, json=body)))
+        answers.append((value, server.admin.request("POST", path, json=body)))
     for value in ASSETS:
         body = {"wallet": "MARGIN", "asset": value, "amount": "5", "reason": "DEPOSIT"}
-        answers.append((value, server.admin("POST", path, json=body)))
+        answers.append((value, server.admin.request("POST", path, json=body)))
     for wallet in ["margin", "MARGIN\n", " UM", "CM\x00", _full_width("UM")]:
         body = {"wallet": wallet, "asset": "USDT", "amount": "5", "reason": "DEPOSIT"}
-        answers.append((wallet, server.admin("POST", path, json=body)))
+        answers.append((wallet, server.admin.request("POST", path, json=body)))
     for number in [5, 5.0, True, None, ["5"], {"v": "5"}]:
         body = {"wallet": "MARGIN", "asset": "USDT", "amount": number, "reason": "DEPOSIT"}
-        answers.append((repr(number), server.admin("POST", path, json=body)))
+        answers.append((repr(number), server.admin.request("POST", path, json=body)))
     settings_path = f"/accounts/{account.account_id}/settings"
     for vip in ["1", "\u0661", 1.0, True, -1, 10, 10**30]:
-        answers.append((repr(vip), server.admin("PUT", settings_path, json={"vipLevel": vip})))
+        answers.append(
+            (repr(vip), server.admin.request("PUT", settings_path, json={"vipLevel": vip}))
+        )
     _codes(answers, 400, -1102)
     assert _state(server, account) == before
 
@@ -283,8 +285,10 @@ def test_operator_path_ids(server: Server, funded: tuple[Account, Signer]) -> No
     answers = []
     for text in ids:
         body = {"wallet": "MARGIN", "asset": "USDT", "amount": "5", "reason": "DEPOSIT"}
-        answers.append((text, server.admin("POST", f"/accounts/{text}/adjustments", json=body)))
-        answers.append((text, server.admin("GET", f"/accounts/{text}/balances")))
+        answers.append(
+            (text, server.admin.request("POST", f"/accounts/{text}/adjustments", json=body))
+        )
+        answers.append((text, server.admin.request("GET", f"/accounts/{text}/balances")))
     _codes(answers, 404, -1000)
     assert _state(server, account) == before
 
@@ -294,11 +298,11 @@ def test_operator_query_parameters(server: Server, funded: tuple[Account, Signer
     path = f"/accounts/{account.account_id}/journal"
     answers = []
     for value in [*INTEGERS, "0", "1" + "0" * 30]:
-        answers.append((value, server.admin("GET", path, params={"limit": value})))
-        answers.append((value, server.admin("GET", path, params={"beforeTranId": value})))
-    answers.append(("1001", server.admin("GET", path, params={"limit": "1001"})))
-    answers.append(("unknown", server.admin("GET", path, params={"limits": "1"})))
-    answers.append(("twice", server.admin("GET", path + "?limit=1&limit=2")))
+        answers.append((value, server.admin.request("GET", path, params={"limit": value})))
+        answers.append((value, server.admin.request("GET", path, params={"beforeTranId": value})))
+    answers.append(("1001", server.admin.request("GET", path, params={"limit": "1001"})))
+    answers.append(("unknown", server.admin.request("GET", path, params={"limits": "1"})))
+    answers.append(("twice", server.admin.request("GET", path + "?limit=1&limit=2")))
     wrong = [(v, r.status_code, r.text) for v, r in answers if r.status_code != 400]
     assert not wrong, wrong
 
@@ -318,7 +322,9 @@ def test_operator_as_of(server: Server, funded: tuple[Account, Signer], job: str
         "\u0661\u0662\u0663",
         True,
     ]
-    answers = [(repr(v), server.admin("POST", f"/jobs/{job}", json={"asOf": v})) for v in values]
+    answers = [
+        (repr(v), server.admin.request("POST", f"/jobs/{job}", json={"asOf": v})) for v in values
+    ]
     _codes(answers, 400, -1102)
     assert all("asOf" in r.json()["msg"] for _, r in answers)
     assert _state(server, account) == before

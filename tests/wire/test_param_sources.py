@@ -26,7 +26,7 @@ def collectable(server: Server) -> Account:
 
 
 def _balances(server: Server, account: Account) -> dict[str, dict[str, Any]]:
-    rows = server.admin("GET", f"/accounts/{account.account_id}/balances").json()
+    rows = server.admin.request("GET", f"/accounts/{account.account_id}/balances").json()
     return {row["asset"]: row for row in rows}
 
 
