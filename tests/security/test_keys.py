@@ -365,7 +365,8 @@ def test_every_signed_endpoint_checks_the_keys_permission(
         server.base_url, Account(account.account_id, issued["apiKey"], issued["secretKey"])
     )
     before = server.journal(account.account_id)
-    for where in ("query", "body"):
+    # a GET reads the query only; other methods the query or a form body
+    for where in ("query",) if endpoint.method == "GET" else ("query", "body"):
         r = signer.request(endpoint.method, endpoint.path, where=where)
         assert (r.status_code, r.json()["code"]) == (401, -2015), r.text
     assert server.journal(account.account_id) == before
