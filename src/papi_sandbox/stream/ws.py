@@ -348,7 +348,9 @@ class StreamServer:
         if conn.combined:
             frame = f'{{"stream":"{key}","data":{frame}}}'
         async with conn.send_lock:
-            await asyncio.wait_for(conn.ws.send_text(frame), SEND_TIMEOUT_S)
+            # asyncio.timeout, not wait_for: no task per frame (a frame per client per entry).
+            async with asyncio.timeout(SEND_TIMEOUT_S):
+                await conn.ws.send_text(frame)
 
     async def _run(self, conn: _Connection, path_key: str | None) -> None:
         """Read the client's messages until it leaves, the connection must close (close()
@@ -405,7 +407,8 @@ class StreamServer:
             reply = await self._method(conn, text, path_key)
             if reply is not None:
                 async with conn.send_lock:
-                    await asyncio.wait_for(conn.ws.send_text(reply), SEND_TIMEOUT_S)
+                    async with asyncio.timeout(SEND_TIMEOUT_S):
+                        await conn.ws.send_text(reply)
 
     async def _method(self, conn: _Connection, text: str, path_key: str | None) -> str | None:
         """Binance's method messages: SUBSCRIBE, UNSUBSCRIBE, LIST_SUBSCRIPTIONS (and the
