@@ -19,14 +19,17 @@ from typing import Any
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from papi_sandbox.wire import errors
+from papi_sandbox.wire.errors import ApiError
+
 #: Longest request line plus headers (bytes). The query string alone may have 8 KiB.
 MAX_HEADER_BYTES = 32 * 1024
 
 
-def _error_bytes(status: int, reason: str, code: int, msg: str) -> bytes:
-    body = orjson.dumps({"code": code, "msg": msg})
+def _error_bytes(reason: str, error: ApiError) -> bytes:
+    body = orjson.dumps({"code": error.code, "msg": error.msg})
     head = (
-        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+        f"HTTP/1.1 {error.status} {reason}\r\ncontent-type: application/json\r\n"
         f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
     )
     return head.encode() + body
@@ -56,11 +59,7 @@ def guarded_protocol(read_timeout_s: float) -> type[HttpToolsProtocol]:
             if self.transport.is_closing():
                 return
             if self._in_headers:  # nothing of ours has been answered: say why we close
-                self.transport.write(
-                    _error_bytes(
-                        408, "Request Timeout", -1007, "Timeout waiting for the request headers."
-                    )
-                )
+                self.transport.write(_error_bytes("Request Timeout", errors.header_timeout()))
             self.transport.close()
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -78,11 +77,8 @@ def guarded_protocol(read_timeout_s: float) -> type[HttpToolsProtocol]:
                     self._disarm()
                     self.transport.write(
                         _error_bytes(
-                            431,
                             "Request Header Fields Too Large",
-                            -1101,
-                            f"Request too large: request line and headers over the limit of"
-                            f" {MAX_HEADER_BYTES} bytes.",
+                            errors.headers_too_large(MAX_HEADER_BYTES),
                         )
                     )
                     self.transport.close()
@@ -92,9 +88,7 @@ def guarded_protocol(read_timeout_s: float) -> type[HttpToolsProtocol]:
         def send_400_response(self, msg: str) -> None:
             # Bytes the HTTP parser refuses: still answered in Binance's shape, then closed.
             self._disarm()
-            self.transport.write(
-                _error_bytes(400, "Bad Request", -1000, f"Malformed HTTP request: {msg[:200]}")
-            )
+            self.transport.write(_error_bytes("Bad Request", errors.malformed_http(msg)))
             self.transport.close()
 
         def on_message_begin(self) -> None:

@@ -34,7 +34,7 @@ from papi_sandbox.api.http import (
 from papi_sandbox.api.openapi import OPENAPI_PATH, openapi_document
 from papi_sandbox.jobs.config import JobsConfig, load_config
 from papi_sandbox.jobs.scheduler import run_scheduler
-from papi_sandbox.ledger.model import InsufficientBalance, LedgerError
+from papi_sandbox.ledger.model import LedgerError
 from papi_sandbox.market.config import load_market
 from papi_sandbox.market.state import Market
 from papi_sandbox.observability import (
@@ -205,11 +205,7 @@ class PublicApi:
         if body and content_type is not None:
             declared_type = content_type.decode("latin-1")
             if declared_type.split(";")[0].strip().lower() != FORM_CONTENT_TYPE:
-                raise ApiError(
-                    400,
-                    -1100,
-                    f"Request body must be {FORM_CONTENT_TYPE}, not '{declared_type[:64]}'.",
-                )
+                raise errors.unsupported_body_type(FORM_CONTENT_TYPE, declared_type)
         raw = params.parse_raw(scope["query_string"], body)
         if endpoint.weight_without_symbol is not None and "symbol" not in raw.values:
             used[0] = await self._spend_more(ip, endpoint.weight_without_symbol - endpoint.weight)
@@ -231,10 +227,8 @@ class PublicApi:
         args = params.bind(endpoint.all_params, raw.values, endpoint.params_by_name)
         try:
             return await endpoint.handler(Call(self.state.service, account_id, args))
-        except InsufficientBalance:
-            raise errors.balance_insufficient() from None
         except LedgerError as exc:
-            raise ApiError(400, -1000, str(exc)) from None
+            raise errors.refusal(exc) from None
 
     async def _spend_more(self, ip: str, weight: int) -> int:
         """Charge ``weight`` more to ``ip`` once the parameters show the request costs more
@@ -259,7 +253,7 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
         return error_response(errors.method_not_allowed(request.method, request.url.path))
     if exc.status_code == 404:
         return error_response(errors.not_found(request.url.path))
-    return error_response(ApiError(exc.status_code, -1000, str(exc.detail)))
+    return error_response(errors.http_error(exc.status_code, str(exc.detail)))
 
 
 async def _unhandled(request: Request, exc: Exception) -> Response:
@@ -287,9 +281,7 @@ def create_app(
                 secret = box.open(record.secret, record.api_key)
             except SecretBoxError as exc:  # the key was rotated under a running process
                 log.error("cannot open the secret of an API key: %s", exc)
-                raise ApiError(
-                    503, -1001, "Internal error; unable to process your request. Please try again."
-                ) from None
+                raise errors.internal_retry() from None
             # Built field by field: dataclasses.replace costs several µs, on every key miss.
             record = ApiKeyRecord(
                 record.api_key,

@@ -94,7 +94,7 @@ async def _asset_collection(call: Call) -> Any:
             Wallet(future_type) if future_type is not None else None,
         )
     except AssetNotCollectable as exc:
-        raise errors.invalid_parameter("asset", f"{exc}.") from None
+        raise errors.refusal(exc) from None
     return SUCCESS
 
 

@@ -79,6 +79,18 @@ class AmountLimitExceeded(LedgerError):
     pass
 
 
+class UnknownAccount(LedgerError):
+    """No such account (or the system account, which no one may address)."""
+
+
+class KeyLimitReached(LedgerError):
+    """The account holds the most live API keys it may."""
+
+
+class BadKeyRequest(LedgerError):
+    """A new API key's type, public key or permissions are not acceptable."""
+
+
 @dataclass(frozen=True, slots=True)
 class Posting:
     account_id: int
