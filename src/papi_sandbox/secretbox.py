@@ -19,6 +19,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from papi_sandbox import grammar
+
 #: Environment variable holding the encryption key (64 hex digits = 32 bytes); wins over the file.
 SECRET_KEY_ENV = "PAPI_SANDBOX_SECRET_KEY"
 #: File in the data folder holding the generated key (mode 0600).
@@ -39,13 +41,12 @@ def key_id(key: bytes) -> str:
 
 
 def parse_key(text: str) -> bytes:
+    """The key from exactly 64 ASCII hex digits (one final line feed, as a key file ends, is
+    allowed); anything else raises SecretBoxError."""
     try:
-        key = bytes.fromhex(text.strip())
-    except ValueError:
+        return grammar.parse_hex(text.removesuffix("\n"), digits=2 * KEY_BYTES)
+    except grammar.GrammarError:
         raise SecretBoxError("the encryption key must be 64 hex digits") from None
-    if len(key) != KEY_BYTES:
-        raise SecretBoxError("the encryption key must be 64 hex digits")
-    return key
 
 
 def new_key_text() -> str:

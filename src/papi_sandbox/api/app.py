@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, Router
 
 from papi_sandbox.api.endpoints import ENDPOINTS, Call, Endpoint, table
 from papi_sandbox.api.fast import PapiApp
@@ -51,6 +51,7 @@ from papi_sandbox.settings import Settings
 from papi_sandbox.store.base import ApiKeyRecord
 from papi_sandbox.store.contract import KeyRevocations, Store
 from papi_sandbox.stream.hub import EventHub
+from papi_sandbox.stream.ws import StreamServer, websocket_routes
 from papi_sandbox.wire import auth, errors, params
 from papi_sandbox.wire.account_limits import AccountLimiter
 from papi_sandbox.wire.errors import ApiError
@@ -63,6 +64,7 @@ WEIGHT_HEADER_RAW = WEIGHT_HEADER.lower().encode()
 #: The ledger-wide setting naming the encryption key that seals the stored HMAC secrets.
 SECRET_KEY_ID_SETTING = "secret_key_id"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+FORM_CONTENT_TYPE_RAW = FORM_CONTENT_TYPE.encode()
 #: Every method reaches the table, so a wrong one gets Binance's JSON error, not Starlette's.
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 
@@ -83,6 +85,8 @@ class AppState:
     jobs: JobsConfig = field(default_factory=JobsConfig)
     #: Committed journal entries, fanned out per account (the user data stream, the dashboard).
     hub: EventHub = field(default_factory=EventHub)
+    #: The user data stream's WebSocket connections (set by create_app).
+    streams: StreamServer | None = None
 
 
 #: What one public request is answered with: status, body, headers, Binance code (None on
@@ -202,14 +206,13 @@ class PublicApi:
             if content_length is not None or chunked
             else b""  # HTTP/1.1: no Content-Length and no chunking means no body
         )
-        if body and content_type is not None:
-            declared_type = content_type.decode("latin-1")
-            if declared_type.split(";")[0].strip().lower() != FORM_CONTENT_TYPE:
-                raise errors.unsupported_body_type(FORM_CONTENT_TYPE, declared_type)
+        if body and not _body_has_parameters(scope["method"], content_type):
+            body = b""  # read (bounded) so the connection stays usable, then ignored
         raw = params.parse_raw(scope["query_string"], body)
         if endpoint.weight_without_symbol is not None and "symbol" not in raw.values:
             used[0] = await self._spend_more(ip, endpoint.weight_without_symbol - endpoint.weight)
         account_id = 0
+        caller_key = ""
         if endpoint.needs_key:
             key = await auth.authenticate(api_key, ip, self.state.keys)
             if endpoint.signed:
@@ -220,13 +223,18 @@ class PublicApi:
                 if not auth.verify_signature(key, raw.signed_text, signature):
                     raise errors.invalid_signature()
                 if not endpoint.security.permits(key.can_read, key.can_trade):
-                    raise errors.rejected_api_key()
+                    raise errors.rejected_api_key(ip)
             account_id = key.account_id
-            if endpoint.account_limit is not None:
-                self.state.account_limits.admit(endpoint.account_limit, account_id)
-        args = params.bind(endpoint.all_params, raw.values, endpoint.params_by_name)
+            caller_key = key.api_key
+        values = raw.values
+        if not endpoint.refuses_unknown:
+            by_name = endpoint.params_by_name
+            values = {name: text for name, text in values.items() if name in by_name}
+        args = params.bind(endpoint.all_params, values, endpoint.params_by_name)
+        if endpoint.account_limit is not None:  # a malformed request does not use it up
+            self.state.account_limits.admit(endpoint.account_limit, account_id)
         try:
-            return await endpoint.handler(Call(self.state.service, account_id, args))
+            return await endpoint.handler(Call(self.state.service, account_id, args, caller_key))
         except LedgerError as exc:
             raise errors.refusal(exc) from None
 
@@ -245,6 +253,23 @@ class PublicApi:
                 self.state.limiter.limit_per_minute, decision.retry_after_s
             )
         return decision.used
+
+
+#: Methods whose parameters Binance reads from the query string only: a body is ignored.
+QUERY_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _body_has_parameters(method: str, content_type: bytes | None) -> bool:
+    """Whether a request body is read for parameters (docs/semantics.md, "Where parameters come
+    from"): never for GET/HEAD/OPTIONS; otherwise when it is a form, that is when its
+    Content-Type is ``application/x-www-form-urlencoded`` (any parameters such as a charset
+    allowed) or absent. JSON, text/plain and every other type are ignored, not refused."""
+    if method in QUERY_ONLY_METHODS:
+        return False
+    if content_type is None:
+        return True
+    media_type = content_type.split(b";", 1)[0].strip().lower()
+    return media_type == FORM_CONTENT_TYPE_RAW
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
@@ -306,9 +331,12 @@ def create_app(
         admin_token=admin_token,
         jobs=load_config(settings.config_path),
     )
+    streams = StreamServer(state.hub, service.listen_keys)
+    state.streams = streams
     # A store shared by several processes tells each one about keys revoked by another.
     if isinstance(store, KeyRevocations):
         store.on_key_revoked(state.keys.forget)
+        store.on_key_revoked(streams.api_key_revoked)
     # Every durable commit reaches the hub once, in commit order (docs/design.md, "The event hub").
     store.on_commit(state.hub.publish)
     metrics = Metrics()
@@ -349,8 +377,10 @@ def create_app(
                 await on_ready(state)
             if settings.scheduler:
                 scheduler = asyncio.create_task(run_scheduler(store, state.jobs))
+            streams.start()
             yield
         finally:
+            await streams.stop()
             if scheduler is not None:
                 scheduler.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -381,15 +411,16 @@ def create_app(
     observer = RequestObserver(metrics, endpoint_label, log_requests=settings.request_log)
     app = PapiApp(
         PublicApi(state, observer),  # counted, timed and logged by the same observer
-        not_direct=(OPENAPI_PATH,),
         routes=[
             Route(OPENAPI_PATH, openapi, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
-            Mount("/admin/v1", routes=admin_routes(state)),
+            # no trailing-slash redirects in the operator API: "/accounts/" is a JSON 404
+            Mount("/admin/v1", app=Router(admin_routes(state), redirect_slashes=False)),
             # The operator's dashboard (papi_sandbox/ui), on the same service layer.
             Route("/ui", ui_home, methods=["GET"]),
             Mount("/ui", routes=ui_routes(state)),
+            *websocket_routes(lambda: streams),
         ],
         exception_handlers={HTTPException: _http_exception, Exception: _unhandled},
         lifespan=lifespan,

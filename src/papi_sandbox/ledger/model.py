@@ -5,7 +5,6 @@ Pure data, no I/O. Every balance change is an :class:`Entry` whose postings sum 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -16,8 +15,6 @@ from papi_sandbox import money
 #: The account that stands for the world outside: deposits come from it, withdrawals, fees and
 #: interest go to it, so that over the whole ledger every asset sums to zero.
 SYSTEM_ACCOUNT_ID = 0
-
-ASSET_RE = re.compile(r"^[A-Z0-9]{1,20}$")
 
 
 class Wallet(StrEnum):
@@ -89,6 +86,11 @@ class KeyLimitReached(LedgerError):
 
 class BadKeyRequest(LedgerError):
     """A new API key's type, public key or permissions are not acceptable."""
+
+
+class AutoRepayOff(LedgerError):
+    """The manual repay was asked for while the account's ``autoRepay`` switch is off: Binance's
+    Portfolio Margin FAQ enables manual repayment only while Auto Repay is on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,25 +180,42 @@ class AccountBalances:
 @dataclass(frozen=True, slots=True)
 class CommittedEntry:
     """A journal entry as it was committed, with what the user data stream needs besides it:
-    the resulting amount of every (wallet, asset) of ``entry.account_id`` that the entry touched
-    (``balances``, in first-posting order). Built by the store inside the entry's transaction and
-    handed to the stream only after the transaction committed (docs/design.md, "The event hub").
-    """
+    the resulting amount of every (wallet, asset) of ``entry.account_id`` that the entry touched,
+    in first-posting order, plus, for an asset whose cross-margin ``free`` or ``locked`` changed,
+    both of them (an ``outboundAccountPosition`` carries both). Built by the store inside the
+    entry's transaction and handed to the stream only after the transaction committed
+    (docs/design.md, "The event hub")."""
 
     entry: Entry
     balances: tuple[tuple[Wallet, str, Decimal], ...]
 
 
-def committed_entry(entry: Entry, before: Balances) -> CommittedEntry:
-    """``entry`` with the resulting balances of its own account's touched rows, computed from
-    ``before`` (the account's balances read in the same transaction, under its lock: exact)."""
-    after: dict[tuple[Wallet, str], Decimal] = {}
+#: Wallets reported together: a change of one reports the other's amount too.
+_MARGIN_PAIR = (Wallet.MARGIN, Wallet.MARGIN_LOCKED)
+
+
+def reported_rows(entry: Entry) -> list[tuple[Wallet, str]]:
+    """The (wallet, asset) rows of the entry's own account whose resulting amounts a
+    :class:`CommittedEntry` carries, in order."""
+    rows: dict[tuple[Wallet, str], None] = {}
     for p in entry.postings:
         if p.account_id != entry.account_id:
             continue
-        key = (p.wallet, p.asset)
-        current = after.get(key)
-        if current is None:
-            current = before.get(key, money.ZERO)
-        after[key] = money.add(current, p.amount)
+        if p.wallet in _MARGIN_PAIR:
+            for wallet in _MARGIN_PAIR:
+                rows[(wallet, p.asset)] = None
+        else:
+            rows[(p.wallet, p.asset)] = None
+    return list(rows)
+
+
+def committed_entry(entry: Entry, before: Balances) -> CommittedEntry:
+    """``entry`` with the resulting balances of its own account's reported rows, computed from
+    ``before`` (the account's balances read in the same transaction, under its lock: exact).
+    ``before`` needs only the keys of :func:`reported_rows`."""
+    after = {key: before.get(key, money.ZERO) for key in reported_rows(entry)}
+    for p in entry.postings:
+        if p.account_id == entry.account_id:
+            key = (p.wallet, p.asset)
+            after[key] = money.add(after[key], p.amount)
     return CommittedEntry(entry, tuple((w, a, v) for (w, a), v in after.items()))

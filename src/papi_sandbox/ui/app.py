@@ -26,7 +26,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response, Stream
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from papi_sandbox import money
+from papi_sandbox import grammar, money
 from papi_sandbox.admin.api import (
     domain_error,
     parse_adjustment,
@@ -41,7 +41,7 @@ from papi_sandbox.admin.api import (
 from papi_sandbox.api.http import read_body
 from papi_sandbox.jobs.runner import Job
 from papi_sandbox.ledger import rules
-from papi_sandbox.ledger.account import UNI_MMR_WITHOUT_MARGIN, AccountSummary, summarize
+from papi_sandbox.ledger.account import UNI_MMR_WITHOUT_MARGIN, AccountSummary
 from papi_sandbox.ledger.model import (
     ADJUSTABLE_WALLETS,
     ADJUSTMENT_REASONS,
@@ -176,7 +176,7 @@ def _entry_view(entry: Entry) -> dict[str, Any]:
 
 def _positive_int(text: str | None, limit: int = 10**18) -> int | None:
     """A page cursor from the query: ASCII digits only, else None."""
-    if text and len(text) <= 18 and text.isascii() and text.isdigit() and int(text) < limit:
+    if text is not None and grammar.is_integer(text) and int(text) < limit:  # the one grammar
         return int(text)
     return None
 
@@ -236,6 +236,7 @@ def ui_routes(state: AppState) -> list[BaseRoute]:
             csrf=session.csrf_token(state.admin_token, purpose, nonce),
             csrf_field=session.CSRF_FIELD,
             logged_in=purpose == session.SESSION,
+            insecure=session.cookie_dropped(request),
             **context,
         )
         response = HTMLResponse(body, status, headers=PAGE_HEADERS)
@@ -337,7 +338,7 @@ def ui_routes(state: AppState) -> list[BaseRoute]:
         rows = []
         for info in found[:ACCOUNTS_PAGE]:
             balances = await service.balance_rows(info.account_id)
-            summary = summarize(balances)
+            summary = await service.account_summary(info.account_id)
             rows.append(
                 {
                     "info": info,
@@ -374,7 +375,7 @@ def ui_routes(state: AppState) -> list[BaseRoute]:
         info = await service.require_account(account_id)
         snapshot = await service.balances(account_id)
         rows = snapshot.rows()
-        summary = summarize(rows)
+        summary = await service.account_summary(account_id)
         before = _positive_int(request.query_params.get("before"))
         entries = await service.journal(account_id, JOURNAL_PAGE + 1, before)
         more = len(entries) > JOURNAL_PAGE
@@ -463,7 +464,7 @@ def ui_routes(state: AppState) -> list[BaseRoute]:
                 data["autoRepay"] = {"true": True, "false": False}.get(flag, flag)
             vip = form.get("vipLevel", "").strip()
             if vip:
-                digits = len(vip) <= 9 and vip.isascii() and vip.isdigit()
+                digits = grammar.is_integer(vip, 9)
                 data["vipLevel"] = int(vip) if digits else vip
             auto_repay, vip_level = parse_settings(data)
             await service.set_settings(account_id, auto_repay=auto_repay, vip_level=vip_level)
@@ -506,6 +507,9 @@ def ui_routes(state: AppState) -> list[BaseRoute]:
             verify=result,
         )
 
+    async def not_found(request: Request) -> Response:
+        return refused(request, 404, "There is no such page of the dashboard.")
+
     # -- live feed ------------------------------------------------------------------------------
 
     feeds = [0]  # open live feeds of this process
@@ -543,4 +547,5 @@ def ui_routes(state: AppState) -> list[BaseRoute]:
         Route("/operations/job", action(run_job), methods=["POST"]),
         Route("/operations/verify", action(verify), methods=["POST"]),
         Mount("/static", StaticFiles(packages=[("papi_sandbox.ui", "static")]), name="static"),
+        Route("/{rest:path}", page(not_found), methods=["GET"]),
     ]

@@ -126,12 +126,22 @@ def bad_api_key_format() -> ApiError:
     return ApiError(401, -2014, "API-key format invalid.")
 
 
-def rejected_api_key() -> ApiError:
-    return ApiError(401, -2015, "Invalid API-key, IP, or permissions for action.")
+def rejected_api_key(ip: str) -> ApiError:
+    """-2015, ending with the caller's address as Binance's message does."""
+    return ApiError(401, -2015, f"Invalid API-key, IP, or permissions for action, request ip: {ip}")
 
 
 def balance_insufficient() -> ApiError:
     return ApiError(400, -2018, "Balance is insufficient.")
+
+
+#: The sandbox's own code for the manual repay while ``autoRepay`` is off: Binance documents
+#: none, and no other refusal uses it (docs/semantics.md, "The sandbox's choices").
+AUTO_REPAY_OFF_CODE = -21090
+
+
+def auto_repay_off(msg: str) -> ApiError:
+    return ApiError(400, AUTO_REPAY_OFF_CODE, msg)
 
 
 def request_too_large(what: str, limit: int) -> ApiError:
@@ -148,6 +158,12 @@ def interval_too_big(why: str) -> ApiError:
     return ApiError(400, -1127, f"Lookup interval is too big. {why}")
 
 
+def invalid_listen_key() -> ApiError:
+    """Binance's -1125 INVALID_LISTEN_KEY: no active listen key for the caller's API key, or
+    a ``listenKey`` parameter that is not it."""
+    return ApiError(400, -1125, "This listenKey does not exist.")
+
+
 def invalid_symbol() -> ApiError:
     return ApiError(400, -1121, "Invalid symbol.")
 
@@ -159,6 +175,10 @@ def bad_operator_request(msg: str) -> ApiError:
 
 def unknown_account(text: str) -> ApiError:
     return ApiError(404, -1000, f"Account '{text[:32]}' does not exist.")
+
+
+def duplicate_query_parameter(name: str) -> ApiError:
+    return ApiError(400, -1101, f"Duplicate values for the parameter '{name}'.")
 
 
 def unknown_job(msg: str) -> ApiError:
@@ -181,6 +201,15 @@ def http_error(status: int, detail: str) -> ApiError:
 def internal_retry() -> ApiError:
     """503 -1001: storage or a shared service is unavailable right now; nothing was changed."""
     return ApiError(503, -1001, "Internal error; unable to process your request. Please try again.")
+
+
+def server_busy() -> ApiError:
+    """Past the connection cap: Binance's -1008 (TOO_MANY_REQUESTS_QUEUED in wording)."""
+    return ApiError(
+        503,
+        -1008,
+        "Server is currently overloaded with other requests. Please try again in a few minutes.",
+    )
 
 
 def header_timeout() -> ApiError:
