@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from papi_sandbox.ledger.collection import AssetNotCollectable
 from papi_sandbox.ledger.model import (
+    AutoRepayOff,
     BadKeyRequest,
     InsufficientBalance,
     KeyLimitReached,
@@ -131,17 +132,9 @@ def rejected_api_key(ip: str) -> ApiError:
     return ApiError(401, -2015, f"Invalid API-key, IP, or permissions for action, request ip: {ip}")
 
 
-def balance_insufficient() -> ApiError:
-    return ApiError(400, -2018, "Balance is insufficient.")
-
-
 #: The sandbox's own code for the manual repay while ``autoRepay`` is off: Binance documents
 #: none, and no other refusal uses it (docs/semantics.md, "The sandbox's choices").
 AUTO_REPAY_OFF_CODE = -21090
-
-
-def auto_repay_off(msg: str) -> ApiError:
-    return ApiError(400, AUTO_REPAY_OFF_CODE, msg)
 
 
 def request_too_large(what: str, limit: int) -> ApiError:
@@ -235,6 +228,7 @@ def account_rate_limited(msg: str, retry_after_s: int) -> ApiError:
 #: rule that refused its input (docs/semantics.md, "Errors").
 DOMAIN_REFUSALS: dict[type[LedgerError], tuple[int, int, str]] = {
     InsufficientBalance: (400, -2018, "Balance is insufficient."),
+    AutoRepayOff: (400, AUTO_REPAY_OFF_CODE, "{}"),
     AssetNotCollectable: (400, -1130, "Data sent for parameter 'asset' is not valid. {}."),
     UnknownAccount: (404, -1000, "{}"),
     KeyLimitReached: (400, -1101, "Too many API keys: {}."),
