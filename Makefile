@@ -51,6 +51,7 @@ bench: $(BENCH_STAMP)
 		@stoplight/prism-cli@$(PRISM_VERSION)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 	$(BIN)/python bench/um_trading.py $(UM_BENCH_ARGS)
+	$(BIN)/python bench/stream.py $(STREAM_BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
