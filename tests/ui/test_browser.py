@@ -165,6 +165,18 @@ def test_dashboard_scenario(ui_server: Server, browser: Any) -> None:
     )
     shots.take(page, "account-after-repay")
 
+    # Trading: a market order through the public API appears as a position, live.
+    placed = Signer(base, account).request(
+        "POST",
+        "/papi/v1/um/order",
+        {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.010"},
+    )
+    assert placed.status_code == 200, placed.text
+    position = page.locator('#positions tr[data-symbol="BTCUSDT"]')
+    expect(position).to_be_visible(timeout=LIVE_TIMEOUT_MS)
+    assert page.evaluate("window.__sameDocument") is True
+    assert position.locator("td").nth(1).inner_text() == "0.01000000"
+
     # Revoke the key: the page says so and the public API refuses the key at once.
     page.get_by_role("button", name=f"Revoke key {account.api_key[:8]}").click()
     assert page.get_by_role("status").first.inner_text() == "API key revoked."
@@ -186,8 +198,22 @@ def test_dashboard_scenario(ui_server: Server, browser: Any) -> None:
     assert "CSRF" in page.get_by_role("alert").inner_text()
     assert ui_server.journal(account_id) == before
 
-    # Jobs and verify.
+    # Set a mark price: the markets table and the position follow.
     page.goto(f"{base}/ui/operations")
+    page.get_by_label("Symbol").select_option("BTCUSDT")
+    page.get_by_label("Mark price", exact=True).fill("61000")
+    page.get_by_role("button", name="Set price").click()
+    assert page.get_by_role("status").first.inner_text().startswith("BTCUSDT: mark price 61000")
+    mark = page.locator('#markets tr[data-symbol="BTCUSDT"] td').first
+    assert mark.inner_text() == "61000.00000000"
+    page.get_by_label("Mark price", exact=True).fill("-1")
+    page.get_by_role("button", name="Set price").click()
+    assert "markPrice" in page.get_by_role("alert").inner_text()
+    page.goto(f"{base}/ui/accounts/{account_id}")
+    assert position.locator("td").nth(4).inner_text() == "61000.00000000"
+    page.goto(f"{base}/ui/operations")
+
+    # Jobs and verify.
     page.get_by_role("button", name="Run verify").click()
     assert page.locator("#verify-result h2").inner_text() == "Verify: OK"
     shots.take(page, "operations")

@@ -275,3 +275,19 @@ def test_live_feed_sends_each_committed_entry_of_the_account(server: Server, ui:
             "event: entry",
             f'data: {{"accountId":{mine.account_id},"tranId":{tran_id},"type":"REALIZED_PNL"}}',
         ]
+
+
+def test_mark_price_refusals_are_the_operator_apis(server: Server, ui: UiClient) -> None:
+    page = ui.get("/ui/operations")
+    assert page.status_code == 200 and 'data-symbol="BTCUSDT"' in page.text
+    for form in (
+        {"symbol": "NOPEUSDT", "markPrice": "1"},
+        {"symbol": "BTCUSDT", "markPrice": "0"},
+        {"symbol": "BTCUSDT", "markPrice": "1e3"},
+        {"symbol": "BTCUSDT", "markPrice": "60000", "indexPrice": "x"},
+    ):
+        r = ui.post("/ui/operations/price", form)
+        body = {k: v for k, v in form.items() if k != "symbol"}
+        admin = server.admin.request("PUT", f"/markets/{form['symbol']}/price", json=body)
+        assert r.status_code == admin.status_code, (form, r.status_code, admin.text)
+        assert admin.json()["msg"] in html.unescape(r.text), form

@@ -26,7 +26,7 @@ from papi_sandbox.api.http import json_response
 from papi_sandbox.market.prices import MarketPrice, next_funding_time
 from papi_sandbox.market.state import Market
 from papi_sandbox.trading.margin import position_figures
-from papi_sandbox.trading_service import UmAccount, now_ms
+from papi_sandbox.trading_service import Trading, UmAccount, now_ms
 from papi_sandbox.wire.errors import ApiError
 
 if TYPE_CHECKING:
@@ -130,6 +130,14 @@ def positions_object(view: UmAccount, market: Market) -> dict[str, Any]:
     }
 
 
+def market_symbol(trading: Trading, symbol: str) -> str:
+    """``symbol`` when the market lists it; raises ApiError 404 -1121 otherwise (the operator
+    API and the dashboard)."""
+    if symbol not in trading.market.specs:
+        raise ApiError(404, -1121, f"Unknown symbol '{symbol[:32]}'.")
+    return symbol
+
+
 def market_routes(
     state: AppState,
     route: Callable[[str, AdminHandler, str], Route],
@@ -139,10 +147,7 @@ def market_routes(
     trading = state.service.trading
 
     def symbol_of(request: Request) -> str:
-        symbol: str = request.path_params["symbol"]
-        if symbol not in trading.market.specs:
-            raise ApiError(404, -1121, f"Unknown symbol '{symbol[:32]}'.")
-        return symbol
+        return market_symbol(trading, request.path_params["symbol"])
 
     async def markets(request: Request) -> Response:
         market = await trading.prices()

@@ -38,6 +38,12 @@ from papi_sandbox.admin.api import (
     token_matches,
     verify_object,
 )
+from papi_sandbox.admin.markets import (
+    market_object,
+    market_symbol,
+    parse_price_change,
+    positions_object,
+)
 from papi_sandbox.api.http import read_body
 from papi_sandbox.jobs.runner import Job
 from papi_sandbox.ledger import rules
@@ -54,6 +60,7 @@ from papi_sandbox.ledger.model import (
 )
 from papi_sandbox.store.base import MAX_ACCOUNT_SEARCH_CHARS, AccountSearch
 from papi_sandbox.stream.hub import EventHub, SubscriberDropped, TooManySubscribers
+from papi_sandbox.trading.model import TradingRefused
 from papi_sandbox.ui import session
 from papi_sandbox.wire.errors import ApiError
 
@@ -383,6 +390,8 @@ def ui_routes(state: AppState) -> list[BaseRoute]:
         now_ms = time.time_ns() // 1_000_000
         interest = await service.interest_history(account_id, None, 0, now_ms, INTEREST_ROWS)
         keys = await state.store.api_keys(account_id)
+        trading = service.trading
+        um = positions_object(await trading.account(account_id), trading.market)
         return {
             "info": info,
             "summary": summary,
@@ -396,6 +405,7 @@ def ui_routes(state: AppState) -> list[BaseRoute]:
             "interest": interest,
             "interest_rows": INTEREST_ROWS,
             "keys": keys,
+            "um": um,
             "wallets": [w.value for w in ADJUSTABLE_WALLETS],
             "reasons": [r.value for r in ADJUSTMENT_REASONS],
             "done": DONE_MESSAGES.get(request.query_params.get("done", "")),
@@ -479,33 +489,56 @@ def ui_routes(state: AppState) -> list[BaseRoute]:
 
     # -- operations: jobs and verify ------------------------------------------------------------
 
-    async def operations(request: Request) -> Response:
-        return render(
-            request, "operations.html", jobs=[j.value for j in Job], report=None, error=None
-        )
-
-    async def run_job(request: Request, form: dict[str, str]) -> Response:
-        as_of = form.get("asOf", "").strip()
-        jobs = [j.value for j in Job]
-        try:
-            report = await run_job_as_of(state, form.get("job", ""), {"asOf": as_of or None})
-        except ApiError as error:
-            return render(
-                request, "operations.html", error.status, jobs=jobs, report=None, error=error.msg
-            )
-        return render(request, "operations.html", jobs=jobs, report=report.to_json(), error=None)
-
-    async def verify(request: Request, form: dict[str, str]) -> Response:
-        result = verify_object(await state.store.verify())
+    async def operations_page(
+        request: Request, status: int = 200, form: dict[str, str] | None = None, **result: Any
+    ) -> Response:
+        """The markets, jobs and verify page, with what an action just did (``result``)."""
+        market = await service.trading.prices()
+        context: dict[str, Any] = {"report": None, "error": None, "done": None, **result}
         return render(
             request,
             "operations.html",
-            200 if result["ok"] else 409,
+            status,
             jobs=[j.value for j in Job],
-            report=None,
-            error=None,
-            verify=result,
+            markets=[market_object(p) for p in market.prices.values()],
+            form=form or {},
+            **context,
         )
+
+    async def operations(request: Request) -> Response:
+        return await operations_page(request)
+
+    async def run_job(request: Request, form: dict[str, str]) -> Response:
+        as_of = form.get("asOf", "").strip()
+        try:
+            report = await run_job_as_of(state, form.get("job", ""), {"asOf": as_of or None})
+        except ApiError as error:
+            return await operations_page(request, error.status, form, error=error.msg)
+        return await operations_page(request, form=form, report=report.to_json())
+
+    async def set_price(request: Request, form: dict[str, str]) -> Response:
+        # The form's text in the operator API's JSON shape; the rules are parse_price_change's
+        # and the trading service's (an unknown symbol is refused there).
+        data = {"markPrice": form.get("markPrice", "").strip()}
+        if form.get("indexPrice", "").strip():
+            data["indexPrice"] = form["indexPrice"].strip()
+        try:
+            symbol = market_symbol(service.trading, form.get("symbol", ""))
+            mark, index = parse_price_change(data)
+            change = await service.trading.set_price(symbol, mark, index)
+        except (ApiError, LedgerError, TradingRefused) as exc:
+            error = domain_error(exc)
+            assert error is not None
+            return await operations_page(request, error.status, form, error=error.msg)
+        done = (
+            f"{symbol}: mark price {money.format_amount(change.price.mark_price)};"
+            f" {change.fills} fill(s) on {change.accounts} account(s)."
+        )
+        return await operations_page(request, done=done)
+
+    async def verify(request: Request, form: dict[str, str]) -> Response:
+        result = verify_object(await state.store.verify())
+        return await operations_page(request, 200 if result["ok"] else 409, verify=result)
 
     async def not_found(request: Request) -> Response:
         return refused(request, 404, "There is no such page of the dashboard.")
@@ -546,6 +579,7 @@ def ui_routes(state: AppState) -> list[BaseRoute]:
         Route("/operations", page(operations), methods=["GET"]),
         Route("/operations/job", action(run_job), methods=["POST"]),
         Route("/operations/verify", action(verify), methods=["POST"]),
+        Route("/operations/price", action(set_price), methods=["POST"]),
         Mount("/static", StaticFiles(packages=[("papi_sandbox.ui", "static")]), name="static"),
         Route("/{rest:path}", page(not_found), methods=["GET"]),
     ]
