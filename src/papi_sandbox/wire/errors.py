@@ -324,3 +324,18 @@ def refusal(exc: LedgerError, *, explain: bool = False) -> ApiError:
                 return ApiError(status, code, msg.format(exc))
             return ApiError(status, code, f"{msg[:-1]}: {exc}." if explain else msg)
     raise AssertionError("LedgerError is in the table")  # pragma: no cover
+
+
+def unknown_market(symbol: str) -> ApiError:
+    """An operator path naming a symbol the market does not have."""
+    return ApiError(404, -1121, f"Unknown symbol '{symbol[:32]}'.")
+
+
+def order_reference_missing() -> ApiError:
+    return ApiError(
+        400, -1102, "Param 'orderId' or 'origClientOrderId' must be sent, but both were empty/null!"
+    )
+
+
+def bad_parameter_combination() -> ApiError:
+    return ApiError(400, -1128, "Combination of optional parameters invalid.")
