@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-ADMIN_TOKEN = "test-admin-token-0123456789"
+ADMIN_TOKEN = "test-admin-token-0123456789abcdefghij"
 STARTUP_TIMEOUT_S = 20.0
 
 

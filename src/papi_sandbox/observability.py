@@ -59,6 +59,7 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
+            "pid": record.process,  # which process of serve --workers N
             "msg": redact(record.getMessage()),
         }
         fields = getattr(record, "fields", None)
@@ -161,18 +162,36 @@ class Metrics:
             "Store transactions retried after a deadlock or serialization failure (PostgreSQL)",
             registry=self.registry,
         )
+        self.admin_auth_failures = Gauge(
+            "papi_admin_auth_failures_total",
+            "Operator API requests with a missing or wrong bearer token",
+            registry=self.registry,
+        )
+        self.admin_auth_refused = Gauge(
+            "papi_admin_auth_throttled_total",
+            "Operator API requests refused (429) because their IP had too many failed tokens",
+            registry=self.registry,
+        )
 
     def observe(self, endpoint: str, status: int, elapsed_s: float) -> None:
         """Count and time one answered request (endpoint labels are a bounded set)."""
         self.stats.observe(endpoint, status, elapsed_s)
 
     def render(
-        self, entry_counts: dict[str, int], limiter_unavailable: int = 0, store_retries: int = 0
+        self,
+        entry_counts: dict[str, int],
+        limiter_unavailable: int = 0,
+        store_retries: int = 0,
+        *,
+        admin_auth_failures: int = 0,
+        admin_auth_refused: int = 0,
     ) -> tuple[bytes, str]:
         for entry_type, count in entry_counts.items():
             self.entries.labels(entry_type).set(count)
         self.limiter_unavailable.set(limiter_unavailable)
         self.store_retries.set(store_retries)
+        self.admin_auth_failures.set(admin_auth_failures)
+        self.admin_auth_refused.set(admin_auth_refused)
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from papi_sandbox import money
-from papi_sandbox.api.http import json_response, read_body
+from papi_sandbox.api.http import client_ip, error_response, json_response, read_body
 from papi_sandbox.api.serialize import balance_object, entry_object
 from papi_sandbox.jobs.runner import (
     Job,
@@ -80,18 +80,37 @@ def _account_id(request: Request) -> int:
     return int(text)
 
 
+def too_many_auth_failures(limit: int, retry_after_s: int) -> ApiError:
+    """429 for an IP past its failed operator authentications of this minute."""
+    return ApiError(
+        429,
+        -1003,
+        f"Too many failed operator authentications from this IP; the limit is {limit} per"
+        " minute. Retry after the minute ends.",
+        {"Retry-After": str(retry_after_s)},
+    )
+
+
 def _guarded(state: AppState, handler: AdminHandler) -> AdminHandler:
-    """Checks the bearer token (constant time) and turns domain errors into Binance errors."""
+    """Checks the bearer token (constant time) and turns domain errors into Binance errors.
+    An IP with too many failed tokens this minute is refused before its token is looked at
+    (``state.admin_auth``, --admin-auth-failures-per-minute)."""
     expected = f"Bearer {state.admin_token}".encode()
+    throttle = state.admin_auth
 
     async def endpoint(request: Request) -> Response:
         given = request.headers.get("authorization", "").encode("latin-1", "replace")
+        ip = client_ip(request)
         try:
+            retry_after_s = throttle.refuse(ip)
+            if retry_after_s is not None:
+                raise too_many_auth_failures(throttle.limit, retry_after_s)
             if not hmac.compare_digest(given, expected):
+                throttle.fail(ip)
                 raise errors.unauthorized()
             return await handler(request)
         except ApiError as error:
-            return json_response(error.status, {"code": error.code, "msg": error.msg})
+            return error_response(error)
         except UnknownAccount as exc:
             return json_response(404, {"code": -1000, "msg": str(exc)})
         except KeyLimitReached as exc:

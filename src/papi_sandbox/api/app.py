@@ -45,12 +45,13 @@ from papi_sandbox.observability import (
 )
 from papi_sandbox.secretbox import SecretBox, SecretBoxError, load_or_create_key
 from papi_sandbox.service import Service
-from papi_sandbox.settings import Settings
+from papi_sandbox.settings import DEFAULT_ADMIN_AUTH_FAILURES_PER_MINUTE, Settings
 from papi_sandbox.store.base import ApiKeyRecord, Store
 from papi_sandbox.wire import auth, errors, params
 from papi_sandbox.wire.account_limits import AccountLimiter
 from papi_sandbox.wire.errors import ApiError
-from papi_sandbox.wire.limits import Limiter, WeightDecision, WeightLimiter
+from papi_sandbox.wire.client_ip import ClientIdentity
+from papi_sandbox.wire.limits import FailureThrottle, Limiter, WeightDecision, WeightLimiter
 
 log = logging.getLogger("papi_sandbox")
 
@@ -76,6 +77,10 @@ class AppState:
     keys: auth.KeyCache
     admin_token: str
     account_limits: AccountLimiter = field(default_factory=AccountLimiter)
+    #: Failed operator authentications per client IP (admin/api.py).
+    admin_auth: FailureThrottle = field(
+        default_factory=lambda: FailureThrottle(DEFAULT_ADMIN_AUTH_FAILURES_PER_MINUTE)
+    )
     jobs: JobsConfig = field(default_factory=JobsConfig)
 
 
@@ -282,6 +287,7 @@ def create_app(
         keys=auth.KeyCache(load_key),
         admin_token=admin_token,
         jobs=load_config(settings.config_path),
+        admin_auth=FailureThrottle(settings.admin_auth_failures_per_minute),
     )
     # A store shared by several processes tells each one about keys revoked by another.
     on_key_revoked = getattr(store, "on_key_revoked", None)
@@ -345,6 +351,8 @@ def create_app(
             await store.entry_counts(),
             limiter_unavailable=getattr(state.limiter, "unavailable_total", 0),
             store_retries=getattr(store, "retries_total", 0),
+            admin_auth_failures=state.admin_auth.failures_total,
+            admin_auth_refused=state.admin_auth.refused_total,
         )
         return Response(body, 200, headers={"Content-Type": content_type})
 
@@ -352,6 +360,7 @@ def create_app(
     app = PapiApp(
         PublicApi(state, observer),  # counted, timed and logged by the same observer
         not_direct=(OPENAPI_PATH,),
+        identity=ClientIdentity(settings.forwarded_allow_ips),
         routes=[
             Route(OPENAPI_PATH, openapi, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
@@ -386,11 +395,15 @@ def _make_limiter(settings: Settings) -> Limiter:
 def app_from_env() -> Starlette:
     """The app built from ``PAPI_SANDBOX_*`` variables alone, for worker processes:
     ``uvicorn --factory papi_sandbox.api.app:app_from_env`` or ``serve --workers N``."""
-    from papi_sandbox.settings import ensure_admin_token, settings_from_env
+    from papi_sandbox.observability import configure_logging
+    from papi_sandbox.settings import check_admin_token, ensure_admin_token, settings_from_env
     from papi_sandbox.store import open_store
     from papi_sandbox.transport import GC_THRESHOLDS
 
+    # A worker process starts with Python's bare logging: give it serve's JSON lines (request
+    # log, redaction) before anything is logged.
+    configure_logging()
     settings = settings_from_env()
     gc.set_threshold(*GC_THRESHOLDS)  # as serve's own process (transport.server_options)
-    token = settings.admin_token or ensure_admin_token(settings.data_dir)[0]
+    token = check_admin_token(settings.admin_token or ensure_admin_token(settings.data_dir)[0])
     return create_app(settings, open_store(settings.db_url), token)

@@ -16,19 +16,33 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from papi_sandbox.wire.client_ip import ClientIdentity
+
 PUBLIC_PREFIX = "/papi/"
 
 
 class PapiApp(Starlette):
     """Starlette with a direct path for the public API. ``not_direct`` lists ``/papi/`` paths
-    that still go through the router (the OpenAPI document)."""
+    that still go through the router (the OpenAPI document). ``identity`` decides who the
+    client is (wire/client_ip.py) before any layer looks at ``scope["client"]``."""
 
-    def __init__(self, public: ASGIApp, *, not_direct: tuple[str, ...] = (), **kwargs: Any) -> None:
+    def __init__(
+        self,
+        public: ASGIApp,
+        *,
+        not_direct: tuple[str, ...] = (),
+        identity: ClientIdentity | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self._public = public
         self._not_direct = frozenset(not_direct)
+        # Only trusted proxies change who the client is; without them the TCP peer stands.
+        self._identity = identity if identity is not None and identity.enabled else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._identity is not None and scope["type"] != "lifespan":
+            self._identity.apply(scope)
         path = scope.get("path", "")
         if (
             scope["type"] != "http"

@@ -31,10 +31,12 @@ def upgrade(url: str) -> tuple[int, int]:
         from papi_sandbox.store.postgres import migrate_sync
 
         return migrate_sync(url)
+    from papi_sandbox.files import make_private_dir, make_private_file
     from papi_sandbox.store.sqlite import _connect, migrate, path_from_url
 
     path = path_from_url(url)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
+    make_private_file(path)
     conn = _connect(path)
     try:
         before = int(conn.execute("PRAGMA user_version").fetchone()[0])

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from papi_sandbox import money
+from papi_sandbox.files import make_private_dir, make_private_file
 from papi_sandbox.ledger.model import (
     SYSTEM_ACCOUNT_ID,
     AccountBalances,
@@ -258,7 +259,8 @@ class SQLiteStore:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def open_sync(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.path.parent)
+        make_private_file(self.path)  # before SQLite creates it 0644 (its -wal/-shm follow)
         conn = _connect(self.path, durability=self.durability)
         migrate(conn)
         self._writer = threading.Thread(

@@ -143,3 +143,44 @@ class WeightLimiter:
     def used(self, ip: str) -> int:
         self._roll(self._clock_ms())
         return self._used.get(ip, 0)
+
+
+#: Most client IPs with failures counted in one minute; past it the minute's table is reset.
+MAX_TRACKED_FAILING_IPS = 100_000
+
+
+class FailureThrottle:
+    """Failed attempts per client IP per calendar minute (UTC), e.g. operator authentications:
+    after ``limit`` failures an IP is refused, whatever it sends, until the minute ends
+    (docs/security.md). Counts what it did for the metrics. Event loop only."""
+
+    def __init__(self, limit: int, clock_ms: Callable[[], int] = _now_ms) -> None:
+        self.limit = limit
+        self._clock_ms = clock_ms
+        self._minute = -1
+        self._failures: dict[str, int] = {}
+        #: Failed attempts counted, and attempts refused because the IP had too many.
+        self.failures_total = 0
+        self.refused_total = 0
+
+    def _roll(self) -> tuple[int, int]:
+        now = self._clock_ms()
+        minute = now // 60_000
+        if minute != self._minute or len(self._failures) >= MAX_TRACKED_FAILING_IPS:
+            self._minute = minute
+            self._failures = {}
+        return now, minute
+
+    def refuse(self, ip: str) -> int | None:
+        """Seconds until ``ip`` may try again (the attempt is counted as refused), or None."""
+        now, minute = self._roll()
+        if self._failures.get(ip, 0) < self.limit:
+            return None
+        self.refused_total += 1
+        return _ceil_s((minute + 1) * 60_000 - now)
+
+    def fail(self, ip: str) -> None:
+        """Count one failed attempt of ``ip``."""
+        self._roll()
+        self._failures[ip] = self._failures.get(ip, 0) + 1
+        self.failures_total += 1
