@@ -47,6 +47,7 @@ from papi_sandbox.secretbox import SecretBox, SecretBoxError, load_or_create_key
 from papi_sandbox.service import Service
 from papi_sandbox.settings import DEFAULT_ADMIN_AUTH_FAILURES_PER_MINUTE, Settings
 from papi_sandbox.store.base import ApiKeyRecord, Store
+from papi_sandbox.stream.hub import EventHub
 from papi_sandbox.wire import auth, errors, params
 from papi_sandbox.wire.account_limits import AccountLimiter
 from papi_sandbox.wire.errors import ApiError
@@ -82,6 +83,8 @@ class AppState:
         default_factory=lambda: FailureThrottle(DEFAULT_ADMIN_AUTH_FAILURES_PER_MINUTE)
     )
     jobs: JobsConfig = field(default_factory=JobsConfig)
+    #: Committed journal entries, fanned out per account (the user data stream, the dashboard).
+    hub: EventHub = field(default_factory=EventHub)
 
 
 #: What one public request is answered with: status, body, headers, Binance code (None on
@@ -293,6 +296,10 @@ def create_app(
     on_key_revoked = getattr(store, "on_key_revoked", None)
     if on_key_revoked is not None:
         on_key_revoked(state.keys.forget)
+    # Every durable commit reaches the hub once, in commit order (docs/design.md, "The event hub").
+    on_commit = getattr(store, "on_commit", None)
+    if on_commit is not None:
+        on_commit(state.hub.publish)
     metrics = Metrics()
     routes = table(ENDPOINTS)
     openapi_body = orjson.dumps(openapi_document())
@@ -306,6 +313,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        state.hub.bind()  # deliveries from the store's threads land on this loop
         await store.open()
         scheduler: asyncio.Task[None] | None = None
         try:

@@ -161,3 +161,30 @@ class AccountBalances:
 
     def rows(self) -> list[BalanceRow]:
         return [self.row(a) for a in self.assets()]
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedEntry:
+    """A journal entry as it was committed, with what the user data stream needs besides it:
+    the resulting amount of every (wallet, asset) of ``entry.account_id`` that the entry touched
+    (``balances``, in first-posting order). Built by the store inside the entry's transaction and
+    handed to the stream only after the transaction committed (docs/design.md, "The event hub").
+    """
+
+    entry: Entry
+    balances: tuple[tuple[Wallet, str, Decimal], ...]
+
+
+def committed_entry(entry: Entry, before: Balances) -> CommittedEntry:
+    """``entry`` with the resulting balances of its own account's touched rows, computed from
+    ``before`` (the account's balances read in the same transaction, under its lock: exact)."""
+    after: dict[tuple[Wallet, str], Decimal] = {}
+    for p in entry.postings:
+        if p.account_id != entry.account_id:
+            continue
+        key = (p.wallet, p.asset)
+        current = after.get(key)
+        if current is None:
+            current = before.get(key, money.ZERO)
+        after[key] = money.add(current, p.amount)
+    return CommittedEntry(entry, tuple((w, a, v) for (w, a), v in after.items()))

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
 
+import orjson
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import AsyncConnectionPool
@@ -50,10 +51,12 @@ from papi_sandbox import money
 from papi_sandbox.ledger.model import (
     SYSTEM_ACCOUNT_ID,
     AccountBalances,
+    CommittedEntry,
     Entry,
     LedgerError,
     Posting,
     Wallet,
+    committed_entry,
     is_balanced,
 )
 from papi_sandbox.store.base import (
@@ -104,7 +107,13 @@ MAX_SWEEP_BATCH = 500
 SYSTEM_BALANCE_BUCKETS = 16
 #: The LISTEN/NOTIFY channel on which revoked API keys are announced to every process.
 KEY_REVOKED_CHANNEL = "papi_key_revoked"
-#: Seconds before the revocation listener reconnects after losing its connection.
+#: The LISTEN/NOTIFY channel on which every committed journal entry is announced (with its
+#: resulting balances), for the user data stream of every process (docs/design.md).
+ENTRY_CHANNEL = "papi_entries"
+#: Largest notification payload sent inline (PostgreSQL refuses 8000 bytes and more); a larger
+#: entry is announced by its tranId and account, and each listener reads it from the journal.
+NOTIFY_PAYLOAD_LIMIT = 7900
+#: Seconds before the notification listener reconnects after losing its connection.
 LISTENER_RETRY_S = 1.0
 #: Serialises migrations of processes starting together (an advisory lock key, arbitrary).
 MIGRATION_LOCK_KEY = 0x7061706953616E64  # "papiSand"
@@ -284,8 +293,9 @@ class PostgresStore:
         #: Transactions retried after a deadlock or serialization failure (for metrics).
         self.retries_total = 0
         self._key_revoked_callbacks: list[Callable[[str], None]] = []
+        self._commit_listeners: list[Callable[[list[CommittedEntry]], None]] = []
         self._listener: asyncio.Task[None] | None = None
-        #: Set while the revocation listener is connected and listening.
+        #: Set while the notification listener is connected and listening.
         self.listening = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -302,8 +312,8 @@ class PostgresStore:
         )
         await pool.open(wait=True)
         self._pool = pool
-        if self._key_revoked_callbacks:
-            self._listener = asyncio.create_task(self._listen_for_revocations())
+        if self._key_revoked_callbacks or self._commit_listeners:
+            self._listener = asyncio.create_task(self._listen())
 
     async def close(self) -> None:
         if self._listener is not None:
@@ -324,24 +334,58 @@ class PostgresStore:
         LISTEN/NOTIFY), not when its cache entry expires."""
         self._key_revoked_callbacks.append(callback)
 
-    async def _listen_for_revocations(self) -> None:
+    def on_commit(self, callback: Callable[[list[CommittedEntry]], None]) -> None:
+        """Call ``callback(entries)`` for every journal entry committed by ANY process on this
+        database (this one included), in commit order, never for a rolled-back one: each
+        transaction that appends an entry announces it with NOTIFY, which PostgreSQL delivers
+        only on commit and in commit order. Register before :meth:`open`. Entries committed
+        while the listener is reconnecting (after a lost connection) are not announced."""
+        self._commit_listeners.append(callback)
+
+    async def _listen(self) -> None:
         while (
             True
         ):  # a lost connection is re-made; meanwhile the caches' TTL still bounds staleness
             try:
                 conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
                 async with conn:
-                    await conn.execute(f"LISTEN {KEY_REVOKED_CHANNEL}")
+                    if self._key_revoked_callbacks:
+                        await conn.execute(f"LISTEN {KEY_REVOKED_CHANNEL}")
+                    if self._commit_listeners:
+                        await conn.execute(f"LISTEN {ENTRY_CHANNEL}")
                     self.listening.set()
                     async for note in conn.notifies():
+                        if note.channel == ENTRY_CHANNEL:
+                            await self._announced(note.payload)
+                            continue
                         for callback in self._key_revoked_callbacks:
                             callback(note.payload)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self.listening.clear()
-                log.warning("revocation listener lost its connection (%s); reconnecting", exc)
+                log.warning("notification listener lost its connection (%s); reconnecting", exc)
                 await asyncio.sleep(LISTENER_RETRY_S)
+
+    async def _announced(self, payload: str) -> None:
+        """One entry announcement: decoded inline, or read from the journal when too large."""
+        try:
+            committed = _decode_committed(payload)
+            if committed is None:
+                ref = orjson.loads(payload)
+                committed = await self._read(
+                    lambda conn: _read_committed(conn, int(ref["t"]), int(ref["a"]))
+                )
+        except Exception:
+            log.exception("cannot decode an entry announcement")
+            return
+        if committed is None:
+            return
+        for callback in self._commit_listeners:
+            try:
+                callback([committed])
+            except Exception:
+                log.exception("commit listener failed")
 
     # -- the transaction helpers every method goes through ----------------------------------
 
@@ -390,7 +434,9 @@ class PostgresStore:
         # Assert where it is relied on: nothing unbalanced ever reaches the journal.
         if not is_balanced(postings):
             raise AssertionError(f"unbalanced postings from {entry_type}: {postings}")
-        return await _write_entry(conn, account_id, entry_type, postings, self._clock_ms())
+        entry = await _write_entry(conn, account_id, entry_type, postings, self._clock_ms())
+        await _announce(conn, committed_entry(entry, snapshot.amounts))
+        return entry
 
     # -- accounts and keys -------------------------------------------------------------------
 
@@ -855,6 +901,7 @@ class PostgresStore:
                     )
                     tran_id = entry.tran_id
                     result.entries.append(entry)
+                    await _announce(conn, committed_entry(entry, snapshot.amounts))
                     for c in decision.interest:
                         await conn.execute(
                             "INSERT INTO interest_records (account_id, asset, interest, rate,"
@@ -944,6 +991,85 @@ async def _write_entry(
             ],
         )
     return Entry(tran_id, entry_type, now_ms, account_id, tuple(postings))
+
+
+async def _announce(conn: AConn, committed: CommittedEntry) -> None:
+    """NOTIFY every process of an entry, inside its transaction: delivered only if (and when)
+    the transaction commits, in commit order; discarded with a rolled-back savepoint."""
+    payload = _encode_committed(committed)
+    if len(payload) > NOTIFY_PAYLOAD_LIMIT:
+        payload = orjson.dumps({"t": committed.entry.tran_id, "a": committed.entry.account_id})
+    await conn.execute("SELECT pg_notify(%s, %s)", (ENTRY_CHANNEL, payload.decode()))
+
+
+def _encode_committed(committed: CommittedEntry) -> bytes:
+    entry = committed.entry
+    return orjson.dumps(
+        {
+            "t": entry.tran_id,
+            "y": entry.type,
+            "m": entry.time_ms,
+            "a": entry.account_id,
+            "p": [
+                [p.account_id, p.wallet.value, p.asset, money.to_storage(p.amount)]
+                for p in entry.postings
+            ],
+            "b": [[w.value, a, money.to_storage(v)] for w, a, v in committed.balances],
+        }
+    )
+
+
+def _decode_committed(payload: str) -> CommittedEntry | None:
+    """The announced entry, or None when the announcement is only a reference (too large)."""
+    data = orjson.loads(payload)
+    if "p" not in data:
+        return None
+    entry = Entry(
+        int(data["t"]),
+        str(data["y"]),
+        int(data["m"]),
+        int(data["a"]),
+        tuple(
+            Posting(int(acc), Wallet(w), str(a), money.from_storage(v))
+            for acc, w, a, v in data["p"]
+        ),
+    )
+    return CommittedEntry(
+        entry, tuple((Wallet(w), str(a), money.from_storage(v)) for w, a, v in data["b"])
+    )
+
+
+async def _read_committed(conn: AConn, tran_id: int, account_id: int) -> CommittedEntry | None:
+    """An entry read back from the journal, with its account's resulting balances: the sum of
+    the account's postings up to this tranId (tranIds of one account increase in commit order,
+    so this is exactly the balance right after the entry, whatever committed since)."""
+    cur = await conn.execute(
+        "SELECT type, time_ms FROM entries WHERE tran_id = %s AND account_id = %s",
+        (tran_id, account_id),
+    )
+    head = await cur.fetchone()
+    if head is None:
+        return None
+    cur = await conn.execute(
+        "SELECT account_id, wallet, asset, amount FROM postings WHERE tran_id = %s ORDER BY seq",
+        (tran_id,),
+    )
+    postings = tuple(
+        Posting(int(r[0]), Wallet(r[1]), r[2], r[3] + money.ZERO) for r in await cur.fetchall()
+    )
+    entry = Entry(tran_id, str(head[0]), int(head[1]), account_id, postings)
+    touched = list(
+        dict.fromkeys((p.wallet, p.asset) for p in postings if p.account_id == account_id)
+    )
+    cur = await conn.execute(
+        "SELECT wallet, asset, SUM(amount) FROM postings"
+        " WHERE account_id = %s AND tran_id <= %s"
+        " AND (wallet, asset) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"
+        " GROUP BY wallet, asset",
+        (account_id, tran_id, [w.value for w, _ in touched], [a for _, a in touched]),
+    )
+    sums = {(Wallet(w), a): v + money.ZERO for w, a, v in await cur.fetchall()}
+    return CommittedEntry(entry, tuple((w, a, sums.get((w, a), money.ZERO)) for w, a in touched))
 
 
 def _deltas_in_lock_order(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import queue
 import sqlite3
@@ -29,9 +30,11 @@ from papi_sandbox.files import make_private_dir, make_private_file
 from papi_sandbox.ledger.model import (
     SYSTEM_ACCOUNT_ID,
     AccountBalances,
+    CommittedEntry,
     Entry,
     Posting,
     Wallet,
+    committed_entry,
     is_balanced,
 )
 from papi_sandbox.store.base import (
@@ -52,6 +55,11 @@ from papi_sandbox.store.replay import LedgerReplay
 from papi_sandbox.store.versions import ChangeVersions, SnapshotCache
 
 T = TypeVar("T")
+
+log = logging.getLogger("papi_sandbox.store.sqlite")
+
+#: What :meth:`SQLiteStore.on_commit` callbacks receive: one batch's entries, in commit order.
+CommitListener = Callable[[list[CommittedEntry]], None]
 
 #: Most operations one group commit carries; bounds the time a batch holds the write lock.
 MAX_BATCH_OPS = 256
@@ -252,6 +260,8 @@ class SQLiteStore:
         self._snapshots = SnapshotCache(self.versions)
         self._touched: set[int] = set()  # writer thread only: accounts changed in this batch
         self._batch_transacts = 0  # writer thread only: transact ops run in this batch
+        self._committed: list[CommittedEntry] = []  # writer thread only: this batch's entries
+        self._commit_listeners: list[CommitListener] = []
         self._watch: sqlite3.Connection | None = None  # event loop only: sees others' commits
         self._data_version = 0
         self._watched_at = -1.0
@@ -290,6 +300,13 @@ class SQLiteStore:
             self._watch.close()
             self._watch = None
 
+    def on_commit(self, callback: CommitListener) -> None:
+        """Call ``callback(entries)`` after each durable commit that appended journal entries,
+        with those entries in commit order (never for a rolled-back one). Called on the writer
+        thread, before the batch's callers are answered: it must only hand the entries over
+        (e.g. :meth:`papi_sandbox.stream.hub.EventHub.publish`). Register before :meth:`open`."""
+        self._commit_listeners.append(callback)
+
     # -- the writer --------------------------------------------------------------------------
 
     def _writer_loop(self, conn: sqlite3.Connection) -> None:
@@ -313,6 +330,13 @@ class SQLiteStore:
             outcomes = self._run_batch(conn, batch, savepoints=True)
         assert outcomes is not None
         self._publish_changes(len(batch))  # before anyone of the batch is answered
+        committed, self._committed = self._committed, []
+        if committed:  # durable now (the batch's COMMIT returned): the one place entries leave
+            for listener in self._commit_listeners:
+                try:
+                    listener(committed)
+                except Exception:  # a listener's bug must not stop the writer
+                    log.exception("commit listener failed")
         # One wake-up per event loop per batch, not one per operation: each call_soon_threadsafe
         # writes to the loop's self-pipe and takes the GIL from the writer once more.
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, Any]]] = {}
@@ -329,6 +353,7 @@ class SQLiteStore:
         Nothing of a rolled-back attempt is answered or published."""
         self._touched = set()
         self._batch_transacts = 0
+        self._committed = []
         outcomes: list[tuple[Any, BaseException | None]] = []
         run: _TransactRun | None = None
         try:
@@ -346,9 +371,11 @@ class SQLiteStore:
                 if savepoints:
                     conn.execute("SAVEPOINT op")
                 changes = conn.total_changes
+                committed_mark = len(self._committed)
                 try:
                     result = op.fn(conn)
                 except Exception as exc:
+                    del self._committed[committed_mark:]  # its entries were not written
                     if savepoints:  # the op is refused alone; its batch goes on
                         conn.execute("ROLLBACK TO op")
                         conn.execute("RELEASE op")
@@ -365,10 +392,12 @@ class SQLiteStore:
                 self._finish_run(run, outcomes)
             conn.execute("COMMIT")
         except _RunFailed:  # a run's writes failed: the attempt is rolled back whole
+            self._committed = []
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             return None
         except Exception as exc:  # the commit itself failed: nothing of the batch is applied
+            self._committed = []
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             return [(None, exc) for _ in batch]
@@ -383,6 +412,7 @@ class SQLiteStore:
             raise _RunFailed from exc
         self._batch_transacts += run.count
         self._touched.update(run.touched)
+        self._committed.extend(run.committed)
 
     def _publish_changes(self, batch_ops: int) -> None:
         """Invalidate cached snapshots of what the batch changed: the accounts transact touched,
@@ -498,6 +528,7 @@ class SQLiteStore:
             )
             for p in postings:
                 self._touched.add(p.account_id)
+            self._committed.append(committed_entry(entry, snapshot.amounts))
             return entry
 
         return await self._write(op, _Change(account_id, entry_type, plan))
@@ -651,6 +682,7 @@ class SQLiteStore:
                     )
                     tran_id = entry.tran_id
                     result.entries.append(entry)
+                    self._committed.append(committed_entry(entry, snapshot.amounts))
                     conn.executemany(
                         "INSERT INTO interest_records (account_id, asset, interest, rate,"
                         " principal, accrued_ms, tran_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -784,6 +816,7 @@ class _TransactRun:
         self.updated: dict[tuple[int, Wallet, str], int] = {}  # row -> time of its last change
         self.entries: list[tuple[int, int, str, int]] = []
         self.postings: list[tuple[int, int, int, str, str, str]] = []
+        self.committed: list[CommittedEntry] = []
         self.next_id = 0  # read at the first entry
 
     def _load(self, account_ids: set[int]) -> None:
@@ -832,7 +865,20 @@ class _TransactRun:
             rows[key] = money.add(rows.get(key, money.ZERO), p.amount)
             self.updated[(p.account_id, p.wallet, p.asset)] = now
             self.touched.add(p.account_id)
-        return Entry(tran_id, change.entry_type, now, change.account_id, tuple(postings))
+        entry = Entry(tran_id, change.entry_type, now, change.account_id, tuple(postings))
+        own = self.balances[change.account_id]
+        self.committed.append(
+            CommittedEntry(
+                entry,
+                tuple(
+                    (wallet, asset, own[(wallet, asset)])
+                    for wallet, asset in dict.fromkeys(
+                        (p.wallet, p.asset) for p in postings if p.account_id == change.account_id
+                    )
+                ),
+            )
+        )
+        return entry
 
     def write(self) -> None:
         if not self.entries:

@@ -1,0 +1,205 @@
+"""The in-process event hub: committed journal entries, fanned out to subscribers per account.
+
+The store calls :meth:`EventHub.publish` once per durable commit (never for a rolled-back one),
+in commit order, from its writer thread (SQLite) or its notification listener (PostgreSQL).
+Subscribers (WebSocket connections, the dashboard) read an async iterator of
+:class:`~papi_sandbox.ledger.model.CommittedEntry`, for one account or for all of them. Each
+subscriber has a bounded queue: one that stops reading is dropped (its iterator raises
+:class:`SubscriberDropped`), never allowed to grow the server's memory. See docs/design.md,
+"The event hub".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+
+from papi_sandbox.ledger.model import CommittedEntry
+
+#: Entries one subscriber may have waiting; a subscriber that falls further behind is dropped.
+MAX_SUBSCRIBER_QUEUE = 4096
+#: Subscribers one hub serves at once (WebSocket connections, dashboards); past it
+#: :meth:`EventHub.subscribe` raises :class:`TooManySubscribers`.
+MAX_SUBSCRIBERS = 50_000
+
+
+class SubscriberDropped(Exception):
+    """The subscriber fell more than its queue's limit behind and was unsubscribed."""
+
+
+class TooManySubscribers(Exception):
+    """The hub already serves MAX_SUBSCRIBERS subscribers."""
+
+
+class Subscription:
+    """One subscriber's view of the hub: ``async for committed in subscription``.
+
+    Ends (StopAsyncIteration) when closed; raises :class:`SubscriberDropped` after being dropped
+    for falling behind. Use it as a context manager, or call :meth:`close`, to unsubscribe.
+    Lives on the event loop of the hub; not thread-safe.
+    """
+
+    __slots__ = ("_hub", "_items", "_waiter", "account_id", "closed", "dropped", "limit")
+
+    def __init__(self, hub: EventHub, account_id: int | None, limit: int) -> None:
+        self._hub = hub
+        self.account_id = account_id
+        self.limit = limit
+        self._items: deque[CommittedEntry] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self.closed = False
+        self.dropped = False
+
+    def _offer(self, item: CommittedEntry) -> bool:
+        """Queue ``item``; False (and nothing queued) when the queue is full."""
+        if len(self._items) >= self.limit:
+            return False
+        self._items.append(item)
+        self._wake()
+        return True
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def pending(self) -> int:
+        """Entries queued and not yet read."""
+        return len(self._items)
+
+    def close(self) -> None:
+        """Unsubscribe; queued entries are discarded and iteration ends."""
+        if not self.closed:
+            self.closed = True
+            self._items.clear()
+            self._hub._remove(self)
+            self._wake()
+
+    def _drop(self) -> None:
+        self.dropped = True
+        self.close()
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> CommittedEntry:
+        while True:
+            if self._items:
+                return self._items.popleft()
+            if self.closed:
+                if self.dropped:
+                    raise SubscriberDropped(
+                        f"subscriber fell more than {self.limit} entries behind"
+                    )
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    def get_nowait(self) -> CommittedEntry | None:
+        """The next queued entry, or None when none is waiting."""
+        return self._items.popleft() if self._items else None
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class EventHub:
+    """Fan-out of committed entries to subscribers, per account, in commit order.
+
+    ``publish`` may be called from any thread (the SQLite writer thread calls it); delivery
+    always happens on the hub's event loop (the one it was bound to, or the first subscriber's).
+    """
+
+    def __init__(
+        self, *, max_queue: int = MAX_SUBSCRIBER_QUEUE, max_subscribers: int = MAX_SUBSCRIBERS
+    ) -> None:
+        self.max_queue = max_queue
+        self.max_subscribers = max_subscribers
+        self._by_account: dict[int, set[Subscription]] = {}
+        self._all: set[Subscription] = set()
+        self._count = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        #: Counters for metrics: entries published, subscribers dropped for falling behind.
+        self.published_total = 0
+        self.dropped_total = 0
+
+    @property
+    def subscribers(self) -> int:
+        return self._count
+
+    def bind(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Deliver on ``loop`` (default: the running loop). Called by the app at startup."""
+        self._loop = loop or asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+
+    def subscribe(self, account_id: int | None, *, limit: int | None = None) -> Subscription:
+        """A new subscription to ``account_id``'s committed entries (None: every account's),
+        starting with the next commit. Raises TooManySubscribers past ``max_subscribers``."""
+        if self._loop is None:
+            self.bind()
+        if self._count >= self.max_subscribers:
+            raise TooManySubscribers(f"the hub already serves {self.max_subscribers} subscribers")
+        sub = Subscription(self, account_id, limit or self.max_queue)
+        if account_id is None:
+            self._all.add(sub)
+        else:
+            self._by_account.setdefault(account_id, set()).add(sub)
+        self._count += 1
+        return sub
+
+    def _remove(self, sub: Subscription) -> None:
+        if sub.account_id is None:
+            found = sub in self._all
+            self._all.discard(sub)
+        else:
+            subs = self._by_account.get(sub.account_id)
+            found = subs is not None and sub in subs
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._by_account[sub.account_id]
+        if found:
+            self._count -= 1
+
+    def publish(self, entries: Sequence[CommittedEntry]) -> None:
+        """Deliver committed entries (in commit order) to their subscribers. Thread-safe; from
+        another thread the delivery is queued on the hub's loop, keeping the callers' order."""
+        if not entries:
+            return
+        loop = self._loop
+        if loop is None:  # nobody ever subscribed: nobody to tell
+            return
+        if threading.get_ident() == self._loop_thread:
+            self._deliver(entries)
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(self._deliver, entries)
+
+    def _deliver(self, entries: Iterable[CommittedEntry]) -> None:
+        for item in entries:
+            self.published_total += 1
+            subs = self._by_account.get(item.entry.account_id)
+            if subs:
+                self._offer_all(subs, item)
+            if self._all:
+                self._offer_all(self._all, item)
+
+    def _offer_all(self, subs: set[Subscription], item: CommittedEntry) -> None:
+        overflowed = [sub for sub in subs if not sub._offer(item)]
+        for sub in overflowed:
+            self.dropped_total += 1
+            sub._drop()
