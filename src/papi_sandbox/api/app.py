@@ -50,8 +50,8 @@ from papi_sandbox.store.base import ApiKeyRecord, Store
 from papi_sandbox.stream.hub import EventHub
 from papi_sandbox.wire import auth, errors, params
 from papi_sandbox.wire.account_limits import AccountLimiter
-from papi_sandbox.wire.errors import ApiError
 from papi_sandbox.wire.client_ip import ClientIdentity
+from papi_sandbox.wire.errors import ApiError
 from papi_sandbox.wire.limits import FailureThrottle, Limiter, WeightDecision, WeightLimiter
 
 log = logging.getLogger("papi_sandbox")
