@@ -1,33 +1,19 @@
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-
-from support import (
-    POSTGRES_URL_ENV,
+from tests.support import (
+    BACKENDS,
     Account,
     Server,
     Signer,
     create_test_database,
     drop_test_database,
+    postgres_admin_url,
 )
-
-#: Every server-backed test runs once per store.
-BACKENDS = ["sqlite", "postgres"]
-
-
-def postgres_admin_url() -> str:
-    """The PostgreSQL the tests may create databases on; skips (visibly, with -ra) if unset."""
-    url = os.environ.get(POSTGRES_URL_ENV)
-    if not url:
-        pytest.skip(f"{POSTGRES_URL_ENV} is unset: the PostgreSQL variant does not run")
-    return url
 
 
 @pytest.fixture

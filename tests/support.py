@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+import pytest
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdefghij"
 STARTUP_TIMEOUT_S = 20.0
@@ -31,6 +32,13 @@ def free_port() -> int:
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def wait_for_fresh_minute(margin_s: float = 8.0) -> None:
+    """Weight is counted per calendar minute; start far enough from a boundary to fit the test."""
+    into_minute = time.time() % 60
+    if into_minute > 60 - margin_s:
+        time.sleep(60 - into_minute + 0.2)
 
 
 @dataclass
@@ -241,6 +249,17 @@ def raw_request(
 
 POSTGRES_URL_ENV = "PAPI_SANDBOX_TEST_POSTGRES_URL"
 REDIS_URL_ENV = "PAPI_SANDBOX_TEST_REDIS_URL"
+
+#: Every server-backed test runs once per store.
+BACKENDS = ["sqlite", "postgres"]
+
+
+def postgres_admin_url() -> str:
+    """The PostgreSQL the tests may create databases on; skips (visibly, with -ra) if unset."""
+    url = os.environ.get(POSTGRES_URL_ENV)
+    if not url:
+        pytest.skip(f"{POSTGRES_URL_ENV} is unset: the PostgreSQL variant does not run")
+    return url
 
 
 def with_database(url: str, name: str) -> str:

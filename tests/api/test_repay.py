@@ -8,7 +8,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from support import Account, Server, Signer
+from tests.support import Account, Server, Signer
 
 REPAY = "/papi/v1/repay-futures-negative-balance"
 BALANCE = "/papi/v1/balance"

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from papi_sandbox.api.endpoints import ENDPOINTS
-from support import Account, Server, now_ms, sign
+from tests.support import Account, Server, now_ms, sign
 
 TESTS_DIR = Path(__file__).parent
 #: (status, Binance code) of every raw fuzzing answer, to show the fuzzer got past the door.

@@ -13,7 +13,6 @@ from typing import Any
 import psycopg
 import pytest
 
-from conftest import BACKENDS, postgres_admin_url
 from papi_sandbox.ledger import rules
 from papi_sandbox.ledger.model import (
     SYSTEM_ACCOUNT_ID,
@@ -24,7 +23,7 @@ from papi_sandbox.ledger.model import (
 )
 from papi_sandbox.store import open_store, upgrade
 from papi_sandbox.store.postgres import MIGRATIONS, SYSTEM_BALANCE_BUCKETS, PostgresStore
-from support import create_test_database, drop_test_database
+from tests.support import BACKENDS, create_test_database, drop_test_database, postgres_admin_url
 
 D = Decimal
 

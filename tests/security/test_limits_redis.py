@@ -23,7 +23,7 @@ from papi_sandbox.wire.limits_redis import (
     MAX_REFUSALS_PER_MINUTE,
     RedisWeightLimiter,
 )
-from support import REDIS_URL_ENV, Server, Signer, free_port
+from tests.support import REDIS_URL_ENV, Server, Signer, free_port
 
 MINUTE_MS = 60_000
 DAY_MS = 24 * 3600_000

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from conftest import BACKENDS, postgres_admin_url
 from papi_sandbox.ledger import rules
 from papi_sandbox.ledger.model import (
     SYSTEM_ACCOUNT_ID,
@@ -28,7 +27,7 @@ from papi_sandbox.store import open_store
 from papi_sandbox.store.base import JobAccount, JobPlan
 from papi_sandbox.store.postgres import NOTIFY_PAYLOAD_LIMIT, PostgresStore
 from papi_sandbox.stream.hub import EventHub, SubscriberDropped, TooManySubscribers
-from support import create_test_database, drop_test_database
+from tests.support import BACKENDS, create_test_database, drop_test_database, postgres_admin_url
 
 D = Decimal
 

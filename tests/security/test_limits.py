@@ -12,8 +12,7 @@ import pytest
 
 from papi_sandbox.wire import limits, params
 from papi_sandbox.wire.limits import WeightLimiter, ban_duration_ms
-from support import Server, Signer, raw_request
-from test_api_weights import wait_for_fresh_minute
+from tests.support import Server, Signer, raw_request, wait_for_fresh_minute
 
 MINUTE_MS = 60_000
 

@@ -11,7 +11,7 @@ from binance_sdk_derivatives_trading_portfolio_margin.rest_api.models import (
     FundCollectionByAssetFutureTypeEnum,
 )
 
-from support import Server, sdk_client
+from tests.support import Server, sdk_client
 
 
 def test_sdk_toolkit_methods(server: Server) -> None:

@@ -24,11 +24,10 @@ import httpx
 import pytest
 import redis
 
-from conftest import postgres_admin_url
 from papi_sandbox.ledger import rules
 from papi_sandbox.ledger.model import EntryType, Posting, Wallet
 from papi_sandbox.secretbox import SECRET_KEY_ENV, new_key_text
-from support import (
+from tests.support import (
     ADMIN_TOKEN,
     REDIS_URL_ENV,
     Account,
@@ -36,6 +35,7 @@ from support import (
     Signer,
     create_test_database,
     drop_test_database,
+    postgres_admin_url,
 )
 
 REPAY = "/papi/v1/repay-futures-negative-balance"

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from papi_sandbox.secretbox import SECRET_KEY_ENV, SECRET_KEY_FILE_NAME, key_id, new_key_text
-from support import Account, Server, Signer
+from tests.support import Account, Server, Signer
 
 BALANCE = "/papi/v1/balance"
 

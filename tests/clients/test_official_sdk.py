@@ -7,7 +7,7 @@ from binance_sdk_derivatives_trading_portfolio_margin import (
     BadRequestError,
 )
 
-from support import Server, sdk_client
+from tests.support import Server, sdk_client
 
 
 def test_official_sdk_repays_and_reads_balances(server: Server) -> None:

@@ -24,9 +24,9 @@ from papi_sandbox.ledger.interest import InterestPolicy
 from papi_sandbox.ledger.model import EntryType, Wallet
 from papi_sandbox.store.base import JobAccount, JobPlan
 from papi_sandbox.store.sqlite import SQLiteStore
-from support import Server, Signer
+from tests.support import Server, Signer
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 CONFIG = """
 [schedule]

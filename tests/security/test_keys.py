@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
 from papi_sandbox.api.endpoints import ENDPOINTS, Endpoint, Security
-from support import ADMIN_TOKEN, Account, Server, Signer, now_ms, raw_request
+from tests.support import ADMIN_TOKEN, Account, Server, Signer, now_ms, raw_request
 
 REPAY = "/papi/v1/repay-futures-negative-balance"
 BALANCE = "/papi/v1/balance"

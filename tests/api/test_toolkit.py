@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from support import Account, Server, Signer
+from tests.support import Account, Server, Signer
 
 SWITCH = "/papi/v1/repay-futures-switch"
 AUTO_COLLECTION = "/papi/v1/auto-collection"

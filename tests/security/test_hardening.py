@@ -14,8 +14,7 @@ import orjson
 import pytest
 
 from papi_sandbox.wire.client_ip import ClientIdentity, ForwardedAllowIpsError
-from support import ADMIN_TOKEN, Account, Server, Signer, free_port
-from test_api_weights import wait_for_fresh_minute
+from tests.support import ADMIN_TOKEN, Account, Server, Signer, free_port, wait_for_fresh_minute
 
 BALANCE = "/papi/v1/balance"
 REPAY = "/papi/v1/repay-futures-negative-balance"

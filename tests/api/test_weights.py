@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 
-from support import Server, Signer
+from tests.support import Server, Signer, wait_for_fresh_minute
 
 REPAY = "/papi/v1/repay-futures-negative-balance"
-
-
-def wait_for_fresh_minute(margin_s: float = 8.0) -> None:
-    """Weight is counted per calendar minute; start far enough from a boundary to fit the test."""
-    into_minute = time.time() % 60
-    if into_minute > 60 - margin_s:
-        time.sleep(60 - into_minute + 0.2)
 
 
 def test_weight_header_and_429(fresh_server: Server) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from support import Account, Server, Signer, now_ms, raw_request, sign
+from tests.support import Account, Server, Signer, now_ms, raw_request, sign
 
 REPAY = "/papi/v1/repay-futures-negative-balance"
 

@@ -6,7 +6,7 @@ import httpx
 
 from papi_sandbox.api.endpoints import ENDPOINTS, table
 from papi_sandbox.api.openapi import openapi_document
-from support import Server
+from tests.support import Server
 
 
 def test_served_document_is_the_generated_one_and_not_weighed(server: Server) -> None:

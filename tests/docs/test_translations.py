@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 #: User-facing docs that must have a Chinese version (any other doc with one is checked too).
 REQUIRED = ("README.md", "docs/semantics.md", "docs/operations.md")

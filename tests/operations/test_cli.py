@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from support import ADMIN_TOKEN, Server
+from tests.support import ADMIN_TOKEN, Server
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

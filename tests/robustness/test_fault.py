@@ -25,7 +25,7 @@ import httpx
 
 from papi_sandbox.ledger import rules
 from papi_sandbox.ledger.model import Wallet
-from support import ADMIN_TOKEN, Account, Server, Signer
+from tests.support import ADMIN_TOKEN, Account, Server, Signer
 
 REPAY = "/papi/v1/repay-futures-negative-balance"
 KILL_CYCLES = 20
