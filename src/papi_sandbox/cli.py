@@ -78,10 +78,10 @@ def _load_jobs_config(path: Path | None) -> Any:
         raise typer.Exit(2) from None
 
 
-def open_store(db_url: str, durability: str = "full") -> Any:
+def open_store(db_url: str, durability: str = "full", timeout_s: float | None = None) -> Any:
     from papi_sandbox.store import open_store as store_for_url
 
-    return store_for_url(db_url, durability=durability)
+    return store_for_url(db_url, durability=durability, timeout_s=timeout_s)
 
 
 @app.command()
@@ -260,7 +260,7 @@ def serve(
     if workers > 1:
         _serve_workers(settings, workers, log_config)
         return
-    store = open_store(settings.db_url, settings.durability)
+    store = open_store(settings.db_url, settings.durability, settings.store_timeout_s)
 
     async def on_ready(state: Any) -> None:
         if demo:

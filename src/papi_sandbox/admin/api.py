@@ -35,7 +35,7 @@ from papi_sandbox.ledger.model import (
     Wallet,
 )
 from papi_sandbox.service import BadKeyRequest, KeyLimitReached, UnknownAccount
-from papi_sandbox.store.base import MAX_JOURNAL_PAGE
+from papi_sandbox.store.base import MAX_JOURNAL_PAGE, StoreUnavailable
 from papi_sandbox.wire import auth, errors
 from papi_sandbox.wire.errors import ApiError
 
@@ -111,6 +111,9 @@ def _guarded(state: AppState, handler: AdminHandler) -> AdminHandler:
             return await handler(request)
         except ApiError as error:
             return error_response(error)
+        except StoreUnavailable as exc:  # nothing applied; one log line (health.py)
+            state.store_failures.note(exc, request.method, request.url.path)
+            return error_response(errors.disconnected())
         except UnknownAccount as exc:
             return json_response(404, {"code": -1000, "msg": str(exc)})
         except KeyLimitReached as exc:

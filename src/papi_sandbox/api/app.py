@@ -32,6 +32,7 @@ from papi_sandbox.api.http import (
     read_body_raw,
 )
 from papi_sandbox.api.openapi import OPENAPI_PATH, openapi_document
+from papi_sandbox.health import Readiness, StoreFailures
 from papi_sandbox.jobs.config import JobsConfig, load_config
 from papi_sandbox.jobs.scheduler import run_scheduler
 from papi_sandbox.ledger.model import InsufficientBalance, LedgerError
@@ -46,7 +47,7 @@ from papi_sandbox.observability import (
 from papi_sandbox.secretbox import SecretBox, SecretBoxError, load_or_create_key
 from papi_sandbox.service import Service
 from papi_sandbox.settings import DEFAULT_ADMIN_AUTH_FAILURES_PER_MINUTE, Settings
-from papi_sandbox.store.base import ApiKeyRecord, Store
+from papi_sandbox.store.base import ApiKeyRecord, EntryCounter, Store, StoreUnavailable
 from papi_sandbox.stream.hub import EventHub
 from papi_sandbox.wire import auth, errors, params
 from papi_sandbox.wire.account_limits import AccountLimiter
@@ -85,6 +86,10 @@ class AppState:
     jobs: JobsConfig = field(default_factory=JobsConfig)
     #: Committed journal entries, fanned out per account (the user data stream, the dashboard).
     hub: EventHub = field(default_factory=EventHub)
+    #: Requests refused because the store was unavailable (health.py).
+    store_failures: StoreFailures = field(default_factory=StoreFailures)
+    #: Journal entries by type for /metrics: seeded at start, counted as entries commit.
+    entry_counter: EntryCounter = field(default_factory=EntryCounter)
 
 
 #: What one public request is answered with: status, body, headers, Binance code (None on
@@ -125,6 +130,9 @@ class PublicApi:
         try:
             try:
                 status, body, headers, code, weight = await self._answer(scope, receive)
+            except StoreUnavailable as exc:  # nothing applied; the client may retry
+                self.state.store_failures.note(exc, scope["method"], scope["path"])
+                status, body, headers, code, weight = _refusal(errors.disconnected(), None)
             except Exception:
                 # A bug: logged with its traceback, answered in Binance's shape, never as HTML.
                 log.exception("unhandled error on %s %s", scope["method"], scope["path"])
@@ -157,11 +165,13 @@ class PublicApi:
         weight = b"%d" % decision.used
         if decision.banned_until_ms is not None:
             # A banned IP: answered before the body, the parameters or the key are looked at.
+            self.observer.metrics.stats.ip_refused(418)
             return _refusal(
                 errors.ip_banned(decision.banned_until_ms, decision.retry_after_s), weight
             )
         try:
             if not decision.allowed:
+                self.observer.metrics.stats.ip_refused(429)
                 raise errors.too_many_requests(
                     state.limiter.limit_per_minute, decision.retry_after_s
                 )
@@ -221,7 +231,11 @@ class PublicApi:
                     raise errors.rejected_api_key()
             account_id = key.account_id
             if endpoint.account_limit is not None:
-                self.state.account_limits.admit(endpoint.account_limit, account_id)
+                try:
+                    self.state.account_limits.admit(endpoint.account_limit, account_id)
+                except ApiError:
+                    self.observer.metrics.stats.account_limited(endpoint.account_limit.name)
+                    raise
         args = params.bind(endpoint.all_params, raw.values, endpoint.params_by_name)
         try:
             return await endpoint.handler(Call(self.state.service, account_id, args))
@@ -238,6 +252,12 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         return error_response(errors.not_found(request.url.path))
     return error_response(ApiError(exc.status_code, -1000, str(exc.detail)))
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StoreUnavailable)
+    request.app.state.papi.store_failures.note(exc, request.method, request.url.path)
+    return error_response(errors.disconnected())
 
 
 async def _unhandled(request: Request, exc: Exception) -> Response:
@@ -300,10 +320,12 @@ def create_app(
     on_commit = getattr(store, "on_commit", None)
     if on_commit is not None:
         on_commit(state.hub.publish)
+        on_commit(state.entry_counter.committed)  # /metrics counts entries as they commit
+    readiness = Readiness(store, state.limiter)
     metrics = Metrics()
     routes = table(ENDPOINTS)
     openapi_body = orjson.dumps(openapi_document())
-    known_paths = set(routes) | {"/healthz", "/metrics", OPENAPI_PATH}
+    known_paths = set(routes) | {"/healthz", "/readyz", "/metrics", OPENAPI_PATH}
 
     def endpoint_label(path: str) -> str:
         # Bounded label values: the table's paths, the fixed routes, then two buckets.
@@ -316,7 +338,10 @@ def create_app(
         state.hub.bind()  # deliveries from the store's threads land on this loop
         await store.open()
         scheduler: asyncio.Task[None] | None = None
+        probes: asyncio.Task[None] | None = None
         try:
+            # Once per start (one GROUP BY); from here on /metrics reads the counter (O(1)).
+            state.entry_counter.seed(await store.entry_counts())
             # Secrets of databases from before encryption at rest are sealed at first start.
             sealed = await store.rewrite_api_key_secrets(
                 lambda secret, api_key: box.reseal(secret, api_key, None)
@@ -336,8 +361,13 @@ def create_app(
                 await on_ready(state)
             if settings.scheduler:
                 scheduler = asyncio.create_task(run_scheduler(store, state.jobs))
+            probes = asyncio.create_task(readiness.run())
             yield
         finally:
+            if probes is not None:
+                probes.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await probes
             if scheduler is not None:
                 scheduler.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -348,7 +378,18 @@ def create_app(
                 await close_limiter()
 
     async def healthz(request: Request) -> Response:
+        # Liveness only: the process's event loop answers. Readiness is /readyz.
         return json_response(200, {"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        checks = await readiness.check()
+        failing = [name for name, problem in checks.items() if problem is not None]
+        shown = {name: problem or "ok" for name, problem in checks.items()}
+        if failing:
+            return json_response(
+                503, {"status": "unavailable", "failing": failing, "checks": shown}
+            )
+        return json_response(200, {"status": "ok", "checks": shown})
 
     async def openapi(request: Request) -> Response:
         # Not weighed: a static document, built once.
@@ -356,11 +397,13 @@ def create_app(
 
     async def metrics_endpoint(request: Request) -> Response:
         body, content_type = metrics.render(
-            await store.entry_counts(),
+            state.entry_counter.counts,
             limiter_unavailable=getattr(state.limiter, "unavailable_total", 0),
             store_retries=getattr(store, "retries_total", 0),
             admin_auth_failures=state.admin_auth.failures_total,
             admin_auth_refused=state.admin_auth.refused_total,
+            store_unavailable=state.store_failures.total,
+            ready=readiness.checks,
         )
         return Response(body, 200, headers={"Content-Type": content_type})
 
@@ -372,10 +415,15 @@ def create_app(
         routes=[
             Route(OPENAPI_PATH, openapi, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             Mount("/admin/v1", routes=admin_routes(state)),
         ],
-        exception_handlers={HTTPException: _http_exception, Exception: _unhandled},
+        exception_handlers={
+            HTTPException: _http_exception,
+            StoreUnavailable: _store_unavailable,
+            Exception: _unhandled,
+        },
         lifespan=lifespan,
     )
     app.add_middleware(
@@ -414,4 +462,7 @@ def app_from_env() -> Starlette:
     settings = settings_from_env()
     gc.set_threshold(*GC_THRESHOLDS)  # as serve's own process (transport.server_options)
     token = check_admin_token(settings.admin_token or ensure_admin_token(settings.data_dir)[0])
-    return create_app(settings, open_store(settings.db_url), token)
+    store = open_store(
+        settings.db_url, durability=settings.durability, timeout_s=settings.store_timeout_s
+    )
+    return create_app(settings, store, token)

@@ -12,13 +12,55 @@ from decimal import Decimal
 from typing import Protocol
 
 from papi_sandbox.ledger.interest import InterestCharge
-from papi_sandbox.ledger.model import AccountBalances, Balances, Entry, LedgerError, Posting
+from papi_sandbox.ledger.model import (
+    AccountBalances,
+    Balances,
+    CommittedEntry,
+    Entry,
+    LedgerError,
+    Posting,
+)
 
 #: A pure rule bound to its arguments: the account's balances in, postings out (or a LedgerError).
 Planner = Callable[[Balances], list[Posting]]
 
 #: Most journal entries one read returns.
 MAX_JOURNAL_PAGE = 1000
+#: Longest a request waits for the store (a lock held by another process, a pooled connection,
+#: the writer's queue) before it is refused with StoreUnavailable (``serve --store-timeout``).
+DEFAULT_STORE_TIMEOUT_S = 5.0
+
+
+class StoreUnavailable(Exception):
+    """The store cannot do this now, and nothing of it was applied: the disk is full or
+    read-only, another process holds the write lock past the store timeout, the database
+    connection was lost before the transaction could commit, or the store is damaged. Callers
+    answer it as Binance answers a back-end it cannot reach (HTTP 503, -1001) and the client may
+    retry. The original error is the ``__cause__``."""
+
+
+class StoreOutcomeUnknown(StoreUnavailable):
+    """The connection was lost while the transaction was committing: it may or may not have
+    been applied (still answered 503, the meaning Binance gives a 5xx)."""
+
+
+class EntryCounter:
+    """Journal entries by type, for ``/metrics`` without a query per scrape: seeded once from
+    the ledger when the store opens, then counted as entries commit (the store's ``on_commit``
+    listeners). Written by one thread, read by the event loop (single dict operations)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def seed(self, counts: dict[str, int]) -> None:
+        for entry_type, count in counts.items():
+            self.counts[entry_type] = self.counts.get(entry_type, 0) + count
+
+    def committed(self, entries: list[CommittedEntry]) -> None:
+        counts = self.counts
+        for committed in entries:
+            entry_type = committed.entry.type
+            counts[entry_type] = counts.get(entry_type, 0) + 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,6 +60,7 @@ from papi_sandbox.ledger.model import (
     is_balanced,
 )
 from papi_sandbox.store.base import (
+    DEFAULT_STORE_TIMEOUT_S,
     MAX_INTEREST_PAGE,
     MAX_JOB_BATCH_ACCOUNTS,
     MAX_JOURNAL_PAGE,
@@ -70,6 +71,8 @@ from papi_sandbox.store.base import (
     JobBatchResult,
     JobPlanner,
     Planner,
+    StoreOutcomeUnknown,
+    StoreUnavailable,
     VerifyReport,
 )
 from papi_sandbox.store.replay import LedgerReplay
@@ -86,14 +89,12 @@ DEFAULT_POOL_MAX_CONNECTIONS = 10
 MAX_TX_ATTEMPTS = 5
 #: First retry delay; doubled per attempt, with jitter so colliding transactions drift apart.
 RETRY_BASE_DELAY_S = 0.005
-#: Longest a statement waits for a row lock before it fails (then the request fails, not hangs).
-LOCK_TIMEOUT_MS = 10_000
+# A statement waits for a row lock at most the store timeout (lock_timeout), and a request for
+# a pooled connection as long (PostgresStore.timeout_s, ``serve --store-timeout``, 5 s).
 #: Longest any one statement runs.
 STATEMENT_TIMEOUT_MS = 60_000
 #: A connection left inside a transaction (a stopped process) loses its locks after this.
 IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
-#: Longest wait for a free pooled connection.
-POOL_TIMEOUT_S = 30.0
 #: Rows a server-side cursor fetches at a time while ``verify`` streams the journal.
 VERIFY_FETCH_ROWS = 10_000
 #: API keys re-sealed per page when secrets are rewritten (bounded memory at any key count).
@@ -227,9 +228,9 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _session_options() -> str:
+def _session_options(timeout_s: float = DEFAULT_STORE_TIMEOUT_S) -> str:
     return (
-        f"-c lock_timeout={LOCK_TIMEOUT_MS} -c statement_timeout={STATEMENT_TIMEOUT_MS}"
+        f"-c lock_timeout={round(timeout_s * 1000)} -c statement_timeout={STATEMENT_TIMEOUT_MS}"
         f" -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}"
     )
 
@@ -278,6 +279,14 @@ class SweepBatch:
 _RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
 
 
+def _unavailable(exc: psycopg.OperationalError, *, committing: bool) -> StoreUnavailable:
+    """A failure of the database as StoreUnavailable (StoreOutcomeUnknown when the connection
+    was lost while COMMIT was on its way)."""
+    if committing:
+        return StoreOutcomeUnknown(f"PostgreSQL: connection lost while committing: {exc}")
+    return StoreUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}")
+
+
 class PostgresStore:
     def __init__(
         self,
@@ -285,8 +294,11 @@ class PostgresStore:
         *,
         pool_max_connections: int = DEFAULT_POOL_MAX_CONNECTIONS,
         clock_ms: Callable[[], int] = _now_ms,
+        timeout_s: float = DEFAULT_STORE_TIMEOUT_S,
     ) -> None:
         self.url = url
+        #: Longest wait for a pooled connection, and for a row lock (lock_timeout), in seconds.
+        self.timeout_s = timeout_s
         self._clock_ms = clock_ms
         self._pool_max = pool_max_connections
         self._pool: AsyncConnectionPool[AConn] | None = None
@@ -306,8 +318,8 @@ class PostgresStore:
             self.url,
             min_size=1,
             max_size=self._pool_max,
-            timeout=POOL_TIMEOUT_S,
-            kwargs={"autocommit": True, "options": _session_options()},
+            timeout=self.timeout_s,
+            kwargs={"autocommit": True, "options": _session_options(self.timeout_s)},
             open=False,
         )
         await pool.open(wait=True)
@@ -398,24 +410,73 @@ class PostgresStore:
         return await asyncio.shield(self._tx_with_retries(fn))
 
     async def _tx_with_retries(self, fn: Callable[[AConn], Awaitable[T]]) -> T:
+        """Deadlocks and serialization failures are retried, and so is a connection lost before
+        COMMIT was sent (the transaction cannot have committed: PostgreSQL rolls back what a
+        dead session left open), on a fresh connection, within the same MAX_TX_ATTEMPTS. Any
+        other failure of the database (a connection lost during COMMIT, a lock or pooled
+        connection not obtained within the store timeout, a full disk) is StoreUnavailable."""
         pool = self._require_pool()
         for attempt in range(1, MAX_TX_ATTEMPTS + 1):
+            used: AConn | None = None
+            committing = False
             try:
-                async with pool.connection() as conn, conn.transaction():
-                    return await fn(conn)
+                async with pool.connection() as conn:
+                    used = conn
+                    async with conn.transaction():
+                        result = await fn(conn)
+                        committing = True  # leaving the block sends COMMIT
+                return result
             except _RETRYABLE as exc:
                 if attempt == MAX_TX_ATTEMPTS:
-                    raise
-                self.retries_total += 1
-                delay = RETRY_BASE_DELAY_S * 2 ** (attempt - 1) * (0.5 + random.random())
-                log.info("retrying transaction (%s), attempt %d", type(exc).__name__, attempt)
-                await asyncio.sleep(delay)
+                    raise StoreUnavailable(f"PostgreSQL: {exc}") from exc
+                reason = type(exc).__name__
+            except psycopg.OperationalError as exc:
+                lost = used is not None and used.broken
+                if not lost or committing or attempt == MAX_TX_ATTEMPTS:
+                    raise _unavailable(exc, committing=lost and committing) from exc
+                await pool.check()  # drop every other pooled connection the database lost
+                reason = "connection lost before COMMIT"
+            self.retries_total += 1
+            delay = RETRY_BASE_DELAY_S * 2 ** (attempt - 1) * (0.5 + random.random())
+            log.info("retrying transaction (%s), attempt %d", reason, attempt)
+            await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
     async def _read(self, fn: Callable[[AConn], Awaitable[T]]) -> T:
+        """One read; a read on a connection the database dropped is made once more on a fresh
+        one (reads change nothing). Failures of the database are StoreUnavailable."""
         pool = self._require_pool()
-        async with pool.connection() as conn:
-            return await fn(conn)
+        for attempt in (1, 2):
+            used: AConn | None = None
+            try:
+                async with pool.connection() as conn:
+                    used = conn
+                    return await fn(conn)
+            except psycopg.OperationalError as exc:
+                if attempt == 2 or used is None or not used.broken:
+                    raise _unavailable(exc, committing=False) from exc
+                await pool.check()
+        raise AssertionError("unreachable")
+
+    async def readiness(self, deadline_s: float) -> dict[str, str | None]:
+        """What keeps this store from serving now (None = fine): ``store`` when a small write
+        transaction cannot commit within ``deadline_s``. Writes one row of ``meta``."""
+        now_ms = self._clock_ms()
+
+        async def probe(conn: AConn) -> None:
+            await conn.execute(
+                "INSERT INTO meta (name, value) VALUES ('readiness_probe_ms', %s)"
+                " ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+                (str(now_ms),),
+            )
+
+        try:
+            await asyncio.wait_for(self._tx(probe), deadline_s)
+        except TimeoutError:
+            return {"store": f"PostgreSQL: cannot commit within {deadline_s:g} s"}
+        except StoreUnavailable as exc:
+            return {"store": f"cannot commit: {exc}"}
+        return {"store": None}
 
     def _require_pool(self) -> AsyncConnectionPool[AConn]:
         if self._pool is None:

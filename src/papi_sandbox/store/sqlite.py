@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import queue
 import sqlite3
@@ -38,6 +39,7 @@ from papi_sandbox.ledger.model import (
     is_balanced,
 )
 from papi_sandbox.store.base import (
+    DEFAULT_STORE_TIMEOUT_S,
     MAX_INTEREST_PAGE,
     MAX_JOB_BATCH_ACCOUNTS,
     MAX_JOURNAL_PAGE,
@@ -48,6 +50,7 @@ from papi_sandbox.store.base import (
     JobBatchResult,
     JobPlanner,
     Planner,
+    StoreUnavailable,
     VerifyReport,
 )
 from papi_sandbox.store.readpool import ReadPool, take_batch
@@ -163,6 +166,19 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
+def is_storage_failure(exc: BaseException) -> bool:
+    """An error of the storage rather than of our SQL: locked, busy, disk full or read-only,
+    I/O error, cannot open, damaged file (``OperationalError`` and plain ``DatabaseError``).
+    Constraint violations and misuse (``IntegrityError``, ``ProgrammingError``...) are bugs."""
+    return isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError
+
+
+def _unavailable(path: Path, exc: sqlite3.Error) -> BaseException:
+    if is_storage_failure(exc):
+        return StoreUnavailable(f"{path}: {exc}")
+    return exc
+
+
 def path_from_url(url: str) -> Path:
     """``sqlite:///abs/path.db`` or ``sqlite:relative.db`` or a bare path -> Path."""
     if url.startswith("sqlite:///"):
@@ -175,9 +191,14 @@ def path_from_url(url: str) -> Path:
 
 
 def _connect(
-    path: Path, *, readonly: bool = False, durability: str = DEFAULT_DURABILITY
+    path: Path,
+    *,
+    readonly: bool = False,
+    durability: str = DEFAULT_DURABILITY,
+    timeout_s: float = DEFAULT_STORE_TIMEOUT_S,
 ) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    # timeout: how long a statement waits for a lock another process holds (busy timeout).
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=timeout_s)
     conn.execute("PRAGMA journal_mode=WAL")
     # FULL: a COMMIT returns only after the WAL is fsynced, so acknowledged means on disk.
     conn.execute(f"PRAGMA synchronous={DURABILITY_MODES[durability]}")
@@ -212,6 +233,8 @@ class _Op:
     #: For ``transact``: what it does as data, so that a run of them is written together
     #: (``_TransactRun``); ``fn`` does the same alone (the savepoint pass uses it).
     change: _Change | None = None
+    #: time.monotonic() past which the writer refuses the op unapplied (the store timeout).
+    deadline: float = math.inf
 
 
 @dataclass(slots=True)
@@ -246,11 +269,16 @@ class SQLiteStore:
         *,
         clock_ms: Callable[[], int] = _now_ms,
         durability: str = DEFAULT_DURABILITY,
+        timeout_s: float = DEFAULT_STORE_TIMEOUT_S,
     ) -> None:
         if durability not in DURABILITY_MODES:
             raise ValueError(f"durability must be one of {', '.join(DURABILITY_MODES)}")
         self.path = path
         self.durability = durability
+        #: Longest a write waits for the writer and for another process's lock (seconds).
+        self.timeout_s = timeout_s
+        self._batch_started = 0.0  # writer thread: time.monotonic() of the running batch, or 0
+        self._busy_ms = round(timeout_s * 1000)  # writer thread: the connection's busy timeout
         self._clock_ms = clock_ms
         self._queue: queue.Queue[_Op | None] = queue.Queue(MAX_QUEUED_OPS)
         self._writer: threading.Thread | None = None
@@ -271,7 +299,7 @@ class SQLiteStore:
     def open_sync(self) -> None:
         make_private_dir(self.path.parent)
         make_private_file(self.path)  # before SQLite creates it 0644 (its -wal/-shm follow)
-        conn = _connect(self.path, durability=self.durability)
+        conn = _connect(self.path, durability=self.durability, timeout_s=self.timeout_s)
         migrate(conn)
         self._writer = threading.Thread(
             target=self._writer_loop, args=(conn,), name="papi-sqlite-writer", daemon=True
@@ -279,7 +307,7 @@ class SQLiteStore:
         self._writer.start()
         self._readers = ReadPool(
             READER_THREADS,
-            lambda: _connect(self.path, readonly=True),
+            lambda: _connect(self.path, readonly=True, timeout_s=self.timeout_s),
             name="papi-sqlite-read",
         )
         self._watch = _connect(self.path, readonly=True)
@@ -313,12 +341,38 @@ class SQLiteStore:
         try:
             while True:
                 batch, stop = take_batch(self._queue, MAX_BATCH_OPS)
+                batch = self._refuse_expired(conn, batch)
                 if batch:
-                    self._commit_batch(conn, batch)
+                    self._batch_started = time.monotonic()
+                    try:
+                        self._commit_batch(conn, batch)
+                    finally:
+                        self._batch_started = 0.0
                 if stop:
                     return
         finally:
             conn.close()
+
+    def _refuse_expired(self, conn: sqlite3.Connection, batch: list[_Op]) -> list[_Op]:
+        """Refuse, unapplied, the ops that waited past their deadline (a lock held elsewhere, a
+        slow disk), and bound the busy wait of the batch's BEGIN by the earliest deadline left,
+        so no caller waits much longer than the store timeout."""
+        now = time.monotonic()
+        live = [op for op in batch if op.deadline > now]
+        if len(live) < len(batch):
+            error = StoreUnavailable(
+                f"{self.path}: waited more than {self.timeout_s:g} s for the store"
+            )
+            for op in batch:
+                if op.deadline <= now:
+                    op.loop.call_soon_threadsafe(_settle, op.future, None, error)
+        if live:
+            left_ms = max(1, round((min(op.deadline for op in live) - now) * 1000))
+            busy_ms = min(left_ms, round(self.timeout_s * 1000))
+            if abs(busy_ms - self._busy_ms) > 100:  # a pragma only when the wait must change
+                conn.execute(f"PRAGMA busy_timeout={busy_ms}")
+                self._busy_ms = busy_ms
+        return live
 
     def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
         # First without a savepoint per operation (two statements fewer each); an operation that
@@ -376,6 +430,8 @@ class SQLiteStore:
                     result = op.fn(conn)
                 except Exception as exc:
                     del self._committed[committed_mark:]  # its entries were not written
+                    if not conn.in_transaction:  # SQLite ended it (disk full, I/O): all fail
+                        raise
                     if savepoints:  # the op is refused alone; its batch goes on
                         conn.execute("ROLLBACK TO op")
                         conn.execute("RELEASE op")
@@ -428,13 +484,16 @@ class SQLiteStore:
         if self._writer is None:
             raise RuntimeError("store is not open")
         loop = asyncio.get_running_loop()
-        op = _Op(fn, loop, loop.create_future(), change)
+        op = _Op(fn, loop, loop.create_future(), change, time.monotonic() + self.timeout_s)
         try:
             self._queue.put_nowait(op)
         except queue.Full:
             await asyncio.to_thread(self._queue.put, op)
         # shield: a client that disconnects must not cancel a change already queued
-        result: T = await asyncio.shield(op.future)
+        try:
+            result: T = await asyncio.shield(op.future)
+        except sqlite3.Error as exc:
+            raise _unavailable(self.path, exc) from exc
         return result
 
     # -- readers -----------------------------------------------------------------------------
@@ -442,7 +501,40 @@ class SQLiteStore:
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._readers is None:
             raise RuntimeError("store is not open")
-        return await self._readers.run(fn)
+        try:
+            return await self._readers.run(fn)
+        except sqlite3.Error as exc:
+            raise _unavailable(self.path, exc) from exc
+
+    # -- readiness -----------------------------------------------------------------------------
+
+    async def readiness(self, deadline_s: float) -> dict[str, str | None]:
+        """What keeps this store from serving now, by part (None = fine): ``store`` when a
+        small write cannot commit within ``deadline_s`` (disk full or read-only, a lock held
+        elsewhere), ``writer`` when the writer thread is gone or one batch has run longer than
+        ``deadline_s``. Writes one row of ``meta`` (the probe's time)."""
+        checks: dict[str, str | None] = {"store": None, "writer": None}
+        started = self._batch_started
+        if self._writer is None or not self._writer.is_alive():
+            checks["writer"] = "the writer thread is not running"
+        elif started and time.monotonic() - started > deadline_s:
+            checks["writer"] = f"stalled: one batch has run for {time.monotonic() - started:.1f} s"
+        now_ms = self._clock_ms()
+
+        def probe(conn: sqlite3.Connection) -> None:
+            self._batch_transacts += 1  # changes no balance: no snapshot needs dropping
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (name, value) VALUES ('readiness_probe_ms', ?)",
+                (str(now_ms),),
+            )
+
+        try:
+            await asyncio.wait_for(self._write(probe), deadline_s)
+        except TimeoutError:
+            checks["store"] = f"{self.path}: cannot commit within {deadline_s:g} s"
+        except StoreUnavailable as exc:
+            checks["store"] = f"cannot commit: {exc}"
+        return checks
 
     # -- accounts and keys -------------------------------------------------------------------
 

@@ -178,5 +178,9 @@ class RedisWeightLimiter:
                 self.unavailable_total,
             )
 
+    async def ping(self) -> None:
+        """Raises when Redis does not answer within REDIS_TIMEOUT_S (for ``/readyz``)."""
+        await self._redis.ping()
+
     async def aclose(self) -> None:
         await self._redis.aclose()
