@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 LINT_PATHS := src tests $(wildcard bench)
 
 .PHONY: run test lint install clean bench
@@ -28,11 +29,16 @@ test: lint
 	$(BIN)/pytest -q
 
 # Benchmarks (not part of `make test`): the service against a bare ASGI app and Stoplight Prism,
-# with wrk on loopback; a few minutes. Installs wrk (Debian, needs root) and Prism (npm, into
-# bench/.node) when missing. Extra options: make bench BENCH_ARGS="--duration 6 --skip-memory".
+# with wrk on loopback; a few minutes. Installs wrk (Debian, needs root), Prism (npm, into
+# bench/.node) and the `bench` extra (matplotlib, for bench/results/latest.png) when missing.
+# Extra options: make bench BENCH_ARGS="--duration 6 --skip-memory".
 PRISM_VERSION := 5.14.2
 PRISM := bench/.node/node_modules/.bin/prism
-bench: $(STAMP)
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; } \
 		|| { echo "wrk is missing: apt-get install wrk (as root)"; exit 1; }
 	@test -x $(PRISM) || npm install --prefix bench/.node --no-audit --no-fund --no-save \

@@ -29,6 +29,7 @@ from pathlib import Path
 from papi_sandbox import money
 from papi_sandbox.jobs.config import JobsConfig
 from papi_sandbox.jobs.runner import Job, JobReport, run_job, slot_at_or_before
+from papi_sandbox.progress import Progress, progress_for
 from papi_sandbox.store.sqlite import SQLiteStore, migrate
 
 #: Accounts written per fill transaction (bounds the fill's memory).
@@ -55,7 +56,15 @@ def account_entries(account_id: int) -> Iterator[tuple[str, list[tuple[str, str,
             yield "FUNDING_FEE", [("CM", "BTC", -FUNDING_BTC)]
 
 
-def fill(db_path: Path, accounts: int) -> None:
+def fill(db_path: Path, accounts: int, show_progress: bool | None = None) -> None:
+    """Fill ``db_path`` (see the module's docstring); progress on stderr as
+    :func:`papi_sandbox.progress.progress_for` decides for ``show_progress``."""
+    with progress_for(show_progress) as progress:
+        _fill(db_path, accounts, progress)
+
+
+def _fill(db_path: Path, accounts: int, progress: Progress) -> None:
+    done = progress.stage(f"fill {accounts:,} accounts", total=accounts)
     conn = sqlite3.connect(db_path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=OFF")  # the fill only; the jobs run with the store's FULL
@@ -98,6 +107,7 @@ def fill(db_path: Path, accounts: int) -> None:
             balance_rows,
         )
         conn.execute("COMMIT")
+        done(last - first + 1)
     conn.executemany(
         "INSERT INTO balances (account_id, asset, wallet, amount, updated_ms)"
         " VALUES (0, ?, 'EXTERNAL', ?, ?)",
@@ -121,7 +131,7 @@ def show(report: JobReport, accounts: int) -> None:
     )
 
 
-async def sweep(db_path: Path, accounts: int) -> None:
+async def sweep(db_path: Path, accounts: int, progress: Progress) -> None:
     store = SQLiteStore(db_path)
     await store.open()
     try:
@@ -129,11 +139,11 @@ async def sweep(db_path: Path, accounts: int) -> None:
         now = datetime.now(UTC)
         repay_slot = slot_at_or_before(config.auto_repay_times, now)
         interest_slot = slot_at_or_before(config.interest_times, now)
-        repay = await run_job(store, Job.AUTO_REPAY, repay_slot, config)
+        repay = await run_job(store, Job.AUTO_REPAY, repay_slot, config, progress=progress)
         show(repay, accounts)
-        interest = await run_job(store, Job.INTEREST, interest_slot, config)
+        interest = await run_job(store, Job.INTEREST, interest_slot, config, progress=progress)
         show(interest, accounts)
-        again = await run_job(store, Job.INTEREST, interest_slot, config)
+        again = await run_job(store, Job.INTEREST, interest_slot, config, progress=progress)
         print(
             f"  re-run of the interest slot: {again.entries} entries,"
             f" {again.already_done:,} accounts already done, {again.elapsed_s:.2f} s"
@@ -147,6 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accounts", type=int, default=1_000_000)
     parser.add_argument("--db", type=Path, help="ledger file to create (default: a temp dir)")
     parser.add_argument("--verify", action="store_true", help="replay the journal afterwards")
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress on stderr (default: when stderr is a terminal)",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.accounts <= 10_000_000:
         parser.error("--accounts must be from 1 to 10,000,000")
@@ -156,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{db_path} exists; give a new file")
         started = time.perf_counter()
         child = multiprocessing.get_context("spawn").Process(
-            target=fill, args=(db_path, args.accounts)
+            target=fill, args=(db_path, args.accounts, args.progress)
         )
         child.start()
         child.join()
@@ -168,9 +184,11 @@ def main(argv: list[str] | None = None) -> int:
             f"filled {args.accounts:,} accounts in {time.perf_counter() - started:.1f} s"
             f" ({size_mb:.0f} MiB); RSS before the jobs {rss_mb():.0f} MiB"
         )
-        asyncio.run(sweep(db_path, args.accounts))
+        with progress_for(args.progress) as progress:
+            asyncio.run(sweep(db_path, args.accounts, progress))
         if args.verify:
-            report = SQLiteStore(db_path).verify_sync()
+            with progress_for(args.progress) as progress:
+                report = SQLiteStore(db_path).verify_sync(progress)
             print(f"verify: {'OK' if report.ok else report.problems[:5]}")
             if not report.ok:
                 return 1

@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from papi_sandbox import money
+from papi_sandbox.progress import NO_PROGRESS, Progress
 from papi_sandbox.store.sqlite import migrate
 
 #: Most accounts one fill may create (bounds the file: about 150 bytes per account and asset).
@@ -36,8 +37,10 @@ def fill(
     assets: tuple[str, ...] = ("USDT",),
     amount: str = "100",
     negative_um: bool = True,
+    progress: Progress = NO_PROGRESS,
 ) -> float:
-    """Create ``path`` with ``accounts`` accounts (ids 1..accounts); returns the seconds taken."""
+    """Create ``path`` with ``accounts`` accounts (ids 1..accounts); returns the seconds taken.
+    ``progress`` counts the bulk statements (accounts, keys, entries, postings, balances)."""
     if not 1 <= accounts <= MAX_FILL_ACCOUNTS:
         raise ValueError(f"accounts must be 1..{MAX_FILL_ACCOUNTS}")
     if path.exists():
@@ -56,6 +59,13 @@ def fill(
     args = {"n": accounts, "na": len(assets), "e": per_asset, "now": now}
     seq = "WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < :n) "
     tran = "((i - 1) * :na + a.idx) * :e"
+    entries = [(1, "DEPOSIT", "MARGIN", value, negated)]
+    if negative_um:
+        entries.append((2, "REALIZED_PNL", "UM", negated, value))
+    wallets = [("MARGIN", value)] + ([("UM", negated)] if negative_um else [])
+    step = progress.stage(
+        f"fill {accounts:,} accounts", total=2 + 3 * len(entries) + len(wallets) + 1
+    )
     conn.execute("BEGIN")
     conn.execute("CREATE TEMP TABLE fill_assets (idx INTEGER PRIMARY KEY, asset TEXT NOT NULL)")
     conn.executemany("INSERT INTO fill_assets VALUES (?, ?)", list(enumerate(assets)))
@@ -63,21 +73,21 @@ def fill(
         seq + "INSERT INTO accounts (id, label, created_ms) SELECT i, 'bench', :now FROM seq",
         args,
     )
+    step(1)
     conn.execute(
         seq + "INSERT INTO api_keys (api_key, account_id, key_type, secret, public_key, can_read,"
         " can_trade, ip_whitelist, created_ms) SELECT printf('benchkey%056d', i), i, 'HMAC',"
         " printf('benchsecret%053d', i), NULL, 1, 1, '[]', :now FROM seq",
         args,
     )
-    entries = [(1, "DEPOSIT", "MARGIN", value, negated)]
-    if negative_um:
-        entries.append((2, "REALIZED_PNL", "UM", negated, value))
+    step(1)
     for offset, entry_type, wallet, own, system in entries:
         conn.execute(
             seq + f"INSERT INTO entries (tran_id, account_id, type, time_ms) SELECT {tran} + "
             f"{offset}, i, '{entry_type}', :now FROM seq, fill_assets a ORDER BY i, a.idx",
             args,
         )
+        step(1)
         for posting_seq, account, posting_wallet, posting_amount in (
             (0, "i", wallet, own),
             (1, "0", "EXTERNAL", system),
@@ -88,7 +98,7 @@ def fill(
                 f" a.asset, '{posting_amount}' FROM seq, fill_assets a ORDER BY i, a.idx",
                 args,
             )
-    wallets = [("MARGIN", value)] + ([("UM", negated)] if negative_um else [])
+            step(1)
     for wallet, own in wallets:
         conn.execute(
             seq + "INSERT INTO balances (account_id, asset, wallet, amount, updated_ms)"
@@ -96,12 +106,14 @@ def fill(
             " ORDER BY i, a.asset",
             args,
         )
+        step(1)
     conn.execute(
         "INSERT INTO balances (account_id, asset, wallet, amount, updated_ms)"
         " SELECT 0, asset, 'EXTERNAL', ?, ? FROM fill_assets",
         (system_total, now),
     )
     conn.execute("COMMIT")
+    step(1)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.close()
     return time.monotonic() - started

@@ -2,7 +2,9 @@
 
 Everything runs on loopback, one workload at a time, each bounded (a short warm-up, then
 ``--duration`` seconds of wrk at ``--connections`` connections, one wrk thread). Prints one table
-and writes it to ``bench/results/latest.md``. Figures, never assertions: the machine is shared.
+and writes it to ``bench/results/latest.md``, the figures to ``latest.json`` and, drawn by
+``bench/plot.py``, to ``latest.png`` (throughput and p99 per workload). Figures, never assertions:
+the machine is shared.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ledgerfill import api_key, fill, secret
+from papi_sandbox.progress import progress_for
+from plot import plot
 
 BENCH_DIR = Path(__file__).resolve().parent
 PRISM = BENCH_DIR / ".node" / "node_modules" / ".bin" / "prism"
@@ -282,7 +286,10 @@ def prism_command(port: int) -> list[str]:
 def million(work: Path, args: argparse.Namespace) -> list[str]:
     """Start the service on a ledger of ``--memory-accounts`` accounts; RSS after some traffic."""
     db = work / "million.db"
-    took = fill(db, args.memory_accounts, assets=("USDT",), negative_um=False)
+    with progress_for(args.progress) as progress:
+        took = fill(
+            db, args.memory_accounts, assets=("USDT",), negative_um=False, progress=progress
+        )
     size = db.stat().st_size / MIB
     lines = [
         f"filled {args.memory_accounts:,} accounts (one DEPOSIT entry and one HMAC key each) by"
@@ -350,6 +357,12 @@ def main() -> None:
     parser.add_argument("--max-rps", type=int, default=12_000, help="sizes the account pools")
     parser.add_argument("--memory-accounts", type=int, default=1_000_000)
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress of the ledger fills on stderr (default: when stderr is a terminal)",
+    )
     parser.add_argument("--only", default="", help="comma list: full,normal,balance,ceiling,prism")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -373,7 +386,8 @@ def main() -> None:
         for durability in ("full", "normal"):
             if durability in names:
                 db = dbs[durability] = work / f"write-{durability}.db"
-                took = fill(db, accounts, assets=("USDT",), negative_um=True)
+                with progress_for(args.progress) as progress:
+                    took = fill(db, accounts, assets=("USDT",), negative_um=True, progress=progress)
                 print(f"filled {accounts:,} accounts for repay ({durability}) in {took:.1f} s")
                 proc = stack.enter_context(our_server(db, durability, work))
                 workloads[durability] = Workload(
@@ -437,6 +451,35 @@ def main() -> None:
     out = BENCH_DIR / "results"
     out.mkdir(exist_ok=True)
     (out / "latest.md").write_text(report + "\n")
+    figures = as_json(header, workloads)
+    (out / "latest.json").write_text(json.dumps(figures, indent=1) + "\n")
+    print(f"plot: {plot(figures, out / 'latest.png')}")
+
+
+def as_json(header: list[str], results: dict[str, Workload]) -> dict[str, object]:
+    """The measured figures, for bench/plot.py (and for comparing runs)."""
+    return {
+        "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "note": "shared machine: figures are noisy (whiskers: slowest..fastest round)",
+        "header": header,
+        "workloads": [
+            {
+                "key": key,
+                "name": w.name,
+                "median": {
+                    "rps": w.median.rps,
+                    "p50_ms": w.median.p50_ms,
+                    "p99_ms": w.median.p99_ms,
+                },
+                "rounds": [
+                    {"rps": r.rps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "errors": r.errors}
+                    for r in w.rounds
+                ],
+                "errors": w.errors,
+            }
+            for key, w in results.items()
+        ],
+    }
 
 
 def render(

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from papi_sandbox import settings as settings_mod
+from papi_sandbox.progress import Progress, progress_for
 from papi_sandbox.settings import Settings
 from papi_sandbox.wire.limits import DEFAULT_BAN_AFTER_429S
 
@@ -58,6 +59,14 @@ Db = Annotated[
 ]
 
 
+ProgressOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--progress/--no-progress",
+        help="Show progress on stderr (default: only when stderr is a terminal).",
+        show_default=False,
+    ),
+]
 ConfigOpt = Annotated[
     Path | None,
     typer.Option(
@@ -354,12 +363,17 @@ def db_upgrade(db: Db = None, data_dir: DataDir = settings_mod.DEFAULT_DATA_DIR)
 
 
 @app.command()
-def verify(db: Db = None, data_dir: DataDir = settings_mod.DEFAULT_DATA_DIR) -> None:
+def verify(
+    db: Db = None,
+    data_dir: DataDir = settings_mod.DEFAULT_DATA_DIR,
+    progress: ProgressOpt = None,
+) -> None:
     """Replay the journal; check balances equal it and every asset sums to zero."""
     settings = Settings(data_dir=data_dir, db=db)
     store = open_store(settings.db_url)
     try:
-        report = store.verify_sync()
+        with progress_for(progress) as shown:
+            report = store.verify_sync(shown)
     except FileNotFoundError as exc:
         err_console.print(f"[red]No database at {exc}[/red]")
         raise typer.Exit(2) from None
@@ -525,8 +539,10 @@ def jobs_run(
     db: Db = None,
     data_dir: DataDir = settings_mod.DEFAULT_DATA_DIR,
     config: ConfigOpt = None,
+    progress: ProgressOpt = None,
 ) -> None:
-    """Run one job for one slot, like the server would; safe to repeat (idempotent per slot)."""
+    """Run one job for one slot, like the server would; safe to repeat (idempotent per slot).
+    Prints the job's report as one JSON line on stdout (progress, if any, goes to stderr)."""
     import asyncio
 
     import orjson
@@ -550,15 +566,16 @@ def jobs_run(
     chosen = Job(job)
     slot = slot_at_or_before(chosen.times(jobs_config), moment)
 
-    async def go() -> Any:
+    async def go(shown: Progress) -> Any:
         await store.open()
         try:
-            return await run_job(store, chosen, slot, jobs_config)
+            return await run_job(store, chosen, slot, jobs_config, progress=shown)
         finally:
             await store.close()
 
     try:
-        report = asyncio.run(go())
+        with progress_for(progress) as shown:
+            report = asyncio.run(go(shown))
     except SlotTooOld as exc:
         err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None

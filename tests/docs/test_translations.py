@@ -19,7 +19,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 #: User-facing docs that must have a Chinese version (any other doc with one is checked too).
-REQUIRED = ("README.md", "docs/semantics.md", "docs/operations.md")
+REQUIRED = (
+    "README.md",
+    "docs/semantics.md",
+    "docs/operations.md",
+    "docs/jobs.md",
+    "docs/security.md",
+    "docs/scaling.md",
+)
 
 _FENCE = re.compile(r"^\s{0,3}(```|~~~)")
 _ATX = re.compile(r"^\s{0,3}(#{1,6})[ \t]+(.*?)[ \t]*#*[ \t]*$")
@@ -171,6 +178,54 @@ def test_relative_links_of_a_translation_resolve(english: Path, chinese: Path) -
     assert not broken, f"{_rel(chinese)}: broken links {broken}"
 
 
+_FILE_NAMED = re.compile(r"^(?:#|//) ([\w.-]+\.\w+)$")
+
+
+def named_code_blocks(markdown: str) -> dict[str, str]:
+    """Fenced code blocks whose first line names a file (``# test_x.py``, ``// x.js``): the
+    runnable recipes, by file name, dedented."""
+    blocks: dict[str, str] = {}
+    lines: list[str] | None = None
+    fence = indent = ""
+    for line in markdown.splitlines():
+        opened = _FENCE.match(line)
+        if lines is None:
+            if opened:
+                lines, fence, indent = [], opened.group(1), line[: len(line) - len(line.lstrip())]
+            continue
+        if opened and line.strip() == fence:
+            named = _FILE_NAMED.match(lines[0].strip()) if lines else None
+            if named:
+                blocks[named.group(1)] = "\n".join(x.removeprefix(indent) for x in lines)
+            lines = None
+            continue
+        lines.append(line)
+    return blocks
+
+
+@pytest.mark.parametrize(("english", "chinese"), PAIRS, ids=[_rel(en) for en, _ in PAIRS])
+def test_runnable_recipes_are_the_same_in_both_languages(english: Path, chinese: Path) -> None:
+    """A code block that names its file is a recipe the tests run from the English page; the
+    Chinese page carries it verbatim, so what a Chinese reader copies is what was tested."""
+    en, zh = named_code_blocks(_read(english)), named_code_blocks(_read(chinese))
+    assert sorted(zh) == sorted(en), f"{_rel(chinese)}: recipes {sorted(zh)}, English {sorted(en)}"
+    for name, code in en.items():
+        assert zh[name] == code, f"{_rel(chinese)}: {name} differs from {_rel(english)}"
+
+
+_PROJECT_PATH = re.compile(r"`((?:tests|bench|src|deploy|docs)/[\w/.-]+\.\w+)(?:::\w+)?`")
+
+
+@pytest.mark.parametrize(
+    "doc", [en for en, _ in translated_pairs()] + [zh for _, zh in PAIRS], ids=_rel
+)
+def test_files_a_doc_names_exist(doc: Path) -> None:
+    """A project file named in backticks (`tests/jobs/test_jobs.py`) exists, so a move is seen in
+    both languages."""
+    missing = [p for p in _PROJECT_PATH.findall(_read(doc)) if not (ROOT / p).exists()]
+    assert not missing, f"{_rel(doc)} names files that do not exist: {missing}"
+
+
 # -- the rule itself --------------------------------------------------------------------------
 
 EN = """# Title
@@ -214,6 +269,14 @@ def test_the_rule_catches_a_removed_level_change_and_reorder() -> None:
 def test_the_rule_wants_an_anchor_on_every_chinese_heading() -> None:
     problems = compare(EN, ZH + "## 备份\n", "en", "zh")
     assert any("has no <a id=" in p for p in problems)
+
+
+def test_named_code_blocks() -> None:
+    doc = (
+        "```python\n# test_a.py\nx = 1\n```\n```sh\nmake run\n```\n"
+        "  ```js\n  // b.js\n  go()\n  ```\n"
+    )
+    assert named_code_blocks(doc) == {"test_a.py": "# test_a.py\nx = 1", "b.js": "// b.js\ngo()"}
 
 
 def test_github_slugs() -> None:

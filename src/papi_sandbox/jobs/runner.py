@@ -21,6 +21,7 @@ from papi_sandbox.jobs.config import JobsConfig
 from papi_sandbox.ledger.interest import plan_interest
 from papi_sandbox.ledger.model import FUTURES_WALLETS, Entry, EntryType
 from papi_sandbox.ledger.rules import plan_repay
+from papi_sandbox.progress import NO_PROGRESS, Progress
 from papi_sandbox.store.base import JobAccount, JobBatchResult, JobPlan, JobPlanner, Store
 
 
@@ -144,9 +145,12 @@ async def run_job(
     *,
     planner: JobPlanner | None = None,
     now: datetime | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> JobReport:
     """Run ``job`` for ``slot`` over every account that may need it. Safe to repeat: accounts
     already handled for this slot are skipped. ``planner`` replaces the job's rule (tests).
+    ``progress`` counts the candidate accounts handled, batch by batch
+    (:mod:`papi_sandbox.progress`).
 
     Markers are kept ``marker_retention_days`` before ``now``; a slot older than that is refused
     (:class:`SlotTooOld`), so every slot that can run still has its markers."""
@@ -160,6 +164,7 @@ async def run_job(
     report = JobReport(job, slot.astimezone(UTC))
     plan = planner or planner_for(job, config)
     after_account_id = 0
+    done = progress.stage(f"{job.value} {report.slot:%Y-%m-%d %H:%M}Z: accounts")
     while True:
         account_ids = await store.job_candidates(after_account_id, config.batch_accounts)
         if not account_ids:
@@ -167,6 +172,7 @@ async def run_job(
         report.add(
             await store.run_job_batch(job.value, report.slot_ms, job.entry_type, account_ids, plan)
         )
+        done(len(account_ids))
         after_account_id = account_ids[-1]
     await store.prune_job_marks(int(horizon.timestamp() * 1000))
     report.elapsed_s = time_mod.perf_counter() - started

@@ -59,6 +59,7 @@ from papi_sandbox.ledger.model import (
     committed_entry,
     is_balanced,
 )
+from papi_sandbox.progress import NO_PROGRESS, Progress
 from papi_sandbox.store.base import (
     DEFAULT_STORE_TIMEOUT_S,
     MAX_INTEREST_PAGE,
@@ -596,10 +597,11 @@ class PostgresStore:
     async def verify(self) -> VerifyReport:
         return await asyncio.to_thread(self.verify_sync)
 
-    def verify_sync(self) -> VerifyReport:
+    def verify_sync(self, progress: Progress = NO_PROGRESS) -> VerifyReport:
         """Replay the whole journal, streamed through a server-side cursor, against the stored
-        balances, all in one REPEATABLE READ snapshot (consistent while writers go on)."""
-        replay = LedgerReplay()
+        balances, all in one REPEATABLE READ snapshot (consistent while writers go on).
+        ``progress``: see :mod:`papi_sandbox.progress`."""
+        replay = LedgerReplay(progress)
         with psycopg.connect(self.url, autocommit=True) as conn:
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             try:

@@ -38,6 +38,7 @@ from papi_sandbox.ledger.model import (
     committed_entry,
     is_balanced,
 )
+from papi_sandbox.progress import NO_PROGRESS, Progress
 from papi_sandbox.store.base import (
     DEFAULT_STORE_TIMEOUT_S,
     MAX_INTEREST_PAGE,
@@ -655,11 +656,12 @@ class SQLiteStore:
     async def verify(self) -> VerifyReport:
         return await asyncio.to_thread(self.verify_sync)
 
-    def verify_sync(self) -> VerifyReport:
-        """Replay the whole journal and compare it with the stored balances."""
+    def verify_sync(self, progress: Progress = NO_PROGRESS) -> VerifyReport:
+        """Replay the whole journal and compare it with the stored balances (``progress``: see
+        :mod:`papi_sandbox.progress`)."""
         conn = open_for_cli(self.path)
         try:
-            return verify_connection(conn)
+            return verify_connection(conn, progress)
         finally:
             conn.close()
 
@@ -1114,10 +1116,10 @@ def _load_balances(conn: sqlite3.Connection, account_id: int) -> AccountBalances
     return result
 
 
-def verify_connection(conn: sqlite3.Connection) -> VerifyReport:
+def verify_connection(conn: sqlite3.Connection, progress: Progress = NO_PROGRESS) -> VerifyReport:
     """Replay every posting; check entries balance, stored balances equal the replay, every asset
     sums to zero over the ledger, and no account's MARGIN free is negative."""
-    replay = LedgerReplay()
+    replay = LedgerReplay(progress)
     conn.execute("BEGIN")  # one consistent snapshot for the journal and the balances
     try:
         replay.report.entries = conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
