@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 LINT_PATHS := src tests $(wildcard bench)
 
-.PHONY: run test lint install clean bench
+.PHONY: run test lint install clean bench screenshots
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "papi-sandbox needs Python 3.11+"'
@@ -27,6 +27,12 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest -q
+
+# The dashboard's screenshots in docs/img, taken by the browser test's own scenario (Debian's
+# Chromium; installed by the test when missing and root).
+screenshots: $(STAMP)
+	PAPI_SANDBOX_SCREENSHOTS=docs/img PAPI_SANDBOX_REQUIRE_BROWSER=1 \
+		$(BIN)/pytest -q tests/ui/test_browser.py -k scenario
 
 # Benchmarks (not part of `make test`): the service against a bare ASGI app and Stoplight Prism,
 # with wrk on loopback; a few minutes. Installs wrk (Debian, needs root), Prism (npm, into

@@ -54,7 +54,8 @@ Copy-paste to repay its negative futures balances and look at the result:
   papi POST /papi/v1/repay-futures-negative-balance
   papi GET /papi/v1/balance asset=USDT
 
-Operator: papi-sandbox account show {account_id}   (Ctrl-C stops the service)
+Operator: papi-sandbox account show {account_id}, or the dashboard at {base}/ui/
+(log in with the operator token; Ctrl-C stops the service)
 """,
         highlight=False,
         soft_wrap=True,

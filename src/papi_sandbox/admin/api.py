@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -20,6 +22,7 @@ from papi_sandbox.api.http import client_ip, error_response, json_response, read
 from papi_sandbox.api.serialize import balance_object, entry_object
 from papi_sandbox.jobs.runner import (
     Job,
+    JobReport,
     SlotTooOld,
     parse_as_of,
     run_job,
@@ -35,7 +38,7 @@ from papi_sandbox.ledger.model import (
     Wallet,
 )
 from papi_sandbox.service import BadKeyRequest, KeyLimitReached, UnknownAccount
-from papi_sandbox.store.base import MAX_JOURNAL_PAGE, StoreUnavailable
+from papi_sandbox.store.base import MAX_JOURNAL_PAGE, StoreUnavailable, VerifyReport
 from papi_sandbox.wire import auth, errors
 from papi_sandbox.wire.errors import ApiError
 
@@ -73,11 +76,37 @@ async def _json_body(request: Request) -> dict[str, Any]:
     return data
 
 
-def _account_id(request: Request) -> int:
+def path_account_id(request: Request) -> int:
+    """The ``{account_id}`` of an operator path; raises ApiError 404 -1000 when malformed."""
     text = request.path_params["account_id"]
     if not text.isdigit() or len(text) > 18 or int(text) == 0:
         raise ApiError(404, -1000, f"Account '{text[:32]}' does not exist.")
     return int(text)
+
+
+def domain_error(exc: Exception) -> ApiError | None:
+    """The Binance-shaped error an operator action's domain error is answered with (None: not a
+    domain error, i.e. a bug). Shared by the operator API and the dashboard."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, UnknownAccount):
+        return ApiError(404, -1000, str(exc))
+    if isinstance(exc, KeyLimitReached):
+        return ApiError(400, -1101, f"Too many API keys: {exc}.")
+    if isinstance(exc, BadKeyRequest | auth.PublicKeyError):
+        return ApiError(400, -1102, f"{exc}.")
+    if isinstance(exc, InsufficientBalance):
+        return ApiError(400, -2018, f"Balance is insufficient: {exc}.")
+    if isinstance(exc, LedgerError):
+        return ApiError(400, -1102, str(exc))
+    return None
+
+
+def token_matches(state: AppState, given: str) -> bool:
+    """True when ``given`` is the operator token (constant-time comparison)."""
+    return hmac.compare_digest(
+        given.encode("utf-8", "replace"), state.admin_token.encode("utf-8", "replace")
+    )
 
 
 def too_many_auth_failures(limit: int, retry_after_s: int) -> ApiError:
@@ -109,37 +138,126 @@ def _guarded(state: AppState, handler: AdminHandler) -> AdminHandler:
                 throttle.fail(ip)
                 raise errors.unauthorized()
             return await handler(request)
-        except ApiError as error:
-            return error_response(error)
         except StoreUnavailable as exc:  # nothing applied; one log line (health.py)
             state.store_failures.note(exc, request.method, request.url.path)
             return error_response(errors.disconnected())
-        except UnknownAccount as exc:
-            return json_response(404, {"code": -1000, "msg": str(exc)})
-        except KeyLimitReached as exc:
-            return json_response(400, {"code": -1101, "msg": f"Too many API keys: {exc}."})
-        except (BadKeyRequest, auth.PublicKeyError) as exc:
-            return json_response(400, {"code": -1102, "msg": f"{exc}."})
-        except InsufficientBalance as exc:
-            return json_response(400, {"code": -2018, "msg": f"Balance is insufficient: {exc}."})
-        except LedgerError as exc:
-            return json_response(400, {"code": -1102, "msg": str(exc)})
+        except (ApiError, LedgerError, auth.PublicKeyError) as exc:
+            error = domain_error(exc)
+            assert error is not None
+            return error_response(error)
 
     return endpoint
+
+
+# -- one parser per operator action, shared by the operator API and the dashboard -------------
+
+
+def _no_unknown(data: dict[str, Any], allowed: set[str] | frozenset[str]) -> None:
+    unknown = set(data) - allowed
+    if unknown:
+        raise _bad(f"Unknown field(s): {', '.join(sorted(unknown))[:200]}.")
+
+
+def parse_new_account(data: dict[str, Any]) -> str | None:
+    """The label of ``POST /admin/v1/accounts`` (``{"label"?: str}``); raises ApiError -1102."""
+    label = data.get("label")
+    if label is not None and (not isinstance(label, str) or len(label) > MAX_LABEL_CHARS):
+        raise _bad(f"'label' must be a string of at most {MAX_LABEL_CHARS} characters.")
+    _no_unknown(data, {"label"})
+    return label
+
+
+@dataclass(frozen=True, slots=True)
+class Adjustment:
+    """An operator adjustment: ``amount`` (signed) of ``asset`` into ``wallet``, as ``reason``."""
+
+    wallet: Wallet
+    asset: str
+    amount: Decimal
+    reason: EntryType
+
+
+def parse_adjustment(data: dict[str, Any]) -> Adjustment:
+    """The body of ``POST /admin/v1/accounts/{id}/adjustments``
+    (``{"wallet", "asset", "amount": decimal string, "reason"}``); raises ApiError -1102."""
+    _no_unknown(data, {"wallet", "asset", "amount", "reason"})
+    wallets = [w.value for w in ADJUSTABLE_WALLETS]
+    if data.get("wallet") not in wallets:
+        raise _bad(f"'wallet' must be one of {', '.join(wallets)}.")
+    asset = data.get("asset")
+    if not isinstance(asset, str) or not ASSET_RE.match(asset):
+        raise _bad("'asset' must be 1 to 20 upper-case letters or digits.")
+    amount_text = data.get("amount")
+    if not isinstance(amount_text, str):
+        raise _bad("'amount' must be a decimal string such as \"-250.5\" (never a number).")
+    try:
+        amount = money.parse_amount(amount_text)
+    except money.AmountError as exc:
+        raise _bad(f"'amount' is {exc}.") from None
+    reasons = [r.value for r in ADJUSTMENT_REASONS]
+    if data.get("reason") not in reasons:
+        raise _bad(f"'reason' must be one of {', '.join(reasons)}.")
+    return Adjustment(Wallet(data["wallet"]), asset, amount, EntryType(data["reason"]))
+
+
+def parse_settings(data: dict[str, Any]) -> tuple[bool | None, int | None]:
+    """``(autoRepay, vipLevel)`` of ``PUT /admin/v1/accounts/{id}/settings``, None where not
+    given; raises ApiError -1102. The VIP level's range is checked by the service."""
+    _no_unknown(data, {"autoRepay", "vipLevel"})
+    auto_repay = data.get("autoRepay")
+    if auto_repay is not None and not isinstance(auto_repay, bool):
+        raise _bad("'autoRepay' must be true or false.")
+    vip_level = data.get("vipLevel")
+    if vip_level is not None and (isinstance(vip_level, bool) or not isinstance(vip_level, int)):
+        raise _bad("'vipLevel' must be an integer.")
+    return auto_repay, vip_level
+
+
+async def run_job_as_of(state: AppState, name: str, data: dict[str, Any]) -> JobReport:
+    """``POST /admin/v1/jobs/{job}`` (``{"asOf"?: ISO-8601 text or ms}``): runs the job's latest
+    slot at or before ``asOf``. Raises ApiError (404 unknown job, -1102 bad ``asOf`` or a slot
+    older than the run markers are kept)."""
+    if name not in {j.value for j in Job}:
+        raise ApiError(404, -1000, f"Unknown job '{name[:32]}'; jobs: auto-repay, interest.")
+    _no_unknown(data, {"asOf"})
+    try:
+        as_of = parse_as_of(data.get("asOf"))
+    except ValueError as exc:
+        raise _bad(str(exc)) from None
+    job = Job(name)
+    slot = slot_at_or_before(job.times(state.jobs), as_of)
+    try:
+        return await run_job(state.store, job, slot, state.jobs)
+    except SlotTooOld as exc:
+        raise _bad(str(exc)) from None
+
+
+def verify_object(report: VerifyReport) -> dict[str, Any]:
+    """``GET /admin/v1/verify``'s body (answered 200 when ``ok``, else 409)."""
+    return {
+        "ok": report.ok,
+        "entries": report.entries,
+        "postings": report.postings,
+        "balances": report.balances,
+        "accounts": report.accounts,
+        "assets": report.assets,
+        "problems": report.problems[:100],
+    }
+
+
+async def revoke_key(state: AppState, account_id: int, api_key: str) -> None:
+    """Revoke one of the account's live keys, refused at once (not after the key cache's TTL);
+    raises ApiError 404 -2015 when the account has no such live key."""
+    if not await state.service.revoke_api_key(account_id, api_key):
+        raise ApiError(404, -2015, "No such live API key for this account.")
+    state.keys.forget(api_key)
 
 
 def admin_routes(state: AppState) -> list[Route]:
     service = state.service
 
     async def create_account(request: Request) -> Response:
-        data = await _json_body(request)
-        label = data.get("label")
-        if label is not None and (not isinstance(label, str) or len(label) > MAX_LABEL_CHARS):
-            raise _bad(f"'label' must be a string of at most {MAX_LABEL_CHARS} characters.")
-        unknown = set(data) - {"label"}
-        if unknown:
-            raise _bad(f"Unknown field(s): {', '.join(sorted(unknown))}.")
-        issued = await service.create_account(label)
+        issued = await service.create_account(parse_new_account(await _json_body(request)))
         return json_response(
             201,
             {
@@ -150,41 +268,20 @@ def admin_routes(state: AppState) -> list[Route]:
         )
 
     async def adjust(request: Request) -> Response:
-        account_id = _account_id(request)
-        data = await _json_body(request)
-        unknown = set(data) - {"wallet", "asset", "amount", "reason"}
-        if unknown:
-            raise _bad(f"Unknown field(s): {', '.join(sorted(unknown))}.")
-        wallets = [w.value for w in ADJUSTABLE_WALLETS]
-        if data.get("wallet") not in wallets:
-            raise _bad(f"'wallet' must be one of {', '.join(wallets)}.")
-        asset = data.get("asset")
-        if not isinstance(asset, str) or not ASSET_RE.match(asset):
-            raise _bad("'asset' must be 1 to 20 upper-case letters or digits.")
-        amount_text = data.get("amount")
-        if not isinstance(amount_text, str):
-            raise _bad("'amount' must be a decimal string such as \"-250.5\" (never a number).")
-        try:
-            amount = money.parse_amount(amount_text)
-        except money.AmountError as exc:
-            raise _bad(f"'amount' is {exc}.") from None
-        reasons = [r.value for r in ADJUSTMENT_REASONS]
-        if data.get("reason") not in reasons:
-            raise _bad(f"'reason' must be one of {', '.join(reasons)}.")
-        entry = await service.adjust(
-            account_id, Wallet(data["wallet"]), asset, amount, EntryType(data["reason"])
-        )
-        row = await service.balance_row(account_id, asset)
+        account_id = path_account_id(request)
+        a = parse_adjustment(await _json_body(request))
+        entry = await service.adjust(account_id, a.wallet, a.asset, a.amount, a.reason)
+        row = await service.balance_row(account_id, a.asset)
         return json_response(200, {"tranId": entry.tran_id, "balance": balance_object(row)})
 
     async def balances(request: Request) -> Response:
-        account_id = _account_id(request)
+        account_id = path_account_id(request)
         await service.require_account(account_id)
         rows = await service.balance_rows(account_id)
         return json_response(200, [balance_object(row) for row in rows])
 
     async def journal(request: Request) -> Response:
-        account_id = _account_id(request)
+        account_id = path_account_id(request)
         limit_text = request.query_params.get("limit", str(DEFAULT_JOURNAL_PAGE))
         before_text = request.query_params.get("beforeTranId")
         if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_JOURNAL_PAGE:
@@ -198,60 +295,22 @@ def admin_routes(state: AppState) -> list[Route]:
 
     async def verify(request: Request) -> Response:
         report = await state.store.verify()
-        return json_response(
-            200 if report.ok else 409,
-            {
-                "ok": report.ok,
-                "entries": report.entries,
-                "postings": report.postings,
-                "balances": report.balances,
-                "accounts": report.accounts,
-                "assets": report.assets,
-                "problems": report.problems[:100],
-            },
-        )
+        return json_response(200 if report.ok else 409, verify_object(report))
 
     async def settings(request: Request) -> Response:
-        account_id = _account_id(request)
+        account_id = path_account_id(request)
         if request.method == "PUT":
-            data = await _json_body(request)
-            unknown = set(data) - {"autoRepay", "vipLevel"}
-            if unknown:
-                raise _bad(f"Unknown field(s): {', '.join(sorted(unknown))}.")
-            auto_repay = data.get("autoRepay")
-            if auto_repay is not None and not isinstance(auto_repay, bool):
-                raise _bad("'autoRepay' must be true or false.")
-            vip_level = data.get("vipLevel")
-            if vip_level is not None and (
-                isinstance(vip_level, bool) or not isinstance(vip_level, int)
-            ):
-                raise _bad("'vipLevel' must be an integer.")
+            auto_repay, vip_level = parse_settings(await _json_body(request))
             await service.set_settings(account_id, auto_repay=auto_repay, vip_level=vip_level)
         info = await service.require_account(account_id)
         return json_response(200, {"autoRepay": info.auto_repay, "vipLevel": info.vip_level})
 
     async def run_job_now(request: Request) -> Response:
-        name = request.path_params["job"]
-        if name not in {j.value for j in Job}:
-            raise ApiError(404, -1000, f"Unknown job '{name[:32]}'; jobs: auto-repay, interest.")
-        data = await _json_body(request)
-        unknown = set(data) - {"asOf"}
-        if unknown:
-            raise _bad(f"Unknown field(s): {', '.join(sorted(unknown))}.")
-        try:
-            as_of = parse_as_of(data.get("asOf"))
-        except ValueError as exc:
-            raise _bad(str(exc)) from None
-        job = Job(name)
-        slot = slot_at_or_before(job.times(state.jobs), as_of)
-        try:
-            report = await run_job(state.store, job, slot, state.jobs)
-        except SlotTooOld as exc:
-            raise _bad(str(exc)) from None
+        report = await run_job_as_of(state, request.path_params["job"], await _json_body(request))
         return json_response(200, report.to_json())
 
     async def create_api_key(request: Request) -> Response:
-        account_id = _account_id(request)
+        account_id = path_account_id(request)
         data = await _json_body(request)
         unknown = set(data) - KEY_FIELDS
         if unknown:
@@ -293,7 +352,7 @@ def admin_routes(state: AppState) -> list[Route]:
         return json_response(201, body)
 
     async def list_api_keys(request: Request) -> Response:
-        account_id = _account_id(request)
+        account_id = path_account_id(request)
         await service.require_account(account_id)
         return json_response(
             200,
@@ -311,11 +370,8 @@ def admin_routes(state: AppState) -> list[Route]:
         )
 
     async def revoke_api_key(request: Request) -> Response:
-        account_id = _account_id(request)
-        api_key = request.path_params["api_key"]
-        if not await service.revoke_api_key(account_id, api_key):
-            raise ApiError(404, -2015, "No such live API key for this account.")
-        state.keys.forget(api_key)  # refused at once, not after the cache's TTL
+        account_id = path_account_id(request)
+        await revoke_key(state, account_id, request.path_params["api_key"])
         return json_response(200, {})
 
     def route(path: str, handler: AdminHandler, method: str) -> Route:

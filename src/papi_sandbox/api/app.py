@@ -16,7 +16,7 @@ import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 
 from papi_sandbox.api.endpoints import ENDPOINTS, Call, Endpoint, table
@@ -274,6 +274,7 @@ def create_app(
     on_ready: Callable[[AppState], Awaitable[None]] | None = None,
 ) -> Starlette:
     from papi_sandbox.admin.api import admin_routes
+    from papi_sandbox.ui.app import ui_routes
 
     box = SecretBox(load_or_create_key(settings.data_dir))
 
@@ -331,7 +332,9 @@ def create_app(
         # Bounded label values: the table's paths, the fixed routes, then two buckets.
         if path in known_paths:
             return path
-        return "/admin/v1" if path.startswith("/admin/") else "unmatched"
+        if path.startswith("/admin/"):
+            return "/admin/v1"
+        return "/ui" if path == "/ui" or path.startswith("/ui/") else "unmatched"
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -391,6 +394,9 @@ def create_app(
             )
         return json_response(200, {"status": "ok", "checks": shown})
 
+    async def ui_home(request: Request) -> Response:
+        return RedirectResponse("/ui/", 308)
+
     async def openapi(request: Request) -> Response:
         # Not weighed: a static document, built once.
         return Response(openapi_body, 200, media_type="application/json")
@@ -418,6 +424,9 @@ def create_app(
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             Mount("/admin/v1", routes=admin_routes(state)),
+            # The operator's dashboard (papi_sandbox/ui), on the same service layer.
+            Route("/ui", ui_home, methods=["GET"]),
+            Mount("/ui", routes=ui_routes(state)),
         ],
         exception_handlers={
             HTTPException: _http_exception,

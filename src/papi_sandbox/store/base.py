@@ -85,6 +85,31 @@ class AccountInfo:
     vip_level: int
 
 
+#: Most accounts one list read returns.
+MAX_ACCOUNT_PAGE = 200
+#: Longest account search text (the longest label).
+MAX_ACCOUNT_SEARCH_CHARS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSearch:
+    """What an accounts list matches: every account (``text`` empty), or those whose label
+    contains ``text`` (case-insensitive), or whose id is ``text`` when it is all ASCII digits."""
+
+    text: str = ""
+
+    @property
+    def account_id(self) -> int | None:
+        t = self.text
+        return int(t) if t and len(t) <= 18 and t.isascii() and t.isdigit() else None
+
+    @property
+    def like_pattern(self) -> str:
+        """``text`` as a LIKE pattern with ``\\`` escaping (for ``lower(label) LIKE ? ESCAPE``)."""
+        escaped = self.text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return f"%{escaped}%"
+
+
 @dataclass(slots=True)
 class VerifyReport:
     entries: int = 0
@@ -129,6 +154,13 @@ class Store(Protocol):
         ...
 
     async def verify(self) -> VerifyReport: ...
+
+    async def list_accounts(
+        self, search: AccountSearch, after_account_id: int, limit: int
+    ) -> list[AccountInfo]:
+        """Keyset page of accounts (never the system account) with id > ``after_account_id``,
+        ascending, at most ``limit`` (capped at :data:`MAX_ACCOUNT_PAGE`), matching ``search``."""
+        ...
 
     # -- the negative-balance toolkit (issue 4) --
 

@@ -62,10 +62,12 @@ from papi_sandbox.ledger.model import (
 from papi_sandbox.progress import NO_PROGRESS, Progress
 from papi_sandbox.store.base import (
     DEFAULT_STORE_TIMEOUT_S,
+    MAX_ACCOUNT_PAGE,
     MAX_INTEREST_PAGE,
     MAX_JOB_BATCH_ACCOUNTS,
     MAX_JOURNAL_PAGE,
     AccountInfo,
+    AccountSearch,
     ApiKeyRecord,
     InterestRecord,
     JobAccount,
@@ -543,6 +545,31 @@ class PostgresStore:
             if row is None or row[0] == SYSTEM_ACCOUNT_ID:
                 return None
             return AccountInfo(int(row[0]), row[1], int(row[2]), bool(row[3]), int(row[4]))
+
+        return await self._read(op)
+
+    async def list_accounts(
+        self, search: AccountSearch, after_account_id: int, limit: int
+    ) -> list[AccountInfo]:
+        async def op(conn: AConn) -> list[AccountInfo]:
+            cur = await conn.execute(
+                "SELECT id, label, created_ms, auto_repay, vip_level FROM accounts"
+                " WHERE id > %s AND id != %s"
+                " AND (%s = '' OR id = %s OR lower(label) LIKE %s ESCAPE '\\')"
+                " ORDER BY id LIMIT %s",
+                (
+                    after_account_id,
+                    SYSTEM_ACCOUNT_ID,
+                    search.text,
+                    search.account_id,
+                    search.like_pattern,
+                    max(1, min(limit, MAX_ACCOUNT_PAGE)),
+                ),
+            )
+            return [
+                AccountInfo(int(r[0]), r[1], int(r[2]), bool(r[3]), int(r[4]))
+                for r in await cur.fetchall()
+            ]
 
         return await self._read(op)
 

@@ -41,10 +41,12 @@ from papi_sandbox.ledger.model import (
 from papi_sandbox.progress import NO_PROGRESS, Progress
 from papi_sandbox.store.base import (
     DEFAULT_STORE_TIMEOUT_S,
+    MAX_ACCOUNT_PAGE,
     MAX_INTEREST_PAGE,
     MAX_JOB_BATCH_ACCOUNTS,
     MAX_JOURNAL_PAGE,
     AccountInfo,
+    AccountSearch,
     ApiKeyRecord,
     InterestRecord,
     JobAccount,
@@ -575,6 +577,28 @@ class SQLiteStore:
             if row is None or row[0] == SYSTEM_ACCOUNT_ID:
                 return None
             return AccountInfo(row[0], row[1], row[2], bool(row[3]), row[4])
+
+        return await self._read(op)
+
+    async def list_accounts(
+        self, search: AccountSearch, after_account_id: int, limit: int
+    ) -> list[AccountInfo]:
+        def op(conn: sqlite3.Connection) -> list[AccountInfo]:
+            rows = conn.execute(
+                "SELECT id, label, created_ms, auto_repay, vip_level FROM accounts"
+                " WHERE id > ? AND id != ?"
+                " AND (? = '' OR id = ? OR lower(label) LIKE ? ESCAPE '\\')"
+                " ORDER BY id LIMIT ?",
+                (
+                    after_account_id,
+                    SYSTEM_ACCOUNT_ID,
+                    search.text,
+                    search.account_id,
+                    search.like_pattern,
+                    max(1, min(limit, MAX_ACCOUNT_PAGE)),
+                ),
+            ).fetchall()
+            return [AccountInfo(r[0], r[1], r[2], bool(r[3]), r[4]) for r in rows]
 
         return await self._read(op)
 

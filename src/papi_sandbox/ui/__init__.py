@@ -1,0 +1,1 @@
+"""The operator's dashboard at ``/ui/`` (see :mod:`papi_sandbox.ui.app`)."""
