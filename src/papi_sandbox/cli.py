@@ -266,6 +266,7 @@ def serve(
     if generated:
         token_file = data_dir / settings_mod.ADMIN_TOKEN_FILE_NAME
         console.print(f"Operator token (printed once, kept in {token_file}): [bold]{token}[/bold]")
+    _check_before_start(settings)
     if workers > 1:
         _serve_workers(settings, workers, log_config)
         return
@@ -287,6 +288,36 @@ def serve(
             max_connections=settings.max_connections,
         ),
     )
+
+
+def _check_before_start(settings: Settings) -> None:
+    """Refuse to start, with one line naming the path and no traceback, on what would make
+    the service fail later: a damaged SQLite file, a database or data folder that cannot be
+    written (a read-only file system), an encryption key file that cannot be created."""
+    import sqlite3
+
+    from papi_sandbox.secretbox import SecretBoxError, load_or_create_key
+    from papi_sandbox.store import is_postgres_url
+    from papi_sandbox.store.base import StoreDamaged
+    from papi_sandbox.store.sqlite import check_before_start, path_from_url
+
+    try:
+        load_or_create_key(settings.data_dir)
+        if not is_postgres_url(settings.db_url):
+            path = path_from_url(settings.db_url)
+            try:
+                check_before_start(path, durability=settings.durability)
+            except sqlite3.Error as exc:
+                raise StoreDamaged(f"{path}: {exc}") from None
+    except StoreDamaged as exc:
+        err_console.print(f"[red]Cannot start: {exc}[/red]")
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        err_console.print(f"[red]Cannot start: {_os_error_text(exc)}[/red]")
+        raise typer.Exit(2) from None
+    except SecretBoxError as exc:
+        err_console.print(f"[red]Cannot start: {exc}[/red]")
+        raise typer.Exit(2) from None
 
 
 def _serve_workers(settings: Settings, workers: int, log_config: Any) -> None:
@@ -384,15 +415,22 @@ def verify(
         f"checked {report.entries} entries, {report.postings} postings, {report.balances} stored"
         f" balances, {report.accounts} accounts, {report.assets} assets"
     )
+    for note in report.notes:
+        console.print(f"[yellow]NOTE[/yellow] {note}")
+    for damage in report.damage:
+        console.print(f"[red]DAMAGE[/red] {damage}")
     for problem in report.problems:
         console.print(f"[red]MISMATCH[/red] {problem}")
     if report.ok:
         console.print(
-            "[green]OK[/green]: every balance equals the journal replay; "
-            "every entry and every asset sums to zero"
+            "[green]OK[/green]: the database passes its integrity checks; every balance equals"
+            " the journal replay; every entry and every asset sums to zero"
         )
     else:
-        console.print(f"[red]FAILED[/red]: {len(report.problems)} problem(s)")
+        console.print(
+            f"[red]FAILED[/red]: {len(report.damage)} physical problem(s) (DAMAGE),"
+            f" {len(report.problems)} ledger mismatch(es) (MISMATCH)"
+        )
         raise typer.Exit(1)
 
 

@@ -242,6 +242,8 @@ def verify_object(report: VerifyReport) -> dict[str, Any]:
         "accounts": report.accounts,
         "assets": report.assets,
         "problems": report.problems[:100],
+        "damage": report.damage[:100],
+        "notes": report.notes[:100],
     }
 
 

@@ -39,6 +39,11 @@ class StoreUnavailable(Exception):
     retry. The original error is the ``__cause__``."""
 
 
+class StoreDamaged(Exception):
+    """The database file fails its integrity check: the service refuses to start on it. The
+    message names the file and the first problems found."""
+
+
 class StoreOutcomeUnknown(StoreUnavailable):
     """The connection was lost while the transaction was committing: it may or may not have
     been applied (still answered 503, the meaning Binance gives a 5xx)."""
@@ -117,11 +122,16 @@ class VerifyReport:
     balances: int = 0
     accounts: int = 0
     assets: int = 0
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # ledger mismatches
+    #: Physical damage: SQLite's integrity_check and foreign_key_check, PostgreSQL's constraint
+    #: checks (and amcheck's index checks where installed). Reported apart from the ledger.
+    damage: list[str] = field(default_factory=list)
+    #: What was or could not be checked, said plainly (e.g. a read-only copy opened immutable).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and not self.damage
 
 
 class Store(Protocol):

@@ -654,9 +654,13 @@ class PostgresStore:
                     "SELECT COUNT(*) FROM accounts WHERE id != %s", (SYSTEM_ACCOUNT_ID,)
                 ).fetchone()
                 replay.report.accounts = int(row[0]) if row else 0
+                damage, notes = _physical_checks(conn)
             finally:
                 conn.execute("ROLLBACK")
-        return replay.finish()
+        report = replay.finish()
+        report.damage.extend(damage)
+        report.notes.extend(notes)
+        return report
 
     # -- job primitives ----------------------------------------------------------------------
 
@@ -1026,6 +1030,59 @@ class PostgresStore:
 
 
 # -- statements shared by the methods ----------------------------------------------------------
+
+#: Rows that must have a parent, as (what, query counting those without one).
+_ORPHAN_CHECKS = (
+    (
+        "postings without their entry",
+        "SELECT COUNT(*) FROM postings p WHERE NOT EXISTS"
+        " (SELECT 1 FROM entries e WHERE e.tran_id = p.tran_id)",
+    ),
+    (
+        "interest records without their entry",
+        "SELECT COUNT(*) FROM interest_records r WHERE NOT EXISTS"
+        " (SELECT 1 FROM entries e WHERE e.tran_id = r.tran_id)",
+    ),
+    (
+        "API keys without their account",
+        "SELECT COUNT(*) FROM api_keys k WHERE NOT EXISTS"
+        " (SELECT 1 FROM accounts a WHERE a.id = k.account_id)",
+    ),
+)
+
+
+def _physical_checks(conn: psycopg.Connection[Any]) -> tuple[list[str], list[str]]:
+    """PostgreSQL's counterparts of SQLite's integrity and foreign-key checks, read-only: every
+    constraint of the schema validated, no row without its parent, and (where the ``amcheck``
+    extension is installed) every B-tree index's structure. Returns (damage, notes)."""
+    damage: list[str] = []
+    notes: list[str] = []
+    for name, table in conn.execute(
+        "SELECT conname, conrelid::regclass::text FROM pg_constraint"
+        " WHERE connamespace = current_schema()::regnamespace AND NOT convalidated"
+    ).fetchall():
+        damage.append(f"constraint {name} of {table} is not validated")
+    for what, query in _ORPHAN_CHECKS:
+        row = conn.execute(query).fetchone()
+        if row and int(row[0]):
+            damage.append(f"{int(row[0])} {what}")
+    if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'amcheck'").fetchone() is None:
+        notes.append(
+            "amcheck is not installed in this database: index structure not checked"
+            " (CREATE EXTENSION amcheck, as a superuser, to include it)"
+        )
+        return damage, notes
+    for (index,) in conn.execute(
+        "SELECT c.oid::regclass::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+        " JOIN pg_am am ON am.oid = c.relam WHERE am.amname = 'btree'"
+        " AND c.relnamespace = current_schema()::regnamespace ORDER BY 1"
+    ).fetchall():
+        try:
+            with conn.transaction():  # a savepoint: one failed check does not end the others
+                conn.execute("SELECT bt_index_check(%s::regclass)", (index,))
+        except psycopg.Error as exc:
+            damage.append(f"index {index}: {exc}")
+    return damage, notes
 
 
 async def _lock_account(conn: AConn, account_id: int) -> None:

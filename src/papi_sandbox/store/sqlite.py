@@ -20,6 +20,7 @@ import queue
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -53,6 +54,7 @@ from papi_sandbox.store.base import (
     JobBatchResult,
     JobPlanner,
     Planner,
+    StoreDamaged,
     StoreUnavailable,
     VerifyReport,
 )
@@ -683,11 +685,19 @@ class SQLiteStore:
     def verify_sync(self, progress: Progress = NO_PROGRESS) -> VerifyReport:
         """Replay the whole journal and compare it with the stored balances (``progress``: see
         :mod:`papi_sandbox.progress`)."""
-        conn = open_for_cli(self.path)
+        conn, notes = open_read_only(self.path)
         try:
-            return verify_connection(conn, progress)
+            damage = integrity_problems(conn, quick=False)
+            try:
+                report = verify_connection(conn, progress)
+            except sqlite3.DatabaseError as exc:  # too damaged to replay
+                report = VerifyReport()
+                damage.append(f"the ledger cannot be read: {exc}")
         finally:
             conn.close()
+        report.damage[:0] = damage
+        report.notes.extend(notes)
+        return report
 
     # -- the negative-balance toolkit (issue 4) ------------------------------------------------
 
@@ -1163,8 +1173,70 @@ def verify_connection(conn: sqlite3.Connection, progress: Progress = NO_PROGRESS
     return replay.finish()
 
 
-def open_for_cli(path: Path) -> sqlite3.Connection:
-    """A read-only connection for offline commands; refuses a missing file."""
+#: Most problems one integrity check reports.
+MAX_INTEGRITY_PROBLEMS = 100
+
+
+def integrity_problems(conn: sqlite3.Connection, *, quick: bool) -> list[str]:
+    """SQLite's own checks of the file: ``PRAGMA integrity_check`` (``quick_check`` with
+    ``quick``: the page and b-tree structure without matching indexes to tables, O(size) but
+    several times faster) and ``PRAGMA foreign_key_check``. Empty when the file is sound."""
+    pragma = "quick_check" if quick else "integrity_check"
+    try:
+        rows = conn.execute(f"PRAGMA {pragma}({MAX_INTEGRITY_PROBLEMS})").fetchall()
+        problems = [f"{pragma}: {r[0]}" for r in rows if r[0] != "ok"]
+        if not quick:
+            for table, rowid, parent, _ in conn.execute("PRAGMA foreign_key_check").fetchall()[
+                :MAX_INTEGRITY_PROBLEMS
+            ]:
+                problems.append(f"foreign_key_check: {table} row {rowid} has no {parent} row")
+    except sqlite3.DatabaseError as exc:
+        problems = [f"{pragma}: {exc}"]
+    return problems
+
+
+def open_read_only(path: Path) -> tuple[sqlite3.Connection, list[str]]:
+    """A connection that never writes (no WAL switch, no -shm created where it can be
+    avoided): for ``verify``, so that it works on a read-only copy. Refuses a missing file. A
+    copy SQLite cannot open read-only in WAL mode (its folder is read-only and it has no -shm)
+    is opened as immutable; then a -wal file next to it is not read, which the notes say."""
     if not os.path.exists(path):
         raise FileNotFoundError(path)
-    return _connect(path, readonly=True)
+    target = urllib.parse.quote(str(path.resolve()))
+    conn = sqlite3.connect(f"file:{target}?mode=ro", uri=True, isolation_level=None)
+    try:
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return conn, []
+    except sqlite3.OperationalError:
+        conn.close()
+    conn = sqlite3.connect(f"file:{target}?mode=ro&immutable=1", uri=True, isolation_level=None)
+    notes = [f"{path}: opened as immutable (read-only place, no -shm file)"]
+    wal = Path(f"{path}-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        notes.append(
+            f"{wal} was not read: changes still in it are not in this check; copy the database"
+            " with `sqlite3 ... .backup` or after a clean stop to include them"
+        )
+    return conn, notes
+
+
+def check_before_start(path: Path, *, durability: str = DEFAULT_DURABILITY) -> None:
+    """What ``serve`` checks before it listens: the file can be created or opened for writing
+    and migrated, and passes ``PRAGMA quick_check``. Raises StoreDamaged (a damaged file),
+    sqlite3.Error or OSError (e.g. a read-only file system), each naming the path."""
+    make_private_dir(path.parent)
+    make_private_file(path)
+    conn = _connect(path, durability=durability)
+    try:
+        damage = integrity_problems(conn, quick=True)
+        if damage:
+            raise StoreDamaged(
+                f"{path} is damaged ({'; '.join(damage[:3])}); refusing to serve it. Run"
+                f" `papi-sandbox verify --db sqlite:///{path}` for the full report, and restore"
+                " a backup (docs/operations.md)"
+            )
+        migrate(conn)
+        conn.execute("BEGIN IMMEDIATE")  # the write lock can be taken (not read-only)
+        conn.execute("ROLLBACK")
+    finally:
+        conn.close()
