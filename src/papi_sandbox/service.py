@@ -20,6 +20,7 @@ from papi_sandbox.ledger.model import (
     LedgerError,
     Wallet,
 )
+from papi_sandbox.market.state import Market
 from papi_sandbox.secretbox import SecretBox
 from papi_sandbox.store.base import AccountInfo, ApiKeyRecord, InterestRecord, Store
 from papi_sandbox.wire.auth import KEY_TYPES, load_public_key, new_api_key, new_hmac_secret
@@ -45,10 +46,18 @@ class BadKeyRequest(LedgerError):
 
 
 class Service:
-    def __init__(self, store: Store, box: SecretBox | None = None) -> None:
+    def __init__(
+        self, store: Store, box: SecretBox | None = None, market: Market | None = None
+    ) -> None:
         self.store = store
         # Seals HMAC secrets before they reach the store; None only in tests of the bare service.
         self.box = box
+        #: The UM market (symbols from configuration, prices from the store).
+        self.market = market or Market()
+
+    async def market_prices(self) -> Market:
+        """The market with its latest prices."""
+        return self.market
 
     def _seal(self, secret: str, api_key: str) -> str:
         return self.box.seal(secret, api_key) if self.box is not None else secret

@@ -36,6 +36,8 @@ from papi_sandbox.health import Readiness, StoreFailures
 from papi_sandbox.jobs.config import JobsConfig, load_config
 from papi_sandbox.jobs.scheduler import run_scheduler
 from papi_sandbox.ledger.model import InsufficientBalance, LedgerError
+from papi_sandbox.market.config import load_market
+from papi_sandbox.market.state import Market
 from papi_sandbox.observability import (
     Metrics,
     ObservabilityMiddleware,
@@ -179,13 +181,19 @@ class PublicApi:
                 raise errors.not_found(path)
             if endpoint is None:
                 raise errors.method_not_allowed(method, path)
-            result = await self._serve(endpoint, scope, receive, ip)
+            used = [decision.used]  # raised by _serve when the request turns out heavier
+            try:
+                result = await self._serve(endpoint, scope, receive, ip, used)
+            finally:
+                weight = b"%d" % used[0]
         except ApiError as error:
             return _refusal(error, weight)
         body = result if type(result) is EncodedJson else orjson.dumps(result)
         return 200, body, json_headers(body, ((WEIGHT_HEADER_RAW, weight),)), None, weight.decode()
 
-    async def _serve(self, endpoint: Endpoint, scope: Scope, receive: Receive, ip: str) -> Any:
+    async def _serve(
+        self, endpoint: Endpoint, scope: Scope, receive: Receive, ip: str, used: list[int]
+    ) -> Any:
         # One pass over the headers (ASGI servers lowercase their names); the first of each wins.
         api_key: str | None = None
         content_length: bytes | None = None
@@ -217,6 +225,8 @@ class PublicApi:
                     f"Request body must be {FORM_CONTENT_TYPE}, not '{declared_type[:64]}'.",
                 )
         raw = params.parse_raw(scope["query_string"], body)
+        if endpoint.weight_without_symbol is not None and "symbol" not in raw.values:
+            used[0] = await self._spend_more(ip, endpoint.weight_without_symbol - endpoint.weight)
         account_id = 0
         if endpoint.needs_key:
             key = await auth.authenticate(api_key, ip, self.state.keys)
@@ -243,6 +253,22 @@ class PublicApi:
             raise errors.balance_insufficient() from None
         except LedgerError as exc:
             raise ApiError(400, -1000, str(exc)) from None
+
+    async def _spend_more(self, ip: str, weight: int) -> int:
+        """Charge ``weight`` more to ``ip`` once the parameters show the request costs more
+        (an endpoint weighed higher without ``symbol``); over the limit it is refused."""
+        decision = (
+            self._spend_now(ip, weight)
+            if self._spend_now is not None
+            else await self.state.limiter.spend(ip, weight)
+        )
+        if decision.banned_until_ms is not None:
+            raise errors.ip_banned(decision.banned_until_ms, decision.retry_after_s)
+        if not decision.allowed:
+            raise errors.too_many_requests(
+                self.state.limiter.limit_per_minute, decision.retry_after_s
+            )
+        return decision.used
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
@@ -302,7 +328,7 @@ def create_app(
             )
         return record
 
-    service = Service(store, box)
+    service = Service(store, box, Market(load_market(settings.config_path)))
     state = AppState(
         settings=settings,
         store=store,

@@ -8,11 +8,10 @@ them (:mod:`papi_sandbox.api.app`).
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
+from papi_sandbox.api.endpoint import SUCCESS, Call, Endpoint, Security, route_table
+from papi_sandbox.api.market_endpoints import MARKET_ENDPOINTS
 from papi_sandbox.api.serialize import (
     BalanceObjects,
     account_object,
@@ -20,87 +19,12 @@ from papi_sandbox.api.serialize import (
 )
 from papi_sandbox.ledger.collection import AssetNotCollectable, TransferSide
 from papi_sandbox.ledger.model import InsufficientBalance, Wallet
-from papi_sandbox.service import Service
 from papi_sandbox.wire import errors
 from papi_sandbox.wire.account_limits import (
     AUTO_COLLECTION_LIMIT,
     BNB_TRANSFER_LIMIT,
-    RollingLimit,
 )
 from papi_sandbox.wire.params import Kind, Param
-
-
-class Security(StrEnum):
-    NONE = "NONE"
-    USER_STREAM = "USER_STREAM"
-    USER_DATA = "USER_DATA"
-    TRADE = "TRADE"
-
-    @property
-    def signed(self) -> bool:
-        return self in (Security.USER_DATA, Security.TRADE)
-
-    @property
-    def needs_key(self) -> bool:
-        return self is not Security.NONE
-
-    def permits(self, can_read: bool, can_trade: bool) -> bool:
-        """Binance's key permissions: TRADE needs enablePortfolioMarginTrading, USER_DATA needs
-        enableReading; NONE and USER_STREAM need neither."""
-        if self is Security.TRADE:
-            return can_trade
-        if self is Security.USER_DATA:
-            return can_read
-        return True
-
-
-@dataclass(slots=True)  # not frozen: built on every request, and a frozen __init__ costs more
-class Call:
-    service: Service
-    account_id: int  # 0 for NONE endpoints
-    args: dict[str, Any]
-
-
-Handler = Callable[[Call], Awaitable[Any]]
-
-#: Parameters every SIGNED endpoint reads besides its own.
-SIGNED_PARAMS = (
-    Param(
-        "recvWindow", Kind.LONG, description="ms the request stays valid; default 5000, max 60000"
-    ),
-    Param("timestamp", Kind.LONG, mandatory=True, description="ms since the epoch"),
-    Param("signature", Kind.STRING, mandatory=True, description="see the signing docs"),
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    method: str
-    path: str
-    weight: int
-    security: Security
-    params: tuple[Param, ...]
-    handler: Handler
-    summary: str
-    #: A per-account rolling limit on top of the IP weight (wire/account_limits.py).
-    account_limit: RollingLimit | None = None
-    #: Every parameter it reads (its own, then the signed ones), and the same by name: derived
-    #: once here, not per request.
-    all_params: tuple[Param, ...] = field(init=False)
-    params_by_name: dict[str, Param] = field(init=False, compare=False, hash=False)
-    #: ``security.signed`` and ``security.needs_key``, likewise derived once.
-    signed: bool = field(init=False)
-    needs_key: bool = field(init=False)
-
-    def __post_init__(self) -> None:
-        all_params = self.params + SIGNED_PARAMS if self.security.signed else self.params
-        object.__setattr__(self, "all_params", all_params)
-        object.__setattr__(self, "params_by_name", {p.name: p for p in all_params})
-        object.__setattr__(self, "signed", self.security.signed)
-        object.__setattr__(self, "needs_key", self.security.needs_key)
-
-
-SUCCESS = {"msg": "success"}
 
 
 async def _ping(call: Call) -> Any:
@@ -217,7 +141,7 @@ async def _account(call: Call) -> Any:
     return account_object(await call.service.account_summary(call.account_id))
 
 
-ENDPOINTS: tuple[Endpoint, ...] = (
+CORE_ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/papi/v1/ping", 1, Security.NONE, (), _ping, "Test connectivity"),
     Endpoint(
         "POST",
@@ -334,12 +258,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
 )
 
+#: Every public endpoint: the account toolkit, the public market data clients boot with, and
+#: UM trading. One table; app.py serves it and openapi.py describes it.
+ENDPOINTS: tuple[Endpoint, ...] = CORE_ENDPOINTS + MARKET_ENDPOINTS
+
 
 def table(endpoints: tuple[Endpoint, ...] = ENDPOINTS) -> dict[str, dict[str, Endpoint]]:
-    """path -> method -> endpoint."""
-    result: dict[str, dict[str, Endpoint]] = {}
-    for endpoint in endpoints:
-        methods = result.setdefault(endpoint.path, {})
-        assert endpoint.method not in methods, f"{endpoint.method} {endpoint.path} twice"
-        methods[endpoint.method] = endpoint
-    return result
+    """path -> method -> endpoint (the whole public table by default)."""
+    return route_table(endpoints)
+
+
+__all__ = ["ENDPOINTS", "SUCCESS", "Call", "Endpoint", "Security", "table"]

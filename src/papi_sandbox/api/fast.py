@@ -1,4 +1,5 @@
-"""The ASGI entry point: ``/papi/*`` goes straight to the public API (a raw ASGI app); everything
+"""The ASGI entry point: ``/papi/*`` (and Binance's other public prefixes, ``/fapi/``,
+``/api/``, ``/dapi/``, ``/sapi/``) goes straight to the public API (a raw ASGI app); everything
 else (operator API, health check, metrics, the OpenAPI document) through Starlette's routing and
 middleware.
 
@@ -18,7 +19,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from papi_sandbox.wire.client_ip import ClientIdentity
 
-PUBLIC_PREFIX = "/papi/"
+#: Path prefixes of Binance's public APIs the endpoint table serves (PAPI, and the UM, spot,
+#: COIN-M and wallet paths clients boot with).
+PUBLIC_PREFIXES = ("/papi/", "/fapi/", "/api/", "/dapi/", "/sapi/")
 
 
 class PapiApp(Starlette):
@@ -46,7 +49,7 @@ class PapiApp(Starlette):
         path = scope.get("path", "")
         if (
             scope["type"] != "http"
-            or not path.startswith(PUBLIC_PREFIX)
+            or not path.startswith(PUBLIC_PREFIXES)
             or path in self._not_direct
         ):
             await super().__call__(scope, receive, send)

@@ -72,6 +72,11 @@ def load_config(path: Path | None) -> JobsConfig:
     """The configuration in ``path``, or the defaults when ``path`` is None."""
     if path is None:
         return JobsConfig()
+    return parse_config(read_toml(path))
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The configuration file's tables (numbers as exact decimals), or ConfigError."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -79,14 +84,14 @@ def load_config(path: Path | None) -> JobsConfig:
     if len(raw) > MAX_CONFIG_BYTES:
         raise ConfigError(f"{path} is larger than {MAX_CONFIG_BYTES} bytes")
     try:
-        data = tomllib.loads(raw.decode("utf-8"), parse_float=Decimal)
+        return tomllib.loads(raw.decode("utf-8"), parse_float=Decimal)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    return parse_config(data)
 
 
 def parse_config(data: Mapping[str, Any]) -> JobsConfig:
-    _only(data, {"schedule", "interest", "jobs"}, "the top level")
+    # [market] belongs to the market's own parser (papi_sandbox.market.config).
+    _only(data, {"schedule", "interest", "jobs", "market"}, "the top level")
     schedule = _table(data, "schedule")
     _only(schedule, {"auto_repay", "interest"}, "[schedule]")
     interest = _table(data, "interest")

@@ -138,3 +138,7 @@ def invalid_parameter(name: str, why: str = "") -> ApiError:
 
 def interval_too_big(why: str) -> ApiError:
     return ApiError(400, -1127, f"Lookup interval is too big. {why}")
+
+
+def invalid_symbol() -> ApiError:
+    return ApiError(400, -1121, "Invalid symbol.")

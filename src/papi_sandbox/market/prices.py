@@ -1,0 +1,49 @@
+"""Mark and index prices, funding rates and the funding clock of each symbol (pure).
+
+The operator sets them (``PUT /admin/v1/markets/{symbol}/price``), or the optional feed
+(:mod:`papi_sandbox.market.feed`) moves them. Funding happens at 00:00, 08:00 and 16:00 UTC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from papi_sandbox.market.config import FUNDING_HOURS_UTC
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+
+
+@dataclass(frozen=True, slots=True)
+class MarketPrice:
+    """One symbol's prices: ``markPrice``, ``indexPrice``, ``lastFundingRate`` and when they
+    last changed (ms)."""
+
+    symbol: str
+    mark_price: Decimal
+    index_price: Decimal
+    funding_rate: Decimal
+    update_time_ms: int
+
+
+def funding_slot_at_or_before(time_ms: int) -> int:
+    """The latest funding slot (ms) at or before ``time_ms``."""
+    day = time_ms - time_ms % DAY_MS
+    slots = [day + hour * HOUR_MS for hour in FUNDING_HOURS_UTC]
+    candidates = [slot for slot in slots if slot <= time_ms]
+    return candidates[-1] if candidates else day - DAY_MS + FUNDING_HOURS_UTC[-1] * HOUR_MS
+
+
+def next_funding_time(time_ms: int) -> int:
+    """Binance's ``nextFundingTime``: the first funding slot strictly after ``time_ms``."""
+    day = time_ms - time_ms % DAY_MS
+    for hour in FUNDING_HOURS_UTC:
+        slot = day + hour * HOUR_MS
+        if slot > time_ms:
+            return slot
+    return day + DAY_MS + FUNDING_HOURS_UTC[0] * HOUR_MS
+
+
+def is_funding_slot(time_ms: int) -> bool:
+    return time_ms % HOUR_MS == 0 and (time_ms % DAY_MS) // HOUR_MS in FUNDING_HOURS_UTC
