@@ -52,7 +52,13 @@ from papi_sandbox.settings import DEFAULT_ADMIN_AUTH_FAILURES_PER_MINUTE, Settin
 from papi_sandbox.store.base import ApiKeyRecord, EntryCounter, Store, StoreUnavailable
 from papi_sandbox.stream.hub import EventHub
 from papi_sandbox.wire import auth, errors, params
-from papi_sandbox.wire.account_limits import AccountLimiter
+from papi_sandbox.wire.account_limits import (
+    LIMIT_OF_ENTRY_TYPE,
+    LONGEST_WINDOW_MS,
+    AccountCall,
+    account_limit_exceeded,
+    calls_from_journal,
+)
 from papi_sandbox.wire.client_ip import ClientIdentity
 from papi_sandbox.wire.errors import ApiError
 from papi_sandbox.wire.limits import FailureThrottle, Limiter, WeightDecision, WeightLimiter
@@ -80,7 +86,6 @@ class AppState:
     limiter: Limiter
     keys: auth.KeyCache
     admin_token: str
-    account_limits: AccountLimiter = field(default_factory=AccountLimiter)
     #: Failed operator authentications per client IP (admin/api.py).
     admin_auth: FailureThrottle = field(
         default_factory=lambda: FailureThrottle(DEFAULT_ADMIN_AUTH_FAILURES_PER_MINUTE)
@@ -121,7 +126,7 @@ class PublicApi:
         self.state = state
         self.observer = observer
         self.routes = table(endpoints)
-        self._spend_now: Callable[[str, int], WeightDecision] | None = getattr(
+        self._spend_now: Callable[..., WeightDecision] | None = getattr(
             state.limiter, "spend_now", None
         )
 
@@ -154,6 +159,8 @@ class PublicApi:
         endpoint = methods.get(method) if methods else None
         client = scope.get("client")
         ip: str = client[0] if client else "unknown"
+        if endpoint is not None and endpoint.account_limit is not None and endpoint.needs_key:
+            return await self._answer_account_limited(endpoint, scope, receive, ip)
         # Unknown paths cost weight 1, so probing for endpoints is not free.
         try:
             weight_of_request = endpoint.weight if endpoint else 1
@@ -191,9 +198,73 @@ class PublicApi:
         body = result if type(result) is EncodedJson else orjson.dumps(result)
         return 200, body, json_headers(body, ((WEIGHT_HEADER_RAW, weight),)), None, weight.decode()
 
+    async def _answer_account_limited(
+        self, endpoint: Endpoint, scope: Scope, receive: Receive, ip: str
+    ) -> Answer:
+        """An endpoint with a per-account rolling limit: the key and the signature are checked
+        first, then ONE limiter step decides the IP's ban and weight and the account's call
+        together (one Redis round trip with ``--limits``: wire/limits_redis.py). A request
+        refused before its account is known spends its IP weight alone; a ban or the IP weight
+        is answered before any other refusal."""
+        limit = endpoint.account_limit
+        assert limit is not None
+        refusal: ApiError | None = None
+        try:
+            account_id, args = await self._authenticated(endpoint, scope, receive, ip, [0])
+        except ApiError as error:
+            refusal, account_id, args = error, 0, {}
+        call = AccountCall(limit, account_id) if refusal is None else None
+        try:
+            decision = await self._spend(ip, endpoint.weight, call)
+        except ApiError as error:  # a shared limiter is unreachable: fail closed
+            return _refusal(error, None)
+        weight = b"%d" % decision.used
+        if decision.banned_until_ms is not None:
+            self.observer.metrics.stats.ip_refused(418)
+            return _refusal(
+                errors.ip_banned(decision.banned_until_ms, decision.retry_after_s), weight
+            )
+        if not decision.allowed:
+            self.observer.metrics.stats.ip_refused(429)
+            refusal = errors.too_many_requests(
+                self.state.limiter.limit_per_minute, decision.retry_after_s
+            )
+        elif decision.account_retry_after_s is not None:
+            self.observer.metrics.stats.account_limited(limit.name)
+            refusal = account_limit_exceeded(limit, decision.account_retry_after_s)
+        if refusal is not None:
+            return _refusal(refusal, weight)
+        try:
+            result = await self._handle(endpoint, account_id, args)
+        except ApiError as error:
+            return _refusal(error, weight)
+        body = result if type(result) is EncodedJson else orjson.dumps(result)
+        return 200, body, json_headers(body, ((WEIGHT_HEADER_RAW, weight),)), None, weight.decode()
+
+    async def _spend(self, ip: str, weight: int, account: AccountCall | None) -> WeightDecision:
+        if self._spend_now is not None:  # in-process: no coroutine to await
+            return self._spend_now(ip, weight, account)
+        return await self.state.limiter.spend(ip, weight, account)
+
     async def _serve(
         self, endpoint: Endpoint, scope: Scope, receive: Receive, ip: str, used: list[int]
     ) -> Any:
+        account_id, args = await self._authenticated(endpoint, scope, receive, ip, used)
+        return await self._handle(endpoint, account_id, args)
+
+    async def _handle(self, endpoint: Endpoint, account_id: int, args: dict[str, Any]) -> Any:
+        try:
+            return await endpoint.handler(Call(self.state.service, account_id, args))
+        except InsufficientBalance:
+            raise errors.balance_insufficient() from None
+        except LedgerError as exc:
+            raise ApiError(400, -1000, str(exc)) from None
+
+    async def _authenticated(
+        self, endpoint: Endpoint, scope: Scope, receive: Receive, ip: str, used: list[int]
+    ) -> tuple[int, dict[str, Any]]:
+        """The body read, the parameters parsed, the key and signature checked: the request's
+        account (0 when the endpoint needs no key) and its bound parameters."""
         # One pass over the headers (ASGI servers lowercase their names); the first of each wins.
         api_key: str | None = None
         content_length: bytes | None = None
@@ -240,19 +311,7 @@ class PublicApi:
                 if not endpoint.security.permits(key.can_read, key.can_trade):
                     raise errors.rejected_api_key()
             account_id = key.account_id
-            if endpoint.account_limit is not None:
-                try:
-                    self.state.account_limits.admit(endpoint.account_limit, account_id)
-                except ApiError:
-                    self.observer.metrics.stats.account_limited(endpoint.account_limit.name)
-                    raise
-        args = params.bind(endpoint.all_params, raw.values, endpoint.params_by_name)
-        try:
-            return await endpoint.handler(Call(self.state.service, account_id, args))
-        except InsufficientBalance:
-            raise errors.balance_insufficient() from None
-        except LedgerError as exc:
-            raise ApiError(400, -1000, str(exc)) from None
+        return account_id, params.bind(endpoint.all_params, raw.values, endpoint.params_by_name)
 
     async def _spend_more(self, ip: str, weight: int) -> int:
         """Charge ``weight`` more to ``ip`` once the parameters show the request costs more
@@ -371,6 +430,14 @@ def create_app(
         try:
             # Once per start (one GROUP BY); from here on /metrics reads the counter (O(1)).
             state.entry_counter.seed(await store.entry_counts())
+            # In-process per-account limits survive a restart: their calls re-derived from the
+            # journal (wire/account_limits.py). With Redis they live there.
+            in_process_accounts = getattr(state.limiter, "accounts", None)
+            if in_process_accounts is not None:
+                rows = await store.recent_entries(
+                    tuple(LIMIT_OF_ENTRY_TYPE), _now_ms() - LONGEST_WINDOW_MS
+                )
+                in_process_accounts.seed(calls_from_journal(rows))
             # Secrets of databases from before encryption at rest are sealed at first start.
             sealed = await store.rewrite_api_key_secrets(
                 lambda secret, api_key: box.reseal(secret, api_key, None)

@@ -26,6 +26,9 @@ Planner = Callable[[Balances], list[Posting]]
 
 #: Most journal entries one read returns.
 MAX_JOURNAL_PAGE = 1000
+#: Most entries ``recent_entries`` returns (500 auto-collections per account per hour bound
+#: what matters; past this many the oldest are left out).
+MAX_RECENT_ENTRIES = 1_000_000
 #: Longest a request waits for the store (a lock held by another process, a pooled connection,
 #: the writer's queue) before it is refused with StoreUnavailable (``serve --store-timeout``).
 DEFAULT_STORE_TIMEOUT_S = 5.0
@@ -226,6 +229,14 @@ class Store(Protocol):
 
     async def entry_counts(self) -> dict[str, int]:
         """Journal entries by type over the whole ledger (for metrics)."""
+        ...
+
+    async def recent_entries(
+        self, entry_types: tuple[str, ...], since_ms: int
+    ) -> list[tuple[str, int, int]]:
+        """``(type, account_id, time_ms)`` of the entries of these types at or after
+        ``since_ms``, newest first, at most MAX_RECENT_ENTRIES (re-deriving the per-account
+        rolling limits' calls at start)."""
         ...
 
     async def claim_setting(self, name: str, value: str, *, replace: bool = False) -> str:

@@ -66,6 +66,7 @@ from papi_sandbox.store.base import (
     MAX_INTEREST_PAGE,
     MAX_JOB_BATCH_ACCOUNTS,
     MAX_JOURNAL_PAGE,
+    MAX_RECENT_ENTRIES,
     AccountInfo,
     AccountSearch,
     ApiKeyRecord,
@@ -896,6 +897,19 @@ class PostgresStore:
         async def op(conn: AConn) -> dict[str, int]:
             cur = await conn.execute("SELECT type, COUNT(*) FROM entries GROUP BY type")
             return {str(t): int(n) for t, n in await cur.fetchall()}
+
+        return await self._read(op)
+
+    async def recent_entries(
+        self, entry_types: tuple[str, ...], since_ms: int
+    ) -> list[tuple[str, int, int]]:
+        async def op(conn: AConn) -> list[tuple[str, int, int]]:
+            cur = await conn.execute(
+                "SELECT type, account_id, time_ms FROM entries WHERE type = ANY(%s)"
+                " AND time_ms >= %s ORDER BY tran_id DESC LIMIT %s",
+                (list(entry_types), since_ms, MAX_RECENT_ENTRIES),
+            )
+            return [(str(t), int(a), int(ms)) for t, a, ms in await cur.fetchall()]
 
         return await self._read(op)
 

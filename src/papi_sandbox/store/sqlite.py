@@ -46,6 +46,7 @@ from papi_sandbox.store.base import (
     MAX_INTEREST_PAGE,
     MAX_JOB_BATCH_ACCOUNTS,
     MAX_JOURNAL_PAGE,
+    MAX_RECENT_ENTRIES,
     AccountInfo,
     AccountSearch,
     ApiKeyRecord,
@@ -920,6 +921,22 @@ class SQLiteStore:
         def op(conn: sqlite3.Connection) -> dict[str, int]:
             rows = conn.execute("SELECT type, COUNT(*) FROM entries GROUP BY type").fetchall()
             return {str(t): int(n) for t, n in rows}
+
+        return await self._read(op)
+
+    async def recent_entries(
+        self, entry_types: tuple[str, ...], since_ms: int
+    ) -> list[tuple[str, int, int]]:
+        marks = ",".join("?" * len(entry_types))
+
+        def op(conn: sqlite3.Connection) -> list[tuple[str, int, int]]:
+            # Newest first by tran_id (time order within a process) until past the window.
+            rows = conn.execute(
+                f"SELECT type, account_id, time_ms FROM entries WHERE type IN ({marks})"
+                " AND time_ms >= ? ORDER BY tran_id DESC LIMIT ?",
+                (*entry_types, since_ms, MAX_RECENT_ENTRIES),
+            ).fetchall()
+            return [(str(t), int(a), int(ms)) for t, a, ms in rows]
 
         return await self._read(op)
 

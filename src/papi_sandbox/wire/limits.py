@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from papi_sandbox.wire.account_limits import AccountCall, AccountLimiter
+
 #: PAPI's published IP weight limit per minute.
 DEFAULT_WEIGHT_LIMIT_PER_MINUTE = 6000
 #: Most distinct IPs tracked in one minute; past it the table is cleared (and the oldest minute's
@@ -52,6 +54,9 @@ class WeightDecision:
     used: int  # weight used by this IP this minute, after this request if allowed
     retry_after_s: int  # seconds until the minute ends (meaningful when refused)
     banned_until_ms: int | None = None  # set when refused because the IP is banned (418)
+    #: Set when the IP weight allowed the request but the account's rolling limit refused it:
+    #: seconds until the account's oldest counted call leaves the window.
+    account_retry_after_s: int | None = None
 
 
 class Limiter(Protocol):
@@ -59,7 +64,12 @@ class Limiter(Protocol):
 
     limit_per_minute: int
 
-    async def spend(self, ip: str, weight: int) -> WeightDecision: ...
+    async def spend(
+        self, ip: str, weight: int, account: AccountCall | None = None
+    ) -> WeightDecision:
+        """Spend ``weight`` for ``ip`` and, when the weight allows it and ``account`` is given,
+        count the account's call against its rolling limit, in one atomic step."""
+        ...
 
 
 def _now_ms() -> int:
@@ -86,6 +96,8 @@ class WeightLimiter:
         self._refused: dict[str, int] = {}  # 429s this minute
         # ip -> (banned until ms, start times of the bans earned within BAN_MEMORY_MS)
         self._bans: dict[str, tuple[int, tuple[int, ...]]] = {}
+        #: Per-account rolling limits, decided in the same step as the weight.
+        self.accounts = AccountLimiter()
 
     def _roll(self, now_ms: int) -> int:
         minute = now_ms // 60_000
@@ -95,10 +107,12 @@ class WeightLimiter:
             self._refused = {}
         return minute
 
-    async def spend(self, ip: str, weight: int) -> WeightDecision:
-        return self.spend_now(ip, weight)
+    async def spend(
+        self, ip: str, weight: int, account: AccountCall | None = None
+    ) -> WeightDecision:
+        return self.spend_now(ip, weight, account)
 
-    def spend_now(self, ip: str, weight: int) -> WeightDecision:
+    def spend_now(self, ip: str, weight: int, account: AccountCall | None = None) -> WeightDecision:
         now = self._clock_ms()
         minute = self._roll(now)
         used = self._used.get(ip, 0)
@@ -114,6 +128,10 @@ class WeightLimiter:
             return WeightDecision(False, used, retry_after_s)
         used += weight
         self._used[ip] = used
+        if account is not None:
+            refused_s = self.accounts.try_admit(account)
+            if refused_s is not None:
+                return WeightDecision(True, used, retry_after_s, None, refused_s)
         return WeightDecision(True, used, retry_after_s)
 
     def _ban(self, ip: str, now: int) -> None:
