@@ -238,3 +238,24 @@ def test_every_worker_logs_json_requests_with_redaction(tmp_path: Path, pg_url: 
     assert all(r["ip"] == "127.0.0.1" and r["request_id"] for r in requests)
     for secret in (account.secret, ADMIN_TOKEN, *signatures):
         assert secret not in text
+
+
+def test_dashboard_logins_share_the_operator_auth_throttle(tmp_path: Path) -> None:
+    from tests.ui.test_pages import UiClient
+
+    server = Server(tmp_path / "srv", [])
+    server.start()
+    try:
+        wait_for_fresh_minute(15)
+        client = UiClient(server)
+        client.get("/ui/login")
+        codes = [client.post("/ui/login", {"token": "w" * 40}).status_code for _ in range(10)]
+        assert codes == [401] * 10
+        refused = client.post("/ui/login", {"token": ADMIN_TOKEN})
+        assert refused.status_code == 429 and "Retry-After" in refused.headers
+        assert "papi_ui_session" not in client.cookies
+        assert server.admin("POST", "/accounts", json={}).status_code == 429  # one throttle
+        metrics = httpx.get(f"{server.base_url}/metrics").text
+        assert "papi_admin_auth_failures_total 10.0" in metrics
+    finally:
+        server.stop()
