@@ -32,7 +32,7 @@ test: lint
 # Chromium; installed by the test when missing and root).
 screenshots: $(STAMP)
 	PAPI_SANDBOX_SCREENSHOTS=docs/img PAPI_SANDBOX_REQUIRE_BROWSER=1 \
-		$(BIN)/pytest -q tests/ui/test_browser.py -k scenario
+		$(BIN)/pytest -q tests/ui/test_browser.py -k "scenario and sqlite"
 
 # Benchmarks (not part of `make test`): the service against a bare ASGI app and Stoplight Prism,
 # with wrk on loopback; a few minutes. Installs wrk (Debian, needs root), Prism (npm, into

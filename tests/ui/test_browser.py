@@ -17,7 +17,16 @@ from typing import Any
 
 import pytest
 
-from tests.support import ADMIN_TOKEN, Account, Server, Signer
+from tests.support import (
+    ADMIN_TOKEN,
+    BACKENDS,
+    Account,
+    Server,
+    Signer,
+    create_test_database,
+    drop_test_database,
+    postgres_admin_url,
+)
 from tests.ui.browser import chromium, expect
 
 SCREENSHOTS_ENV = "PAPI_SANDBOX_SCREENSHOTS"
@@ -26,14 +35,22 @@ NARROW = {"width": 390, "height": 844}  # a phone
 LIVE_TIMEOUT_MS = 15_000
 
 
-@pytest.fixture(scope="module")
-def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("ui-browser"), ["--ip-weight-limit", "0"])
-    srv.start()
+@pytest.fixture(scope="module", params=BACKENDS)
+def ui_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """A server of this module's own on each store (on PostgreSQL the live updates come through
+    the store's commit notifications)."""
+    admin = postgres_admin_url() if request.param == "postgres" else None
+    db_url = create_test_database(admin) if admin else None
+    srv = Server(tmp_path_factory.mktemp("ui-browser"), ["--ip-weight-limit", "0"], db_url=db_url)
     try:
+        srv.start()
         yield srv
     finally:
         srv.stop()
+        if admin and db_url:
+            drop_test_database(admin, db_url)
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +62,8 @@ def browser() -> Iterator[Any]:
 class Shots:
     """Saves named screenshots when PAPI_SANDBOX_SCREENSHOTS names a folder; else does nothing."""
 
-    def __init__(self) -> None:
-        folder = os.environ.get(SCREENSHOTS_ENV)
+    def __init__(self, server: Server) -> None:
+        folder = os.environ.get(SCREENSHOTS_ENV) if server.backend == "sqlite" else None
         self.folder = Path(folder) if folder else None
         if self.folder is not None:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -65,7 +82,7 @@ def login(page: Any, base_url: str, token: str = ADMIN_TOKEN) -> None:
 
 
 def test_dashboard_scenario(ui_server: Server, browser: Any) -> None:
-    shots = Shots()
+    shots = Shots(ui_server)
     base = ui_server.base_url
     context = browser.new_context(viewport=WIDE)
     page = context.new_page()

@@ -233,3 +233,29 @@ def test_logout_ends_the_session(ui: UiClient) -> None:
     assert r.status_code == 303
     assert "papi_ui_session" not in ui.cookies
     assert ui.http.get("/ui/", headers=ui._headers()).status_code == 303
+
+
+def test_live_feed_sends_each_committed_entry_of_the_account(server: Server, ui: UiClient) -> None:
+    r = httpx.get(f"{server.base_url}/ui/events", follow_redirects=False)
+    assert r.status_code == 303  # no session, no feed
+    assert ui.get("/ui/events?account=x1").status_code == 404
+    mine, other = server.create_account("live"), server.create_account("live-other")
+    path = f"/ui/events?account={mine.account_id}"
+    with ui.http.stream("GET", path, headers=ui._headers()) as feed:
+        assert feed.status_code == 200
+        assert feed.headers["content-type"].startswith("text/event-stream")
+        lines = feed.iter_lines()
+        assert next(lines).startswith("retry: ")
+        assert next(lines) == ": connected"  # subscribed from here on
+        server.adjust(other.account_id, "UM", "USDT", "-1", "REALIZED_PNL")  # not this feed's
+        tran_id = server.adjust(mine.account_id, "UM", "USDT", "-2", "REALIZED_PNL")["tranId"]
+        events: list[str] = []
+        for line in lines:  # the feed stays open: read the first event only
+            if line.startswith(("event:", "data:")):
+                events.append(line)
+            if len(events) == 2:
+                break
+        assert events == [
+            "event: entry",
+            f'data: {{"accountId":{mine.account_id},"tranId":{tran_id},"type":"REALIZED_PNL"}}',
+        ]
