@@ -30,7 +30,9 @@ from papi_sandbox import money
 from papi_sandbox.jobs.config import JobsConfig
 from papi_sandbox.jobs.runner import Job, JobReport, run_job, slot_at_or_before
 from papi_sandbox.progress import Progress, progress_for
-from papi_sandbox.store.sqlite import SQLiteStore, migrate
+from papi_sandbox.store.dialect import SQLITE
+from papi_sandbox.store.schema import migrate
+from papi_sandbox.store.sqlite import SQLiteStore
 
 #: Accounts written per fill transaction (bounds the fill's memory).
 FILL_CHUNK_ACCOUNTS = 50_000
@@ -68,7 +70,7 @@ def _fill(db_path: Path, accounts: int, progress: Progress) -> None:
     conn = sqlite3.connect(db_path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=OFF")  # the fill only; the jobs run with the store's FULL
-    migrate(conn)
+    migrate(conn, SQLITE)
     system: dict[str, Decimal] = {}
     tran_id = 0
     for first in range(1, accounts + 1, FILL_CHUNK_ACCOUNTS):

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from papi_sandbox import money
 from papi_sandbox.progress import NO_PROGRESS, Progress
-from papi_sandbox.store.sqlite import migrate
+from papi_sandbox.store.dialect import SQLITE
+from papi_sandbox.store.schema import migrate
 
 #: Most accounts one fill may create (bounds the file: about 150 bytes per account and asset).
 MAX_FILL_ACCOUNTS = 2_000_000
@@ -48,7 +49,7 @@ def fill(
     started = time.monotonic()
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, isolation_level=None)
-    migrate(conn)
+    migrate(conn, SQLITE)
     conn.execute("PRAGMA journal_mode=OFF")  # a fresh file: on failure it is thrown away
     conn.execute("PRAGMA synchronous=OFF")
     now = time.time_ns() // 1_000_000

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
@@ -19,6 +19,9 @@ from rich.table import Table
 from papi_sandbox import settings as settings_mod
 from papi_sandbox.progress import Progress, progress_for
 from papi_sandbox.settings import Settings
+
+if TYPE_CHECKING:
+    from papi_sandbox.store.contract import Store
 from papi_sandbox.wire.limits import DEFAULT_BAN_AFTER_429S
 
 app = typer.Typer(help="A self-hosted Binance Portfolio Margin API sandbox.", no_args_is_help=True)
@@ -87,7 +90,7 @@ def _load_jobs_config(path: Path | None) -> Any:
         raise typer.Exit(2) from None
 
 
-def open_store(db_url: str, durability: str = "full", timeout_s: float | None = None) -> Any:
+def open_store(db_url: str, durability: str = "full", timeout_s: float | None = None) -> Store:
     from papi_sandbox.store import open_store as store_for_url
 
     return store_for_url(db_url, durability=durability, timeout_s=timeout_s)
@@ -598,8 +601,8 @@ def jobs_run(
     jobs_config = _load_jobs_config(config)
     settings = Settings(data_dir=data_dir, db=db)
     store = open_store(settings.db_url)
-    if not store.path.exists():  # never create an empty ledger just to sweep it
-        err_console.print(f"[red]No database at {store.path}[/red]")
+    if not store.exists_sync():  # never create an empty ledger just to sweep it
+        err_console.print(f"[red]No database at {settings.db_url}[/red]")
         raise typer.Exit(2)
     chosen = Job(job)
     slot = slot_at_or_before(chosen.times(jobs_config), moment)

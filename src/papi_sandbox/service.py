@@ -22,7 +22,8 @@ from papi_sandbox.ledger.model import (
 )
 from papi_sandbox.market.state import Market
 from papi_sandbox.secretbox import SecretBox
-from papi_sandbox.store.base import AccountInfo, ApiKeyRecord, InterestRecord, Store
+from papi_sandbox.store.base import AccountInfo, ApiKeyRecord, InterestRecord
+from papi_sandbox.store.contract import Store
 from papi_sandbox.wire.auth import KEY_TYPES, load_public_key, new_api_key, new_hmac_secret
 
 

@@ -23,6 +23,7 @@ from papi_sandbox.ledger import rules
 from papi_sandbox.ledger.interest import InterestPolicy
 from papi_sandbox.ledger.model import EntryType, Wallet
 from papi_sandbox.store.base import JobAccount, JobPlan
+from papi_sandbox.store.dialect import Db
 from papi_sandbox.store.sqlite import SQLiteStore
 from tests.support import Server, Signer
 
@@ -330,14 +331,12 @@ def test_killed_half_way_the_rerun_finishes_and_never_doubles(tmp_path: Path, jo
 
 
 async def _count(store: SQLiteStore, job: Job) -> int:
-    def op(conn: sqlite3.Connection) -> int:
+    def op(db: Db) -> int:
         return int(
-            conn.execute(
-                "SELECT COUNT(*) FROM entries WHERE type = ?", (job.entry_type.value,)
-            ).fetchone()[0]
+            db.one("SELECT COUNT(*) FROM entries WHERE type = ?", (job.entry_type.value,))[0]
         )
 
-    return await store._read(op)
+    return await store.read(op)
 
 
 # -- configuration --------------------------------------------------------------------------------
@@ -448,18 +447,18 @@ def test_scheduler_runs_each_job_at_its_time(tmp_path: Path) -> None:
             with pytest.raises(_Stop):
                 await run_scheduler(store, config, now=lambda: clock[0], sleep=sleep)
 
-            def marks(conn: sqlite3.Connection) -> list[Any]:
+            def marks(conn: Db) -> list[Any]:
                 return conn.execute(
                     "SELECT job, slot_ms, account_id, tran_id IS NOT NULL FROM job_marks"
                     " ORDER BY slot_ms, account_id"
                 ).fetchall()
 
-            def interest(conn: sqlite3.Connection) -> list[Any]:
+            def interest(conn: Db) -> list[Any]:
                 return conn.execute(
                     "SELECT account_id, interest, accrued_ms FROM interest_records"
                 ).fetchall()
 
-            return await store._read(marks), await store._read(interest)
+            return await store.read(marks), await store.read(interest)
         finally:
             await store.close()
 

@@ -9,9 +9,10 @@ from decimal import Decimal
 
 from papi_sandbox.jobs.config import JobsConfig
 from papi_sandbox.jobs.runner import Job
-from papi_sandbox.jobs.scheduler import SharedJobStore, run_slot_once
+from papi_sandbox.jobs.scheduler import run_slot_once
 from papi_sandbox.ledger import rules
 from papi_sandbox.ledger.model import EntryType, Wallet
+from papi_sandbox.store.contract import SharedJobStore
 from papi_sandbox.store.postgres import PostgresStore
 
 

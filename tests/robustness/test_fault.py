@@ -44,8 +44,10 @@ def _worker(
     acked: list[tuple[int, int, str, str, Decimal]],
     repays: Counter[str],
     lock: threading.Lock,
+    ready: threading.Semaphore,
 ) -> None:
     with httpx.Client(timeout=5) as client:
+        ready.release()  # a client costs ~0.1 s to build on a loaded machine: not load time
         while not stop.is_set():
             account = rng.choice(accounts)
             try:
@@ -116,15 +118,16 @@ def test_kill_9_at_random_moments_loses_nothing_acknowledged(tmp_path: Path) -> 
         if cycle:
             server.start()
         stop = threading.Event()
-        threads = [
-            threading.Thread(
-                target=_worker,
-                args=(server, accounts, random.Random(rng.random()), stop, acked, repays, lock),
-            )
-            for _ in range(WORKERS)
-        ]
+        ready = threading.Semaphore(0)
+        threads = []
+        for _ in range(WORKERS):
+            seeded = random.Random(rng.random())
+            work = (server, accounts, seeded, stop, acked, repays, lock, ready)
+            threads.append(threading.Thread(target=_worker, args=work))
         for thread in threads:
             thread.start()
+        for _ in threads:  # the kill comes at a random moment of the load, not of its set-up
+            ready.acquire(timeout=10)
         time.sleep(rng.uniform(0.05, MAX_RUN_BEFORE_KILL_S))
         server.kill9()
         stop.set()

@@ -16,7 +16,7 @@ from papi_sandbox.api.serialize import BalanceObjects
 from papi_sandbox.ledger import rules
 from papi_sandbox.ledger.model import EntryType, InsufficientBalance, Wallet
 from papi_sandbox.store import sqlite as sqlite_store
-from papi_sandbox.store.base import ApiKeyRecord
+from papi_sandbox.store.base import ApiKeyRecord, JobPlan
 from papi_sandbox.store.sqlite import SQLiteStore
 from papi_sandbox.store.versions import ChangeVersions, SnapshotCache
 
@@ -70,9 +70,27 @@ def test_snapshots_are_reused_until_the_writer_changes_the_account(
                 await _adjust(store, a, Wallet.MARGIN, "-100")
             assert (await store.balances(a)).amounts[(Wallet.MARGIN, "USDT")] == 6
 
-            # Any other kind of write invalidates every account.
+            # Balances change only through journal entries, which note each account they
+            # change: a write of another kind (here a new account) keeps every snapshot, and a
+            # job batch's entries invalidate exactly the accounts they touched.
             await store.create_account("c", _key(3))
-            assert await store.balances(b) is not other
+            assert await store.balances(b) is other
+            cached_a = await store.balances(a)
+            await _adjust(store, b, Wallet.MARGIN, "3")
+            await _adjust(store, b, Wallet.UM, "-1")
+            cached_b = await store.balances(b)
+            batch = await store.run_job_batch(
+                "auto-repay",
+                1,
+                "AUTO_REPAY",
+                [b],
+                lambda acc: JobPlan(rules.plan_repay(acc.account_id, acc.balances)),
+            )
+            assert len(batch.entries) == 1
+            assert await store.balances(a) is cached_a
+            repaid_b = await store.balances(b)
+            assert repaid_b is not cached_b
+            assert repaid_b.amounts[(Wallet.MARGIN, "USDT")] == 2
         finally:
             await store.close()
 

@@ -7,6 +7,7 @@ import functools
 import tempfile
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from papi_sandbox.ledger import rules
 from papi_sandbox.ledger.model import EntryType, LedgerError, Posting, Wallet
 from papi_sandbox.store.base import ApiKeyRecord
+from papi_sandbox.store.dialect import Db
 from papi_sandbox.store.sqlite import SQLiteStore, verify_connection
 
 ASSETS = ("BTC", "USDT")
@@ -148,17 +150,18 @@ def test_an_operation_failing_after_it_wrote_is_undone_alone(tmp_path: Path) -> 
     rolls that attempt back whole, and the batch runs again with a savepoint per operation: the
     failed one changes nothing, the others land once, and nobody is answered from the attempt
     that was rolled back."""
-    import sqlite3
 
-    from papi_sandbox.store.sqlite import _connect, _Op, migrate
+    from papi_sandbox.store.dialect import SQLITE
+    from papi_sandbox.store.schema import migrate
+    from papi_sandbox.store.sqlite import _Op, connect
 
     store = SQLiteStore(tmp_path / "r.db")
-    conn = _connect(tmp_path / "r.db")
-    migrate(conn)
+    conn = connect(tmp_path / "r.db")
+    migrate(conn, SQLITE)
     runs: list[str] = []
 
     def label(text: str) -> object:
-        def op(c: sqlite3.Connection) -> int:
+        def op(c: Db) -> int:
             runs.append(text)
             return int(
                 c.execute(
@@ -169,12 +172,12 @@ def test_an_operation_failing_after_it_wrote_is_undone_alone(tmp_path: Path) -> 
 
         return op
 
-    def writes_then_fails(c: sqlite3.Connection) -> None:
+    def writes_then_fails(c: Db) -> None:
         runs.append("bad")
         c.execute("INSERT INTO accounts (label, created_ms) VALUES ('bad', 0)")
         raise RuntimeError("failed after writing")
 
-    def refuses(c: sqlite3.Connection) -> None:
+    def refuses(c: Db) -> None:
         runs.append("refused")
         raise LedgerError("refused before writing")
 
@@ -201,20 +204,21 @@ def test_an_operation_failing_after_it_wrote_is_undone_alone(tmp_path: Path) -> 
 
 
 def test_refusals_before_writing_need_no_second_attempt(tmp_path: Path) -> None:
-    import sqlite3
 
-    from papi_sandbox.store.sqlite import _connect, _Op, migrate
+    from papi_sandbox.store.dialect import SQLITE
+    from papi_sandbox.store.schema import migrate
+    from papi_sandbox.store.sqlite import _Op, connect
 
     store = SQLiteStore(tmp_path / "s.db")
-    conn = _connect(tmp_path / "s.db")
-    migrate(conn)
+    conn = connect(tmp_path / "s.db")
+    migrate(conn, SQLITE)
     runs: list[str] = []
 
-    def ok(c: sqlite3.Connection) -> None:
+    def ok(c: Db) -> None:
         runs.append("ok")
         c.execute("INSERT INTO accounts (label, created_ms) VALUES ('ok', 0)")
 
-    def refuses(c: sqlite3.Connection) -> None:
+    def refuses(c: Db) -> None:
         runs.append("refused")
         raise LedgerError("refused")
 
@@ -353,22 +357,23 @@ def _deposit_change(account_id: int, amount: str) -> object:
 
 
 def test_an_operation_after_a_run_of_changes_sees_them(tmp_path: Path) -> None:
-    import sqlite3
 
-    from papi_sandbox.store.sqlite import _connect, _Op, migrate
+    from papi_sandbox.store.dialect import SQLITE
+    from papi_sandbox.store.schema import migrate
+    from papi_sandbox.store.sqlite import _Op, connect
 
     store = SQLiteStore(tmp_path / "q.db")
-    conn = _connect(tmp_path / "q.db")
-    migrate(conn)
+    conn = connect(tmp_path / "q.db")
+    migrate(conn, SQLITE)
     conn.execute("INSERT INTO accounts (id, label, created_ms) VALUES (1, 'a', 0)")
 
-    def read_margin(c: sqlite3.Connection) -> str:
+    def read_margin(c: Db) -> str:
         row = c.execute(
             "SELECT amount FROM balances WHERE account_id = 1 AND wallet = 'MARGIN'"
         ).fetchone()
         return str(row[0])
 
-    def never(c: sqlite3.Connection) -> None:
+    def never(c: Db) -> None:
         raise AssertionError("a change in a run is written by the run, not by its closure")
 
     loop = asyncio.new_event_loop()
@@ -394,12 +399,15 @@ def test_an_operation_after_a_run_of_changes_sees_them(tmp_path: Path) -> None:
 def test_a_run_whose_writes_fail_runs_again_with_savepoints(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from papi_sandbox.store import journal
     from papi_sandbox.store import sqlite as sqlite_store
-    from papi_sandbox.store.sqlite import _connect, _Op, migrate
+    from papi_sandbox.store.dialect import SQLITE
+    from papi_sandbox.store.schema import migrate
+    from papi_sandbox.store.sqlite import _Op, connect
 
     store = SQLiteStore(tmp_path / "f.db")
-    conn = _connect(tmp_path / "f.db")
-    migrate(conn)
+    conn = connect(tmp_path / "f.db")
+    migrate(conn, SQLITE)
     conn.execute("INSERT INTO accounts (id, label, created_ms) VALUES (1, 'a', 0)")
     attempts: list[str] = []
 
@@ -415,15 +423,9 @@ def test_a_run_whose_writes_fail_runs_again_with_savepoints(
         for amount in ("5", "2.5"):
             change = _deposit_change(1, amount)
 
-            def closure(c: object, change: object = change) -> object:
+            def closure(c: Db, change: Any = change) -> object:
                 attempts.append("closure")
-                return sqlite_store._append_entry(
-                    c,  # type: ignore[arg-type]
-                    1,
-                    "DEPOSIT",
-                    change.plan(sqlite_store._load_balances(c, 1).amounts),  # type: ignore[attr-defined, arg-type]
-                    0,
-                )
+                return journal.transact(c, 1, "DEPOSIT", change.plan, 0)
 
             ops.append(_Op(closure, loop, loop.create_future(), change))  # type: ignore[arg-type]
         store._commit_batch(conn, ops)

@@ -22,7 +22,9 @@ from papi_sandbox.ledger.model import (
     Wallet,
 )
 from papi_sandbox.store import open_store, upgrade
-from papi_sandbox.store.postgres import MIGRATIONS, SYSTEM_BALANCE_BUCKETS, PostgresStore
+from papi_sandbox.store.dialect import SYSTEM_BALANCE_BUCKETS
+from papi_sandbox.store.postgres import PostgresStore
+from papi_sandbox.store.schema import MIGRATIONS
 from tests.support import BACKENDS, create_test_database, drop_test_database, postgres_admin_url
 
 D = Decimal
@@ -277,11 +279,11 @@ def test_leases_and_advisory_locks(pg: str) -> None:
         assert await one.try_lease("interest:2026-01-01T00", "proc-1", 60_000)
         assert not await two.try_lease("interest:2026-01-01T00", "proc-2", 60_000)
         assert await one.try_lease("interest:2026-01-01T00", "proc-1", 60_000)  # renewal
-        assert not await two.release_lease("interest:2026-01-01T00", "proc-2")
-        assert await one.release_lease("interest:2026-01-01T00", "proc-1")
-        assert await two.try_lease("interest:2026-01-01T00", "proc-2", 50)
+        assert await one.lease_active("interest:2026-01-01T00")
+        assert await two.try_lease("interest:2026-01-01T01", "proc-2", 50)
         await asyncio.sleep(0.2)  # proc-2 stops renewing; its lease expires
-        assert await one.try_lease("interest:2026-01-01T00", "proc-1", 60_000)
+        assert not await one.lease_active("interest:2026-01-01T01")
+        assert await one.try_lease("interest:2026-01-01T01", "proc-1", 60_000)
 
         async with (
             one.advisory_lock("auto-repay") as held_one,
@@ -290,57 +292,6 @@ def test_leases_and_advisory_locks(pg: str) -> None:
             assert (held_one, held_two) == (True, False)
         async with two.advisory_lock("auto-repay") as held_again:
             assert held_again
-
-    run_with_two_stores(pg, body)
-
-
-def test_sweep_is_shared_by_workers_and_covers_each_account_once(pg: str) -> None:
-    async def body(one: PostgresStore, two: PostgresStore) -> None:
-        accounts = [await one.create_account(None, None) for _ in range(30)]
-        for i, a in enumerate(accounts):
-            await one.transact(
-                a, "DEPOSIT", adjust(a, Wallet.MARGIN, "USDT", "5", EntryType.DEPOSIT)
-            )
-            if i % 3 == 0:
-                await one.transact(
-                    a, "PNL", adjust(a, Wallet.UM, "USDT", "-2", EntryType.REALIZED_PNL)
-                )
-            if i % 3 == 1:
-                await one.transact(
-                    a, "PNL", adjust(a, Wallet.UM, "BTC", "-2", EntryType.REALIZED_PNL)
-                )
-
-        def plan_for(account_id: int) -> Any:
-            return functools.partial(rules.plan_repay, account_id)
-
-        async def worker(store: PostgresStore) -> list[int]:
-            claimed: list[int] = []
-            while await store.sweep_remaining("auto-repay", 7):
-                batch = await store.sweep_batch("auto-repay", 7, "AUTO_REPAY", plan_for, limit=4)
-                claimed.extend(batch.claimed)
-                if not batch.claimed:
-                    await asyncio.sleep(0.01)
-            return claimed
-
-        mine, theirs = await asyncio.gather(worker(one), worker(two))
-        assert sorted(mine + theirs) == accounts  # every account once, none twice
-        assert mine and theirs  # the work was shared
-        for i, a in enumerate(accounts):
-            amounts = (await one.balances(a)).amounts
-            want_margin = D(3) if i % 3 == 0 else D(5)  # repaid 2 where UM USDT was -2
-            assert amounts[(Wallet.MARGIN, "USDT")] == want_margin
-            assert amounts.get((Wallet.UM, "USDT"), D(0)) == 0
-        # The next slot starts over; the same slot has nothing left.
-        assert await one.sweep_remaining("auto-repay", 7) == 0
-        assert await one.sweep_remaining("auto-repay", 8) == 30
-        with psycopg.connect(pg) as conn:
-            outcomes = dict(
-                conn.execute(
-                    "SELECT outcome, COUNT(*) FROM sweep_claims GROUP BY outcome"
-                ).fetchall()
-            )
-        assert outcomes == {"APPLIED": 10, "REFUSED": 10, "NOOP": 10}
-        assert (await one.verify()).ok
 
     run_with_two_stores(pg, body)
 

@@ -160,6 +160,8 @@ def test_adjustments_use_the_operator_apis_validation(server: Server, ui: UiClie
     page = ui.get(f"/ui/accounts/{account.account_id}")
     assert 'class="num negative" data-wallet="UM">-12.50000000' in page.text
     assert ui.get("/ui/accounts/999999999").status_code == 404
+    missing = ui.get("/ui/no-such-page")
+    assert missing.status_code == 404 and "no such page" in missing.text
 
 
 def test_settings_create_revoke_jobs_verify(server: Server, ui: UiClient) -> None:

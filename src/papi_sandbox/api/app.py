@@ -49,7 +49,8 @@ from papi_sandbox.observability import (
 from papi_sandbox.secretbox import SecretBox, SecretBoxError, load_or_create_key
 from papi_sandbox.service import Service
 from papi_sandbox.settings import DEFAULT_ADMIN_AUTH_FAILURES_PER_MINUTE, Settings
-from papi_sandbox.store.base import ApiKeyRecord, EntryCounter, Store, StoreUnavailable
+from papi_sandbox.store.base import ApiKeyRecord, EntryCounter, StoreUnavailable
+from papi_sandbox.store.contract import KeyRevocations, Store
 from papi_sandbox.stream.hub import EventHub
 from papi_sandbox.wire import auth, errors, params
 from papi_sandbox.wire.account_limits import (
@@ -399,14 +400,11 @@ def create_app(
         admin_auth=FailureThrottle(settings.admin_auth_failures_per_minute),
     )
     # A store shared by several processes tells each one about keys revoked by another.
-    on_key_revoked = getattr(store, "on_key_revoked", None)
-    if on_key_revoked is not None:
-        on_key_revoked(state.keys.forget)
+    if isinstance(store, KeyRevocations):
+        store.on_key_revoked(state.keys.forget)
     # Every durable commit reaches the hub once, in commit order (docs/design.md, "The event hub").
-    on_commit = getattr(store, "on_commit", None)
-    if on_commit is not None:
-        on_commit(state.hub.publish)
-        on_commit(state.entry_counter.committed)  # /metrics counts entries as they commit
+    store.on_commit(state.hub.publish)
+    store.on_commit(state.entry_counter.committed)  # /metrics counts entries as they commit
     readiness = Readiness(store, state.limiter)
     metrics = Metrics()
     routes = table(ENDPOINTS)
@@ -498,7 +496,7 @@ def create_app(
         body, content_type = metrics.render(
             state.entry_counter.counts,
             limiter_unavailable=getattr(state.limiter, "unavailable_total", 0),
-            store_retries=getattr(store, "retries_total", 0),
+            store_retries=store.retries_total,
             admin_auth_failures=state.admin_auth.failures_total,
             admin_auth_refused=state.admin_auth.refused_total,
             store_unavailable=state.store_failures.total,

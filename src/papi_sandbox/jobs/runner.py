@@ -22,7 +22,8 @@ from papi_sandbox.ledger.interest import plan_interest
 from papi_sandbox.ledger.model import FUTURES_WALLETS, Entry, EntryType
 from papi_sandbox.ledger.rules import plan_repay
 from papi_sandbox.progress import NO_PROGRESS, Progress
-from papi_sandbox.store.base import JobAccount, JobBatchResult, JobPlan, JobPlanner, Store
+from papi_sandbox.store.base import JobAccount, JobBatchResult, JobPlan, JobPlanner
+from papi_sandbox.store.contract import Store
 
 
 class Job(StrEnum):

@@ -15,13 +15,11 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
-from typing import Protocol, runtime_checkable
 
 from papi_sandbox.jobs.config import JobsConfig
 from papi_sandbox.jobs.runner import Job, next_slot_after, run_job
-from papi_sandbox.store.base import Store
+from papi_sandbox.store.contract import SharedJobStore, Store
 
 log = logging.getLogger("papi_sandbox.jobs")
 
@@ -34,17 +32,6 @@ SLOT_RETRY_S = 30.0
 SLOT_RETRY_WINDOW_S = 3600.0
 #: How long a finished slot stays recorded as done (ms): longer than any retry window.
 SLOT_DONE_TTL_MS = 2 * 86_400_000
-
-
-@runtime_checkable
-class SharedJobStore(Protocol):
-    """A store shared by several processes (PostgreSQL): a lock per slot and a done-record."""
-
-    def advisory_lock(self, name: str) -> AbstractAsyncContextManager[bool]: ...
-
-    async def lease_active(self, name: str) -> bool: ...
-
-    async def try_lease(self, name: str, holder: str, ttl_ms: int) -> bool: ...
 
 
 def _utc_now() -> datetime:

@@ -1,21 +1,22 @@
-"""Persistence behind one protocol (:class:`papi_sandbox.store.base.Store`), chosen by URL.
+"""Persistence behind one contract (:class:`papi_sandbox.store.base.Store`), chosen by URL.
 
 ``sqlite:///path.db`` (or a bare path): one file, one writer process. ``postgresql://...``: one
-database shared by any number of server processes.
+database shared by any number of server processes. See ``docs/design.md`` for the layout and for
+how a feature adds its own state.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from papi_sandbox.store.contract import Store
 
 
 def is_postgres_url(url: str) -> bool:
     return url.startswith(("postgres://", "postgresql://"))
 
 
-def open_store(url: str, *, durability: str = "full", timeout_s: float | None = None) -> Any:
-    """The store for ``url`` (not yet opened). Typed Any: each store also has ``verify_sync``.
-    ``durability`` is SQLite's (PostgreSQL commits durably, ``synchronous_commit=on``);
+def open_store(url: str, *, durability: str = "full", timeout_s: float | None = None) -> Store:
+    """The store for ``url``, not yet opened (call ``open``). ``durability`` is SQLite's
+    (PostgreSQL commits durably, ``synchronous_commit=on``); ValueError for an unknown one.
     ``timeout_s`` bounds a request's wait for the store (default DEFAULT_STORE_TIMEOUT_S)."""
     from papi_sandbox.store.base import DEFAULT_STORE_TIMEOUT_S
 
@@ -30,20 +31,11 @@ def open_store(url: str, *, durability: str = "full", timeout_s: float | None = 
 
 
 def upgrade(url: str) -> tuple[int, int]:
-    """Apply pending schema migrations; returns (version before, version after)."""
+    """Apply pending schema migrations; (versions applied before, versions applied after)."""
     if is_postgres_url(url):
-        from papi_sandbox.store.postgres import migrate_sync
+        from papi_sandbox.store import postgres
 
-        return migrate_sync(url)
-    from papi_sandbox.files import make_private_dir, make_private_file
-    from papi_sandbox.store.sqlite import _connect, migrate, path_from_url
+        return postgres.upgrade(url)
+    from papi_sandbox.store import sqlite
 
-    path = path_from_url(url)
-    make_private_dir(path.parent)
-    make_private_file(path)
-    conn = _connect(path)
-    try:
-        before = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        return before, migrate(conn)
-    finally:
-        conn.close()
+    return sqlite.upgrade(sqlite.path_from_url(url))

@@ -1,7 +1,6 @@
-"""The store interface: everything the service needs from persistence, and nothing about SQL.
+"""The records the store returns and takes, and its named limits; nothing here knows SQL.
 
-SQLite implements it now (:mod:`papi_sandbox.store.sqlite`); PostgreSQL can implement it later
-without touching the rules or the HTTP layer.
+The contract itself is :class:`papi_sandbox.store.contract.Store`.
 """
 
 from __future__ import annotations
@@ -9,17 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Protocol
 
 from papi_sandbox.ledger.interest import InterestCharge
-from papi_sandbox.ledger.model import (
-    AccountBalances,
-    Balances,
-    CommittedEntry,
-    Entry,
-    LedgerError,
-    Posting,
-)
+from papi_sandbox.ledger.model import Balances, CommittedEntry, Entry, LedgerError, Posting
 
 #: A pure rule bound to its arguments: the account's balances in, postings out (or a LedgerError).
 Planner = Callable[[Balances], list[Posting]]
@@ -42,20 +33,20 @@ class StoreUnavailable(Exception):
     retry. The original error is the ``__cause__``."""
 
 
-class StoreDamaged(Exception):
-    """The database file fails its integrity check: the service refuses to start on it. The
-    message names the file and the first problems found."""
-
-
 class StoreOutcomeUnknown(StoreUnavailable):
     """The connection was lost while the transaction was committing: it may or may not have
     been applied (still answered 503, the meaning Binance gives a 5xx)."""
 
 
+class StoreDamaged(Exception):
+    """The database file fails its integrity check: the service refuses to start on it. The
+    message names the file and the first problems found."""
+
+
 class EntryCounter:
     """Journal entries by type, for ``/metrics`` without a query per scrape: seeded once from
-    the ledger when the store opens, then counted as entries commit (the store's ``on_commit``
-    listeners). Written by one thread, read by the event loop (single dict operations)."""
+    the ledger at start, then counted as entries commit (the store's ``on_commit`` listeners).
+    Written by one thread, read by the event loop (single dict operations)."""
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
@@ -135,115 +126,6 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.problems and not self.damage
-
-
-class Store(Protocol):
-    async def open(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def create_account(self, label: str | None, key: ApiKeyRecord | None) -> int:
-        """Create an account (and optionally its first API key, whose account_id is ignored)."""
-        ...
-
-    async def add_api_key(self, key: ApiKeyRecord) -> None: ...
-
-    async def find_api_key(self, api_key: str) -> ApiKeyRecord | None: ...
-
-    async def account(self, account_id: int) -> AccountInfo | None: ...
-
-    async def balances(self, account_id: int) -> AccountBalances: ...
-
-    async def transact(self, account_id: int, entry_type: str, plan: Planner) -> Entry | None:
-        """Atomically: read the account's balances, run ``plan``, append the entry and update
-        the balances; durable before it returns. Returns None (and writes nothing) when the plan
-        has no postings. A LedgerError from the plan propagates and nothing is written."""
-        ...
-
-    async def journal(
-        self, account_id: int, limit: int, before_tran_id: int | None = None
-    ) -> list[Entry]:
-        """The account's entries, newest first."""
-        ...
-
-    async def verify(self) -> VerifyReport: ...
-
-    async def list_accounts(
-        self, search: AccountSearch, after_account_id: int, limit: int
-    ) -> list[AccountInfo]:
-        """Keyset page of accounts (never the system account) with id > ``after_account_id``,
-        ascending, at most ``limit`` (capped at :data:`MAX_ACCOUNT_PAGE`), matching ``search``."""
-        ...
-
-    # -- the negative-balance toolkit (issue 4) --
-
-    async def set_account_settings(
-        self, account_id: int, *, auto_repay: bool | None = None, vip_level: int | None = None
-    ) -> bool:
-        """Change settings; False when the account does not exist. Nothing else changes."""
-        ...
-
-    async def interest_history(
-        self, account_id: int, asset: str | None, start_ms: int, end_ms: int, limit: int
-    ) -> list[InterestRecord]:
-        """Rows with start_ms <= accrued_ms <= end_ms, newest first, at most ``limit``."""
-        ...
-
-    async def job_candidates(self, after_account_id: int, limit: int) -> list[int]:
-        """Keyset page of accounts with a negative UM or CM wallet, id > after_account_id,
-        ascending. Both jobs only ever act on such accounts (MARGIN free/locked are never
-        negative, so no other account can owe interest or need a repay)."""
-        ...
-
-    async def run_job_batch(
-        self, job: str, slot_ms: int, entry_type: str, account_ids: list[int], plan: JobPlanner
-    ) -> JobBatchResult:
-        """In one write transaction, for each account not yet marked for (job, slot): run the
-        rule on its balances, append its entry (and interest rows), and mark it, the marker in
-        the same transaction as the entry, so a re-run after a crash never applies twice."""
-        ...
-
-    async def prune_job_marks(self, before_slot_ms: int) -> int:
-        """Forget (job, slot, account) markers of slots older than ``before_slot_ms``."""
-        ...
-
-    # -- API key management and operations (security issue) ----------------------------------
-
-    async def add_api_key_limited(self, key: ApiKeyRecord, max_keys_per_account: int) -> bool:
-        """Add ``key`` unless its account already has ``max_keys_per_account`` live (unrevoked)
-        keys; the count and the insert are one atomic step. True when added."""
-        ...
-
-    async def revoke_api_key(self, account_id: int, api_key: str) -> bool:
-        """Mark the account's key revoked; False when the account has no such live key."""
-        ...
-
-    async def api_keys(self, account_id: int) -> list[ApiKeyRecord]:
-        """The account's keys, revoked ones included, oldest first."""
-        ...
-
-    async def rewrite_api_key_secrets(self, transform: Callable[[str, str], str]) -> int:
-        """Replace every stored HMAC secret ``s`` of key ``k`` by ``transform(s, k)`` in one
-        transaction (encryption-key rotation); returns how many rows changed."""
-        ...
-
-    async def entry_counts(self) -> dict[str, int]:
-        """Journal entries by type over the whole ledger (for metrics)."""
-        ...
-
-    async def recent_entries(
-        self, entry_types: tuple[str, ...], since_ms: int
-    ) -> list[tuple[str, int, int]]:
-        """``(type, account_id, time_ms)`` of the entries of these types at or after
-        ``since_ms``, newest first, at most MAX_RECENT_ENTRIES (re-deriving the per-account
-        rolling limits' calls at start)."""
-        ...
-
-    async def claim_setting(self, name: str, value: str, *, replace: bool = False) -> str:
-        """The ledger-wide setting ``name``: set to ``value`` if absent (or if ``replace``), and
-        returned as stored. Processes sharing a database agree through it (e.g. on which
-        encryption key seals the secrets)."""
-        ...
 
 
 # -- the negative-balance toolkit (issue 4): settings, interest history, scheduled jobs -----------

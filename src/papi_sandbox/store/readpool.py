@@ -10,27 +10,40 @@ from __future__ import annotations
 
 import asyncio
 import queue
-import sqlite3
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+from papi_sandbox.store.dialect import Db
 
 T = TypeVar("T")
 
 #: Most reads one thread runs before answering them.
 MAX_READ_BATCH = 64
 
-_Item = tuple[Callable[[sqlite3.Connection], Any], asyncio.AbstractEventLoop, asyncio.Future[Any]]
+_Item = tuple[Callable[[Db], Any], asyncio.AbstractEventLoop, asyncio.Future[Any]]
+Settled = tuple[asyncio.Future[Any], Any, BaseException | None]
 
 
-def _settle_all(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+def settle_all(settled: list[Settled]) -> None:
+    """Answer each waiting future (on its event loop) with its result or error."""
     for future, result, error in settled:
-        if future.done():  # the caller went away
+        if future.done():  # the caller went away (cancelled); a change stands regardless
             continue
         if error is not None:
             future.set_exception(error)
         else:
             future.set_result(result)
+
+
+def answer(settled: list[tuple[asyncio.AbstractEventLoop, Settled]]) -> None:
+    """One wake-up per event loop for a whole batch, not one per operation: each
+    ``call_soon_threadsafe`` writes to the loop's self-pipe and takes the GIL once more."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Settled]] = {}
+    for loop, outcome in settled:
+        by_loop.setdefault(loop, []).append(outcome)
+    for loop, outcomes in by_loop.items():
+        loop.call_soon_threadsafe(settle_all, outcomes)
 
 
 def take_batch(
@@ -54,9 +67,7 @@ def take_batch(
 
 
 class ReadPool:
-    def __init__(
-        self, threads: int, connect: Callable[[], sqlite3.Connection], name: str = "papi-read"
-    ) -> None:
+    def __init__(self, threads: int, connect: Callable[[], Db], name: str = "papi-read") -> None:
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         # Every thread connects before the pool is used, so a bad path fails here, at open.
         connections = [connect() for _ in range(threads)]
@@ -67,7 +78,7 @@ class ReadPool:
         for thread in self._threads:
             thread.start()
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def run(self, fn: Callable[[Db], T]) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put((fn, loop, future))
@@ -79,22 +90,21 @@ class ReadPool:
         for thread in self._threads:
             thread.join()
 
-    def _run(self, conn: sqlite3.Connection) -> None:
+    def _run(self, db: Db) -> None:
         try:
             while True:
                 batch, stop = take_batch(self._queue, MAX_READ_BATCH)
                 if not batch:
                     return
-                by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any, Any]]] = {}
+                settled: list[tuple[asyncio.AbstractEventLoop, Settled]] = []
                 for fn, loop, future in batch:
                     try:
-                        outcome: tuple[Any, Any, Any] = (future, fn(conn), None)
+                        outcome: Settled = (future, fn(db), None)
                     except BaseException as exc:  # the caller gets it; the thread goes on
                         outcome = (future, None, exc)
-                    by_loop.setdefault(loop, []).append(outcome)
-                for loop, settled in by_loop.items():
-                    loop.call_soon_threadsafe(_settle_all, settled)
+                    settled.append((loop, outcome))
+                answer(settled)
                 if stop:
                     return
         finally:
-            conn.close()
+            db.conn.close()

@@ -41,7 +41,7 @@ from papi_sandbox.admin.api import (
 from papi_sandbox.api.http import client_ip, read_body
 from papi_sandbox.jobs.runner import Job
 from papi_sandbox.ledger import rules
-from papi_sandbox.ledger.account import UNI_MMR_WITHOUT_MARGIN, AccountSummary, summarize
+from papi_sandbox.ledger.account import UNI_MMR_WITHOUT_MARGIN, AccountSummary
 from papi_sandbox.ledger.model import (
     ADJUSTABLE_WALLETS,
     ADJUSTMENT_REASONS,
@@ -373,7 +373,7 @@ def ui_routes(state: AppState) -> list[BaseRoute]:
         rows = []
         for info in found[:ACCOUNTS_PAGE]:
             balances = await service.balance_rows(info.account_id)
-            summary = summarize(balances)
+            summary = await service.account_summary(info.account_id)
             rows.append(
                 {
                     "info": info,
@@ -410,7 +410,7 @@ def ui_routes(state: AppState) -> list[BaseRoute]:
         info = await service.require_account(account_id)
         snapshot = await service.balances(account_id)
         rows = snapshot.rows()
-        summary = summarize(rows)
+        summary = await service.account_summary(account_id)
         before = _positive_int(request.query_params.get("before"))
         entries = await service.journal(account_id, JOURNAL_PAGE + 1, before)
         more = len(entries) > JOURNAL_PAGE
@@ -542,6 +542,9 @@ def ui_routes(state: AppState) -> list[BaseRoute]:
             verify=result,
         )
 
+    async def not_found(request: Request) -> Response:
+        return refused(request, 404, "There is no such page of the dashboard.")
+
     # -- live feed ------------------------------------------------------------------------------
 
     feeds = [0]  # open live feeds of this process
@@ -579,4 +582,5 @@ def ui_routes(state: AppState) -> list[BaseRoute]:
         Route("/operations/job", action(run_job), methods=["POST"]),
         Route("/operations/verify", action(verify), methods=["POST"]),
         Mount("/static", StaticFiles(packages=[("papi_sandbox.ui", "static")]), name="static"),
+        Route("/{rest:path}", page(not_found), methods=["GET"]),
     ]

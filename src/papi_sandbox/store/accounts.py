@@ -1,0 +1,185 @@
+"""Accounts, their API keys and the ledger-wide settings: each statement once, as a unit of work
+over a :class:`~papi_sandbox.store.dialect.Db` (run by either store, read or write as named in
+:class:`~papi_sandbox.store.shared.SharedStore`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from papi_sandbox.ledger.model import SYSTEM_ACCOUNT_ID, LedgerError
+from papi_sandbox.store.base import MAX_ACCOUNT_PAGE, AccountInfo, AccountSearch, ApiKeyRecord
+from papi_sandbox.store.dialect import Db
+
+#: API keys re-sealed per page when secrets are rewritten (bounded memory at any key count).
+REWRITE_PAGE_ROWS = 1000
+
+_KEY_COLUMNS = (
+    "api_key, account_id, key_type, secret, public_key, can_read, can_trade, ip_whitelist,"
+    " revoked_ms"
+)
+
+
+def lock_account(db: Db, account_id: int) -> None:
+    """Lock the account's row until COMMIT (PostgreSQL; SQLite's writer is alone anyway).
+    Raises LedgerError when the account does not exist."""
+    if db.one(f"SELECT id FROM accounts WHERE id = ?{db.dialect.lock}", (account_id,)) is None:
+        raise LedgerError(f"account {account_id} does not exist")
+
+
+def create_account(db: Db, label: str | None, key: ApiKeyRecord | None, now_ms: int) -> int:
+    """A new account (and its first API key, whose ``account_id`` is ignored); its id."""
+    (account_id,) = db.one(
+        "INSERT INTO accounts (label, created_ms) VALUES (?, ?) RETURNING id", (label, now_ms)
+    )
+    if key is not None:
+        insert_key(db, key, int(account_id), now_ms)
+    return int(account_id)
+
+
+def account(db: Db, account_id: int) -> AccountInfo | None:
+    row = db.one(
+        "SELECT id, label, created_ms, auto_repay, vip_level FROM accounts WHERE id = ?",
+        (account_id,),
+    )
+    if row is None or row[0] == SYSTEM_ACCOUNT_ID:
+        return None
+    return AccountInfo(int(row[0]), row[1], int(row[2]), bool(row[3]), int(row[4]))
+
+
+def list_accounts(
+    db: Db, search: AccountSearch, after_account_id: int, limit: int
+) -> list[AccountInfo]:
+    rows = db.all(
+        "SELECT id, label, created_ms, auto_repay, vip_level FROM accounts"
+        " WHERE id > ? AND id <> ? AND (? = '' OR id = ? OR lower(label) LIKE ? ESCAPE '\\')"
+        " ORDER BY id LIMIT ?",
+        (
+            after_account_id,
+            SYSTEM_ACCOUNT_ID,
+            search.text,
+            search.account_id,
+            search.like_pattern,
+            max(1, min(limit, MAX_ACCOUNT_PAGE)),
+        ),
+    )
+    return [AccountInfo(int(r[0]), r[1], int(r[2]), bool(r[3]), int(r[4])) for r in rows]
+
+
+def set_account_settings(
+    db: Db, account_id: int, auto_repay: bool | None, vip_level: int | None
+) -> bool:
+    """Change the settings given (None: keep); False when the account does not exist."""
+    row = db.one(
+        "UPDATE accounts SET auto_repay = COALESCE(?, auto_repay),"
+        " vip_level = COALESCE(?, vip_level) WHERE id = ? AND id <> ? RETURNING id",
+        (auto_repay, vip_level, account_id, SYSTEM_ACCOUNT_ID),
+    )
+    return row is not None
+
+
+def insert_key(db: Db, key: ApiKeyRecord, account_id: int, now_ms: int) -> None:
+    db.execute(
+        "INSERT INTO api_keys (api_key, account_id, key_type, secret, public_key, can_read,"
+        " can_trade, ip_whitelist, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            key.api_key,
+            account_id,
+            key.key_type,
+            key.secret,
+            key.public_key,
+            key.can_read,
+            key.can_trade,
+            db.dialect.to_list(key.ip_whitelist),
+            now_ms,
+        ),
+    )
+
+
+def add_api_key_limited(db: Db, key: ApiKeyRecord, max_keys: int, now_ms: int) -> bool:
+    """Add ``key`` unless its account has ``max_keys`` live keys already; True when added.
+    The account's lock makes count-then-insert atomic across processes. Raises LedgerError
+    when the account does not exist."""
+    lock_account(db, key.account_id)
+    (live,) = db.one(
+        "SELECT COUNT(*) FROM api_keys WHERE account_id = ? AND revoked_ms IS NULL",
+        (key.account_id,),
+    )
+    if int(live) >= max_keys:
+        return False
+    insert_key(db, key, key.account_id, now_ms)
+    return True
+
+
+def revoke_api_key(db: Db, account_id: int, api_key: str, now_ms: int) -> bool:
+    """Mark the account's live key revoked (announced to other processes at COMMIT); False
+    when the account has no such live key."""
+    row = db.one(
+        "UPDATE api_keys SET revoked_ms = ?"
+        " WHERE api_key = ? AND account_id = ? AND revoked_ms IS NULL RETURNING api_key",
+        (now_ms, api_key, account_id),
+    )
+    if row is None:
+        return False
+    db.dialect.notify_key_revoked(db, api_key)
+    return True
+
+
+def _key_record(db: Db, row: Any) -> ApiKeyRecord:
+    return ApiKeyRecord(
+        api_key=row[0],
+        account_id=int(row[1]),
+        key_type=row[2],
+        secret=row[3],
+        public_key=row[4],
+        can_read=bool(row[5]),
+        can_trade=bool(row[6]),
+        ip_whitelist=db.dialect.from_list(row[7]),
+        revoked=row[8] is not None,
+    )
+
+
+def find_api_key(db: Db, api_key: str) -> ApiKeyRecord | None:
+    row = db.one(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE api_key = ?", (api_key,))
+    return None if row is None else _key_record(db, row)
+
+
+def api_keys(db: Db, account_id: int) -> list[ApiKeyRecord]:
+    """The account's keys, revoked ones included, oldest first."""
+    rows = db.all(
+        f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE account_id = ? ORDER BY created_ms, api_key",
+        (account_id,),
+    )
+    return [_key_record(db, row) for row in rows]
+
+
+def rewrite_api_key_secrets(db: Db, transform: Callable[[str, str], str]) -> int:
+    """Replace each stored HMAC secret ``s`` of key ``k`` by ``transform(s, k)``; the count of
+    rows changed. Keyset pages keep memory flat; the lock clause makes a key being added by
+    another process wait, so none is left unsealed."""
+    changed, after = 0, ""
+    while True:
+        rows = db.all(
+            "SELECT api_key, secret FROM api_keys WHERE secret IS NOT NULL AND api_key > ?"
+            f" ORDER BY api_key LIMIT ?{db.dialect.lock}",
+            (after, REWRITE_PAGE_ROWS),
+        )
+        if not rows:
+            return changed
+        for api_key, secret in rows:
+            new = transform(secret, api_key)
+            if new != secret:
+                db.execute("UPDATE api_keys SET secret = ? WHERE api_key = ?", (new, api_key))
+                changed += 1
+        after = rows[-1][0]
+
+
+def claim_setting(db: Db, name: str, value: str, replace: bool) -> str:
+    """The ledger-wide setting ``name``: set to ``value`` if absent (or if ``replace``), and
+    returned as stored."""
+    action = "UPDATE SET value = excluded.value" if replace else "NOTHING"
+    db.execute(
+        f"INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO {action}",
+        (name, value),
+    )
+    return str(db.one("SELECT value FROM meta WHERE name = ?", (name,))[0])

@@ -1,0 +1,331 @@
+"""What really differs between SQLite and PostgreSQL, and nothing else; plus :class:`Db`, the
+connection every unit of work runs on.
+
+Every statement of the store is written once, with ``?`` placeholders, in the modules that own
+a piece of state (:mod:`~papi_sandbox.store.accounts`, :mod:`~papi_sandbox.store.journal`,
+:mod:`~papi_sandbox.store.jobs`). A :class:`Dialect` supplies the rest:
+
+========================  ===============================  =====================================
+difference                SQLite                           PostgreSQL
+========================  ===============================  =====================================
+placeholders              ``?``                            ``%s`` (translated once per text)
+money columns             canonical 8-digit ``TEXT``       ``NUMERIC(38, 8)``
+lock clause               none (one writer thread)         ``FOR UPDATE``
+balance rows              absolute amounts, written by     deltas added under row locks, the
+                          the one writer                   system account's rows in buckets
+revoked key announced     nothing to announce (one         ``pg_notify`` at COMMIT
+                          process)
+committed entry           kept for the writer to publish   ``pg_notify`` at COMMIT, to every
+announced                 after COMMIT                     process (this one included)
+large reads               a plain cursor                   a server-side cursor
+========================  ===============================  =====================================
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from papi_sandbox import money
+from papi_sandbox.ledger.model import (
+    SYSTEM_ACCOUNT_ID,
+    CommittedEntry,
+    Entry,
+    Posting,
+    Wallet,
+)
+
+#: The system account's balance of one (wallet, asset) is kept by PostgreSQL as this many rows
+#: (buckets), summed when read: every deposit or withdrawal of every account updates it, so one
+#: row would let only one transaction per asset commit at a time (~1 fsync each). An entry of
+#: account A uses bucket A % SYSTEM_BALANCE_BUCKETS. Users' rows have only bucket 0 (their account
+#: lock serialises them). SQLite has one writer, hence one row per balance.
+SYSTEM_BALANCE_BUCKETS = 16
+#: The LISTEN/NOTIFY channel on which revoked API keys are announced to every process.
+KEY_REVOKED_CHANNEL = "papi_key_revoked"
+#: The LISTEN/NOTIFY channel on which every committed journal entry is announced (with its
+#: resulting balances), for the user data stream of every process (docs/design.md).
+ENTRY_CHANNEL = "papi_entries"
+#: Largest notification payload sent inline (PostgreSQL refuses 8000 bytes and more); a larger
+#: entry is announced by its tranId and account, and each listener reads it from the journal.
+NOTIFY_PAYLOAD_LIMIT = 7900
+#: Rows a server-side cursor fetches at a time while a large read (``verify``) streams.
+STREAM_FETCH_ROWS = 10_000
+
+BalanceKey = tuple[Wallet, str]
+
+
+class Db:
+    """One connection (sqlite3 or psycopg, DB-API) in one transaction, with its dialect.
+
+    ``touched`` collects the accounts whose balances the unit of work changed (the SQLite store
+    invalidates exactly those cached snapshots after the COMMIT); ``committed`` the entries it
+    appended, which the SQLite writer publishes once the COMMIT returned."""
+
+    __slots__ = ("committed", "conn", "dialect", "touched")
+
+    def __init__(self, conn: Any, dialect: Dialect) -> None:
+        self.conn = conn
+        self.dialect = dialect
+        self.touched: set[int] = set()
+        self.committed: list[CommittedEntry] = []
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        """Run one statement; returns its DB-API cursor."""
+        return self.conn.execute(self.dialect.sql(sql), args)
+
+    def one(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        """The first row of one statement, or None."""
+        return self.conn.execute(self.dialect.sql(sql), args).fetchone()
+
+    def all(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        return list(self.conn.execute(self.dialect.sql(sql), args).fetchall())
+
+    def many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """One statement for each row of ``rows``."""
+        cur = self.conn.cursor()
+        try:
+            cur.executemany(self.dialect.sql(sql), rows)
+        finally:
+            cur.close()
+
+    def stream(self, sql: str, args: Sequence[Any] = ()) -> Iterator[Any]:
+        """The rows of a large read, without holding them all in memory."""
+        return self.dialect.stream(self.conn, self.dialect.sql(sql), args)
+
+
+class Dialect:
+    """The SQLite side; :class:`PostgresDialect` overrides what PostgreSQL does differently."""
+
+    name = "sqlite"
+    #: Appended to a SELECT that must lock its rows until COMMIT.
+    lock = ""
+    #: A money literal zero in SQL (canonical text compares as text: '-' sorts before digits).
+    money_zero = "'0'"
+    #: How one balance row reads: SQLite has one row per balance, PostgreSQL sums its buckets.
+    balance_columns = "wallet, asset, amount, updated_ms"
+    balance_group = ""
+    #: Column types and fragments the migrations are written with.
+    ddl: Mapping[str, str] = {
+        "id_key": "INTEGER PRIMARY KEY",
+        "serial_key": "INTEGER PRIMARY KEY",
+        "bigint": "INTEGER",
+        "bool": "INTEGER",
+        "true": "1",
+        "false": "0",
+        "money": "TEXT",
+        "money_zero": "'0'",
+        "text_list": "TEXT NOT NULL DEFAULT '[]'",
+        "without_rowid": " WITHOUT ROWID",
+        "bucket_column": "",
+        "bucket_key": "",
+    }
+
+    def sql(self, text: str) -> str:
+        return text
+
+    def to_money(self, value: Decimal) -> Any:
+        return money.to_storage(value)
+
+    def from_money(self, value: Any) -> Decimal:
+        return money.from_storage(value)
+
+    def to_list(self, values: Sequence[str]) -> Any:
+        return json.dumps(list(values))
+
+    def from_list(self, value: Any) -> tuple[str, ...]:
+        return tuple(json.loads(value))
+
+    def now_ms_sql(self) -> str:
+        """The database's clock in ms, as SQL (leases: machines' clocks may disagree)."""
+        return "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
+
+    def stream(self, conn: Any, sql: str, args: Sequence[Any]) -> Iterator[Any]:
+        return iter(conn.execute(sql, args))
+
+    def notify_key_revoked(self, db: Db, api_key: str) -> None:
+        """Announce a revocation to other processes at COMMIT (SQLite: one process, no one)."""
+
+    def announce_entry(self, db: Db, committed: CommittedEntry) -> None:
+        """Make an appended entry known once its transaction commits, never if it rolls back
+        (SQLite: the writer publishes ``db.committed`` after COMMIT)."""
+        db.committed.append(committed)
+
+    def apply_postings(
+        self,
+        db: Db,
+        account_id: int,
+        postings: Sequence[Posting],
+        now_ms: int,
+        before: Mapping[BalanceKey, Decimal],
+    ) -> None:
+        """Add ``postings`` to the stored balances. SQLite's one writer reads each row and
+        writes its new absolute amount; ``before`` (every balance row of ``account_id``, read in
+        this transaction) spares reading those again."""
+        rows = []
+        for (owner, wallet, asset), net in _nets(postings).items():
+            if owner == account_id:
+                current = before.get((wallet, asset), money.ZERO)
+            else:
+                row = db.one(
+                    "SELECT amount FROM balances WHERE account_id = ? AND asset = ? AND wallet = ?",
+                    (owner, asset, wallet.value),
+                )
+                current = money.from_storage(row[0]) if row else money.ZERO
+            rows.append(
+                (owner, asset, wallet.value, money.to_storage(money.add(current, net)), now_ms)
+            )
+        db.many(UPSERT_BALANCE, rows)
+
+
+#: A balance row's new absolute amount (SQLite's one writer: ``apply_postings`` and the batch run).
+UPSERT_BALANCE = (
+    "INSERT INTO balances (account_id, asset, wallet, amount, updated_ms) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (account_id, asset, wallet)"
+    " DO UPDATE SET amount = excluded.amount, updated_ms = excluded.updated_ms"
+)
+
+
+class PostgresDialect(Dialect):
+    name = "postgresql"
+    lock = " FOR UPDATE"
+    money_zero = "0"
+    balance_columns = "wallet, asset, SUM(amount), MAX(updated_ms)"
+    balance_group = " GROUP BY account_id, wallet, asset"
+    ddl: Mapping[str, str] = {
+        "id_key": "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
+        "serial_key": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+        "bigint": "BIGINT",
+        "bool": "BOOLEAN",
+        "true": "TRUE",
+        "false": "FALSE",
+        "money": "NUMERIC(38, 8)",
+        "money_zero": "0",
+        "text_list": "TEXT[] NOT NULL DEFAULT '{}'",
+        "without_rowid": "",
+        "bucket_column": "bucket SMALLINT NOT NULL DEFAULT 0,",
+        "bucket_key": ", bucket",
+    }
+
+    def __init__(self) -> None:
+        self._translated: dict[str, str] = {}
+
+    def sql(self, text: str) -> str:
+        # Statements are constants, so the cache holds one translation per statement text.
+        done = self._translated.get(text)
+        if done is None:
+            done = self._translated[text] = text.replace("?", "%s")
+        return done
+
+    def to_money(self, value: Decimal) -> Any:
+        return value
+
+    def from_money(self, value: Any) -> Decimal:
+        return Decimal(value)
+
+    def to_list(self, values: Sequence[str]) -> Any:
+        return list(values)
+
+    def from_list(self, value: Any) -> tuple[str, ...]:
+        return tuple(value)
+
+    def now_ms_sql(self) -> str:
+        return "(extract(epoch from clock_timestamp()) * 1000)::bigint"
+
+    def stream(self, conn: Any, sql: str, args: Sequence[Any]) -> Iterator[Any]:
+        with conn.cursor(name="papi_stream") as cur:
+            cur.itersize = STREAM_FETCH_ROWS
+            cur.execute(sql, args)
+            yield from cur
+
+    def notify_key_revoked(self, db: Db, api_key: str) -> None:
+        # Delivered to every listening process when the transaction commits.
+        db.execute("SELECT pg_notify(?, ?)", (KEY_REVOKED_CHANNEL, api_key))
+
+    def announce_entry(self, db: Db, committed: CommittedEntry) -> None:
+        # NOTIFY inside the transaction: delivered only if (and when) it commits, in commit
+        # order, to every process (this one included); dropped with a rolled-back savepoint.
+        payload = encode_committed(committed)
+        if len(payload) > NOTIFY_PAYLOAD_LIMIT:
+            payload = orjson.dumps({"t": committed.entry.tran_id, "a": committed.entry.account_id})
+        db.execute("SELECT pg_notify(?, ?)", (ENTRY_CHANNEL, payload.decode()))
+
+    def apply_postings(
+        self,
+        db: Db,
+        account_id: int,
+        postings: Sequence[Posting],
+        now_ms: int,
+        before: Mapping[BalanceKey, Decimal],
+    ) -> None:
+        """Add each row's delta under its row lock, in one global order: the entry's own
+        account first (already serialised by its account lock), then every other row by
+        (account_id, asset, wallet, bucket), so two transactions never wait in a cycle; the
+        system account's hot rows come last and are held only until COMMIT."""
+        system_bucket = account_id % SYSTEM_BALANCE_BUCKETS
+        deltas: dict[tuple[int, str, str, int], Decimal] = {}
+        for (owner, wallet, asset), net in _nets(postings).items():
+            bucket = system_bucket if owner == SYSTEM_ACCOUNT_ID else 0
+            deltas[(owner, asset, wallet.value, bucket)] = net
+        ordered = sorted(deltas.items(), key=lambda item: (item[0][0] != account_id, item[0]))
+        db.many(
+            "INSERT INTO balances (account_id, asset, wallet, bucket, amount, updated_ms)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (account_id, asset, wallet, bucket)"
+            " DO UPDATE SET amount = balances.amount + EXCLUDED.amount,"
+            " updated_ms = EXCLUDED.updated_ms",
+            [(*key, delta, now_ms) for key, delta in ordered],
+        )
+
+
+def _nets(postings: Iterable[Posting]) -> dict[tuple[int, Wallet, str], Decimal]:
+    """Each balance row an entry touches, once, with the net of its postings."""
+    nets: dict[tuple[int, Wallet, str], Decimal] = {}
+    for p in postings:
+        key = (p.account_id, p.wallet, p.asset)
+        nets[key] = money.add(nets.get(key, money.ZERO), p.amount)
+    return nets
+
+
+def encode_committed(committed: CommittedEntry) -> bytes:
+    entry = committed.entry
+    return orjson.dumps(
+        {
+            "t": entry.tran_id,
+            "y": entry.type,
+            "m": entry.time_ms,
+            "a": entry.account_id,
+            "p": [
+                [p.account_id, p.wallet.value, p.asset, money.to_storage(p.amount)]
+                for p in entry.postings
+            ],
+            "b": [[w.value, a, money.to_storage(v)] for w, a, v in committed.balances],
+        }
+    )
+
+
+def decode_committed(payload: str) -> CommittedEntry | None:
+    """The announced entry, or None when the announcement is only a reference (too large)."""
+    data = orjson.loads(payload)
+    if "p" not in data:
+        return None
+    entry = Entry(
+        int(data["t"]),
+        str(data["y"]),
+        int(data["m"]),
+        int(data["a"]),
+        tuple(
+            Posting(int(acc), Wallet(w), str(a), money.from_storage(v))
+            for acc, w, a, v in data["p"]
+        ),
+    )
+    return CommittedEntry(
+        entry, tuple((Wallet(w), str(a), money.from_storage(v)) for w, a, v in data["b"])
+    )
+
+
+SQLITE = Dialect()
+POSTGRES = PostgresDialect()

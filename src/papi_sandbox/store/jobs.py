@@ -1,0 +1,170 @@
+"""Scheduled jobs' state: interest history, the (job, slot, account) markers that make a job
+idempotent, and leases; each statement once, as a unit of work over a
+:class:`~papi_sandbox.store.dialect.Db`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from papi_sandbox.ledger.model import SYSTEM_ACCOUNT_ID
+from papi_sandbox.store.base import (
+    MAX_INTEREST_PAGE,
+    MAX_JOB_BATCH_ACCOUNTS,
+    InterestRecord,
+    JobAccount,
+    JobBatchResult,
+    JobPlanner,
+)
+from papi_sandbox.store.dialect import Db
+from papi_sandbox.store.journal import append_entry, load_balances
+
+
+def interest_history(
+    db: Db, account_id: int, asset: str | None, start_ms: int, end_ms: int, limit: int
+) -> list[InterestRecord]:
+    """Rows with start_ms <= accrued_ms <= end_ms, newest first, at most ``limit`` (clamped to
+    1..MAX_INTEREST_PAGE)."""
+    d = db.dialect
+    sql = (
+        "SELECT account_id, asset, interest, rate, principal, accrued_ms, tran_id"
+        " FROM interest_records WHERE account_id = ? AND accrued_ms BETWEEN ? AND ?"
+    )
+    args: list[object] = [account_id, start_ms, end_ms]
+    if asset is not None:
+        sql += " AND asset = ?"
+        args.append(asset)
+    sql += " ORDER BY accrued_ms DESC, id DESC LIMIT ?"
+    args.append(max(1, min(limit, MAX_INTEREST_PAGE)))
+    return [
+        InterestRecord(
+            int(r[0]),
+            r[1],
+            d.from_money(r[2]),
+            d.from_money(r[3]),
+            d.from_money(r[4]),
+            int(r[5]),
+            int(r[6]),
+        )
+        for r in db.all(sql, args)
+    ]
+
+
+def job_candidates(db: Db, after_account_id: int, limit: int) -> list[int]:
+    """Keyset page of accounts with a negative UM or CM wallet, id > ``after_account_id``."""
+    # The WHERE clause repeats the partial index's, so only that index is read.
+    rows = db.all(
+        "SELECT DISTINCT account_id FROM balances"
+        f" WHERE wallet IN ('UM', 'CM') AND amount < {db.dialect.money_zero} AND account_id > ?"
+        " ORDER BY account_id LIMIT ?",
+        (max(after_account_id, SYSTEM_ACCOUNT_ID), max(1, min(limit, MAX_JOB_BATCH_ACCOUNTS))),
+    )
+    return [int(r[0]) for r in rows]
+
+
+def run_job_batch(
+    db: Db,
+    job: str,
+    slot_ms: int,
+    entry_type: str,
+    account_ids: list[int],
+    plan: JobPlanner,
+    clock_ms: Callable[[], int],
+) -> JobBatchResult:
+    """For each account not yet marked for (job, slot): run the rule on its balances, append
+    its entry and interest rows, and mark it, all in the caller's one transaction (so a re-run
+    after a crash never applies twice). Raises ValueError past MAX_JOB_BATCH_ACCOUNTS."""
+    if len(account_ids) > MAX_JOB_BATCH_ACCOUNTS:
+        raise ValueError(f"a job batch carries at most {MAX_JOB_BATCH_ACCOUNTS} accounts")
+    result = JobBatchResult()
+    ids = sorted(set(account_ids) - {SYSTEM_ACCOUNT_ID})
+    marks = ", ".join("?" * len(ids)) or "NULL"
+    # Lock every account of the batch first, in id order, before any shared (system) balance
+    # row: a request locks its one account first too, so no cycle of waits can form. Then read
+    # the markers under those locks: another process's batch has committed its marks by then.
+    settings = {
+        int(r[0]): (bool(r[1]), int(r[2]))
+        for r in db.all(
+            f"SELECT id, auto_repay, vip_level FROM accounts WHERE id IN ({marks})"
+            f" ORDER BY id{db.dialect.lock}",
+            ids,
+        )
+    }
+    done = {
+        int(r[0])
+        for r in db.all(
+            f"SELECT account_id FROM job_marks WHERE job = ? AND slot_ms = ?"
+            f" AND account_id IN ({marks})",
+            [job, slot_ms, *ids],
+        )
+    }
+    for account_id in account_ids:
+        if account_id == SYSTEM_ACCOUNT_ID:
+            continue
+        result.accounts += 1
+        if account_id in done:
+            result.already_done += 1
+            continue
+        if account_id not in settings:
+            continue
+        snapshot = load_balances(db, account_id)
+        auto_repay, vip_level = settings[account_id]
+        decision = result.decide(
+            plan, JobAccount(account_id, auto_repay, vip_level, snapshot.amounts)
+        )
+        tran_id: int | None = None
+        if decision.postings:
+            entry = append_entry(
+                db, account_id, entry_type, decision.postings, clock_ms(), snapshot.amounts
+            )
+            tran_id = entry.tran_id
+            result.entries.append(entry)
+            db.many(
+                "INSERT INTO interest_records (account_id, asset, interest, rate, principal,"
+                " accrued_ms, tran_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        account_id,
+                        c.asset,
+                        db.dialect.to_money(c.interest),
+                        db.dialect.to_money(c.rate),
+                        db.dialect.to_money(c.principal),
+                        slot_ms,
+                        tran_id,
+                    )
+                    for c in decision.interest
+                ],
+            )
+        # Same transaction as the entry: after a crash both exist or neither does.
+        db.execute(
+            "INSERT INTO job_marks (job, slot_ms, account_id, tran_id) VALUES (?, ?, ?, ?)",
+            (job, slot_ms, account_id, tran_id),
+        )
+        done.add(account_id)
+    return result
+
+
+def prune_job_marks(db: Db, before_slot_ms: int) -> int:
+    """Forget markers of slots older than ``before_slot_ms``; how many."""
+    return int(db.execute("DELETE FROM job_marks WHERE slot_ms < ?", (before_slot_ms,)).rowcount)
+
+
+def try_lease(db: Db, name: str, holder: str, ttl_ms: int) -> bool:
+    """Take or renew the lease ``name`` for ``holder`` for ``ttl_ms`` (database clock); True when
+    ``holder`` holds it now (it was free, expired, or already its)."""
+    now = db.dialect.now_ms_sql()
+    row = db.one(
+        f"INSERT INTO leases (name, holder, expires_ms) VALUES (?, ?, {now} + ?)"
+        " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,"
+        " expires_ms = excluded.expires_ms"
+        f" WHERE leases.holder = excluded.holder OR leases.expires_ms <= {now}"
+        " RETURNING holder",
+        (name, holder, ttl_ms),
+    )
+    return row is not None
+
+
+def lease_active(db: Db, name: str) -> bool:
+    """True while some holder holds an unexpired lease ``name`` (database clock)."""
+    now = db.dialect.now_ms_sql()
+    row = db.one(f"SELECT 1 FROM leases WHERE name = ? AND expires_ms > {now}", (name,))
+    return row is not None

@@ -1,0 +1,195 @@
+"""The journal and the balances: the one path by which money moves, and the replay that proves it.
+
+:func:`transact` is the one read-plan-write unit (lock the account, read its balances, run the
+pure rule, :func:`append_entry`); :func:`append_entry` is the one place that writes an entry, its
+postings and the balance rows (through the dialect: absolute amounts or bucketed deltas).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+
+from papi_sandbox import money
+from papi_sandbox.ledger.model import (
+    SYSTEM_ACCOUNT_ID,
+    AccountBalances,
+    CommittedEntry,
+    Entry,
+    Posting,
+    Wallet,
+    committed_entry,
+    is_balanced,
+)
+from papi_sandbox.progress import NO_PROGRESS, Progress
+from papi_sandbox.store.accounts import lock_account
+from papi_sandbox.store.base import MAX_JOURNAL_PAGE, MAX_RECENT_ENTRIES, Planner, VerifyReport
+from papi_sandbox.store.dialect import BalanceKey, Db
+from papi_sandbox.store.replay import LedgerReplay
+
+INSERT_POSTING = (
+    "INSERT INTO postings (tran_id, seq, account_id, wallet, asset, amount)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
+def load_balances(db: Db, account_id: int) -> AccountBalances:
+    """Every balance row of the account (SQLite: one row each; PostgreSQL: buckets summed)."""
+    d = db.dialect
+    result = AccountBalances()
+    for wallet, asset, amount, updated_ms in db.all(
+        f"SELECT {d.balance_columns} FROM balances WHERE account_id = ?{d.balance_group}",
+        (account_id,),
+    ):
+        result.amounts[(Wallet(wallet), asset)] = d.from_money(amount)
+        if updated_ms > result.updated_ms.get(asset, -1):
+            result.updated_ms[asset] = int(updated_ms)
+    return result
+
+
+def append_entry(
+    db: Db,
+    account_id: int,
+    entry_type: str,
+    postings: list[Posting],
+    now_ms: int,
+    before: Mapping[BalanceKey, Decimal],
+) -> Entry:
+    """Journal one entry, apply it to the stored balances and announce it (at COMMIT); the
+    caller holds the account's lock and read ``before`` (every balance row of ``account_id``)
+    in this transaction. Raises AssertionError for postings that do not sum to zero per
+    asset."""
+    # Assert where it is relied on: nothing unbalanced ever reaches the journal.
+    if not is_balanced(postings):
+        raise AssertionError(f"unbalanced postings from {entry_type}: {postings}")
+    d = db.dialect
+    (tran_id,) = db.one(
+        "INSERT INTO entries (account_id, type, time_ms) VALUES (?, ?, ?) RETURNING tran_id",
+        (account_id, entry_type, now_ms),
+    )
+    tran_id = int(tran_id)
+    db.many(
+        INSERT_POSTING,
+        [
+            (tran_id, seq, p.account_id, p.wallet.value, p.asset, d.to_money(p.amount))
+            for seq, p in enumerate(postings)
+        ],
+    )
+    d.apply_postings(db, account_id, postings, now_ms, before)
+    db.touched.update(p.account_id for p in postings)
+    entry = Entry(tran_id, entry_type, now_ms, account_id, tuple(postings))
+    d.announce_entry(db, committed_entry(entry, before))
+    return entry
+
+
+def transact(db: Db, account_id: int, entry_type: str, plan: Planner, now_ms: int) -> Entry | None:
+    """Lock the account, read its balances, run ``plan``, append the entry: the one path of
+    change. None (nothing written) when the plan has no postings. Raises LedgerError when the
+    account does not exist or the plan refuses."""
+    lock_account(db, account_id)
+    snapshot = load_balances(db, account_id)
+    postings = plan(snapshot.amounts)
+    if not postings:
+        return None
+    return append_entry(db, account_id, entry_type, postings, now_ms, snapshot.amounts)
+
+
+def journal(db: Db, account_id: int, limit: int, before_tran_id: int | None) -> list[Entry]:
+    """The account's entries with tran_id < ``before_tran_id``, newest first, at most
+    ``limit`` (clamped to 1..MAX_JOURNAL_PAGE)."""
+    limit = max(1, min(limit, MAX_JOURNAL_PAGE))
+    before = before_tran_id if before_tran_id is not None else 2**62
+    d = db.dialect
+    entries: list[Entry] = []
+    head: tuple[int, str, int] | None = None
+    postings: list[Posting] = []
+    for tran_id, entry_type, time_ms, owner, wallet, asset, amount in db.all(
+        "WITH heads AS (SELECT tran_id, type, time_ms FROM entries"
+        "  WHERE account_id = ? AND tran_id < ? ORDER BY tran_id DESC LIMIT ?)"
+        " SELECT h.tran_id, h.type, h.time_ms, p.account_id, p.wallet, p.asset, p.amount"
+        " FROM heads h JOIN postings p ON p.tran_id = h.tran_id"
+        " ORDER BY h.tran_id DESC, p.seq",
+        (account_id, before, limit),
+    ):
+        if head is None or head[0] != tran_id:
+            if head is not None:
+                entries.append(Entry(*head, account_id, tuple(postings)))
+            head, postings = (int(tran_id), entry_type, int(time_ms)), []
+        postings.append(Posting(int(owner), Wallet(wallet), asset, d.from_money(amount)))
+    if head is not None:
+        entries.append(Entry(*head, account_id, tuple(postings)))
+    return entries
+
+
+def read_committed(db: Db, tran_id: int, account_id: int) -> CommittedEntry | None:
+    """An entry read back from the journal, with its account's resulting balances: the sum of
+    the account's postings up to this tranId (tranIds of one account increase in commit order,
+    so this is exactly the balance right after the entry, whatever committed since). None when
+    no such entry exists. PostgreSQL only (numeric SUM); SQLite never needs to read one back."""
+    d = db.dialect
+    head = db.one(
+        "SELECT type, time_ms FROM entries WHERE tran_id = ? AND account_id = ?",
+        (tran_id, account_id),
+    )
+    if head is None:
+        return None
+    postings = tuple(
+        Posting(int(r[0]), Wallet(r[1]), r[2], d.from_money(r[3]))
+        for r in db.all(
+            "SELECT account_id, wallet, asset, amount FROM postings WHERE tran_id = ? ORDER BY seq",
+            (tran_id,),
+        )
+    )
+    entry = Entry(tran_id, str(head[0]), int(head[1]), account_id, postings)
+    touched = list(
+        dict.fromkeys((p.wallet, p.asset) for p in postings if p.account_id == account_id)
+    )
+    sums = {
+        (Wallet(w), a): d.from_money(v)
+        for w, a, v in db.all(
+            "SELECT wallet, asset, SUM(amount) FROM postings WHERE account_id = ? AND tran_id <= ?"
+            " GROUP BY wallet, asset",
+            (account_id, tran_id),
+        )
+    }
+    return CommittedEntry(entry, tuple((w, a, sums.get((w, a), money.ZERO)) for w, a in touched))
+
+
+def entry_counts(db: Db) -> dict[str, int]:
+    """Journal entries by type over the whole ledger."""
+    return {str(t): int(n) for t, n in db.all("SELECT type, COUNT(*) FROM entries GROUP BY type")}
+
+
+def recent_entries(
+    db: Db, entry_types: tuple[str, ...], since_ms: int
+) -> list[tuple[str, int, int]]:
+    """``(type, account_id, time_ms)`` of the entries of these types at or after ``since_ms``,
+    newest first, at most MAX_RECENT_ENTRIES (re-deriving the per-account rolling limits' calls
+    at start, wire/account_limits.py)."""
+    marks = ", ".join("?" * len(entry_types))
+    rows = db.all(
+        f"SELECT type, account_id, time_ms FROM entries WHERE type IN ({marks})"
+        " AND time_ms >= ? ORDER BY tran_id DESC LIMIT ?",
+        (*entry_types, since_ms, MAX_RECENT_ENTRIES),
+    )
+    return [(str(t), int(a), int(ms)) for t, a, ms in rows]
+
+
+def verify(db: Db, progress: Progress = NO_PROGRESS) -> VerifyReport:
+    """Replay every posting against the stored balances; the caller holds one consistent
+    snapshot (a read transaction). Memory grows with the balance rows, not the journal."""
+    d = db.dialect
+    replay = LedgerReplay(progress)
+    replay.report.entries = int(db.one("SELECT COUNT(*) FROM entries")[0])
+    for tran_id, account_id, wallet, asset, amount in db.stream(
+        "SELECT tran_id, account_id, wallet, asset, amount FROM postings ORDER BY tran_id, seq"
+    ):
+        replay.posting(int(tran_id), int(account_id), wallet, asset, d.from_money(amount))
+    for account_id, wallet, asset, amount, _ in db.stream(
+        f"SELECT account_id, {d.balance_columns} FROM balances{d.balance_group}"
+    ):
+        replay.stored_balance(int(account_id), wallet, asset, d.from_money(amount))
+    replay.report.accounts = int(
+        db.one("SELECT COUNT(*) FROM accounts WHERE id <> ?", (SYSTEM_ACCOUNT_ID,))[0]
+    )
+    return replay.finish()
