@@ -57,7 +57,8 @@ class StoreFailures:
             self.total,
             exc,
             f" ({type(cause).__name__})" if cause is not None else "",
-            exc_info=exc if with_traceback else None,
+            # One traceback: where the storage failed (the cause), not our re-raise of it too.
+            exc_info=(cause or exc) if with_traceback else None,
         )
 
 

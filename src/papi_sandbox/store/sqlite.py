@@ -79,7 +79,7 @@ EXTERNAL_CHANGE_CHECK_S = 0.002
 def path_from_url(url: str) -> Path:
     """``sqlite:///abs/path.db`` or ``sqlite:relative.db`` or a bare path -> Path."""
     if url.startswith("sqlite:///"):
-        return Path("/" + url[len("sqlite:///") :])
+        return Path("/" + url[len("sqlite:///") :].lstrip("/"))
     if url.startswith("sqlite://"):
         return Path(url[len("sqlite://") :])
     if url.startswith("sqlite:"):
