@@ -332,6 +332,7 @@ def _serve_workers(settings: Settings, workers: int, log_config: Any) -> None:
 
     from papi_sandbox.secretbox import load_or_create_key
     from papi_sandbox.store import upgrade
+    from papi_sandbox.stream.ws import websocket_server_options
 
     upgrade(settings.db_url)  # once, before the workers race to do it
     load_or_create_key(settings.data_dir)  # likewise the encryption key they must all share
@@ -370,6 +371,7 @@ def _serve_workers(settings: Settings, workers: int, log_config: Any) -> None:
         timeout_keep_alive=settings.keep_alive_timeout_s,
         limit_concurrency=settings.max_connections,
         timeout_graceful_shutdown=5,
+        **websocket_server_options(),
     )
 
 
@@ -380,13 +382,18 @@ def _os_error_text(exc: OSError) -> str:
 
 
 @db_app.command("upgrade")
-def db_upgrade(db: Db = None, data_dir: DataDir = settings_mod.DEFAULT_DATA_DIR) -> None:
+def db_upgrade(
+    db: Db = None,
+    data_dir: DataDir = settings_mod.DEFAULT_DATA_DIR,
+    progress: ProgressOpt = None,
+) -> None:
     """Apply pending schema migrations (the service also applies them when it starts)."""
     from papi_sandbox.store import upgrade
 
     settings = Settings(data_dir=data_dir, db=db)
     try:
-        before, after = upgrade(settings.db_url)
+        with progress_for(progress) as shown:
+            before, after = upgrade(settings.db_url, shown)
     except Exception as exc:  # shown, not a traceback: a wrong URL is the usual cause
         err_console.print(f"[red]Cannot upgrade the database: {type(exc).__name__}: {exc}[/red]")
         raise typer.Exit(2) from None

@@ -24,6 +24,7 @@ from papi_sandbox.market.state import Market
 from papi_sandbox.secretbox import SecretBox
 from papi_sandbox.store.base import AccountInfo, ApiKeyRecord, InterestRecord
 from papi_sandbox.store.contract import Store
+from papi_sandbox.stream.listen_keys import ListenKeys
 from papi_sandbox.wire.auth import KEY_TYPES, load_public_key, new_api_key, new_hmac_secret
 
 
@@ -53,6 +54,8 @@ class Service:
         self.store = store
         # Seals HMAC secrets before they reach the store; None only in tests of the bare service.
         self.box = box
+        #: The user data stream's listen keys (stream/listen_keys.py).
+        self.listen_keys = ListenKeys(store)
         #: The UM market (symbols from configuration, prices from the store).
         self.market = market or Market()
 

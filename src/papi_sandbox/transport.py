@@ -111,6 +111,12 @@ def guarded_protocol(read_timeout_s: float) -> type[HttpToolsProtocol]:
             self._disarm()
             super().on_message_complete()
 
+        def handle_websocket_upgrade(self) -> None:
+            # The connection becomes a WebSocket (the user data stream): its own protocol
+            # (pings, the stream's limits) governs it from here, not the HTTP read deadline.
+            self._disarm()
+            super().handle_websocket_upgrade()
+
     return GuardedHttpToolsProtocol
 
 
@@ -132,8 +138,11 @@ def server_options(
     """uvicorn's options for one server process, and the process's GC thresholds: the server
     stack ``serve`` runs, in one place, so that the benchmark's ceiling app runs on exactly the
     same one (bench/ceiling.py)."""
+    from papi_sandbox.stream.ws import websocket_server_options
+
     gc.set_threshold(*GC_THRESHOLDS)
     return {
+        **websocket_server_options(),  # the user data stream's pings and message size
         "loop": "uvloop",
         "http": guarded_protocol(read_timeout_s),
         # uvicorn's access line holds the query string (and so the signature): ours replaces it.

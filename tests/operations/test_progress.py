@@ -20,8 +20,11 @@ import pytest
 from papi_sandbox.ledger import rules
 from papi_sandbox.ledger.model import EntryType, Wallet
 from papi_sandbox.progress import NO_PROGRESS, Batched, Tick, progress_for, wants_progress
+from papi_sandbox.store.dialect import SQLITE
 from papi_sandbox.store.replay import LedgerReplay
-from papi_sandbox.store.sqlite import SQLiteStore
+from papi_sandbox.store.schema import MIGRATIONS, migrate
+from papi_sandbox.store.sqlite import SQLiteStore, connect
+from tests.store.test_contract import make_old_sqlite
 
 ACCOUNTS = 30
 
@@ -156,6 +159,37 @@ def test_replay_without_a_hook_reports_the_same() -> None:
 
 
 # -- the commands ---------------------------------------------------------------------------------
+
+
+def test_migrations_count_each_pending_statement(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "fresh.db")
+    try:
+        recorder = Recorder()
+        assert migrate(conn, SQLITE, recorder) == (0, len(MIGRATIONS))
+        again = Recorder()
+        migrate(conn, SQLITE, again)
+    finally:
+        conn.close()
+    assert [d for d, _, _ in recorder.stages] == [
+        f"migration {m.version}: {m.summary}" for m in MIGRATIONS
+    ]
+    for (_, total, ticks), m in zip(recorder.stages, MIGRATIONS, strict=True):
+        assert total == sum(ticks) == len(m.statements(SQLITE))
+    assert again.stages == []  # nothing pending, nothing shown
+
+
+def test_db_upgrade_of_an_old_ledger_shows_its_pending_migrations(tmp_path: Path) -> None:
+    old = tmp_path / "old.db"
+    make_old_sqlite(old, 1)  # a ledger of the first release: versions 2 to 5 are pending
+    shown = cli("db", "upgrade", "--db", f"sqlite:///{old}", "--progress")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == f"schema upgraded from version 1 to {len(MIGRATIONS)}\n"
+    assert "migration 1:" not in shown.stderr
+    for m in MIGRATIONS[1:]:
+        assert f"migration {m.version}: {m.summary}" in shown.stderr
+    quiet = cli("db", "upgrade", "--db", f"sqlite:///{old}")
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    assert quiet.stdout == f"schema is at version {len(MIGRATIONS)}; nothing to do\n"
 
 
 def test_verify_progress_when_asked_goes_to_stderr_only(ledger: Path) -> None:

@@ -407,3 +407,35 @@ def test_a_ledger_newer_than_the_program_is_refused(tmp_path: Path) -> None:
         conn.execute("INSERT INTO schema_migrations VALUES (999, 0)")
     with pytest.raises(RuntimeError, match="999"):
         upgrade(url)
+
+
+def test_listen_keys(store_url: str) -> None:
+    """One active listen key per API key; extend, close, find; revocation shows."""
+    from papi_sandbox.store import listen_keys as table
+
+    async def body(store: Store) -> None:
+        api = key("api-lk").api_key
+        account = await store.create_account("lk", key("api-lk"))
+        opened = await store.write(table.open_key, api, account, "K1", 1000, 5000)
+        assert (opened.listen_key, opened.account_id, opened.expires_ms) == ("K1", account, 5000)
+        again = await store.write(table.open_key, api, account, "K2", 2000, 6000)
+        assert (again.listen_key, again.expires_ms) == ("K1", 6000)  # the active one, extended
+        kept = await store.write(table.keepalive_key, api, "K1", 3000, 7000)
+        assert kept is not None and kept.expires_ms == 7000
+        assert await store.write(table.keepalive_key, api, "K9", 3000, 7000) is None
+        assert await store.write(table.keepalive_key, api, None, 8000, 9000) is None  # expired
+        fresh = await store.write(table.open_key, api, account, "K3", 8000, 9000)
+        assert fresh.listen_key == "K3"
+        closed = await store.write(table.close_key, api, None, 8500)
+        assert closed is not None and closed.closed and closed.listen_key == "K3"
+        assert await store.write(table.close_key, api, None, 8600) is None
+        found = await store.read(table.find_keys, ["K1", "K3", "nope"])
+        assert set(found) == {"K1", "K3"}
+        assert found["K3"].closed and not found["K3"].active(8600)
+        assert not found["K1"].active(8600) and found["K1"].active(6999)
+        assert await store.revoke_api_key(account, api)
+        assert (await store.read(table.find_keys, ["K1"]))["K1"].key_revoked
+        with pytest.raises(LedgerError):  # no such account
+            await store.write(table.open_key, api, 999_999, "K4", 1, 2)
+
+    with_store(store_url, body)

@@ -147,7 +147,8 @@ def test_store_commits_reach_the_hub_in_order_with_resulting_balances(store_url:
             seen = [await _next(sub) for _ in range(20)]
             assert [c.entry.tran_id for c in seen] == sorted(c.entry.tran_id for c in seen)
             assert [c.balances for c in seen] == [
-                ((Wallet.MARGIN, "USDT", D("10.5") * n),) for n in range(1, 21)
+                ((Wallet.MARGIN, "USDT", D("10.5") * n), (Wallet.MARGIN_LOCKED, "USDT", 0))
+                for n in range(1, 21)
             ]
             assert seen[0].entry.postings[0] == Posting(account, Wallet.MARGIN, "USDT", D("10.5"))
             assert {(await _next(everyone)).entry.account_id for _ in range(21)} == {
@@ -189,6 +190,7 @@ def test_store_commits_reach_the_hub_in_order_with_resulting_balances(store_url:
             assert repay.entry.tran_id == repaid.tran_id
             assert dict(((w, a), v) for w, a, v in repay.balances) == {
                 (Wallet.MARGIN, "USDT"): D("207"),
+                (Wallet.MARGIN_LOCKED, "USDT"): D("0"),
                 (Wallet.UM, "USDT"): D("0"),
             }
             assert sub.pending() == 0
@@ -256,8 +258,11 @@ def test_postgres_delivers_to_every_process_even_past_the_payload_limit() -> Non
                 got_small, got_big = await _next(sub), await _next(sub)
                 assert got_small.entry == small
                 assert got_big.entry == big
-                assert len(got_big.balances) == 120
-                assert got_big.balances[0] == (Wallet.MARGIN, "A00000", D("1.23456789"))
+                assert len(got_big.balances) == 240  # free and locked of each asset
+                assert got_big.balances[:2] == (
+                    (Wallet.MARGIN, "A00000", D("1.23456789")),
+                    (Wallet.MARGIN_LOCKED, "A00000", D("0")),
+                )
             # the big one really went by reference
             from papi_sandbox.ledger.model import committed_entry
             from papi_sandbox.store.dialect import encode_committed as _encode_committed

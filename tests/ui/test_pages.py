@@ -105,6 +105,15 @@ def test_wrong_token_is_refused_and_never_logged(server: Server) -> None:
     assert wrong not in log and ADMIN_TOKEN not in log
 
 
+def test_login_page_warns_when_the_secure_cookie_cannot_stick(server: Server) -> None:
+    """Over plain HTTP to a host other than loopback, browsers drop Secure cookies: the login
+    page says so instead of failing silently."""
+    direct = httpx.get(f"{server.base_url}/ui/login")
+    assert "will not stick" not in direct.text
+    remote = httpx.get(f"{server.base_url}/ui/login", headers={"Host": "sandbox.lan:8765"})
+    assert "will not stick" in remote.text
+
+
 def test_login_without_csrf_token_is_refused(server: Server) -> None:
     client = UiClient(server)
     client.get("/ui/login")

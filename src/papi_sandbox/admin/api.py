@@ -253,6 +253,8 @@ async def revoke_key(state: AppState, account_id: int, api_key: str) -> None:
     if not await state.service.revoke_api_key(account_id, api_key):
         raise ApiError(404, -2015, "No such live API key for this account.")
     state.keys.forget(api_key)
+    if state.streams is not None:  # its listen keys die with it, and their connections
+        state.streams.api_key_revoked(api_key)
 
 
 def admin_routes(state: AppState) -> list[Route]:

@@ -52,6 +52,7 @@ from papi_sandbox.settings import DEFAULT_ADMIN_AUTH_FAILURES_PER_MINUTE, Settin
 from papi_sandbox.store.base import ApiKeyRecord, EntryCounter, StoreUnavailable
 from papi_sandbox.store.contract import KeyRevocations, Store
 from papi_sandbox.stream.hub import EventHub
+from papi_sandbox.stream.ws import StreamServer, websocket_routes
 from papi_sandbox.wire import auth, errors, params
 from papi_sandbox.wire.account_limits import (
     LIMIT_OF_ENTRY_TYPE,
@@ -98,6 +99,8 @@ class AppState:
     store_failures: StoreFailures = field(default_factory=StoreFailures)
     #: Journal entries by type for /metrics: seeded at start, counted as entries commit.
     entry_counter: EntryCounter = field(default_factory=EntryCounter)
+    #: The user data stream's WebSocket connections (set by create_app).
+    streams: StreamServer | None = None
 
 
 #: What one public request is answered with: status, body, headers, Binance code (None on
@@ -211,9 +214,11 @@ class PublicApi:
         assert limit is not None
         refusal: ApiError | None = None
         try:
-            account_id, args = await self._authenticated(endpoint, scope, receive, ip, [0])
+            account_id, caller_key, args = await self._authenticated(
+                endpoint, scope, receive, ip, [0]
+            )
         except ApiError as error:
-            refusal, account_id, args = error, 0, {}
+            refusal, account_id, caller_key, args = error, 0, "", {}
         call = AccountCall(limit, account_id) if refusal is None else None
         try:
             decision = await self._spend(ip, endpoint.weight, call)
@@ -236,7 +241,7 @@ class PublicApi:
         if refusal is not None:
             return _refusal(refusal, weight)
         try:
-            result = await self._handle(endpoint, account_id, args)
+            result = await self._handle(endpoint, account_id, args, caller_key)
         except ApiError as error:
             return _refusal(error, weight)
         body = result if type(result) is EncodedJson else orjson.dumps(result)
@@ -250,12 +255,14 @@ class PublicApi:
     async def _serve(
         self, endpoint: Endpoint, scope: Scope, receive: Receive, ip: str, used: list[int]
     ) -> Any:
-        account_id, args = await self._authenticated(endpoint, scope, receive, ip, used)
-        return await self._handle(endpoint, account_id, args)
+        account_id, caller_key, args = await self._authenticated(endpoint, scope, receive, ip, used)
+        return await self._handle(endpoint, account_id, args, caller_key)
 
-    async def _handle(self, endpoint: Endpoint, account_id: int, args: dict[str, Any]) -> Any:
+    async def _handle(
+        self, endpoint: Endpoint, account_id: int, args: dict[str, Any], caller_key: str
+    ) -> Any:
         try:
-            return await endpoint.handler(Call(self.state.service, account_id, args))
+            return await endpoint.handler(Call(self.state.service, account_id, args, caller_key))
         except InsufficientBalance:
             raise errors.balance_insufficient() from None
         except LedgerError as exc:
@@ -263,9 +270,10 @@ class PublicApi:
 
     async def _authenticated(
         self, endpoint: Endpoint, scope: Scope, receive: Receive, ip: str, used: list[int]
-    ) -> tuple[int, dict[str, Any]]:
+    ) -> tuple[int, str, dict[str, Any]]:
         """The body read, the parameters parsed, the key and signature checked: the request's
-        account (0 when the endpoint needs no key) and its bound parameters."""
+        account (0 when the endpoint needs no key), its API key ("" then) and its bound
+        parameters."""
         # One pass over the headers (ASGI servers lowercase their names); the first of each wins.
         api_key: str | None = None
         content_length: bytes | None = None
@@ -300,6 +308,7 @@ class PublicApi:
         if endpoint.weight_without_symbol is not None and "symbol" not in raw.values:
             used[0] = await self._spend_more(ip, endpoint.weight_without_symbol - endpoint.weight)
         account_id = 0
+        caller_key = ""
         if endpoint.needs_key:
             key = await auth.authenticate(api_key, ip, self.state.keys)
             if endpoint.signed:
@@ -312,7 +321,13 @@ class PublicApi:
                 if not endpoint.security.permits(key.can_read, key.can_trade):
                     raise errors.rejected_api_key()
             account_id = key.account_id
-        return account_id, params.bind(endpoint.all_params, raw.values, endpoint.params_by_name)
+            caller_key = key.api_key
+        values = raw.values
+        if not endpoint.refuses_unknown:
+            by_name = endpoint.params_by_name
+            values = {name: text for name, text in values.items() if name in by_name}
+        args = params.bind(endpoint.all_params, values, endpoint.params_by_name)
+        return account_id, caller_key, args
 
     async def _spend_more(self, ip: str, weight: int) -> int:
         """Charge ``weight`` more to ``ip`` once the parameters show the request costs more
@@ -399,9 +414,12 @@ def create_app(
         jobs=load_config(settings.config_path),
         admin_auth=FailureThrottle(settings.admin_auth_failures_per_minute),
     )
+    streams = StreamServer(state.hub, service.listen_keys)
+    state.streams = streams
     # A store shared by several processes tells each one about keys revoked by another.
     if isinstance(store, KeyRevocations):
         store.on_key_revoked(state.keys.forget)
+        store.on_key_revoked(streams.api_key_revoked)
     # Every durable commit reaches the hub once, in commit order (docs/design.md, "The event hub").
     store.on_commit(state.hub.publish)
     store.on_commit(state.entry_counter.committed)  # /metrics counts entries as they commit
@@ -456,8 +474,10 @@ def create_app(
             if settings.scheduler:
                 scheduler = asyncio.create_task(run_scheduler(store, state.jobs))
             probes = asyncio.create_task(readiness.run())
+            streams.start()
             yield
         finally:
+            await streams.stop()
             if probes is not None:
                 probes.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -518,6 +538,7 @@ def create_app(
             # The operator's dashboard (papi_sandbox/ui), on the same service layer.
             Route("/ui", ui_home, methods=["GET"]),
             Mount("/ui", routes=ui_routes(state)),
+            *websocket_routes(lambda: streams),
         ],
         exception_handlers={
             HTTPException: _http_exception,

@@ -43,6 +43,7 @@ class Call:
     service: Service
     account_id: int  # 0 for NONE endpoints
     args: dict[str, Any]
+    api_key: str = ""  # the caller's API key ("" for NONE endpoints)
 
 
 Handler = Callable[[Call], Awaitable[Any]]
@@ -71,6 +72,9 @@ class Endpoint:
     #: Binance weighs some endpoints more when ``symbol`` is not sent (all symbols at once):
     #: the weight then, charged as ``weight`` up front and the difference once parsed.
     weight_without_symbol: int | None = None
+    #: False: parameters it does not declare are ignored instead of refused (-1104). Only the
+    #: listen-key endpoints, as Binance (ccxt sends them ``subType=None``; docs/semantics.md).
+    refuses_unknown: bool = True
     #: Every parameter it reads (its own, then the signed ones), and the same by name: derived
     #: once here, not per request.
     all_params: tuple[Param, ...] = field(init=False)

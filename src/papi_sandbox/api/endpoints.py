@@ -19,6 +19,7 @@ from papi_sandbox.api.serialize import (
 )
 from papi_sandbox.ledger.collection import AssetNotCollectable, TransferSide
 from papi_sandbox.ledger.model import InsufficientBalance, Wallet
+from papi_sandbox.stream.listen_keys import NoActiveListenKey
 from papi_sandbox.wire import errors
 from papi_sandbox.wire.account_limits import (
     AUTO_COLLECTION_LIMIT,
@@ -141,6 +142,36 @@ async def _account(call: Call) -> Any:
     return account_object(await call.service.account_summary(call.account_id))
 
 
+# -- the user data stream's listen keys (stream/listen_keys.py) -----------------------------------
+
+
+async def _open_listen_key(call: Call) -> Any:
+    record = await call.service.listen_keys.open(call.api_key, call.account_id)
+    return {"listenKey": record.listen_key}
+
+
+async def _keepalive_listen_key(call: Call) -> Any:
+    try:
+        record = await call.service.listen_keys.keepalive(call.api_key, call.args.get("listenKey"))
+    except NoActiveListenKey:
+        raise errors.invalid_listen_key() from None
+    return {"listenKey": record.listen_key}
+
+
+async def _close_listen_key(call: Call) -> Any:
+    try:
+        await call.service.listen_keys.close(call.api_key, call.args.get("listenKey"))
+    except NoActiveListenKey:
+        raise errors.invalid_listen_key() from None
+    return {}
+
+
+#: PUT and DELETE read it although Binance documents none (python-binance and ccxt send it).
+_LISTEN_KEY_PARAM = Param(
+    "listenKey", Kind.STRING, description="optional; must be the caller's active listen key"
+)
+
+
 CORE_ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/papi/v1/ping", 1, Security.NONE, (), _ping, "Test connectivity"),
     Endpoint(
@@ -255,6 +286,36 @@ CORE_ENDPOINTS: tuple[Endpoint, ...] = (
         ),
         _interest_history,
         "Negative-balance interest history, newest first",
+    ),
+    Endpoint(
+        "POST",
+        "/papi/v1/listenKey",
+        1,
+        Security.USER_STREAM,
+        (),
+        _open_listen_key,
+        "Start a user data stream: the API key's active listen key (extended 60 min) or a new one",
+        refuses_unknown=False,
+    ),
+    Endpoint(
+        "PUT",
+        "/papi/v1/listenKey",
+        1,
+        Security.USER_STREAM,
+        (_LISTEN_KEY_PARAM,),
+        _keepalive_listen_key,
+        "Keep the user data stream alive: extend the active listen key 60 minutes",
+        refuses_unknown=False,
+    ),
+    Endpoint(
+        "DELETE",
+        "/papi/v1/listenKey",
+        1,
+        Security.USER_STREAM,
+        (_LISTEN_KEY_PARAM,),
+        _close_listen_key,
+        "Close the user data stream",
+        refuses_unknown=False,
     ),
 )
 

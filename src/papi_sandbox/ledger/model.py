@@ -166,25 +166,42 @@ class AccountBalances:
 @dataclass(frozen=True, slots=True)
 class CommittedEntry:
     """A journal entry as it was committed, with what the user data stream needs besides it:
-    the resulting amount of every (wallet, asset) of ``entry.account_id`` that the entry touched
-    (``balances``, in first-posting order). Built by the store inside the entry's transaction and
-    handed to the stream only after the transaction committed (docs/design.md, "The event hub").
-    """
+    the resulting amount of every (wallet, asset) of ``entry.account_id`` that the entry touched,
+    in first-posting order, plus, for an asset whose cross-margin ``free`` or ``locked`` changed,
+    both of them (an ``outboundAccountPosition`` carries both). Built by the store inside the
+    entry's transaction and handed to the stream only after the transaction committed
+    (docs/design.md, "The event hub")."""
 
     entry: Entry
     balances: tuple[tuple[Wallet, str, Decimal], ...]
 
 
-def committed_entry(entry: Entry, before: Balances) -> CommittedEntry:
-    """``entry`` with the resulting balances of its own account's touched rows, computed from
-    ``before`` (the account's balances read in the same transaction, under its lock: exact)."""
-    after: dict[tuple[Wallet, str], Decimal] = {}
+#: Wallets reported together: a change of one reports the other's amount too.
+_MARGIN_PAIR = (Wallet.MARGIN, Wallet.MARGIN_LOCKED)
+
+
+def reported_rows(entry: Entry) -> list[tuple[Wallet, str]]:
+    """The (wallet, asset) rows of the entry's own account whose resulting amounts a
+    :class:`CommittedEntry` carries, in order."""
+    rows: dict[tuple[Wallet, str], None] = {}
     for p in entry.postings:
         if p.account_id != entry.account_id:
             continue
-        key = (p.wallet, p.asset)
-        current = after.get(key)
-        if current is None:
-            current = before.get(key, money.ZERO)
-        after[key] = money.add(current, p.amount)
+        if p.wallet in _MARGIN_PAIR:
+            for wallet in _MARGIN_PAIR:
+                rows[(wallet, p.asset)] = None
+        else:
+            rows[(p.wallet, p.asset)] = None
+    return list(rows)
+
+
+def committed_entry(entry: Entry, before: Balances) -> CommittedEntry:
+    """``entry`` with the resulting balances of its own account's reported rows, computed from
+    ``before`` (the account's balances read in the same transaction, under its lock: exact).
+    ``before`` needs only the keys of :func:`reported_rows`."""
+    after = {key: before.get(key, money.ZERO) for key in reported_rows(entry)}
+    for p in entry.postings:
+        if p.account_id == entry.account_id:
+            key = (p.wallet, p.asset)
+            after[key] = money.add(after[key], p.amount)
     return CommittedEntry(entry, tuple((w, a, v) for (w, a), v in after.items()))

@@ -7,6 +7,7 @@ how a feature adds its own state.
 
 from __future__ import annotations
 
+from papi_sandbox.progress import NO_PROGRESS, Progress
 from papi_sandbox.store.contract import Store
 
 
@@ -30,12 +31,13 @@ def open_store(url: str, *, durability: str = "full", timeout_s: float | None = 
     return SQLiteStore(path_from_url(url), durability=durability, timeout_s=timeout)
 
 
-def upgrade(url: str) -> tuple[int, int]:
-    """Apply pending schema migrations; (versions applied before, versions applied after)."""
+def upgrade(url: str, progress: Progress = NO_PROGRESS) -> tuple[int, int]:
+    """Apply pending schema migrations; (versions applied before, versions applied after).
+    ``progress``: one stage per pending migration (:mod:`papi_sandbox.progress`)."""
     if is_postgres_url(url):
         from papi_sandbox.store import postgres
 
-        return postgres.upgrade(url)
+        return postgres.upgrade(url, progress)
     from papi_sandbox.store import sqlite
 
-    return sqlite.upgrade(sqlite.path_from_url(url))
+    return sqlite.upgrade(sqlite.path_from_url(url), progress)

@@ -17,6 +17,11 @@ Planner = Callable[[Balances], list[Posting]]
 
 #: Most journal entries one read returns.
 MAX_JOURNAL_PAGE = 1000
+#: Most listen keys one ``find_listen_keys`` call reads.
+MAX_LISTEN_KEYS_PER_READ = 500
+#: How long an expired or closed listen key's row is kept (then deleted when its API key opens
+#: a new one): one day, in ms.
+LISTEN_KEY_RETENTION_MS = 86_400_000
 #: Most entries ``recent_entries`` returns (500 auto-collections per account per hour bound
 #: what matters; past this many the oldest are left out).
 MAX_RECENT_ENTRIES = 1_000_000
@@ -82,6 +87,23 @@ class AccountInfo:
     created_ms: int
     auto_repay: bool
     vip_level: int
+
+
+@dataclass(frozen=True, slots=True)
+class ListenKeyRecord:
+    """One user-data-stream listen key (``POST /papi/v1/listenKey``): issued to one API key,
+    valid until ``expires_ms`` unless closed (``closed``) or its API key was revoked
+    (``key_revoked``)."""
+
+    listen_key: str
+    api_key: str
+    account_id: int
+    expires_ms: int
+    closed: bool = False
+    key_revoked: bool = False
+
+    def active(self, now_ms: int) -> bool:
+        return not self.closed and not self.key_revoked and now_ms < self.expires_ms
 
 
 #: Most accounts one list read returns.

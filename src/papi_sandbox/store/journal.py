@@ -20,6 +20,7 @@ from papi_sandbox.ledger.model import (
     Wallet,
     committed_entry,
     is_balanced,
+    reported_rows,
 )
 from papi_sandbox.progress import NO_PROGRESS, Progress
 from papi_sandbox.store.accounts import lock_account
@@ -141,9 +142,7 @@ def read_committed(db: Db, tran_id: int, account_id: int) -> CommittedEntry | No
         )
     )
     entry = Entry(tran_id, str(head[0]), int(head[1]), account_id, postings)
-    touched = list(
-        dict.fromkeys((p.wallet, p.asset) for p in postings if p.account_id == account_id)
-    )
+    touched = reported_rows(entry)
     sums = {
         (Wallet(w), a): d.from_money(v)
         for w, a, v in db.all(

@@ -151,10 +151,11 @@ def _session_options(timeout_s: float = DEFAULT_STORE_TIMEOUT_S) -> str:
     )
 
 
-def upgrade(url: str) -> tuple[int, int]:
-    """Apply pending migrations in one transaction; (versions before, versions after)."""
+def upgrade(url: str, progress: Progress = NO_PROGRESS) -> tuple[int, int]:
+    """Apply pending migrations in one transaction; (versions before, versions after).
+    ``progress``: one stage per pending migration."""
     with psycopg.connect(url, autocommit=True) as conn:
-        return migrate(conn, POSTGRES)
+        return migrate(conn, POSTGRES, progress)
 
 
 class PostgresStore(Store):

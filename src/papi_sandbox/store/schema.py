@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from papi_sandbox.progress import NO_PROGRESS, Progress
+from papi_sandbox.store import listen_keys
 from papi_sandbox.store.dialect import Dialect
 
 #: Serialises PostgreSQL migrations of processes starting together (advisory lock key).
@@ -133,15 +135,17 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "negative-balance toolkit: interest, job marks", TOOLKIT),
     Migration(4, "ledger-wide settings", META),
     Migration(5, "drop the removed sweep's claims", DROP_SWEEP_CLAIMS),
+    Migration(6, "listen keys of the user data stream", listen_keys.SCHEMA),
 )
 
 #: SQLite's ``user_version`` before this list -> the versions here it had applied.
 LEGACY_SQLITE_VERSIONS = {1: (1,), 2: (1, 3), 3: (1, 3, 4)}
 
 
-def migrate(conn: Any, dialect: Dialect) -> tuple[int, int]:
+def migrate(conn: Any, dialect: Dialect, progress: Progress = NO_PROGRESS) -> tuple[int, int]:
     """Apply every pending migration in one transaction on ``conn`` (autocommit mode);
-    returns (versions applied before, versions applied after).
+    returns (versions applied before, versions applied after). ``progress`` gets one stage per
+    pending migration, counting its statements (:mod:`papi_sandbox.progress`).
 
     Raises RuntimeError when the ledger has a version this program does not know (it is
     newer), and the database's error when a statement fails (then nothing is applied)."""
@@ -160,8 +164,13 @@ def migrate(conn: Any, dialect: Dialect) -> tuple[int, int]:
         for migration in MIGRATIONS:
             if migration.version in applied:
                 continue
-            for statement in migration.statements(dialect):
+            statements = migration.statements(dialect)
+            done = progress.stage(
+                f"migration {migration.version}: {migration.summary}", total=len(statements)
+            )
+            for statement in statements:
                 conn.execute(statement)
+                done(1)
             conn.execute(insert, (migration.version, time.time_ns() // 1_000_000))
         conn.execute("COMMIT")
     except BaseException:

@@ -34,12 +34,13 @@ from papi_sandbox import money
 from papi_sandbox.files import make_private_dir, make_private_file
 from papi_sandbox.ledger.model import (
     AccountBalances,
-    CommittedEntry,
     Entry,
     LedgerError,
     Posting,
     Wallet,
+    committed_entry,
     is_balanced,
+    reported_rows,
 )
 from papi_sandbox.progress import NO_PROGRESS, Progress
 from papi_sandbox.store import journal
@@ -106,14 +107,14 @@ def connect(
     return conn
 
 
-def upgrade(path: Path) -> tuple[int, int]:
+def upgrade(path: Path, progress: Progress = NO_PROGRESS) -> tuple[int, int]:
     """Apply pending migrations to the file at ``path`` (created if missing, 0600 in a folder
-    created 0700); (before, after)."""
+    created 0700); (before, after). ``progress``: one stage per pending migration."""
     make_private_dir(path.parent)
     make_private_file(path)
     conn = connect(path)
     try:
-        return migrate(conn, SQLITE)
+        return migrate(conn, SQLITE, progress)
     finally:
         conn.close()
 
@@ -589,6 +590,12 @@ class _TransactRun:
             self.next_id = int(last) + 1
         tran_id, self.next_id = self.next_id, self.next_id + 1
         now = self.clock_ms()
+        own = self.balances[change.account_id]
+        # What the stream reports, as it was before this entry (committed_entry adds it up).
+        before = {
+            key: own.get(key, money.ZERO)
+            for key in reported_rows(Entry(tran_id, "", now, change.account_id, tuple(postings)))
+        }
         self.entries.append((tran_id, change.account_id, change.entry_type, now))
         for seq, p in enumerate(postings):
             self.postings.append(
@@ -600,15 +607,7 @@ class _TransactRun:
             self.updated[(p.account_id, p.wallet, p.asset)] = now
             self.db.touched.add(p.account_id)
         entry = Entry(tran_id, change.entry_type, now, change.account_id, tuple(postings))
-        own = self.balances[change.account_id]
-        touched = dict.fromkeys(
-            (p.wallet, p.asset) for p in postings if p.account_id == change.account_id
-        )
-        self.db.committed.append(
-            CommittedEntry(
-                entry, tuple((wallet, asset, own[(wallet, asset)]) for wallet, asset in touched)
-            )
-        )
+        self.db.committed.append(committed_entry(entry, before))
         return entry
 
     def write(self) -> None:

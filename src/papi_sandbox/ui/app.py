@@ -237,6 +237,7 @@ def ui_routes(state: AppState) -> list[BaseRoute]:
             csrf=session.csrf_token(state.admin_token, purpose, nonce),
             csrf_field=session.CSRF_FIELD,
             logged_in=purpose == session.SESSION,
+            insecure=session.cookie_dropped(request),
             **context,
         )
         response = HTMLResponse(body, status, headers=PAGE_HEADERS)

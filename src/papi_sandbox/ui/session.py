@@ -72,6 +72,16 @@ def logged_in(request: Request, admin_token: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8", "replace"), admin_token.encode())
 
 
+#: Hosts a browser treats as a secure context over plain HTTP (Secure cookies are kept).
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
+
+def cookie_dropped(request: Request) -> bool:
+    """True when the browser will not keep the Secure session cookie: plain HTTP to a host that
+    is not loopback (then the dashboard needs HTTPS in front, or an SSH tunnel to loopback)."""
+    return request.url.scheme == "http" and (request.url.hostname or "") not in LOOPBACK_HOSTS
+
+
 def same_origin(request: Request) -> bool:
     """False when the browser says the request comes from another origin (``Origin`` header,
     or ``Sec-Fetch-Site: cross-site``/``same-site``, which includes another port of this host)."""

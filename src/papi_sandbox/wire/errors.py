@@ -140,5 +140,11 @@ def interval_too_big(why: str) -> ApiError:
     return ApiError(400, -1127, f"Lookup interval is too big. {why}")
 
 
+def invalid_listen_key() -> ApiError:
+    """Binance's -1125 INVALID_LISTEN_KEY: no active listen key for the caller's API key, or
+    a ``listenKey`` parameter that is not it."""
+    return ApiError(400, -1125, "This listenKey does not exist.")
+
+
 def invalid_symbol() -> ApiError:
     return ApiError(400, -1121, "Invalid symbol.")

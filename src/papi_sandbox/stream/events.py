@@ -1,0 +1,147 @@
+"""Binance's user-data events built from a committed journal entry. Pure: no I/O, no clock.
+
+Which events an entry produces and which reason code ``a.m`` an ``ACCOUNT_UPDATE`` carries is
+decided by :data:`EVENT_RULES`, the one table of these choices (docs/semantics.md, "User data
+stream events"); Binance documents the event shapes (Portfolio Margin user data streams:
+"Futures Balance and Position Update", "Margin Account Update", "Margin Balance Update", "Listen
+Key Expired"), not which event a repay or a collection produces.
+
+Per entry, in this order:
+1. ``balanceUpdate``, one per asset whose cross-margin ``free`` changed (``d``: the change);
+2. ``outboundAccountPosition`` when cross-margin ``free`` or ``locked`` changed (``B``: each
+   such asset's ``f`` free and ``l`` locked after the entry);
+3. ``ACCOUNT_UPDATE`` with ``fs`` ``UM`` when a UM wallet changed, then with ``fs`` ``CM``
+   (``B``: each such asset's ``wb`` wallet balance and ``cw`` cross wallet balance after the
+   entry, ``bc`` the change except realized PnL and commission; ``P``: changed positions).
+Amounts are strings with 8 fractional digits; ``E`` (event time) and ``T`` (the entry's time) are
+integers in ms; ``U`` is the entry's ``tranId``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from papi_sandbox import money
+from papi_sandbox.ledger.model import CommittedEntry, EntryType, Wallet
+
+Event = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class EventRule:
+    """How one entry type appears on the stream.
+
+    ``reason``: the ``a.m`` of its ``ACCOUNT_UPDATE`` events. ``trading``: True when the change
+    is realized PnL or commission, which Binance leaves out of ``bc`` (then ``bc`` is 0)."""
+
+    reason: str
+    trading: bool = False
+
+
+#: entry type -> its stream rule: the sandbox's choices where Binance documents none
+#: (docs/semantics.md, "User data stream events", mirrors this table).
+EVENT_RULES: dict[str, EventRule] = {
+    EntryType.DEPOSIT: EventRule("DEPOSIT"),
+    EntryType.WITHDRAW: EventRule("WITHDRAW"),
+    EntryType.REALIZED_PNL: EventRule("ORDER", trading=True),
+    EntryType.COMMISSION: EventRule("ORDER", trading=True),
+    EntryType.FUNDING_FEE: EventRule("FUNDING_FEE"),
+    EntryType.REPAY_FUTURES_NEGATIVE_BALANCE: EventRule("MARGIN_TRANSFER"),
+    EntryType.AUTO_REPAY_FUTURES: EventRule("MARGIN_TRANSFER"),
+    EntryType.AUTO_COLLECTION: EventRule("MARGIN_TRANSFER"),
+    EntryType.ASSET_COLLECTION: EventRule("MARGIN_TRANSFER"),
+    EntryType.BNB_TRANSFER: EventRule("MARGIN_TRANSFER"),
+    EntryType.NEGATIVE_BALANCE_INTEREST: EventRule("ADJUSTMENT"),
+}
+#: The rule of an entry type the table does not list yet.
+DEFAULT_RULE = EventRule("ADJUSTMENT")
+
+_FUTURES = ((Wallet.UM, "UM"), (Wallet.CM, "CM"))
+
+
+def rule_for(entry_type: str) -> EventRule:
+    return EVENT_RULES.get(entry_type, DEFAULT_RULE)
+
+
+def entry_events(committed: CommittedEntry, event_ms: int) -> list[Event]:
+    """The events of one committed entry, for its account's stream, in the order above.
+    An entry that changes none of the account's reported wallets produces none."""
+    entry = committed.entry
+    rule = rule_for(entry.type)
+    # The entry's net change per (wallet, asset) of its own account, in first-posting order.
+    nets: dict[tuple[Wallet, str], Decimal] = {}
+    for p in entry.postings:
+        if p.account_id == entry.account_id:
+            key = (p.wallet, p.asset)
+            nets[key] = money.add(nets.get(key, money.ZERO), p.amount)
+    after = {(w, a): v for w, a, v in committed.balances}
+    fmt = money.format_amount
+    events: list[Event] = []
+
+    margin_assets = list(
+        dict.fromkeys(a for (w, a) in nets if w in (Wallet.MARGIN, Wallet.MARGIN_LOCKED))
+    )
+    for asset in margin_assets:
+        delta = nets.get((Wallet.MARGIN, asset), money.ZERO)
+        if delta:
+            events.append(
+                {
+                    "e": "balanceUpdate",
+                    "E": event_ms,
+                    "a": asset,
+                    "d": fmt(delta),
+                    "U": entry.tran_id,
+                    "T": entry.time_ms,
+                }
+            )
+    if margin_assets:
+        events.append(
+            {
+                "e": "outboundAccountPosition",
+                "E": event_ms,
+                "u": entry.time_ms,
+                "U": entry.tran_id,
+                "B": [
+                    {
+                        "a": asset,
+                        "f": fmt(after.get((Wallet.MARGIN, asset), money.ZERO)),
+                        "l": fmt(after.get((Wallet.MARGIN_LOCKED, asset), money.ZERO)),
+                    }
+                    for asset in margin_assets
+                ],
+            }
+        )
+    for wallet, fs in _FUTURES:
+        rows = [(a, delta) for (w, a), delta in nets.items() if w is wallet]
+        if not rows:
+            continue
+        balances = []
+        for asset, delta in rows:
+            wallet_balance = fmt(after.get((wallet, asset), money.ZERO))
+            balances.append(
+                {
+                    "a": asset,
+                    "wb": wallet_balance,
+                    "cw": wallet_balance,  # PM futures wallets are cross-margined only
+                    "bc": fmt(money.ZERO if rule.trading else delta),
+                }
+            )
+        events.append(
+            {
+                "e": "ACCOUNT_UPDATE",
+                "fs": fs,
+                "E": event_ms,
+                "T": entry.time_ms,
+                "i": "",
+                "a": {"m": rule.reason, "B": balances, "P": []},
+            }
+        )
+    return events
+
+
+def listen_key_expired(listen_key: str, event_ms: int) -> Event:
+    """Sent when a listen key expires (or is closed), just before the server closes the
+    connection (Binance: "Event: User Data Stream Expired")."""
+    return {"e": "listenKeyExpired", "E": event_ms, "listenKey": listen_key}

@@ -1,0 +1,455 @@
+"""The user data stream's WebSocket endpoints, served by the same server as the REST API.
+
+Paths (the ones Binance serves under ``wss://fstream.binance.com``, and the ones the four client
+libraries build; README, "The user data stream"):
+- ``/pm/ws/<listenKey>``: one listen key; each frame is one event (python-binance, ccxt.pro,
+  the Node ``binance`` package).
+- ``/pm/stream`` and ``/pm/ws``: listen keys added and removed with Binance's method messages
+  ``{"method": "SUBSCRIBE"|"UNSUBSCRIBE", "params": [<listenKey>...], "id": <id>}`` and
+  ``LIST_SUBSCRIPTIONS``; ``/pm/stream`` (also ``?streams=<k1>/<k2>``) frames each event as
+  ``{"stream": <listenKey>, "data": <event>}`` (the official SDK), ``/pm/ws`` sends it bare.
+
+Each connected listen key subscribes to its account's committed entries on the event hub; each
+entry's events (stream/events.py) are built once and sent in commit order. A key that expires,
+is closed (``DELETE``) or loses its API key gets ``listenKeyExpired``, then its connection is
+closed (on ``/pm/stream`` only that key is unsubscribed). Every limit below is named; a refused
+handshake is answered HTTP 403 before the upgrade.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from papi_sandbox.ledger.model import CommittedEntry
+from papi_sandbox.store.base import MAX_LISTEN_KEYS_PER_READ, ListenKeyRecord
+from papi_sandbox.stream.events import entry_events, listen_key_expired
+from papi_sandbox.stream.hub import EventHub, SubscriberDropped, Subscription, TooManySubscribers
+from papi_sandbox.stream.listen_keys import ListenKeys, is_listen_key_text
+
+log = logging.getLogger("papi_sandbox.stream")
+
+#: Connections one listen key may have open at once (the issue asks for at least 64).
+MAX_CONNECTIONS_PER_LISTEN_KEY = 64
+#: Connections one client IP may have open at once, by default (``serve --ws-max-per-ip``).
+DEFAULT_MAX_CONNECTIONS_PER_IP = 1000
+#: Longest a connection lives (Binance: 24 hours); then it is closed (code 1001).
+MAX_CONNECTION_LIFETIME_S = 24 * 3600
+#: Listen keys one ``/pm/stream`` connection may subscribe to (Binance: 1024 streams).
+MAX_STREAMS_PER_CONNECTION = 1024
+#: Method messages a client may send per second (Binance: 10); past it the connection closes.
+MAX_INCOMING_PER_S = 10
+#: Largest message a client may send (bytes); the server's WebSocket layer enforces it too.
+MAX_INCOMING_BYTES = 4096
+#: Entries waiting to be sent on one connection: past it the consumer is too slow and the
+#: connection is closed (code 1008), never allowed to grow the server's memory.
+MAX_PENDING_ENTRIES = 1024
+#: Longest one frame may wait for the client to read (the socket's buffer is full): past it
+#: the consumer is too slow and the connection is closed.
+SEND_TIMEOUT_S = 10.0
+#: Server pings (uvicorn's ``ws_ping_interval``; Binance pings every 3 minutes) and how long a
+#: pong may take before the connection is dropped (Binance: 10 minutes).
+PING_INTERVAL_S = 180.0
+PING_TIMEOUT_S = 600.0
+#: How often expiries are checked (s), and how often every connected key is re-read from the
+#: store, to learn of extensions and closures made through another server process (s).
+EXPIRY_CHECK_S = 1.0
+REFRESH_S = 30.0
+#: Built events kept for reuse by every connection of an account (entries).
+EVENT_CACHE_ENTRIES = 4096
+
+#: Close codes.
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def websocket_server_options() -> dict[str, Any]:
+    """uvicorn's WebSocket options for every server process (transport.server_options)."""
+    return {
+        "ws_ping_interval": PING_INTERVAL_S,
+        "ws_ping_timeout": PING_TIMEOUT_S,
+        "ws_max_size": MAX_INCOMING_BYTES,
+    }
+
+
+class _EventCache:
+    """Committed entry -> its events encoded once (JSON text), shared by every connection."""
+
+    def __init__(self, clock_ms: Callable[[], int]) -> None:
+        self.clock_ms = clock_ms
+        self._cache: dict[int, list[str]] = {}
+
+    def frames(self, committed: CommittedEntry) -> list[str]:
+        tran_id = committed.entry.tran_id
+        hit = self._cache.get(tran_id)
+        if hit is not None:
+            return hit
+        frames = [orjson.dumps(e).decode() for e in entry_events(committed, self.clock_ms())]
+        if len(self._cache) >= EVENT_CACHE_ENTRIES:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[tran_id] = frames
+        return frames
+
+
+@dataclass(eq=False)
+class _Stream:
+    """One listen key on one connection."""
+
+    conn: _Connection
+    record: ListenKeyRecord
+    sub: Subscription
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass(eq=False)
+class _Connection:
+    ws: WebSocket
+    ip: str
+    combined: bool  # frames as {"stream": key, "data": event}
+    streams: dict[str, _Stream] = field(default_factory=dict)
+    send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
+    close_code: int = CLOSE_NORMAL
+    close_reason: str = ""
+
+    def close(self, code: int, reason: str) -> None:
+        if not self.closing.is_set():
+            self.close_code, self.close_reason = code, reason
+            self.closing.set()
+
+
+class StreamServer:
+    """Every user-data WebSocket of this process: connections, their listen keys, the limits."""
+
+    def __init__(
+        self,
+        hub: EventHub,
+        listen_keys: ListenKeys,
+        *,
+        max_connections_per_ip: int = DEFAULT_MAX_CONNECTIONS_PER_IP,
+        clock_ms: Callable[[], int] = _now_ms,
+    ) -> None:
+        self.hub = hub
+        self.listen_keys = listen_keys
+        self.max_connections_per_ip = max_connections_per_ip
+        self.clock_ms = clock_ms
+        self._events = _EventCache(clock_ms)
+        self._by_key: dict[str, set[_Stream]] = {}
+        self._per_ip: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
+        #: Counters for metrics.
+        self.connections = 0
+        self.slow_consumers_total = 0
+        listen_keys.on_change(self.listen_key_changed)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._watch_expiries())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    # -- listen keys changed or expiring ---------------------------------------------------
+
+    def listen_key_changed(self, record: ListenKeyRecord) -> None:
+        """A key was extended or closed (in this process, or seen on a re-read)."""
+        streams = self._by_key.get(record.listen_key)
+        if not streams:
+            return
+        for stream in list(streams):
+            stream.record = record
+        if not record.active(self.clock_ms()):
+            self._expire(record.listen_key)
+
+    def api_key_revoked(self, api_key: str) -> None:
+        """Close every listen key of a revoked API key (its connections get listenKeyExpired)."""
+        for key, streams in list(self._by_key.items()):
+            if any(s.record.api_key == api_key for s in streams):
+                self._expire(key)
+
+    def _expire(self, listen_key: str) -> None:
+        for stream in list(self._by_key.get(listen_key, ())):
+            asyncio.get_running_loop().create_task(self._end_stream(stream, expired=True))
+
+    async def _watch_expiries(self) -> None:
+        last_refresh = time.monotonic()
+        while True:
+            await asyncio.sleep(EXPIRY_CHECK_S)
+            try:
+                now = self.clock_ms()
+                due = [
+                    key
+                    for key, streams in self._by_key.items()
+                    if streams and next(iter(streams)).record.expires_ms <= now
+                ]
+                refresh = time.monotonic() - last_refresh >= REFRESH_S
+                if refresh:
+                    last_refresh = time.monotonic()
+                    due = list(self._by_key)
+                for start in range(0, len(due), MAX_LISTEN_KEYS_PER_READ):
+                    page = due[start : start + MAX_LISTEN_KEYS_PER_READ]
+                    found = await self.listen_keys.find_many(page)
+                    for key in page:
+                        record = found.get(key)
+                        if record is None or not record.active(self.clock_ms()):
+                            self._expire(key)
+                        else:
+                            self.listen_key_changed(record)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the store is unreachable: try again at the next tick
+                log.exception("listen key expiry check failed")
+
+    # -- one connection -------------------------------------------------------------------
+
+    async def serve(self, ws: WebSocket, listen_key: str | None, *, combined: bool) -> None:
+        """Serve one WebSocket: ``listen_key`` from the path (``/pm/ws/<key>``), or None for
+        the method-message forms (``/pm/stream``, ``/pm/ws``)."""
+        client = ws.scope.get("client")
+        ip: str = client[0] if client else "unknown"
+        if self._per_ip.get(ip, 0) >= self.max_connections_per_ip:
+            await ws.close(CLOSE_POLICY, "Too many connections from this IP.")
+            return
+        conn = _Connection(ws, ip, combined)
+        initial: list[ListenKeyRecord] = []
+        keys = [listen_key] if listen_key is not None else []
+        if combined and listen_key is None:
+            streams_param = ws.query_params.get("streams")
+            if streams_param:
+                keys = streams_param.split("/")[:MAX_STREAMS_PER_CONNECTION]
+        for key in keys:
+            refusal, record = await self._admit(key)
+            if record is None:
+                await ws.close(CLOSE_POLICY, refusal)
+                return
+            initial.append(record)
+        self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
+        self.connections += 1
+        try:
+            await ws.accept()
+            try:
+                for record in initial:
+                    self._add_stream(conn, record)
+            except TooManySubscribers:
+                conn.close(CLOSE_GOING_AWAY, "The server has too many subscribers; try later.")
+            await self._run(conn, path_key=listen_key)
+        finally:
+            for stream in list(conn.streams.values()):
+                await self._end_stream(stream, expired=False)
+            self.connections -= 1
+            left = self._per_ip[ip] - 1
+            if left:
+                self._per_ip[ip] = left
+            else:
+                del self._per_ip[ip]
+
+    async def _admit(self, key: str) -> tuple[str, ListenKeyRecord | None]:
+        if not is_listen_key_text(key):
+            return "Invalid listen key.", None
+        record = await self.listen_keys.find(key)
+        if record is None or not record.active(self.clock_ms()):
+            return "This listenKey does not exist.", None
+        if len(self._by_key.get(key, ())) >= MAX_CONNECTIONS_PER_LISTEN_KEY:
+            return (
+                f"Too many connections for this listen key (at most"
+                f" {MAX_CONNECTIONS_PER_LISTEN_KEY})."
+            ), None
+        return "", record
+
+    def _add_stream(self, conn: _Connection, record: ListenKeyRecord) -> None:
+        """Subscribe the connection to the key's account; TooManySubscribers past the hub's
+        limit."""
+        sub = self.hub.subscribe(record.account_id, limit=MAX_PENDING_ENTRIES)
+        stream = _Stream(conn, record, sub)
+        conn.streams[record.listen_key] = stream
+        self._by_key.setdefault(record.listen_key, set()).add(stream)
+        stream.task = asyncio.get_running_loop().create_task(self._pump(stream))
+
+    async def _end_stream(self, stream: _Stream, *, expired: bool) -> None:
+        conn, key = stream.conn, stream.record.listen_key
+        if conn.streams.get(key) is not stream:
+            return  # already ended
+        del conn.streams[key]
+        streams = self._by_key.get(key)
+        if streams is not None:
+            streams.discard(stream)
+            if not streams:
+                del self._by_key[key]
+        stream.sub.close()
+        if stream.task is not None and stream.task is not asyncio.current_task():
+            stream.task.cancel()
+        if expired:
+            event = orjson.dumps(listen_key_expired(key, self.clock_ms())).decode()
+            with contextlib.suppress(Exception):
+                await self._send(conn, key, event)
+            if not conn.combined:
+                conn.close(CLOSE_NORMAL, "listenKeyExpired")
+
+    async def _pump(self, stream: _Stream) -> None:
+        """Send the stream's events in commit order until it ends."""
+        conn, key = stream.conn, stream.record.listen_key
+        try:
+            async for committed in stream.sub:
+                for frame in self._events.frames(committed):
+                    await self._send(conn, key, frame)
+        except asyncio.CancelledError:
+            raise
+        except (SubscriberDropped, TimeoutError):
+            self.slow_consumers_total += 1
+            conn.close(CLOSE_POLICY, "Slow consumer: events were not read in time.")
+        except Exception:  # the socket went away mid-send
+            conn.close(CLOSE_GOING_AWAY, "")
+
+    async def _send(self, conn: _Connection, key: str, frame: str) -> None:
+        if conn.combined:
+            frame = f'{{"stream":"{key}","data":{frame}}}'
+        async with conn.send_lock:
+            await asyncio.wait_for(conn.ws.send_text(frame), SEND_TIMEOUT_S)
+
+    async def _run(self, conn: _Connection, path_key: str | None) -> None:
+        """Read the client's messages until it leaves, the connection must close, or its
+        lifetime ends."""
+        reader = asyncio.get_running_loop().create_task(self._read(conn, path_key))
+        closing = asyncio.get_running_loop().create_task(conn.closing.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {reader, closing},
+                timeout=MAX_CONNECTION_LIFETIME_S,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if not done:
+                conn.close(CLOSE_GOING_AWAY, "Connection lifetime of 24 hours reached.")
+        finally:
+            reader.cancel()
+            closing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+        if conn.closing.is_set() and conn.ws.application_state is WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    conn.ws.close(conn.close_code, conn.close_reason), SEND_TIMEOUT_S
+                )
+
+    async def _read(self, conn: _Connection, path_key: str | None) -> None:
+        window_start, count = time.monotonic(), 0
+        while True:
+            try:
+                message = await conn.ws.receive()
+            except WebSocketDisconnect:
+                return
+            if message["type"] == "websocket.disconnect":
+                return
+            now = time.monotonic()
+            if now - window_start >= 1.0:
+                window_start, count = now, 0
+            count += 1
+            if count > MAX_INCOMING_PER_S:
+                conn.close(CLOSE_POLICY, f"Too many messages: at most {MAX_INCOMING_PER_S}/s.")
+                return
+            text = message.get("text")
+            if text is None and message.get("bytes") is not None:
+                text = message["bytes"].decode("utf-8", "replace")
+            if text is None:
+                continue
+            if len(text) > MAX_INCOMING_BYTES:
+                conn.close(CLOSE_TOO_BIG, f"Message over {MAX_INCOMING_BYTES} bytes.")
+                return
+            reply = await self._method(conn, text, path_key)
+            if reply is not None:
+                async with conn.send_lock:
+                    await asyncio.wait_for(conn.ws.send_text(reply), SEND_TIMEOUT_S)
+
+    async def _method(self, conn: _Connection, text: str, path_key: str | None) -> str | None:
+        """Binance's method messages: SUBSCRIBE, UNSUBSCRIBE, LIST_SUBSCRIPTIONS (and the
+        property ones, answered as Binance does). Errors as Binance's ``{"error": ...}``."""
+        try:
+            message = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return _error(0, "Invalid JSON: expected an object with a method.", None)
+        if not isinstance(message, dict):
+            return _error(0, "Invalid request: expected a JSON object.", None)
+        request_id = message.get("id")
+        if request_id is not None and not isinstance(request_id, (int, str)):
+            return _error(
+                3, "Invalid request: request ID must be an unsigned integer or a string", None
+            )
+        method = message.get("method")
+        params = message.get("params", [])
+        if method == "LIST_SUBSCRIPTIONS":
+            return _result(list(conn.streams), request_id)
+        if method == "SET_PROPERTY" or method == "GET_PROPERTY":
+            return _result(False if method == "GET_PROPERTY" else None, request_id)
+        if method not in ("SUBSCRIBE", "UNSUBSCRIBE"):
+            return _error(1, "Invalid request: unknown method.", request_id)
+        if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
+            return _error(2, "Invalid request: params must be a list of stream names.", request_id)
+        if method == "UNSUBSCRIBE":
+            for key in params:
+                stream = conn.streams.get(key)
+                if stream is not None and key != path_key:
+                    await self._end_stream(stream, expired=False)
+            return _result(None, request_id)
+        for key in params:
+            if key in conn.streams:
+                continue
+            if len(conn.streams) >= MAX_STREAMS_PER_CONNECTION:
+                return _error(
+                    2,
+                    f"Invalid request: at most {MAX_STREAMS_PER_CONNECTION} streams a connection.",
+                    request_id,
+                )
+            refusal, record = await self._admit(key)
+            if record is None:
+                return _error(2, f"Invalid request: {refusal}", request_id)
+            try:
+                self._add_stream(conn, record)
+            except TooManySubscribers:
+                return _error(
+                    2, "Invalid request: the server is at its subscriber limit.", request_id
+                )
+        return _result(None, request_id)
+
+
+def _result(result: Any, request_id: Any) -> str:
+    return orjson.dumps({"result": result, "id": request_id}).decode()
+
+
+def _error(code: int, msg: str, request_id: Any) -> str:
+    return orjson.dumps({"error": {"code": code, "msg": msg}, "id": request_id}).decode()
+
+
+def websocket_routes(server: Callable[[], StreamServer]) -> list[Any]:
+    """Starlette routes of the stream's paths; ``server()`` returns the app's StreamServer."""
+    from starlette.routing import WebSocketRoute
+
+    def endpoint(combined: bool, keyed: bool) -> Callable[[WebSocket], Awaitable[None]]:
+        async def handle(ws: WebSocket) -> None:
+            key = ws.path_params.get("listenKey") if keyed else None
+            await server().serve(ws, key, combined=combined)
+
+        return handle
+
+    return [
+        WebSocketRoute("/pm/ws/{listenKey}", endpoint(False, True)),
+        WebSocketRoute("/pm/ws", endpoint(False, False)),
+        WebSocketRoute("/pm/stream", endpoint(True, False)),
+    ]

@@ -1,0 +1,172 @@
+"""The user data stream through the real client libraries, unmodified, pointed at the sandbox by
+configuration only (README, "The user data stream"): each receives the repay's events."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+from tests.support import Account, Server
+
+
+def _prepare(server: Server, label: str) -> Account:
+    """An account owing 12.5 USDT on UM with 100 USDT in cross margin."""
+    account = server.create_account(label)
+    server.adjust(account.account_id, "MARGIN", "USDT", "100")
+    server.adjust(account.account_id, "UM", "USDT", "-12.5", "REALIZED_PNL")
+    return account
+
+
+def _check_repay_events(events: list[dict[str, Any]]) -> None:
+    assert [e["e"] for e in events] == [
+        "balanceUpdate",
+        "outboundAccountPosition",
+        "ACCOUNT_UPDATE",
+    ]
+    assert events[0]["d"] == "-12.50000000"
+    assert events[1]["B"] == [{"a": "USDT", "f": "87.50000000", "l": "0.00000000"}]
+    assert events[2]["a"]["m"] == "MARGIN_TRANSFER"
+    assert events[2]["a"]["B"] == [
+        {"a": "USDT", "wb": "0.00000000", "cw": "0.00000000", "bc": "12.50000000"}
+    ]
+
+
+def test_python_binance_portfolio_margin_socket(server: Server) -> None:
+    from binance import AsyncClient, BinanceSocketManager
+
+    account = _prepare(server, "python-binance")
+
+    async def main() -> list[dict[str, Any]]:
+        client = AsyncClient(account.api_key, account.secret)
+        client.PAPI_URL = f"{server.base_url}/papi"  # production: https://papi.binance.com/papi
+        try:
+            manager = BinanceSocketManager(client)
+            manager.FSTREAM_URL = f"ws://127.0.0.1:{server.port}/"  # wss://fstream.binance.com/
+            events: list[dict[str, Any]] = []
+            async with manager.portfolio_margin_socket() as socket:
+                await client.papi_repay_futures_negative_balance()
+                while len(events) < 3:
+                    events.append(await asyncio.wait_for(socket.recv(), 10))
+                # python-binance's keepalive (PUT with listenKey) is accepted too.
+                assert await client.papi_stream_keepalive(socket._listen_key) == {
+                    "listenKey": socket._listen_key
+                }
+            return events
+        finally:
+            await client.close_connection()
+
+    _check_repay_events(asyncio.run(main()))
+
+
+def _point(urls: dict[str, Any], base_url: str) -> None:
+    """Every REST URL of ccxt's table, to the sandbox (README, the ccxt worked example)."""
+    for key, value in urls.items():
+        if isinstance(value, str):
+            urls[key] = re.sub(r"^https://[a-z0-9.-]+", base_url, value)
+        elif isinstance(value, dict):
+            _point(value, base_url)
+
+
+def test_ccxt_pro_watch_balance_in_portfolio_margin_mode(server: Server) -> None:
+    import ccxt.pro
+
+    account = _prepare(server, "ccxt")
+
+    async def main() -> tuple[dict[str, Any], Any]:
+        exchange = ccxt.pro.binance(
+            {
+                "apiKey": account.api_key,
+                "secret": account.secret,
+                "options": {"defaultType": "future", "portfolioMargin": True},
+            }
+        )
+        _point(exchange.urls["api"], server.base_url)  # the README's ccxt recipe
+        exchange.urls["api"]["ws"]["papi"] = f"ws://127.0.0.1:{server.port}/pm/ws"
+        try:
+            watcher = asyncio.ensure_future(exchange.watch_balance({"portfolioMargin": True}))
+            # Wait until ccxt has its listen key and its socket, then repay.
+            for _ in range(200):
+                key = exchange.options.get("linear", {}).get("listenKey")
+                if key is not None and exchange.clients:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)
+            await exchange.papi_post_repay_futures_negative_balance()
+            first = await asyncio.wait_for(watcher, 10)
+            assert first["info"]["e"] in (
+                "balanceUpdate",
+                "outboundAccountPosition",
+                "ACCOUNT_UPDATE",
+            )
+            # The watch resolves on the first of the repay's events; ccxt's balance cache
+            # takes in the rest as they arrive: wait for the last one, ACCOUNT_UPDATE.
+            for _ in range(100):
+                balance = exchange.balance["linear"]
+                if balance["info"]["e"] == "ACCOUNT_UPDATE":
+                    break
+                await asyncio.sleep(0.05)
+            return balance, key
+        finally:
+            await exchange.close()
+
+    balance, key = asyncio.run(main())
+    assert key is not None and len(key) == 64
+    # The UM wallet after the repay, as ccxt reads ACCOUNT_UPDATE (total = wb).
+    assert balance["info"]["a"]["B"][0]["wb"] == "0.00000000"
+    assert balance["USDT"]["total"] == 0.0
+
+
+def test_official_sdk_user_data_stream(server: Server) -> None:
+    from binance_common.configuration import ConfigurationRestAPI, ConfigurationWebSocketStreams
+    from binance_sdk_derivatives_trading_portfolio_margin import (
+        DerivativesTradingPortfolioMargin,
+    )
+
+    account = _prepare(server, "sdk-stream")
+    client = DerivativesTradingPortfolioMargin(
+        config_rest_api=ConfigurationRestAPI(
+            api_key=account.api_key,
+            api_secret=account.secret,
+            base_path=server.base_url,  # production: https://papi.binance.com
+            timeout=10_000,
+            retries=0,
+        ),
+        config_ws_streams=ConfigurationWebSocketStreams(
+            stream_url=f"ws://127.0.0.1:{server.port}/pm",  # production: wss://fstream.binance.com/pm
+        ),
+    )
+    listen_key = client.rest_api.start_user_data_stream().data().listen_key
+
+    async def main() -> list[Any]:
+        received: list[Any] = []
+        connection = await client.websocket_streams.create_connection()
+        try:
+            stream = await connection.user_data(listen_key)
+            stream.on("message", received.append)
+            await asyncio.sleep(0.3)
+            await asyncio.to_thread(client.rest_api.repay_futures_negative_balance)
+            for _ in range(200):
+                if len(received) >= 3:
+                    break
+                await asyncio.sleep(0.05)
+            return received
+        finally:
+            await connection.close_connection(close_session=True)
+
+    received = asyncio.run(main())
+    assert len(received) == 3, received
+    # The SDK parses each frame into its model (the event name picks the class, then is dropped).
+    models = [m.actual_instance for m in received]
+    assert [type(m).__name__ for m in models] == [
+        "BalanceUpdate",
+        "OutboundAccountPosition",
+        "AccountUpdate",
+    ]
+    balance_update, position, account_update = (m.to_dict() for m in models)
+    assert (balance_update["a"], balance_update["d"]) == ("USDT", "-12.50000000")
+    assert position["B"] == [{"a": "USDT", "f": "87.50000000", "l": "0.00000000"}]
+    assert account_update["fs"] == "UM" and account_update["a"]["m"] == "MARGIN_TRANSFER"
+    assert account_update["a"]["B"] == [
+        {"a": "USDT", "wb": "0.00000000", "cw": "0.00000000", "bc": "12.50000000"}
+    ]
