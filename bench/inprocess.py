@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import hashlib
-import hmac
 import os
 import sys
 import tempfile
@@ -26,7 +24,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from ledgerfill import api_key, fill, secret
+from ledgerfill import api_key, credentials, fill
+from papi_sandbox import client
 from papi_sandbox.api.app import create_app
 from papi_sandbox.settings import Settings
 from papi_sandbox.store import open_store
@@ -53,9 +52,7 @@ def thread_cpu_s() -> dict[str, tuple[float, float]]:
 
 
 def signed_query(account_id: int) -> bytes:
-    query = f"recvWindow=60000&timestamp={time.time_ns() // 1_000_000}"
-    signature = hmac.new(secret(account_id).encode(), query.encode(), hashlib.sha256).hexdigest()
-    return f"{query}&signature={signature}".encode()
+    return client.signed_query(credentials(account_id), recv_window=60_000).encode()
 
 
 def scope(method: str, path: str, account_id: int) -> dict[str, Any]:

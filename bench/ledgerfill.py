@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from papi_sandbox import money
+from papi_sandbox.client import Account
 from papi_sandbox.progress import NO_PROGRESS, Progress
 from papi_sandbox.store.dialect import SQLITE
 from papi_sandbox.store.schema import migrate
@@ -29,6 +30,11 @@ def api_key(account_id: int) -> str:
 
 def secret(account_id: int) -> str:
     return f"benchsecret{account_id:053d}"
+
+
+def credentials(account_id: int) -> Account:
+    """The account's filled HMAC key, ready to sign with."""
+    return Account(account_id, api_key(account_id), secret(account_id))
 
 
 def fill(

@@ -10,15 +10,12 @@ the machine is shared.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import hmac
 import json
 import os
 import platform
 import random
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -33,13 +30,15 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ledgerfill import api_key, fill, secret
+from ledgerfill import api_key, credentials, fill
+from papi_sandbox.client import AdminClient, Credentials, PapiClient, signed_query
 from papi_sandbox.progress import progress_for
+from papi_sandbox.testing import free_port, new_token
 from plot import plot
 
 BENCH_DIR = Path(__file__).resolve().parent
 PRISM = BENCH_DIR / ".node" / "node_modules" / ".bin" / "prism"
-ADMIN_TOKEN = "bench-admin-token-0123456789abcdef"
+ADMIN_TOKEN = new_token()
 REPAY_PATH = "/papi/v1/repay-futures-negative-balance"
 BALANCE_PATH = "/papi/v1/balance"
 RECV_WINDOW_MS = 60_000  # the largest Binance allows: the pools are signed before each run
@@ -48,20 +47,8 @@ BALANCE_ASSETS = 20
 MIB = 1024 * 1024
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def signed_target(path: str, secret_key: str, extra: str = "") -> str:
-    query = f"{extra}recvWindow={RECV_WINDOW_MS}&timestamp={now_ms()}"
-    signature = hmac.new(secret_key.encode(), query.encode(), hashlib.sha256).hexdigest()
-    return f"{path}?{query}&signature={signature}"
+def signed_target(path: str, key: Credentials) -> str:
+    return f"{path}?{signed_query(key, recv_window=RECV_WINDOW_MS)}"
 
 
 def write_pool(path: Path, lines: Iterator[str]) -> int:
@@ -75,7 +62,7 @@ def write_pool(path: Path, lines: Iterator[str]) -> int:
 
 def repay_lines(first: int, last: int) -> Iterator[str]:
     for account_id in range(first, last + 1):
-        target = signed_target(REPAY_PATH, secret(account_id))
+        target = signed_target(REPAY_PATH, credentials(account_id))
         yield f"POST {target} {api_key(account_id)}"
 
 
@@ -270,7 +257,7 @@ class RepayPools:
 def balance_pool(work: Path) -> Callable[[int], Path]:
     def pools(number: int) -> Path:
         pool = work / f"balance-{number}.txt"
-        write_pool(pool, iter([f"GET {signed_target(BALANCE_PATH, secret(1))} {api_key(1)}"]))
+        write_pool(pool, iter([f"GET {signed_target(BALANCE_PATH, credentials(1))} {api_key(1)}"]))
         return pool
 
     return pools
@@ -298,23 +285,16 @@ def million(work: Path, args: argparse.Namespace) -> list[str]:
     rng = random.Random(6)
     with our_server(db, "full", work) as proc:
         start_rss = memory_mib(proc.proc.pid)[0]
-        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-        with httpx.Client(base_url=proc.url, timeout=30) as client:
+        with AdminClient(proc.url, ADMIN_TOKEN) as admin:
             for _ in range(200):
                 n = rng.randint(1, args.memory_accounts)
-                r = client.get(
-                    signed_target(BALANCE_PATH, secret(n)), headers={"X-MBX-APIKEY": api_key(n)}
-                )
-                assert r.status_code == 200, r.text
+                with PapiClient(proc.url, credentials(n)) as papi:
+                    papi.call("GET", BALANCE_PATH, recv_window=RECV_WINDOW_MS)
             for _ in range(20):
                 n = rng.randint(1, args.memory_accounts)
-                body = {"wallet": "UM", "asset": "USDT", "amount": "-5", "reason": "REALIZED_PNL"}
-                r = client.post(f"/admin/v1/accounts/{n}/adjustments", json=body, headers=admin)
-                assert r.status_code == 200, r.text
-                r = client.post(
-                    signed_target(REPAY_PATH, secret(n)), headers={"X-MBX-APIKEY": api_key(n)}
-                )
-                assert r.json() == {"msg": "success"}, r.text
+                admin.adjust(n, "UM", "USDT", "-5", "REALIZED_PNL")
+                with PapiClient(proc.url, credentials(n)) as papi:
+                    assert papi.call("POST", REPAY_PATH) == {"msg": "success"}
         rss, peak = memory_mib(proc.proc.pid)
     lines.append(
         f"server RSS after start {start_rss:.0f} MiB; after 200 balance reads and 20"

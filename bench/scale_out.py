@@ -11,65 +11,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
-import hmac
 import os
 import secrets
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlencode
 
 import httpx
 import psycopg
 import redis
 
-ADMIN_TOKEN = "bench-admin-token-0123456789"
+from papi_sandbox.client import Account, signed_query
+from papi_sandbox.secretbox import SECRET_KEY_ENV, new_key_text
+from papi_sandbox.testing import Sandbox, new_token
+
 MAX_SECONDS = 120
 MAX_CLIENTS = 512
 MAX_PROCESSES = 16
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(
-    data_dir: Path, port: int, db_url: str, args: list[str]
-) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "PAPI_SANDBOX_DATA_DIR": str(data_dir),
-        "PAPI_SANDBOX_ADMIN_TOKEN": ADMIN_TOKEN,
-    }
-    data_dir.mkdir(parents=True, exist_ok=True)
-    log = open(data_dir / "server.log", "ab")  # noqa: SIM115 - lives as long as the process
-    return subprocess.Popen(
-        [
-            *(sys.executable, "-m", "papi_sandbox", "serve", "--port", str(port)),
-            *("--no-access-log", "--db", db_url, *args),
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-
-
-def wait_ready(base_url: str, deadline_s: float = 30) -> None:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{base_url} did not start")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -80,15 +40,15 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def load(
-    base_urls: list[str], accounts: list[tuple[int, str, str]], clients: int, seconds: float
+    base_urls: list[str], token: str, accounts: list[Account], clients: int, seconds: float
 ) -> dict[str, list[float]]:
     latencies: dict[str, list[float]] = {"repay": [], "adjust": [], "balance": [], "error": []}
     stop_at = time.monotonic() + seconds
-    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    admin = {"Authorization": f"Bearer {token}"}
 
     async def client(number: int) -> None:
         base = base_urls[number % len(base_urls)]
-        account_id, api_key, secret = accounts[number % len(accounts)]
+        account = accounts[number % len(accounts)]
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
             op = 0
             while time.monotonic() < stop_at:
@@ -103,13 +63,11 @@ async def load(
                         "reason": "REALIZED_PNL",
                     }
                     r = await http.post(
-                        f"/admin/v1/accounts/{account_id}/adjustments", json=body, headers=admin
+                        f"/admin/v1/accounts/{account.account_id}/adjustments",
+                        json=body,
+                        headers=admin,
                     )
                 else:
-                    query = urlencode([("timestamp", time.time_ns() // 1_000_000)])
-                    signature = hmac.new(
-                        secret.encode(), query.encode(), hashlib.sha256
-                    ).hexdigest()
                     path = (
                         "/papi/v1/repay-futures-negative-balance"
                         if kind == "repay"
@@ -117,8 +75,8 @@ async def load(
                     )
                     r = await http.request(
                         "POST" if kind == "repay" else "GET",
-                        f"{path}?{query}&signature={signature}",
-                        headers={"X-MBX-APIKEY": api_key},
+                        f"{path}?{signed_query(account)}",
+                        headers={"X-MBX-APIKEY": account.api_key},
                     )
                 elapsed_ms = (time.perf_counter() - started) * 1000
                 ok = r.status_code == 200 or (kind == "repay" and r.status_code == 400)
@@ -156,44 +114,34 @@ def main() -> None:
     prefix = f"papi-bench-{secrets.token_hex(6)}:"
     with psycopg.connect(args.postgres, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
-    procs: list[subprocess.Popen[bytes]] = []
+    sandboxes: list[Sandbox] = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
             if args.sqlite:
                 db_url = f"sqlite:///{tmp}/bench.db"
-            ports = [free_port() for _ in range(processes)]
-            server_args = [
-                "--limits",
-                args.redis,
-                "--limits-prefix",
-                prefix,
-                "--ip-weight-limit",
-                "0",
-            ]
-            for i, port in enumerate(ports):
-                procs.append(start_server(Path(tmp) / f"p{i}", port, db_url, server_args))
-            base_urls = [f"http://127.0.0.1:{port}" for port in ports]
-            for url in base_urls:
-                wait_ready(url)
-            accounts = []
-            headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-            for _ in range(args.accounts):
-                data = httpx.post(
-                    f"{base_urls[0]}/admin/v1/accounts", json={}, headers=headers
-                ).json()
-                httpx.post(
-                    f"{base_urls[0]}/admin/v1/accounts/{data['accountId']}/adjustments",
-                    json={
-                        "wallet": "MARGIN",
-                        "asset": "USDT",
-                        "amount": "1000000",
-                        "reason": "DEPOSIT",
-                    },
-                    headers=headers,
+            token, secret_key = new_token(), new_key_text()
+            server_args = ["--limits", args.redis, "--limits-prefix", prefix]
+            server_args += ["--ip-weight-limit", "0"]
+            for i in range(processes):
+                sandbox = Sandbox(
+                    Path(tmp) / f"p{i}",
+                    args=server_args,
+                    db_url=db_url,
+                    relaxed_limits=False,
+                    token=token,
+                    env={SECRET_KEY_ENV: secret_key},  # one ledger, one key
                 )
-                accounts.append((data["accountId"], data["apiKey"], data["secretKey"]))
+                sandboxes.append(sandbox)
+                sandbox.start()
+            base_urls = [sandbox.base_url for sandbox in sandboxes]
+            accounts = []
+            admin = sandboxes[0].admin
+            for _ in range(args.accounts):
+                account = admin.create_account()
+                admin.adjust(account.account_id, "MARGIN", "USDT", "1000000", "DEPOSIT")
+                accounts.append(account)
 
-            latencies = asyncio.run(load(base_urls, accounts, clients, seconds))
+            latencies = asyncio.run(load(base_urls, token, accounts, clients, seconds))
             total = sum(len(v) for k, v in latencies.items() if k != "error")
             print(
                 f"{'sqlite' if args.sqlite else 'postgres'}: {processes} processes,"
@@ -215,14 +163,9 @@ def main() -> None:
                 timeout=300,
             )
             print(verify.stdout.strip())
-            for proc in procs:
-                proc.send_signal(signal.SIGINT)
-            for proc in procs:
-                proc.wait(10)
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
+        for sandbox in sandboxes:
+            sandbox.stop()
         with psycopg.connect(args.postgres, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         client = redis.Redis.from_url(args.redis)

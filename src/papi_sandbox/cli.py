@@ -7,6 +7,9 @@ against a local SQLite service or a remote one.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -16,7 +19,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from papi_sandbox import grammar
 from papi_sandbox import settings as settings_mod
+from papi_sandbox.client import AdminClient, AdminError
+from papi_sandbox.ledger.model import ADJUSTABLE_WALLETS, ADJUSTMENT_REASONS
 from papi_sandbox.progress import Progress, progress_for
 from papi_sandbox.settings import Settings
 
@@ -36,6 +42,83 @@ app.add_typer(keys_app, name="keys")
 # Piped output keeps full rows instead of folding tables to 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=200)
 err_console = Console(stderr=True)
+
+
+# -- every argument, option and environment value through the one grammar (papi_sandbox.grammar)
+
+
+def _integer(bounds: tuple[int, int], what: str) -> Callable[[Any], int]:
+    """A typer ``parser``: ASCII digits within ``bounds`` (typer's own int() conversion would take
+    ' +1_0' or Arabic-Indic digits)."""
+
+    def parse(value: Any) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):  # the declared default
+            return value
+        try:
+            return grammar.parse_integer(value, low=bounds[0], high=bounds[1], what=what)
+        except grammar.GrammarError as exc:
+            raise typer.BadParameter(str(exc)) from None
+
+    return parse
+
+
+def _flag(what: str) -> Callable[[Any], bool]:
+    """A typer ``parser`` for on/off options set from the environment: true/1/yes, false/0/no."""
+
+    def parse(value: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        try:
+            return grammar.parse_flag(value, what=what)
+        except grammar.GrammarError as exc:
+            raise typer.BadParameter(str(exc)) from None
+
+    return parse
+
+
+def _seconds(bounds: tuple[Decimal, Decimal], what: str) -> Callable[[Any], float]:
+    def parse(value: Any) -> float:
+        if isinstance(value, float | int) and not isinstance(value, bool):
+            return float(value)
+        try:
+            return grammar.parse_seconds(value, low=bounds[0], high=bounds[1], what=what)
+        except grammar.GrammarError as exc:
+            raise typer.BadParameter(str(exc)) from None
+
+    return parse
+
+
+def _signed_amount(text: Any, *, what: str) -> str:
+    grammar.parse_decimal(text, signed=True, what=what)
+    return str(text)
+
+
+_ENUMS = {
+    "wallet": tuple(w.value for w in ADJUSTABLE_WALLETS),
+    "reason": tuple(r.value for r in ADJUSTMENT_REASONS),
+}
+
+
+def _text(rule: Callable[..., Any], what: str) -> Callable[[Any], str]:
+    """A typer ``parser`` that checks text against one grammar rule and keeps the text (the
+    server checks it again: the CLI only refuses earlier, with the same words)."""
+
+    def parse(value: Any) -> str:
+        try:
+            if what in _ENUMS:
+                rule(value, _ENUMS[what], what=what)
+            else:
+                rule(value, what=what)
+        except grammar.GrammarError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        return str(value)
+
+    return parse
+
+
+#: The largest account id the operator API takes (papi_sandbox.admin.api.MAX_ACCOUNT_ID).
+_ACCOUNT_ID = (1, 10**18 - 1)
+AccountId = Annotated[int, typer.Argument(parser=_integer(_ACCOUNT_ID, "account id"))]
 
 
 class Durability(StrEnum):
@@ -99,19 +182,25 @@ def open_store(db_url: str, durability: str = "full", timeout_s: float | None = 
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(envvar="PAPI_SANDBOX_HOST")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(envvar="PAPI_SANDBOX_PORT")] = 8765,
+    port: Annotated[
+        int,
+        typer.Option(envvar="PAPI_SANDBOX_PORT", parser=_integer(settings_mod.PORT_RANGE, "port")),
+    ] = 8765,
     db: Db = None,
     data_dir: DataDir = settings_mod.DEFAULT_DATA_DIR,
     ip_weight_limit: Annotated[
         int,
         typer.Option(
-            envvar="PAPI_SANDBOX_IP_WEIGHT_LIMIT", help="Weight per IP per minute; 0 = off."
+            envvar="PAPI_SANDBOX_IP_WEIGHT_LIMIT",
+            help="Weight per IP per minute; 0 = off.",
+            parser=_integer(settings_mod.WEIGHT_LIMIT_RANGE, "ip-weight-limit"),
         ),
     ] = 6000,
     demo: Annotated[
         bool,
         typer.Option(
             envvar="PAPI_SANDBOX_DEMO",
+            parser=_flag("demo"),
             help="Create a demo account with negative futures wallets and print how to call it.",
         ),
     ] = False,
@@ -119,6 +208,7 @@ def serve(
         bool,
         typer.Option(
             envvar="PAPI_SANDBOX_ACCESS_LOG",
+            parser=_flag("access-log"),
             help="One JSON log line per request (never the query string or any secret).",
         ),
     ] = True,
@@ -126,30 +216,45 @@ def serve(
         int,
         typer.Option(
             envvar="PAPI_SANDBOX_BAN_AFTER_429S",
+            parser=_integer(settings_mod.BAN_AFTER_429S_RANGE, "ban-after-429s"),
             help="429s per IP per minute before the IP is banned (418); 0 = never ban.",
         ),
     ] = DEFAULT_BAN_AFTER_429S,
     max_api_keys_per_account: Annotated[
-        int, typer.Option(envvar="PAPI_SANDBOX_MAX_API_KEYS_PER_ACCOUNT", min=1)
+        int,
+        typer.Option(
+            envvar="PAPI_SANDBOX_MAX_API_KEYS_PER_ACCOUNT",
+            parser=_integer(settings_mod.MAX_API_KEYS_RANGE, "max-api-keys-per-account"),
+        ),
     ] = settings_mod.DEFAULT_MAX_API_KEYS_PER_ACCOUNT,
     request_read_timeout: Annotated[
         float,
         typer.Option(
             envvar="PAPI_SANDBOX_REQUEST_READ_TIMEOUT",
+            parser=_seconds(settings_mod.READ_TIMEOUT_RANGE, "request-read-timeout"),
             help="Seconds a request may take to arrive whole; then its connection is closed.",
         ),
     ] = settings_mod.DEFAULT_REQUEST_READ_TIMEOUT_S,
     keep_alive_timeout: Annotated[
-        int, typer.Option(envvar="PAPI_SANDBOX_KEEP_ALIVE_TIMEOUT", min=1)
+        int,
+        typer.Option(
+            envvar="PAPI_SANDBOX_KEEP_ALIVE_TIMEOUT",
+            parser=_integer(settings_mod.KEEP_ALIVE_RANGE, "keep-alive-timeout"),
+        ),
     ] = settings_mod.DEFAULT_KEEP_ALIVE_TIMEOUT_S,
     max_connections: Annotated[
-        int, typer.Option(envvar="PAPI_SANDBOX_MAX_CONNECTIONS", min=1)
+        int,
+        typer.Option(
+            envvar="PAPI_SANDBOX_MAX_CONNECTIONS",
+            parser=_integer(settings_mod.MAX_CONNECTIONS_RANGE, "max-connections"),
+        ),
     ] = settings_mod.DEFAULT_MAX_CONNECTIONS,
     config: ConfigOpt = None,
     scheduler: Annotated[
         bool,
         typer.Option(
             envvar="PAPI_SANDBOX_SCHEDULER",
+            parser=_flag("scheduler"),
             help="Run auto-repay and interest at their scheduled times (docs/jobs.md).",
         ),
     ] = True,
@@ -168,8 +273,7 @@ def serve(
         int,
         typer.Option(
             envvar="PAPI_SANDBOX_WORKERS",
-            min=1,
-            max=MAX_WORKERS,
+            parser=_integer((1, MAX_WORKERS), "workers"),
             help="Server processes on this port (more than 1 needs --db postgresql://...).",
         ),
     ] = 1,
@@ -193,8 +297,7 @@ def serve(
         float,
         typer.Option(
             envvar=settings_mod.STORE_TIMEOUT_ENV,
-            min=0.1,
-            max=60.0,
+            parser=_seconds(settings_mod.STORE_TIMEOUT_RANGE, "store-timeout"),
             help="Seconds a request may wait for the store before it is refused (503 -1001).",
         ),
     ] = settings_mod.DEFAULT_STORE_TIMEOUT_S,
@@ -202,7 +305,9 @@ def serve(
         int,
         typer.Option(
             envvar=settings_mod.ADMIN_AUTH_FAILURES_ENV,
-            min=1,
+            parser=_integer(
+                settings_mod.ADMIN_AUTH_FAILURES_RANGE, "admin-auth-failures-per-minute"
+            ),
             help="Failed operator authentications per IP per minute before that IP is refused"
             " (429) until the minute ends.",
         ),
@@ -456,31 +561,22 @@ Token = Annotated[
 DEFAULT_URL = "http://127.0.0.1:8765"
 
 
-def _admin(url: str, token: str | None, data_dir: Path) -> httpx.Client:
+@contextmanager
+def _admin(url: str, token: str | None, data_dir: Path) -> Iterator[AdminClient]:
+    """The operator client; a refusal or an unreachable service ends the command (exit 1, 2)."""
     token = token or settings_mod.read_admin_token(data_dir)
     if not token:
         err_console.print("[red]No operator token: set PAPI_SANDBOX_ADMIN_TOKEN or --token.[/red]")
         raise typer.Exit(2)
-    return httpx.Client(
-        base_url=url.rstrip("/") + "/admin/v1",
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-    )
-
-
-def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
     try:
-        response = client.request(method, path, **kwargs)
+        with AdminClient(url, token) as client:
+            yield client
     except httpx.HTTPError as exc:
         err_console.print(f"[red]Cannot reach the service: {exc}[/red]")
         raise typer.Exit(2) from None
-    data = response.json()
-    if response.status_code >= 400:
-        err_console.print(
-            f"[red]{response.status_code} {data.get('code')}: {data.get('msg')}[/red]"
-        )
-        raise typer.Exit(1)
-    return data
+    except AdminError as exc:
+        err_console.print(f"[red]{exc.status} {exc.code}: {exc.msg}[/red]")
+        raise typer.Exit(1) from None
 
 
 @account_app.command("create")
@@ -492,57 +588,65 @@ def account_create(
 ) -> None:
     """Create an account with an HMAC key; the secret is shown this once."""
     with _admin(url, token, data_dir) as client:
-        data = _call(client, "POST", "/accounts", json={"label": label} if label else {})
-    console.print(f"accountId: {data['accountId']}")
-    console.print(f"apiKey:    {data['apiKey']}")
-    console.print(f"secretKey: {data['secretKey']}  (shown once)")
+        account = client.create_account(label)
+    console.print(f"accountId: {account.account_id}")
+    console.print(f"apiKey:    {account.api_key}")
+    console.print(f"secretKey: {account.secret}  (shown once)")
 
 
 @account_app.command("adjust")
 def account_adjust(
-    account_id: int,
-    wallet: Annotated[str, typer.Option(help="MARGIN, UM or CM")],
-    asset: Annotated[str, typer.Option()],
-    amount: Annotated[str, typer.Option(help="signed decimal, e.g. -250.5")],
+    account_id: AccountId,
+    wallet: Annotated[
+        str, typer.Option(help="MARGIN, UM or CM", parser=_text(grammar.parse_enum, "wallet"))
+    ],
+    asset: Annotated[str, typer.Option(parser=_text(grammar.parse_asset, "asset"))],
+    amount: Annotated[
+        str,
+        typer.Option(help="signed decimal, e.g. -250.5", parser=_text(_signed_amount, "amount")),
+    ],
     reason: Annotated[
-        str, typer.Option(help="DEPOSIT, WITHDRAW, REALIZED_PNL, FUNDING_FEE or COMMISSION")
+        str,
+        typer.Option(
+            help="DEPOSIT, WITHDRAW, REALIZED_PNL, FUNDING_FEE or COMMISSION",
+            parser=_text(grammar.parse_enum, "reason"),
+        ),
     ],
     url: Url = DEFAULT_URL,
     token: Token = None,
     data_dir: DataDir = settings_mod.DEFAULT_DATA_DIR,
 ) -> None:
     """Change one balance the way trading would (one journal entry)."""
-    body = {"wallet": wallet, "asset": asset, "amount": amount, "reason": reason}
     with _admin(url, token, data_dir) as client:
-        data = _call(client, "POST", f"/accounts/{account_id}/adjustments", json=body)
+        data = client.adjust(account_id, wallet, asset, amount, reason)
     console.print(f"tranId: {data['tranId']}")
     _print_balances([data["balance"]])
 
 
 @account_app.command("show")
 def account_show(
-    account_id: int,
+    account_id: AccountId,
     url: Url = DEFAULT_URL,
     token: Token = None,
     data_dir: DataDir = settings_mod.DEFAULT_DATA_DIR,
 ) -> None:
     """The account's balances as a table."""
     with _admin(url, token, data_dir) as client:
-        rows = _call(client, "GET", f"/accounts/{account_id}/balances")
+        rows = client.balances(account_id)
     _print_balances(rows)
 
 
 @account_app.command("journal")
 def account_journal(
-    account_id: int,
-    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    account_id: AccountId,
+    limit: Annotated[int, typer.Option(parser=_integer((1, 1000), "limit"))] = 50,
     url: Url = DEFAULT_URL,
     token: Token = None,
     data_dir: DataDir = settings_mod.DEFAULT_DATA_DIR,
 ) -> None:
     """The account's journal entries, newest first."""
     with _admin(url, token, data_dir) as client:
-        entries = _call(client, "GET", f"/accounts/{account_id}/journal", params={"limit": limit})
+        entries = client.journal(account_id, limit)
     table = Table("tranId", "type", "time", "account", "wallet", "asset", "amount")
     for entry in entries:
         for i, p in enumerate(entry["postings"]):

@@ -7,17 +7,18 @@ Amounts are :class:`decimal.Decimal` with at most 8 fractional digits. Floats ne
 from __future__ import annotations
 
 import decimal
-import re
 from decimal import Decimal
 
+from papi_sandbox import grammar
+
 #: Fractional digits Binance uses for asset amounts.
-SCALE_DIGITS = 8
+SCALE_DIGITS = grammar.SCALE_DIGITS
 QUANTUM = Decimal(1).scaleb(-SCALE_DIGITS)  # 0.00000001
 ZERO = Decimal(0)
 
 #: Largest magnitude one amount or one balance may reach. 10^15 with 8 fractional digits is
 #: 24 significant digits; :data:`CONTEXT` holds 60, so sums over a whole ledger stay exact too.
-MAX_AMOUNT = Decimal(10) ** 15
+MAX_AMOUNT = grammar.MAX_MAGNITUDE
 
 #: Arithmetic context for money: wide enough to be exact for every sum we make, and it traps
 #: Inexact and Rounded, so a silently rounded result raises instead of losing a satoshi.
@@ -27,23 +28,15 @@ CONTEXT = decimal.Context(
     traps=[decimal.InvalidOperation, decimal.Inexact, decimal.Rounded, decimal.Overflow],
 )
 
-# Plain decimal text only: optional sign, digits, optional fraction. No exponents, no spaces,
-# no "NaN"/"Infinity", no thousands separators.
-_AMOUNT_RE = re.compile(r"^[+-]?(?:\d{1,16})(?:\.\d{1,8})?$")
+#: Text that is not an acceptable amount (the grammar's error).
+AmountError = grammar.GrammarError
 
 
-class AmountError(ValueError):
-    """Text that is not an acceptable amount."""
-
-
-def parse_amount(text: str) -> Decimal:
-    """Parse decimal text with at most 8 fractional digits and magnitude <= 10^15."""
-    if not isinstance(text, str) or not _AMOUNT_RE.match(text):
-        raise AmountError(f"not a decimal amount with at most {SCALE_DIGITS} fractional digits")
-    value = Decimal(text)
-    if abs(value) > MAX_AMOUNT:
-        raise AmountError("amount exceeds 10^15 in magnitude")
-    return value + ZERO  # normalises "-0" to "0"
+def parse_amount(text: object, *, signed: bool = True, what: str = "amount") -> Decimal:
+    """An amount from text in the grammar (:func:`papi_sandbox.grammar.parse_decimal`): ASCII
+    digits, one optional leading ``-`` when ``signed`` (operator amounts), at most 8 fractional
+    digits, magnitude <= 10^15. Raises :data:`AmountError`."""
+    return grammar.parse_decimal(text, signed=signed, what=what)
 
 
 def add(a: Decimal, b: Decimal) -> Decimal:

@@ -19,6 +19,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from papi_sandbox import grammar
 from papi_sandbox.files import make_private_dir
 
 #: Environment variable holding the encryption key (64 hex digits = 32 bytes); wins over the file.
@@ -41,13 +42,12 @@ def key_id(key: bytes) -> str:
 
 
 def parse_key(text: str) -> bytes:
+    """The key from exactly 64 ASCII hex digits (one final line feed, as a key file ends, is
+    allowed); anything else raises SecretBoxError."""
     try:
-        key = bytes.fromhex(text.strip())
-    except ValueError:
+        return grammar.parse_hex(text.removesuffix("\n"), digits=2 * KEY_BYTES)
+    except grammar.GrammarError:
         raise SecretBoxError("the encryption key must be 64 hex digits") from None
-    if len(key) != KEY_BYTES:
-        raise SecretBoxError("the encryption key must be 64 hex digits")
-    return key
 
 
 def new_key_text() -> str:

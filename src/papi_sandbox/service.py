@@ -14,6 +14,7 @@ from papi_sandbox.ledger import collection, rules
 from papi_sandbox.ledger.account import AccountSummary, summarize
 from papi_sandbox.ledger.model import (
     AccountBalances,
+    AutoRepayOff,
     BalanceRow,
     Entry,
     EntryType,
@@ -97,9 +98,24 @@ class Service:
     async def balance_row(self, account_id: int, asset: str) -> BalanceRow:
         return (await self.store.balances(account_id)).row(asset)
 
+    async def _transact(
+        self, account_id: int, entry_type: EntryType, plan: rules.Plan
+    ) -> Entry | None:
+        """Every balance change the service makes: ``plan`` with the balance bounds checked on
+        its result (:func:`papi_sandbox.ledger.rules.bounded`), applied by the store as one
+        entry, or nothing."""
+        return await self.store.transact(account_id, entry_type, rules.bounded(account_id, plan))
+
     async def repay_futures_negative_balance(self, account_id: int) -> Entry | None:
-        """None when nothing was negative; raises InsufficientBalance when nothing could move."""
-        return await self.store.transact(
+        """None when nothing was negative; raises InsufficientBalance when nothing could move,
+        and AutoRepayOff (nothing read or written past the switch) while the account's
+        ``autoRepay`` is off (docs/semantics.md, "Auto-repay")."""
+        if not (await self.require_account(account_id)).auto_repay:
+            raise AutoRepayOff(
+                "Manual repayment of futures negative balances is enabled only while auto-repay"
+                " is on; turn it on with POST /papi/v1/repay-futures-switch autoRepay=true."
+            )
+        return await self._transact(
             account_id,
             EntryType.REPAY_FUTURES_NEGATIVE_BALANCE,
             functools.partial(rules.plan_repay, account_id),
@@ -109,7 +125,7 @@ class Service:
         self, account_id: int, wallet: Wallet, asset: str, amount: Decimal, reason: EntryType
     ) -> Entry:
         await self.require_account(account_id)
-        entry = await self.store.transact(
+        entry = await self._transact(
             account_id,
             reason,
             functools.partial(
@@ -155,7 +171,7 @@ class Service:
         """Auto-collection (every asset) or asset collection (one; exactly ``amount`` from
         ``wallet`` when both are given); None when nothing moved."""
         if asset is not None and amount is not None and wallet is not None:
-            return await self.store.transact(
+            return await self._transact(
                 account_id,
                 EntryType.ASSET_COLLECTION,
                 functools.partial(
@@ -166,7 +182,7 @@ class Service:
                     wallet=wallet,
                 ),
             )
-        return await self.store.transact(
+        return await self._transact(
             account_id,
             EntryType.AUTO_COLLECTION if asset is None else EntryType.ASSET_COLLECTION,
             functools.partial(collection.plan_collection, account_id, asset=asset),
@@ -175,7 +191,7 @@ class Service:
     async def bnb_transfer(
         self, account_id: int, amount: Decimal, side: collection.TransferSide
     ) -> Entry:
-        entry = await self.store.transact(
+        entry = await self._transact(
             account_id,
             EntryType.BNB_TRANSFER,
             functools.partial(collection.plan_bnb_transfer, account_id, amount=amount, side=side),

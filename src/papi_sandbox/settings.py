@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
+from papi_sandbox import grammar
 from papi_sandbox.files import make_private_dir
 from papi_sandbox.wire.limits import DEFAULT_BAN_AFTER_429S, DEFAULT_WEIGHT_LIMIT_PER_MINUTE
 
@@ -115,48 +117,99 @@ def ensure_admin_token(data_dir: Path) -> tuple[str, bool]:
     return token, True
 
 
+#: Ranges of the numeric settings, shared by the CLI's options and the environment.
+PORT_RANGE = (1, 65535)
+WEIGHT_LIMIT_RANGE = (0, 10**9)
+BAN_AFTER_429S_RANGE = (0, 10**6)
+MAX_API_KEYS_RANGE = (1, 10**4)
+KEEP_ALIVE_RANGE = (1, 3600)
+MAX_CONNECTIONS_RANGE = (1, 10**6)
+READ_TIMEOUT_RANGE = (Decimal("0.001"), Decimal(3600))
+STORE_TIMEOUT_RANGE = (Decimal("0.1"), Decimal(60))
+ADMIN_AUTH_FAILURES_RANGE = (1, 10**6)
+
+
+class SettingError(ValueError):
+    """An environment value outside the grammar; the message names the variable."""
+
+
+def env_integer(name: str, default: int, bounds: tuple[int, int]) -> int:
+    """``PAPI_SANDBOX_*`` integer: ASCII digits in ``bounds`` (papi_sandbox.grammar)."""
+    text = os.environ.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        return grammar.parse_integer(text, low=bounds[0], high=bounds[1], what=name)
+    except grammar.GrammarError as exc:
+        raise SettingError(str(exc)) from None
+
+
+def env_flag(name: str, default: bool) -> bool:
+    """``PAPI_SANDBOX_*`` on/off value: true/1/yes or false/0/no, exactly."""
+    text = os.environ.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        return grammar.parse_flag(text, what=name)
+    except grammar.GrammarError as exc:
+        raise SettingError(str(exc)) from None
+
+
+def env_seconds(name: str, default: float, bounds: tuple[Decimal, Decimal]) -> float:
+    """``PAPI_SANDBOX_*`` duration in seconds: a decimal in the grammar within ``bounds``."""
+    text = os.environ.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        return grammar.parse_seconds(text, low=bounds[0], high=bounds[1], what=name)
+    except grammar.GrammarError as exc:
+        raise SettingError(str(exc)) from None
+
+
 def settings_from_env() -> Settings:
     """Settings from ``PAPI_SANDBOX_*`` variables alone: what each worker process of
     ``serve --workers N`` (and ``uvicorn --factory papi_sandbox.api.app:app_from_env``) reads."""
     env = os.environ
     settings = Settings()
     settings.host = env.get("PAPI_SANDBOX_HOST", settings.host)
-    settings.port = int(env.get("PAPI_SANDBOX_PORT", settings.port))
+    settings.port = env_integer("PAPI_SANDBOX_PORT", settings.port, PORT_RANGE)
     settings.db = env.get("PAPI_SANDBOX_DB") or None
-    settings.ip_weight_limit = int(
-        env.get("PAPI_SANDBOX_IP_WEIGHT_LIMIT", settings.ip_weight_limit)
+    settings.ip_weight_limit = env_integer(
+        "PAPI_SANDBOX_IP_WEIGHT_LIMIT", settings.ip_weight_limit, WEIGHT_LIMIT_RANGE
     )
     settings.admin_token = env.get(ADMIN_TOKEN_ENV) or None
     settings.limits = env.get(LIMITS_ENV) or None
     settings.limits_prefix = env.get(LIMITS_PREFIX_ENV) or settings.limits_prefix
-    settings.ip_ban_after_429s = int(
-        env.get("PAPI_SANDBOX_BAN_AFTER_429S", settings.ip_ban_after_429s)
+    settings.ip_ban_after_429s = env_integer(
+        "PAPI_SANDBOX_BAN_AFTER_429S", settings.ip_ban_after_429s, BAN_AFTER_429S_RANGE
     )
-    settings.max_api_keys_per_account = int(
-        env.get("PAPI_SANDBOX_MAX_API_KEYS_PER_ACCOUNT", settings.max_api_keys_per_account)
+    settings.max_api_keys_per_account = env_integer(
+        "PAPI_SANDBOX_MAX_API_KEYS_PER_ACCOUNT",
+        settings.max_api_keys_per_account,
+        MAX_API_KEYS_RANGE,
     )
-    settings.request_read_timeout_s = float(
-        env.get("PAPI_SANDBOX_REQUEST_READ_TIMEOUT", settings.request_read_timeout_s)
+    settings.request_read_timeout_s = env_seconds(
+        "PAPI_SANDBOX_REQUEST_READ_TIMEOUT", settings.request_read_timeout_s, READ_TIMEOUT_RANGE
     )
-    settings.request_log = env.get("PAPI_SANDBOX_ACCESS_LOG", "true").lower() not in (
-        "0",
-        "false",
-        "no",
+    settings.keep_alive_timeout_s = env_integer(
+        "PAPI_SANDBOX_KEEP_ALIVE_TIMEOUT", settings.keep_alive_timeout_s, KEEP_ALIVE_RANGE
     )
+    settings.max_connections = env_integer(
+        "PAPI_SANDBOX_MAX_CONNECTIONS", settings.max_connections, MAX_CONNECTIONS_RANGE
+    )
+    settings.request_log = env_flag("PAPI_SANDBOX_ACCESS_LOG", True)
     data_dir = env.get(DATA_DIR_ENV)
     if data_dir:
         settings.data_dir = Path(data_dir)
     settings.durability = env.get("PAPI_SANDBOX_DURABILITY") or settings.durability
     settings.forwarded_allow_ips = env.get(FORWARDED_ALLOW_IPS_ENV, "")
-    settings.store_timeout_s = float(env.get(STORE_TIMEOUT_ENV, settings.store_timeout_s))
-    settings.admin_auth_failures_per_minute = int(
-        env.get(ADMIN_AUTH_FAILURES_ENV, settings.admin_auth_failures_per_minute)
+    settings.store_timeout_s = env_seconds(
+        STORE_TIMEOUT_ENV, settings.store_timeout_s, STORE_TIMEOUT_RANGE
+    )
+    settings.admin_auth_failures_per_minute = env_integer(
+        ADMIN_AUTH_FAILURES_ENV, settings.admin_auth_failures_per_minute, ADMIN_AUTH_FAILURES_RANGE
     )
     config = env.get("PAPI_SANDBOX_CONFIG")
     settings.config_path = Path(config) if config else None
-    settings.scheduler = env.get("PAPI_SANDBOX_SCHEDULER", "true").lower() not in (
-        "0",
-        "false",
-        "no",
-    )
+    settings.scheduler = env_flag("PAPI_SANDBOX_SCHEDULER", True)
     return settings

@@ -124,7 +124,8 @@ def test_parameters_in_query_body_or_split(server: Server, where: str) -> None:
     signer = Signer(server.base_url, account)
     server.adjust(account.account_id, "MARGIN", "USDT", "5", "DEPOSIT")
     server.adjust(account.account_id, "UM", "USDT", "-2", "COMMISSION")
-    r = signer.request("GET", BALANCE, {"asset": "USDT"}, where=where, recv_window=10000)
+    # a GET reads the query only (its body is ignored: tests/wire/test_param_sources.py)
+    r = signer.request("GET", BALANCE, {"asset": "USDT"}, recv_window=10000)
     assert r.status_code == 200, r.text
     assert r.json()["umWalletBalance"] == "-2.00000000"
     r = signer.request("POST", REPAY, where=where, recv_window=10000)

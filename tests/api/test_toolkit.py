@@ -37,7 +37,7 @@ def balances(signer: Signer) -> dict[str, dict[str, Any]]:
 
 def read_only_signer(server: Server, account: Account) -> Signer:
     """A second key of the account with reading rights only, issued by the operator API."""
-    r = server.admin(
+    r = server.admin.request(
         "POST",
         f"/accounts/{account.account_id}/api-keys",
         json={"type": "HMAC", "enableReading": True, "enablePortfolioMarginTrading": False},
@@ -68,15 +68,24 @@ def test_switch_refuses_other_values_and_changes_nothing(signer: Signer, value: 
     assert ok(signer.request("GET", SWITCH)) == {"autoRepay": False}
 
 
-def test_switch_off_does_not_gate_the_manual_repay(
-    server: Server, account: Account, signer: Signer
+@pytest.mark.parametrize("where", ["query", "body"])
+def test_switch_off_gates_the_manual_repay(
+    server: Server, account: Account, signer: Signer, where: str
 ) -> None:
     ok(signer.request("POST", SWITCH, {"autoRepay": "false"}))
-    r = server.admin("GET", f"/accounts/{account.account_id}/settings")
+    r = server.admin.request("GET", f"/accounts/{account.account_id}/settings")
     assert r.json() == {"autoRepay": False, "vipLevel": 0}
     server.adjust(account.account_id, "MARGIN", "USDT", "10", "DEPOSIT")
     server.adjust(account.account_id, "UM", "USDT", "-4", "REALIZED_PNL")
-    ok(signer.request("POST", "/papi/v1/repay-futures-negative-balance"))
+    journal = server.journal(account.account_id)
+    repay = "/papi/v1/repay-futures-negative-balance"
+    msg = error(signer.request("POST", repay, where=where), 400, -21090)
+    assert "auto-repay" in msg and "repay-futures-switch" in msg
+    assert balances(signer)["USDT"]["umWalletBalance"] == "-4.00000000"
+    assert balances(signer)["USDT"]["crossMarginFree"] == "10.00000000"
+    assert server.journal(account.account_id) == journal
+    ok(signer.request("POST", SWITCH, {"autoRepay": "true"}))
+    ok(signer.request("POST", repay, where=where))
     assert balances(signer)["USDT"]["umWalletBalance"] == "0.00000000"
 
 
@@ -228,7 +237,7 @@ def test_bnb_transfer_errors_change_nothing(
         ({"amount": "1.00000001", "transferSide": "TO_UM"}, 400, -2018),
         ({"amount": "0.1", "transferSide": "FROM_UM"}, 400, -2018),
         ({"amount": "0", "transferSide": "TO_UM"}, 400, -1130),
-        ({"amount": "-1", "transferSide": "TO_UM"}, 400, -1130),
+        ({"amount": "-1", "transferSide": "TO_UM"}, 400, -1100),  # a sign is an illegal character
         ({"amount": "1", "transferSide": "SIDEWAYS"}, 400, -1102),
         ({"amount": "1"}, 400, -1102),
         ({"transferSide": "TO_UM"}, 400, -1102),

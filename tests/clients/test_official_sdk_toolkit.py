@@ -43,7 +43,7 @@ def test_sdk_toolkit_methods(server: Server) -> None:
     assert response.data().tran_id == server.journal(a)[0]["tranId"]
 
     server.adjust(a, "UM", "USDT", "-1100", "REALIZED_PNL")  # total -1000 after the 100 collected
-    r = server.admin("POST", "/jobs/interest", json={})
+    r = server.admin.request("POST", "/jobs/interest", json={})
     assert r.status_code == 200, r.text
     rows = client.query_portfolio_margin_negative_balance_interest_history(asset="USDT").data()
     assert len(rows) == 1

@@ -57,14 +57,14 @@ def jobs_server(tmp_path: Path) -> Iterator[Server]:
 
 
 def run(server: Server, job: str, as_of: str | int | None = None) -> dict[str, Any]:
-    r = server.admin("POST", f"/jobs/{job}", json={} if as_of is None else {"asOf": as_of})
+    r = server.admin.request("POST", f"/jobs/{job}", json={} if as_of is None else {"asOf": as_of})
     assert r.status_code == 200, r.text
     result: dict[str, Any] = r.json()
     return result
 
 
 def balance(server: Server, account_id: int, asset: str) -> dict[str, Any]:
-    r = server.admin("GET", f"/accounts/{account_id}/balances")
+    r = server.admin.request("GET", f"/accounts/{account_id}/balances")
     rows = {row["asset"]: row for row in r.json()}
     return rows[asset]
 
@@ -116,7 +116,7 @@ def test_auto_repay_job_respects_the_switch_and_is_idempotent_per_slot(
     later = run(srv, "auto-repay", "2030-01-01T23:00:00Z")
     assert later["entries"] == 1 and later["amounts"] == {"USDT": "10.00000000"}
     assert len(entries_of(srv, on.account_id, "AUTO_REPAY_FUTURES")) == 2
-    assert srv.admin("GET", "/verify").json()["ok"] is True
+    assert srv.admin.request("GET", "/verify").json()["ok"] is True
 
 
 # -- interest -------------------------------------------------------------------------------------
@@ -125,7 +125,7 @@ def test_auto_repay_job_respects_the_switch_and_is_idempotent_per_slot(
 def test_interest_job_threshold_rounding_history_and_idempotence(jobs_server: Server) -> None:
     srv = jobs_server
     vip1, small, eth = srv.create_account(), srv.create_account(), srv.create_account()
-    r = srv.admin("PUT", f"/accounts/{vip1.account_id}/settings", json={"vipLevel": 1})
+    r = srv.admin.request("PUT", f"/accounts/{vip1.account_id}/settings", json={"vipLevel": 1})
     assert r.json() == {"autoRepay": True, "vipLevel": 1}
     # Threshold case: VIP 1 has 1000 USDT free of interest: -1500 + 1000 = -500 -> 0.25.
     srv.adjust(vip1.account_id, "UM", "USDT", "-1500", "REALIZED_PNL")
@@ -181,7 +181,7 @@ def test_interest_job_threshold_rounding_history_and_idempotence(jobs_server: Se
             "principal": "500.00000000",
         }
     ]
-    assert srv.admin("GET", "/verify").json()["ok"] is True
+    assert srv.admin.request("GET", "/verify").json()["ok"] is True
 
 
 def test_interest_history_newest_first_size_and_asset(jobs_server: Server) -> None:
@@ -243,20 +243,20 @@ def test_cli_runs_a_job_and_the_server_sees_it(jobs_server: Server, tmp_path: Pa
 
 
 def test_admin_job_errors(jobs_server: Server) -> None:
-    r = jobs_server.admin("POST", "/jobs/payday", json={})
+    r = jobs_server.admin.request("POST", "/jobs/payday", json={})
     assert (r.status_code, r.json()["code"]) == (404, -1000)
-    r = jobs_server.admin("POST", "/jobs/interest", json={"asOf": "yesterday"})
+    r = jobs_server.admin.request("POST", "/jobs/interest", json={"asOf": "yesterday"})
     assert (r.status_code, r.json()["code"]) == (400, -1102)
-    r = jobs_server.admin("POST", "/jobs/interest", json={"when": "now"})
+    r = jobs_server.admin.request("POST", "/jobs/interest", json={"when": "now"})
     assert r.status_code == 400
     # Older than the markers are kept (7 days): refused, so it can never apply twice.
-    r = jobs_server.admin("POST", "/jobs/interest", json={"asOf": "2020-01-01T00:00:00Z"})
+    r = jobs_server.admin.request("POST", "/jobs/interest", json={"asOf": "2020-01-01T00:00:00Z"})
     assert (r.status_code, r.json()["code"]) == (400, -1102) and "days old" in r.json()["msg"]
-    r = jobs_server.admin("POST", "/jobs/interest", json={}, headers={"Authorization": "x"})
+    r = jobs_server.admin.request("POST", "/jobs/interest", json={}, headers={"Authorization": "x"})
     assert r.status_code == 401
-    r = jobs_server.admin("PUT", "/accounts/1/settings", json={"vipLevel": 10})
+    r = jobs_server.admin.request("PUT", "/accounts/1/settings", json={"vipLevel": 10})
     assert r.status_code == 400
-    r = jobs_server.admin("PUT", "/accounts/999999/settings", json={"vipLevel": 1})
+    r = jobs_server.admin.request("PUT", "/accounts/999999/settings", json={"vipLevel": 1})
     assert r.status_code == 404
 
 
@@ -534,7 +534,7 @@ def test_serve_with_the_scheduler_starts_and_stops_cleanly(tmp_path: Path) -> No
     srv = Server(tmp_path / "server", ["--scheduler"])
     srv.start()
     try:
-        assert srv.admin("GET", "/verify").status_code == 200
+        assert srv.admin.request("GET", "/verify").status_code == 200
     finally:
         assert srv.proc is not None
         proc = srv.proc

@@ -116,7 +116,7 @@ def test_rotate_encryption_key_and_legacy_plain_secrets(
     result = _rotate(server, "--new-key", new_key)
     assert result.returncode == 0, result.stdout + result.stderr
     assert new_key not in result.stdout + result.stderr
-    monkeypatch.setenv(SECRET_KEY_ENV, new_key)
+    server.env[SECRET_KEY_ENV] = new_key  # the kit passes no PAPI_SANDBOX_* of ours along
     # 3. A database from before encryption: plain secrets are sealed at start.
     conn = sqlite3.connect(server.db_path)
     legacy = Account(account.account_id, "L" * 64, "plain-secret-" + "s" * 51)
@@ -138,7 +138,7 @@ def test_rotate_encryption_key_and_legacy_plain_secrets(
     assert all(s.startswith(f"enc1:{new_id}:") for s in stored.values())
 
     # 4. The wrong key: the service refuses to start rather than answer with garbage.
-    monkeypatch.setenv(SECRET_KEY_ENV, new_key_text())
+    server.env[SECRET_KEY_ENV] = new_key_text()
     with pytest.raises(RuntimeError):
         server.start()
     server.stop()

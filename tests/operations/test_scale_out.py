@@ -122,9 +122,11 @@ def test_four_processes_one_database_one_redis_and_a_kill_9(
 ) -> None:
     db_url, r_url, prefix = shared_backends
     # Processes sharing a ledger share its encryption key (each has its own data folder here).
-    monkeypatch.setenv(SECRET_KEY_ENV, new_key_text())
+    key = {SECRET_KEY_ENV: new_key_text()}
     args = ["--limits", r_url, "--limits-prefix", prefix, "--ip-weight-limit", "100000000"]
-    servers = [Server(tmp_path / f"proc{i}", list(args), db_url=db_url) for i in range(PROCESSES)]
+    servers = [
+        Server(tmp_path / f"proc{i}", list(args), db_url=db_url, env=key) for i in range(PROCESSES)
+    ]
     with concurrent.futures.ThreadPoolExecutor(PROCESSES) as pool:
         list(pool.map(Server.start, servers))
     try:

@@ -235,7 +235,7 @@ def test_64_concurrent_clients_on_one_account_equal_the_serial_model(server: Ser
             model[key] = model.get(key, Decimal(0)) + Decimal(p["amount"])
     row = next(
         r
-        for r in server.admin("GET", f"/accounts/{account.account_id}/balances").json()
+        for r in server.admin.request("GET", f"/accounts/{account.account_id}/balances").json()
         if r["asset"] == "USDT"
     )
     assert Decimal(row["crossMarginFree"]) == model.get((Wallet.MARGIN, "USDT"), Decimal(0))

@@ -29,7 +29,7 @@ REPAY = "/papi/v1/repay-futures-negative-balance"
 
 
 def adjust(server: Server, account_id: int, amount: str = "1") -> httpx.Response:
-    return server.admin(
+    return server.admin.request(
         "POST",
         f"/accounts/{account_id}/adjustments",
         json={"wallet": "MARGIN", "asset": "USDT", "amount": amount, "reason": "DEPOSIT"},
@@ -161,7 +161,7 @@ def test_a_full_disk_is_a_503_with_nothing_applied(tmp_path: Path) -> None:
             journal = server.journal(account.account_id)
             # Exactly the acknowledged changes are in the journal; nothing else, nothing half.
             assert {e["tranId"] for e in journal} - {journal[-1]["tranId"]} == acknowledged
-            balance = server.admin("GET", f"/accounts/{account.account_id}/balances").json()
+            balance = server.admin.request("GET", f"/accounts/{account.account_id}/balances").json()
             margin = next(b for b in balance if b["asset"] == "USDT")["crossMarginFree"]
             assert float(margin) == 1000 + 0.5 * len(acknowledged)
         finally:

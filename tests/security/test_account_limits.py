@@ -58,12 +58,12 @@ def test_the_account_limit_survives_a_restart_without_redis(tmp_path: Path) -> N
 
 
 def test_two_processes_share_the_account_limit_through_redis(
-    tmp_path: Path, pg_url: str, shared_prefix: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, pg_url: str, shared_prefix: str
 ) -> None:
-    monkeypatch.setenv(SECRET_KEY_ENV, new_key_text())  # one ledger, one encryption key
+    env = {SECRET_KEY_ENV: new_key_text()}  # one ledger, one encryption key
     args = ["--ip-weight-limit", "0", "--limits", redis_url(), "--limits-prefix", shared_prefix]
-    one = Server(tmp_path / "one", args, db_url=pg_url)
-    two = Server(tmp_path / "two", args, db_url=pg_url)
+    one = Server(tmp_path / "one", args, db_url=pg_url, env=env)
+    two = Server(tmp_path / "two", args, db_url=pg_url, env=env)
     one.start()
     two.start()
     try:

@@ -21,7 +21,7 @@ REPAY = "/papi/v1/repay-futures-negative-balance"
 
 
 def whitelisted_signer(server: Server, account: Account, *whitelist: str) -> Signer:
-    r = server.admin(
+    r = server.admin.request(
         "POST",
         f"/accounts/{account.account_id}/api-keys",
         json={"type": "HMAC", "ipWhitelist": list(whitelist)},
@@ -194,15 +194,15 @@ def test_failed_operator_authentications_are_throttled_per_ip(tmp_path: Path) ->
         wait_for_fresh_minute(15)
         wrong = {"Authorization": "Bearer " + "w" * 40}
         codes = [
-            server.admin("GET", "/accounts/1/balances", headers=wrong).status_code
+            server.admin.request("GET", "/accounts/1/balances", headers=wrong).status_code
             for _ in range(10)
         ]
         assert codes == [401] * 10
-        refused = server.admin("GET", "/accounts/1/balances", headers=wrong)
+        refused = server.admin.request("GET", "/accounts/1/balances", headers=wrong)
         assert refused.status_code == 429 and refused.json()["code"] == -1003
         assert 1 <= int(refused.headers["Retry-After"]) <= 60
         # Until the minute ends the right token is refused too: guessing gets no answer.
-        assert server.admin("POST", "/accounts", json={}).status_code == 429
+        assert server.admin.request("POST", "/accounts", json={}).status_code == 429
         metrics = httpx.get(f"{server.base_url}/metrics").text
         assert "papi_admin_auth_failures_total 10.0" in metrics
         assert "papi_admin_auth_throttled_total 2.0" in metrics
@@ -223,7 +223,8 @@ def test_every_worker_logs_json_requests_with_redaction(tmp_path: Path, pg_url: 
         account = server.create_account()
         signer = Signer(server.base_url, account)
         for _ in range(30):  # new connections: the kernel spreads them over the workers
-            r = signer.request("GET", BALANCE)
+            with httpx.Client() as fresh:
+                r = signer.request("GET", BALANCE, client=fresh)
             assert r.status_code == 200
             signatures.append(r.request.url.query.decode().rpartition("signature=")[2])
     finally:
@@ -254,7 +255,7 @@ def test_dashboard_logins_share_the_operator_auth_throttle(tmp_path: Path) -> No
         refused = client.post("/ui/login", {"token": ADMIN_TOKEN})
         assert refused.status_code == 429 and "Retry-After" in refused.headers
         assert "papi_ui_session" not in client.cookies
-        assert server.admin("POST", "/accounts", json={}).status_code == 429  # one throttle
+        assert server.admin.request("POST", "/accounts", json={}).status_code == 429  # one throttle
         metrics = httpx.get(f"{server.base_url}/metrics").text
         assert "papi_admin_auth_failures_total 10.0" in metrics
     finally:

@@ -146,7 +146,10 @@ def test_banned_ip_gets_418_everywhere_and_changes_nothing(tmp_path: Path) -> No
         assert (r.status_code, r.json()["code"]) == (418, -1003)
         assert server.journal(account.account_id) == before
         # The operator API is never limited, and metrics count the refusals.
-        assert server.admin("GET", f"/accounts/{account.account_id}/balances").status_code == 200
+        assert (
+            server.admin.request("GET", f"/accounts/{account.account_id}/balances").status_code
+            == 200
+        )
         metrics = httpx.get(f"{server.base_url}/metrics").text
         assert 'papi_rate_limit_refusals_total{status="429"} 11.0' in metrics
         assert 'papi_rate_limit_refusals_total{status="418"} 3.0' in metrics

@@ -133,7 +133,7 @@ def test_events_of_loss_repay_auto_repay_and_collection_in_order(
             "FUNDING_FEE",
             "-0.00000001",
         )
-        r = server.admin("POST", "/jobs/auto-repay", json={})
+        r = server.admin.request("POST", "/jobs/auto-repay", json={})
         assert r.status_code == 200, r.text
         bu, oap, au = recv_events(ws, 3)
         assert (bu["e"], bu["d"]) == ("balanceUpdate", "-0.00000001")
@@ -211,8 +211,7 @@ def test_unknown_closed_and_revoked_keys(server: Server) -> None:
     # Revoking the API key closes its listen key and its connections.
     key = listen_key(server, account)
     with connect(ws_url(server, f"/pm/ws/{key}")) as ws:
-        r = server.admin("DELETE", f"/accounts/{account.account_id}/api-keys/{account.api_key}")
-        assert r.status_code == 200, r.text
+        server.admin.revoke_api_key(account.account_id, account.api_key)
         assert recv(ws)["e"] == "listenKeyExpired"
         with pytest.raises(ConnectionClosed):
             ws.recv(timeout=10)
@@ -300,7 +299,7 @@ def test_two_processes_on_one_postgres(tmp_path: Path) -> None:
             # A job run by the other process reaches both clients too.
             second.adjust(account.account_id, "CM", "USDT", "-1", "FUNDING_FEE")
             recv_events(ws_first, 1), recv_events(ws_second, 1)
-            r = second.admin("POST", "/jobs/auto-repay", json={})
+            r = second.admin.request("POST", "/jobs/auto-repay", json={})
             assert r.status_code == 200, r.text
             for ws in (ws_first, ws_second):
                 events = recv_events(ws, 3)

@@ -157,7 +157,8 @@ def test_adjustments_use_the_operator_apis_validation(server: Server, ui: UiClie
         shown = html.unescape(r.text)
         assert message in shown, form
         # The operator API answers the same body with the same message.
-        admin = server.admin("POST", f"/accounts/{account.account_id}/adjustments", json=form)
+        api_path = f"/accounts/{account.account_id}/adjustments"
+        admin = server.admin.request("POST", api_path, json=form)
         assert admin.status_code == 400 and admin.json()["msg"] in shown
     assert server.journal(account.account_id) == []
     ok = {"wallet": "UM", "asset": "USDT", "amount": "-12.5", "reason": "REALIZED_PNL"}
@@ -184,7 +185,7 @@ def test_settings_create_revoke_jobs_verify(server: Server, ui: UiClient) -> Non
 
     r = ui.post(f"/ui/accounts/{account_id}/settings", {"autoRepay": "false", "vipLevel": "2"})
     assert r.status_code == 303
-    settings = server.admin("GET", f"/accounts/{account_id}/settings").json()
+    settings = server.admin.request("GET", f"/accounts/{account_id}/settings").json()
     assert settings == {"autoRepay": False, "vipLevel": 2}
     r = ui.post(f"/ui/accounts/{account_id}/settings", {"autoRepay": "maybe"})
     assert r.status_code == 400 and "autoRepay" in r.text
@@ -193,7 +194,7 @@ def test_settings_create_revoke_jobs_verify(server: Server, ui: UiClient) -> Non
 
     r = ui.post(f"/ui/accounts/{account_id}/revoke", {"apiKey": api_key})
     assert r.status_code == 303
-    keys = server.admin("GET", f"/accounts/{account_id}/api-keys").json()
+    keys = server.admin.request("GET", f"/accounts/{account_id}/api-keys").json()
     assert keys[0]["revoked"] is True
     r = ui.post(f"/ui/accounts/{account_id}/revoke", {"apiKey": api_key})
     assert r.status_code == 404 and "No such live API key" in r.text

@@ -59,7 +59,7 @@ def test_long_parameters_are_ascii_digits_only(text: str) -> None:
     ("query", "body", "code"),
     [
         (b"a=1&a=2", b"", -1101),
-        (b"a=1", b"a=1", -1101),
+        (b"a=1", b"b=1&b=2", -1101),
         (b"&".join(b"p%d=1" % i for i in range(40)), b"", -1101),
         (b"x" * (params.MAX_QUERY_BYTES + 1), b"", -1101),
         (b"a=%FF", b"", -1100),
@@ -71,6 +71,15 @@ def test_parse_raw_refusals(query: bytes, body: bytes, code: int) -> None:
     with pytest.raises(ApiError) as info:
         params.parse_raw(query, body)
     assert info.value.code == code
+
+
+def test_parse_raw_query_wins_and_signs_both_sources() -> None:
+    raw = params.parse_raw(b"asset=USDT&signature=ab", b"asset=BTC&timestamp=5&signature=cd")
+    assert raw.values == {"asset": "USDT", "signature": "ab", "timestamp": "5"}
+    assert raw.signed_text == "asset=USDTasset=BTC&timestamp=5"
+    ignored = params.parse_raw(b"timestamp=5&signature=ab", b"")
+    assert ignored.values == {"timestamp": "5", "signature": "ab"}
+    assert ignored.signed_text == "timestamp=5"
 
 
 def test_bind_counts_unread_and_missing() -> None:

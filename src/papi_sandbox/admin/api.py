@@ -17,9 +17,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from papi_sandbox import money
+from papi_sandbox import grammar, money
 from papi_sandbox.api.http import client_ip, error_response, json_response, read_body
 from papi_sandbox.api.serialize import balance_object, entry_object
+from papi_sandbox.jobs.config import MAX_VIP_LEVEL
 from papi_sandbox.jobs.runner import (
     Job,
     JobReport,
@@ -31,7 +32,6 @@ from papi_sandbox.jobs.runner import (
 from papi_sandbox.ledger.model import (
     ADJUSTABLE_WALLETS,
     ADJUSTMENT_REASONS,
-    ASSET_RE,
     EntryType,
     InsufficientBalance,
     LedgerError,
@@ -76,12 +76,34 @@ async def _json_body(request: Request) -> dict[str, Any]:
     return data
 
 
+#: Highest account id a path may name (a signed 64-bit integer has 18 full digits).
+MAX_ACCOUNT_ID = 10**18 - 1
+
+
 def path_account_id(request: Request) -> int:
-    """The ``{account_id}`` of an operator path; raises ApiError 404 -1000 when malformed."""
+    """The ``{account_id}`` of an operator path, ASCII digits in the one grammar
+    (:mod:`papi_sandbox.grammar`); raises ApiError 404 -1000 otherwise (no such account)."""
     text = request.path_params["account_id"]
-    if not text.isdigit() or len(text) > 18 or int(text) == 0:
-        raise ApiError(404, -1000, f"Account '{text[:32]}' does not exist.")
-    return int(text)
+    try:
+        return grammar.parse_integer(text, low=1, high=MAX_ACCOUNT_ID, what="account id")
+    except grammar.GrammarError:
+        raise ApiError(404, -1000, f"Account {text[:32]!r} does not exist.") from None
+
+
+def query_integer(
+    request: Request, name: str, default: int | None, low: int, high: int
+) -> int | None:
+    """An integer query parameter in the one grammar; ``default`` when absent; a repeated
+    name is refused (as the public API's -1101 would). Raises ApiError."""
+    values = request.query_params.getlist(name)
+    if not values:
+        return default
+    if len(values) > 1:
+        raise ApiError(400, -1101, f"Duplicate values for the parameter '{name}'.")
+    try:
+        return grammar.parse_integer(values[0], low=low, high=high, what=f"'{name}'")
+    except grammar.GrammarError as exc:
+        raise _bad(f"{exc}.") from None
 
 
 def domain_error(exc: Exception) -> ApiError | None:
@@ -181,23 +203,23 @@ def parse_adjustment(data: dict[str, Any]) -> Adjustment:
     """The body of ``POST /admin/v1/accounts/{id}/adjustments``
     (``{"wallet", "asset", "amount": decimal string, "reason"}``); raises ApiError -1102."""
     _no_unknown(data, {"wallet", "asset", "amount", "reason"})
-    wallets = [w.value for w in ADJUSTABLE_WALLETS]
-    if data.get("wallet") not in wallets:
-        raise _bad(f"'wallet' must be one of {', '.join(wallets)}.")
-    asset = data.get("asset")
-    if not isinstance(asset, str) or not ASSET_RE.match(asset):
-        raise _bad("'asset' must be 1 to 20 upper-case letters or digits.")
-    amount_text = data.get("amount")
-    if not isinstance(amount_text, str):
-        raise _bad("'amount' must be a decimal string such as \"-250.5\" (never a number).")
     try:
-        amount = money.parse_amount(amount_text)
-    except money.AmountError as exc:
-        raise _bad(f"'amount' is {exc}.") from None
-    reasons = [r.value for r in ADJUSTMENT_REASONS]
-    if data.get("reason") not in reasons:
-        raise _bad(f"'reason' must be one of {', '.join(reasons)}.")
-    return Adjustment(Wallet(data["wallet"]), asset, amount, EntryType(data["reason"]))
+        wallet = grammar.parse_enum(
+            data.get("wallet"), (w.value for w in ADJUSTABLE_WALLETS), what="'wallet'"
+        )
+        asset = grammar.parse_asset(data.get("asset"), what="'asset'")
+        amount_text = data.get("amount")
+        if not isinstance(amount_text, str):
+            raise _bad(
+                "'amount' must be a decimal string such as \"-250.5\" (never a JSON number)."
+            )
+        amount = money.parse_amount(amount_text, signed=True, what="'amount'")
+        reason = grammar.parse_enum(
+            data.get("reason"), (r.value for r in ADJUSTMENT_REASONS), what="'reason'"
+        )
+    except grammar.GrammarError as exc:
+        raise _bad(f"{exc}.") from None
+    return Adjustment(Wallet(wallet), asset, amount, EntryType(reason))
 
 
 def parse_settings(data: dict[str, Any]) -> tuple[bool | None, int | None]:
@@ -208,8 +230,13 @@ def parse_settings(data: dict[str, Any]) -> tuple[bool | None, int | None]:
     if auto_repay is not None and not isinstance(auto_repay, bool):
         raise _bad("'autoRepay' must be true or false.")
     vip_level = data.get("vipLevel")
-    if vip_level is not None and (isinstance(vip_level, bool) or not isinstance(vip_level, int)):
-        raise _bad("'vipLevel' must be an integer.")
+    if vip_level is not None:
+        try:
+            vip_level = grammar.parse_json_integer(
+                vip_level, low=0, high=MAX_VIP_LEVEL, what="'vipLevel'"
+            )
+        except grammar.GrammarError as exc:
+            raise _bad(f"{exc}.") from None
     return auto_repay, vip_level
 
 
@@ -222,8 +249,8 @@ async def run_job_as_of(state: AppState, name: str, data: dict[str, Any]) -> Job
     _no_unknown(data, {"asOf"})
     try:
         as_of = parse_as_of(data.get("asOf"))
-    except ValueError as exc:
-        raise _bad(str(exc)) from None
+    except grammar.GrammarError as exc:
+        raise _bad(f"{exc}.") from None
     job = Job(name)
     slot = slot_at_or_before(job.times(state.jobs), as_of)
     try:
@@ -286,15 +313,13 @@ def admin_routes(state: AppState) -> list[Route]:
 
     async def journal(request: Request) -> Response:
         account_id = path_account_id(request)
-        limit_text = request.query_params.get("limit", str(DEFAULT_JOURNAL_PAGE))
-        before_text = request.query_params.get("beforeTranId")
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_JOURNAL_PAGE:
-            raise _bad(f"'limit' must be an integer from 1 to {MAX_JOURNAL_PAGE}.")
-        if before_text is not None and (not before_text.isdigit() or len(before_text) > 18):
-            raise _bad("'beforeTranId' must be a positive integer.")
-        entries = await service.journal(
-            account_id, int(limit_text), int(before_text) if before_text else None
-        )
+        unknown = set(request.query_params) - {"limit", "beforeTranId"}
+        if unknown:
+            raise _bad(f"Unknown query parameter(s): {', '.join(sorted(unknown))[:200]}.")
+        limit = query_integer(request, "limit", DEFAULT_JOURNAL_PAGE, 1, MAX_JOURNAL_PAGE)
+        before = query_integer(request, "beforeTranId", None, 1, MAX_ACCOUNT_ID)
+        assert limit is not None
+        entries = await service.journal(account_id, limit, before)
         return json_response(200, [entry_object(e) for e in entries])
 
     async def verify(request: Request) -> Response:

@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, Router
 
 from papi_sandbox.api.endpoints import ENDPOINTS, Call, Endpoint, table
 from papi_sandbox.api.fast import PapiApp
@@ -72,6 +72,7 @@ WEIGHT_HEADER_RAW = WEIGHT_HEADER.lower().encode()
 #: The ledger-wide setting naming the encryption key that seals the stored HMAC secrets.
 SECRET_KEY_ID_SETTING = "secret_key_id"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+FORM_CONTENT_TYPE_RAW = FORM_CONTENT_TYPE.encode()
 #: Every method reaches the table, so a wrong one gets Binance's JSON error, not Starlette's.
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 
@@ -296,14 +297,8 @@ class PublicApi:
             if content_length is not None or chunked
             else b""  # HTTP/1.1: no Content-Length and no chunking means no body
         )
-        if body and content_type is not None:
-            declared_type = content_type.decode("latin-1")
-            if declared_type.split(";")[0].strip().lower() != FORM_CONTENT_TYPE:
-                raise ApiError(
-                    400,
-                    -1100,
-                    f"Request body must be {FORM_CONTENT_TYPE}, not '{declared_type[:64]}'.",
-                )
+        if body and not _body_has_parameters(scope["method"], content_type):
+            body = b""  # read (bounded) so the connection stays usable, then ignored
         raw = params.parse_raw(scope["query_string"], body)
         if endpoint.weight_without_symbol is not None and "symbol" not in raw.values:
             used[0] = await self._spend_more(ip, endpoint.weight_without_symbol - endpoint.weight)
@@ -319,7 +314,7 @@ class PublicApi:
                 if not auth.verify_signature(key, raw.signed_text, signature):
                     raise errors.invalid_signature()
                 if not endpoint.security.permits(key.can_read, key.can_trade):
-                    raise errors.rejected_api_key()
+                    raise errors.rejected_api_key(ip)
             account_id = key.account_id
             caller_key = key.api_key
         values = raw.values
@@ -344,6 +339,23 @@ class PublicApi:
                 self.state.limiter.limit_per_minute, decision.retry_after_s
             )
         return decision.used
+
+
+#: Methods whose parameters Binance reads from the query string only: a body is ignored.
+QUERY_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _body_has_parameters(method: str, content_type: bytes | None) -> bool:
+    """Whether a request body is read for parameters (docs/semantics.md, "Where parameters come
+    from"): never for GET/HEAD/OPTIONS; otherwise when it is a form, that is when its
+    Content-Type is ``application/x-www-form-urlencoded`` (any parameters such as a charset
+    allowed) or absent. JSON, text/plain and every other type are ignored, not refused."""
+    if method in QUERY_ONLY_METHODS:
+        return False
+    if content_type is None:
+        return True
+    media_type = content_type.split(b";", 1)[0].strip().lower()
+    return media_type == FORM_CONTENT_TYPE_RAW
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
@@ -527,14 +539,14 @@ def create_app(
     observer = RequestObserver(metrics, endpoint_label, log_requests=settings.request_log)
     app = PapiApp(
         PublicApi(state, observer),  # counted, timed and logged by the same observer
-        not_direct=(OPENAPI_PATH,),
         identity=ClientIdentity(settings.forwarded_allow_ips),
         routes=[
             Route(OPENAPI_PATH, openapi, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
-            Mount("/admin/v1", routes=admin_routes(state)),
+            # no trailing-slash redirects in the operator API: "/accounts/" is a JSON 404
+            Mount("/admin/v1", app=Router(admin_routes(state), redirect_slashes=False)),
             # The operator's dashboard (papi_sandbox/ui), on the same service layer.
             Route("/ui", ui_home, methods=["GET"]),
             Mount("/ui", routes=ui_routes(state)),

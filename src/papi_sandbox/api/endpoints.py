@@ -18,7 +18,7 @@ from papi_sandbox.api.serialize import (
     interest_object,
 )
 from papi_sandbox.ledger.collection import AssetNotCollectable, TransferSide
-from papi_sandbox.ledger.model import InsufficientBalance, Wallet
+from papi_sandbox.ledger.model import AutoRepayOff, InsufficientBalance, Wallet
 from papi_sandbox.stream.listen_keys import NoActiveListenKey
 from papi_sandbox.wire import errors
 from papi_sandbox.wire.account_limits import (
@@ -37,6 +37,8 @@ async def _repay_futures_negative_balance(call: Call) -> Any:
         await call.service.repay_futures_negative_balance(call.account_id)
     except InsufficientBalance:
         raise errors.balance_insufficient() from None
+    except AutoRepayOff as exc:
+        raise errors.auto_repay_off(str(exc)) from None
     return SUCCESS
 
 

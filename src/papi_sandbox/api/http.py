@@ -10,6 +10,7 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from papi_sandbox import grammar
 from papi_sandbox.wire import errors
 from papi_sandbox.wire.errors import ApiError
 
@@ -28,12 +29,18 @@ def error_response(error: ApiError, headers: dict[str, str] | None = None) -> Re
     return json_response(error.status, {"code": error.code, "msg": error.msg}, merged)
 
 
+def _declared_over(content_length: str, limit: int) -> bool:
+    """True when a Content-Length (ASCII digits; the HTTP parser refused others) passes
+    ``limit``; an over-long one is over it too."""
+    return not grammar.is_integer(content_length) or int(content_length) > limit
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refusing more than ``limit`` bytes without reading past it."""
     declared = request.headers.get("content-length")
     if declared is None and "transfer-encoding" not in request.headers:
         return b""  # HTTP/1.1: no Content-Length and no chunking means no body (RFC 9112 6.3)
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and _declared_over(declared, limit):
         raise errors.request_too_large("body bytes", limit)
     chunks: list[bytes] = []
     size = 0
@@ -83,7 +90,7 @@ async def read_body_raw(
     reading past it."""
     if content_length is None and not chunked:
         return b""  # HTTP/1.1: no Content-Length and no chunking means no body (RFC 9112 6.3)
-    if content_length is not None and content_length.isdigit() and int(content_length) > limit:
+    if content_length is not None and _declared_over(content_length.decode("latin-1"), limit):
         raise errors.request_too_large("body bytes", limit)
     chunks: list[bytes] = []
     size = 0

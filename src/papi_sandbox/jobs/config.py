@@ -31,9 +31,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from papi_sandbox import money
+from papi_sandbox import grammar, money
 from papi_sandbox.ledger.interest import DEFAULT_DAILY_RATE, DEFAULT_THRESHOLD, InterestPolicy
-from papi_sandbox.ledger.model import ASSET_RE
 
 CONFIG_ENV = "PAPI_SANDBOX_CONFIG"
 #: Largest config file read (bytes).
@@ -109,8 +108,8 @@ def parse_config(data: Mapping[str, Any]) -> JobsConfig:
     }
     thresholds: dict[int, dict[str, Decimal]] = {}
     for tier, table in _table(interest, "thresholds").items():
-        if not (isinstance(tier, str) and tier.isdigit() and int(tier) <= MAX_VIP_LEVEL):
-            raise ConfigError(f"[interest.thresholds]: '{tier}' is not a VIP tier 0..9")
+        if not grammar.is_integer(tier, 1) or int(tier) > MAX_VIP_LEVEL:
+            raise ConfigError(f"[interest.thresholds]: {tier!r} is not a VIP tier 0..9")
         if not isinstance(table, dict):
             raise ConfigError(f"[interest.thresholds.{tier}] must be a table of asset = amount")
         thresholds[int(tier)] = {
@@ -152,18 +151,22 @@ def _table(data: Mapping[str, Any], name: str) -> dict[str, Any]:
 
 
 def _asset(text: str, where: str) -> str:
-    if not ASSET_RE.match(text):
-        raise ConfigError(f"{where}: '{text}' is not an asset (1-20 upper-case letters/digits)")
-    return text
+    try:
+        return grammar.parse_asset(text)
+    except grammar.GrammarError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _decimal(value: Any, what: str) -> Decimal:
+    """A TOML string in the grammar, or a TOML integer or float (read as an exact Decimal) whose
+    plain text is in the grammar (no exponent, no sign but '-')."""
     if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
         raise ConfigError(f"{what} must be a decimal number")
+    text = value if isinstance(value, str) else str(value)
     try:
-        return money.parse_amount(str(value))
+        return money.parse_amount(text, what=what)
     except money.AmountError as exc:
-        raise ConfigError(f"{what}: {exc}") from None
+        raise ConfigError(str(exc)) from None
 
 
 def _threshold(value: Any, what: str) -> Decimal:
@@ -192,8 +195,8 @@ def _times(value: Any, what: str) -> tuple[time, ...]:
     result: set[time] = set()
     for text in value:
         try:
-            hours, minutes = str(text).split(":")
-            result.add(time(int(hours), int(minutes)))
-        except ValueError:
-            raise ConfigError(f"[schedule] {what}: '{text}' is not a UTC time HH:MM") from None
+            hours, minutes = grammar.parse_clock_time(text)
+        except grammar.GrammarError as exc:
+            raise ConfigError(f"[schedule] {what}: {exc}") from None
+        result.add(time(hours, minutes))
     return tuple(sorted(result))

@@ -16,11 +16,11 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from papi_sandbox import money
+from papi_sandbox import grammar, money
 from papi_sandbox.jobs.config import JobsConfig
 from papi_sandbox.ledger.interest import plan_interest
 from papi_sandbox.ledger.model import FUTURES_WALLETS, Entry, EntryType
-from papi_sandbox.ledger.rules import plan_repay
+from papi_sandbox.ledger.rules import check_bounds, plan_repay
 from papi_sandbox.progress import NO_PROGRESS, Progress
 from papi_sandbox.store.base import JobAccount, JobBatchResult, JobPlan, JobPlanner
 from papi_sandbox.store.contract import Store
@@ -65,12 +65,16 @@ def next_slot_after(times: tuple[clock_time, ...], after: datetime) -> datetime:
 
 
 def planner_for(job: Job, config: JobsConfig) -> JobPlanner:
+    """The job's rule for one account; its plan's resulting balances are held to the bounds
+    (:func:`papi_sandbox.ledger.rules.check_bounds`), an account past them being refused."""
     if job is Job.AUTO_REPAY:
 
         def repay(account: JobAccount) -> JobPlan:
             if not account.auto_repay:
                 return JobPlan([])
-            return JobPlan(plan_repay(account.account_id, account.balances))
+            postings = plan_repay(account.account_id, account.balances)
+            check_bounds(account.account_id, account.balances, postings)
+            return JobPlan(postings)
 
         return repay
 
@@ -78,6 +82,7 @@ def planner_for(job: Job, config: JobsConfig) -> JobPlanner:
         postings, charges = plan_interest(
             account.account_id, account.balances, account.vip_level, config.interest
         )
+        check_bounds(account.account_id, account.balances, postings)
         return JobPlan(postings, charges)
 
     return interest
@@ -181,19 +186,18 @@ async def run_job(
 
 
 def parse_as_of(value: object) -> datetime:
-    """``asOf`` of the on-demand runs: ISO-8601 text (UTC when no offset is given), integer
-    milliseconds since the epoch, or None for now."""
+    """``asOf`` of the on-demand runs: ISO-8601 text in ASCII (UTC when no offset is given),
+    integer milliseconds since the epoch (a JSON integer, or ASCII digits from the CLI), or None
+    for now; between 1970-01-02 and 9999-12-30 UTC (:func:`papi_sandbox.grammar.parse_time`).
+    Raises :class:`papi_sandbox.grammar.GrammarError` (a ValueError) with a clear message."""
     if value is None:
         return datetime.now(UTC)
+    low_ms = int(grammar.MIN_TIME.timestamp() * 1000)
+    high_ms = int(grammar.MAX_TIME.timestamp() * 1000)
     if isinstance(value, int) and not isinstance(value, bool):
-        if not 0 <= value < 10**14:
-            raise ValueError("'asOf' in milliseconds is out of range.")
-        return datetime.fromtimestamp(value / 1000, UTC)
-    if isinstance(value, str) and len(value) <= 40:
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            pass
-        else:
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    raise ValueError("'asOf' must be an ISO-8601 time such as 2026-01-02T00:00:00Z, or ms.")
+        ms = grammar.parse_json_integer(value, low=low_ms, high=high_ms, what="'asOf' in ms")
+        return datetime.fromtimestamp(ms // 1000, UTC) + timedelta(milliseconds=ms % 1000)
+    if grammar.is_integer(value):
+        ms = grammar.parse_integer(value, low=low_ms, high=high_ms, what="'asOf' in ms")
+        return datetime.fromtimestamp(ms // 1000, UTC) + timedelta(milliseconds=ms % 1000)
+    return grammar.parse_time(value, what="'asOf'")

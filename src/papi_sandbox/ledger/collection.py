@@ -14,7 +14,6 @@ from enum import StrEnum
 from papi_sandbox import money
 from papi_sandbox.ledger.model import (
     FUTURES_WALLETS,
-    AmountLimitExceeded,
     Balances,
     InsufficientBalance,
     LedgerError,
@@ -53,9 +52,6 @@ def plan_collection(account_id: int, balances: Balances, asset: str | None = Non
             continue
         if wallet is Wallet.UM and wallet_asset == FEE_ASSET:
             continue
-        free_after = money.add(balances.get((Wallet.MARGIN, wallet_asset), money.ZERO), amount)
-        if not money.within_limit(free_after):
-            raise AmountLimitExceeded("the resulting balance would exceed 10^15 in magnitude")
         postings.append(Posting(account_id, wallet, wallet_asset, -amount))
         postings.append(Posting(account_id, Wallet.MARGIN, wallet_asset, amount))
     assert is_balanced(postings)
@@ -79,8 +75,6 @@ def plan_partial_collection(
     available = balances.get((wallet, asset), money.ZERO)
     if amount > available:
         raise InsufficientBalance(f"{wallet.value} holds {max(available, money.ZERO)} {asset}")
-    if not money.within_limit(money.add(balances.get((Wallet.MARGIN, asset), money.ZERO), amount)):
-        raise AmountLimitExceeded("the resulting balance would exceed 10^15 in magnitude")
     return [
         Posting(account_id, wallet, asset, -amount),
         Posting(account_id, Wallet.MARGIN, asset, amount),
@@ -100,8 +94,6 @@ def plan_bnb_transfer(
     available = balances.get((source, FEE_ASSET), money.ZERO)
     if amount > available:
         raise InsufficientBalance(f"{source.value} holds {available} {FEE_ASSET}")
-    if not money.within_limit(money.add(balances.get((target, FEE_ASSET), money.ZERO), amount)):
-        raise AmountLimitExceeded("the resulting balance would exceed 10^15 in magnitude")
     postings = [
         Posting(account_id, source, FEE_ASSET, -amount),
         Posting(account_id, target, FEE_ASSET, amount),

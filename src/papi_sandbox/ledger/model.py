@@ -5,7 +5,6 @@ Pure data, no I/O. Every balance change is an :class:`Entry` whose postings sum 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -16,8 +15,6 @@ from papi_sandbox import money
 #: The account that stands for the world outside: deposits come from it, withdrawals, fees and
 #: interest go to it, so that over the whole ledger every asset sums to zero.
 SYSTEM_ACCOUNT_ID = 0
-
-ASSET_RE = re.compile(r"^[A-Z0-9]{1,20}$")
 
 
 class Wallet(StrEnum):
@@ -77,6 +74,11 @@ class InsufficientBalance(LedgerError):
 
 class AmountLimitExceeded(LedgerError):
     pass
+
+
+class AutoRepayOff(LedgerError):
+    """The manual repay was asked for while the account's ``autoRepay`` switch is off: Binance's
+    Portfolio Margin FAQ enables manual repayment only while Auto Repay is on."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ raises a :class:`~papi_sandbox.ledger.model.LedgerError` and nothing is written.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 
 from papi_sandbox import money
@@ -77,12 +77,50 @@ def plan_adjustment(
     after = money.add(balances.get((wallet, asset), money.ZERO), amount)
     if wallet is Wallet.MARGIN and after < 0:
         raise InsufficientBalance("MARGIN free balance may not go below zero")
-    if not money.within_limit(after):
-        raise AmountLimitExceeded("the resulting balance would exceed 10^15 in magnitude")
-    return [
+    postings = [
         Posting(account_id, wallet, asset, amount),
         Posting(SYSTEM_ACCOUNT_ID, Wallet.EXTERNAL, asset, -amount),
     ]
+    check_bounds(account_id, balances, postings)
+    return postings
+
+
+def check_bounds(account_id: int, balances: Balances, postings: Iterable[Posting]) -> None:
+    """Refuse a plan that would leave any wallet balance of ``account_id`` past 10^15 in
+    magnitude (docs/semantics.md, "Balance bounds"): every wallet, MARGIN free, locked, borrowed
+    and interest, UM and CM, checked on the balance *after all* the plan's postings, so that
+    two postings into one wallet (auto-collection of UM and CM) are counted together. A balance
+    already past the bound may still move toward zero. The system account, which holds the
+    counterpart of every account, is not bound. Raises :class:`AmountLimitExceeded`."""
+    after: dict[tuple[Wallet, str], Decimal] = {}
+    for p in postings:
+        if p.account_id != account_id:
+            continue
+        key = (p.wallet, p.asset)
+        after[key] = money.add(after.get(key, balances.get(key, money.ZERO)), p.amount)
+    for (wallet, asset), value in sorted(after.items()):
+        before = balances.get((wallet, asset), money.ZERO)
+        if not money.within_limit(value) and abs(value) > abs(before):
+            raise AmountLimitExceeded(
+                f"the resulting {wallet.value} balance of {asset} would be"
+                f" {money.format_amount(value)}, past the bound of 10^15 in magnitude; nothing"
+                " was changed"
+            )
+
+
+Plan = Callable[[Balances], list[Posting]]
+
+
+def bounded(account_id: int, plan: Plan) -> Plan:
+    """``plan`` with :func:`check_bounds` applied to what it returns: the one place every
+    operation's plan passes through before a store writes it."""
+
+    def checked(balances: Balances) -> list[Posting]:
+        postings = plan(balances)
+        check_bounds(account_id, balances, postings)
+        return postings
+
+    return checked
 
 
 def apply(balances: Balances, postings: Iterable[Posting]) -> dict[tuple[Wallet, str], Decimal]:

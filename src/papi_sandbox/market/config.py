@@ -30,14 +30,13 @@ Amounts are exact decimals (strings or TOML numbers read as Decimal, never float
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from papi_sandbox.ledger.model import ASSET_RE
+from papi_sandbox import grammar
 from papi_sandbox.market.symbols import DEFAULT_SYMBOLS, SymbolSpec, brackets_from
 
 #: Most symbols one configuration may declare (each costs a row per price change).
@@ -47,7 +46,6 @@ MAX_BRACKETS = 40
 #: Feed tick bounds (ms): faster than 50 ms would only burn CPU.
 MIN_FEED_INTERVAL_MS = 50
 MAX_FEED_INTERVAL_MS = 86_400_000
-SYMBOL_RE = re.compile(r"^[A-Z0-9]{1,20}$")
 
 #: Starting marks of the default symbols (the sandbox's choice, docs/semantics.md).
 DEFAULT_MARKS = {"BTCUSDT": Decimal("60000"), "ETHUSDT": Decimal("3000"), "BNBUSDT": Decimal("600")}
@@ -125,7 +123,7 @@ def _decimal(value: Any, what: str, *, positive: bool = True) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
         raise MarketConfigError(f"{what} must be a decimal number")
     text = str(value)
-    if not re.fullmatch(r"[0-9]{1,20}(\.[0-9]{1,20})?", text):
+    if not grammar.is_decimal(text):  # the one grammar: plain ASCII, no sign, no exponent
         raise MarketConfigError(f"{what}: '{text}' is not a plain non-negative decimal")
     try:
         result = Decimal(text)
@@ -164,7 +162,7 @@ def _symbol(name: str, table: Mapping[str, Any], base: SymbolSpec | None) -> Sym
         elif key in _INT_FIELDS:
             changes[key] = _int(value, f"{where} {key}", 0, 10**13)
         elif key in _ASSET_FIELDS:
-            if not isinstance(value, str) or not ASSET_RE.match(value):
+            if not grammar.is_asset(value):
                 raise MarketConfigError(f"{where} {key} must be an asset code")
             changes[key] = value
         elif key == "brackets":
@@ -297,7 +295,7 @@ def parse_market(data: Mapping[str, Any] | None, base_dir: Path | None = None) -
     if not isinstance(tables, dict) or len(tables) > MAX_SYMBOLS:
         raise MarketConfigError(f"[market.symbols] must be a table of at most {MAX_SYMBOLS}")
     for name, table in tables.items():
-        if not SYMBOL_RE.match(name) or not isinstance(table, dict):
+        if not grammar.is_asset(name) or not isinstance(table, dict):  # [A-Z0-9]{1,20}
             raise MarketConfigError(f"[market.symbols.{name}] is not a symbol table")
         symbols[name] = _symbol(name, table, symbols.get(name))
         if "mark_price" in table:
@@ -313,7 +311,7 @@ def parse_market(data: Mapping[str, Any] | None, base_dir: Path | None = None) -
     if not isinstance(raw_rates, dict):
         raise MarketConfigError("[market] collateral_rates must be a table of asset = rate")
     for asset, value in raw_rates.items():
-        if not ASSET_RE.match(asset):
+        if not grammar.is_asset(asset):
             raise MarketConfigError(f"collateral_rates: '{asset}' is not an asset")
         rate = _decimal(value, f"collateral rate of {asset}", positive=False)
         if rate > 1:

@@ -2,9 +2,9 @@
 
 Both stores' ``verify`` feed it. The checks: every entry sums to zero per asset, every stored
 balance equals the replay, every asset sums to zero over the ledger, and no user's MARGIN free is
-negative. Memory grows with the number of balance rows, not with the length of the journal.
-Progress (the ``progress`` hook) counts entries replayed out of ``report.entries`` and stored
-balances compared.
+negative, and no user's wallet balance is past 10^15 in magnitude. Memory grows with the number
+of balance rows, not with the length of the journal. Progress (the ``progress`` hook) counts
+entries replayed out of ``report.entries`` and stored balances compared.
 """
 
 from __future__ import annotations
@@ -78,6 +78,11 @@ class LedgerReplay:
                 )
             if key[1] == Wallet.MARGIN.value and key[0] != SYSTEM_ACCOUNT_ID and have < 0:
                 report.problems.append(f"negative MARGIN free: account={key[0]} asset={key[2]}")
+            if key[0] != SYSTEM_ACCOUNT_ID and not money.within_limit(have):
+                report.problems.append(
+                    f"balance past 10^15: account={key[0]} wallet={key[1]} asset={key[2]}"
+                    f" holds {money.format_amount(have)}"
+                )
         asset_totals: dict[str, Decimal] = {}
         for (_, _, asset), value in self._replay.items():
             asset_totals[asset] = money.add(asset_totals.get(asset, money.ZERO), value)

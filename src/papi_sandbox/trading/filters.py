@@ -101,7 +101,7 @@ def check_shape(request: OrderRequest) -> tuple[Decimal, TimeInForce]:
     MARKET needs quantity and takes no price). Returns ``(quantity, timeInForce)``."""
     if request.quantity is None:
         raise TradingRefused(Refusal.MANDATORY_MISSING, "quantity")
-    if request.client_order_id is not None and not CLIENT_ORDER_ID_RE.match(
+    if request.client_order_id is not None and not CLIENT_ORDER_ID_RE.fullmatch(
         request.client_order_id
     ):
         raise TradingRefused(Refusal.INVALID_CLIENT_ORDER_ID)

@@ -26,7 +26,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response, Stream
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from papi_sandbox import money
+from papi_sandbox import grammar, money
 from papi_sandbox.admin.api import (
     domain_error,
     parse_adjustment,
@@ -177,7 +177,7 @@ def _entry_view(entry: Entry) -> dict[str, Any]:
 
 def _positive_int(text: str | None, limit: int = 10**18) -> int | None:
     """A page cursor from the query: ASCII digits only, else None."""
-    if text and len(text) <= 18 and text.isascii() and text.isdigit() and int(text) < limit:
+    if text is not None and grammar.is_integer(text) and int(text) < limit:  # the one grammar
         return int(text)
     return None
 
@@ -500,7 +500,7 @@ def ui_routes(state: AppState) -> list[BaseRoute]:
                 data["autoRepay"] = {"true": True, "false": False}.get(flag, flag)
             vip = form.get("vipLevel", "").strip()
             if vip:
-                digits = len(vip) <= 9 and vip.isascii() and vip.isdigit()
+                digits = grammar.is_integer(vip, 9)
                 data["vipLevel"] = int(vip) if digits else vip
             auto_repay, vip_level = parse_settings(data)
             await service.set_settings(account_id, auto_repay=auto_repay, vip_level=vip_level)

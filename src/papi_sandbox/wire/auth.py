@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
+from papi_sandbox import grammar
 from papi_sandbox.store.base import ApiKeyRecord
 from papi_sandbox.wire import errors
 
@@ -46,8 +47,8 @@ MAX_B64_SIGNATURE_CHARS = 1024
 
 
 def _is_long(text: str) -> bool:
-    """``^[0-9]{1,18}$`` (callers have refused the empty text), without a regex."""
-    return len(text) <= 18 and text.isascii() and text.isdigit()
+    """``^[0-9]{1,18}$`` in the one grammar (:func:`papi_sandbox.grammar.is_integer`)."""
+    return grammar.is_integer(text)
 
 
 def new_api_key() -> str:
@@ -225,5 +226,5 @@ async def authenticate(
         raise errors.bad_api_key_format()
     record = await keys.get(api_key)
     if record is None or record.revoked or not ip_allowed(record, client_ip):
-        raise errors.rejected_api_key()
+        raise errors.rejected_api_key(client_ip)
     return record

@@ -118,12 +118,22 @@ def bad_api_key_format() -> ApiError:
     return ApiError(401, -2014, "API-key format invalid.")
 
 
-def rejected_api_key() -> ApiError:
-    return ApiError(401, -2015, "Invalid API-key, IP, or permissions for action.")
+def rejected_api_key(ip: str) -> ApiError:
+    """-2015, ending with the caller's address as Binance's message does."""
+    return ApiError(401, -2015, f"Invalid API-key, IP, or permissions for action, request ip: {ip}")
 
 
 def balance_insufficient() -> ApiError:
     return ApiError(400, -2018, "Balance is insufficient.")
+
+
+#: The sandbox's own code for the manual repay while ``autoRepay`` is off: Binance documents
+#: none, and no other refusal uses it (docs/semantics.md, "The sandbox's choices").
+AUTO_REPAY_OFF_CODE = -21090
+
+
+def auto_repay_off(msg: str) -> ApiError:
+    return ApiError(400, AUTO_REPAY_OFF_CODE, msg)
 
 
 def request_too_large(what: str, limit: int) -> ApiError:
