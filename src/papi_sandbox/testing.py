@@ -100,6 +100,7 @@ class Sandbox:
     - ``scheduler``: True to let auto-repay and interest fire at their scheduled times.
     - ``token``: the operator token (default: generated); ``port`` (default: a free one).
     - ``env``: extra environment for the server process.
+    - ``wait_until_ready``: False to wait for ``/healthz`` only (a sandbox meant to be unready).
 
     Attributes: ``base_url`` (point your client here), ``admin`` (:class:`AdminClient`),
     ``token``, ``port``, ``data_dir``, ``log_path``, ``db_url`` (the ledger's URL).
@@ -118,8 +119,12 @@ class Sandbox:
         host: str = "127.0.0.1",
         env: Mapping[str, str] | None = None,
         startup_timeout_s: float = STARTUP_TIMEOUT_S,
+        wait_until_ready: bool = True,
     ) -> None:
         self._own_dir = data_dir is None
+        #: False: ``start`` waits for liveness (``/healthz``) only, for a sandbox meant to start
+        #: unready (e.g. with an unreachable Redis limiter).
+        self.wait_until_ready = wait_until_ready
         self.data_dir = (
             Path(tempfile.mkdtemp(prefix="papi-sandbox-")) if data_dir is None else Path(data_dir)
         )
@@ -227,7 +232,9 @@ class Sandbox:
                 if proc.poll() is not None:
                     raise SandboxError(f"the sandbox exited ({proc.returncode}):\n{self._tail()}")
                 try:
-                    status = http.get("/readyz").status_code
+                    status = http.get(
+                        "/readyz" if self.wait_until_ready else "/healthz"
+                    ).status_code
                     if status == 404:
                         status = http.get("/healthz").status_code
                     if status == 200:

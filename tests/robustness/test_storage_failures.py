@@ -286,7 +286,11 @@ def test_metrics_count_entries_without_scanning_the_journal(tmp_path: Path) -> N
 
 def test_an_unreachable_shared_limiter_is_not_ready(tmp_path: Path) -> None:
     dead = f"redis://127.0.0.1:{_closed_port()}/0"
-    server = Server(tmp_path / "srv", ["--limits", dead, "--limits-prefix", uuid.uuid4().hex])
+    server = Server(
+        tmp_path / "srv",
+        ["--limits", dead, "--limits-prefix", uuid.uuid4().hex],
+        wait_until_ready=False,
+    )
     server.start()
     try:
         r = readyz(server)
