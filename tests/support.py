@@ -45,7 +45,6 @@ class Server(Sandbox):
         *,
         db_url: str | None = None,
         env: Mapping[str, str] | None = None,
-        wait_until_ready: bool = True,
     ) -> None:
         super().__init__(
             data_dir,
@@ -54,7 +53,6 @@ class Server(Sandbox):
             relaxed_limits=False,
             token=ADMIN_TOKEN,
             env=env,
-            wait_until_ready=wait_until_ready,
         )
 
     def create_account(self, label: str | None = None) -> Account:

@@ -100,7 +100,6 @@ class Sandbox:
     - ``scheduler``: True to let auto-repay and interest fire at their scheduled times.
     - ``token``: the operator token (default: generated); ``port`` (default: a free one).
     - ``env``: extra environment for the server process.
-    - ``wait_until_ready``: False to wait for ``/healthz`` only (a sandbox meant to be unready).
 
     Attributes: ``base_url`` (point your client here), ``admin`` (:class:`AdminClient`),
     ``token``, ``port``, ``data_dir``, ``log_path``, ``db_url`` (the ledger's URL).
@@ -119,12 +118,8 @@ class Sandbox:
         host: str = "127.0.0.1",
         env: Mapping[str, str] | None = None,
         startup_timeout_s: float = STARTUP_TIMEOUT_S,
-        wait_until_ready: bool = True,
     ) -> None:
         self._own_dir = data_dir is None
-        #: False: ``start`` waits for liveness (``/healthz``) only, for a sandbox meant to start
-        #: unready (e.g. with an unreachable Redis limiter).
-        self.wait_until_ready = wait_until_ready
         self.data_dir = (
             Path(tempfile.mkdtemp(prefix="papi-sandbox-")) if data_dir is None else Path(data_dir)
         )
@@ -210,7 +205,7 @@ class Sandbox:
         }
 
     def start(self) -> Self:
-        """Start the server and wait until it is ready (``/readyz``); raises :class:`SandboxError`
+        """Start the server and wait until it answers ``/healthz``; raises :class:`SandboxError`
         (with the end of its log) when it exits or stays silent for ``startup_timeout_s``."""
         if self.running:
             raise SandboxError("this sandbox is already running")
@@ -224,20 +219,15 @@ class Sandbox:
         return self
 
     def _wait_ready(self, proc: subprocess.Popen[bytes]) -> None:
-        """Until ``/readyz`` answers 200 (store and limiter ready), or ``/healthz`` does on a
-        server without ``/readyz``."""
+        """Until ``/healthz`` answers 200. (Not an unknown path: on a server without it, that
+        would cost IP weight, or meet the limiter's refusals.)"""
         deadline = time.monotonic() + self.startup_timeout_s
         with httpx.Client(base_url=self.base_url, timeout=1) as http:
             while time.monotonic() < deadline:
                 if proc.poll() is not None:
                     raise SandboxError(f"the sandbox exited ({proc.returncode}):\n{self._tail()}")
                 try:
-                    status = http.get(
-                        "/readyz" if self.wait_until_ready else "/healthz"
-                    ).status_code
-                    if status == 404:
-                        status = http.get("/healthz").status_code
-                    if status == 200:
+                    if http.get("/healthz").status_code == 200:
                         return
                 except httpx.HTTPError:
                     pass

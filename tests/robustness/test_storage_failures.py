@@ -289,7 +289,6 @@ def test_an_unreachable_shared_limiter_is_not_ready(tmp_path: Path) -> None:
     server = Server(
         tmp_path / "srv",
         ["--limits", dead, "--limits-prefix", uuid.uuid4().hex],
-        wait_until_ready=False,
     )
     server.start()
     try:

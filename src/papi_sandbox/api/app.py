@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -36,7 +37,6 @@ from papi_sandbox.health import Readiness, StoreFailures
 from papi_sandbox.jobs.config import JobsConfig, load_config
 from papi_sandbox.jobs.scheduler import run_scheduler
 from papi_sandbox.ledger.model import LedgerError
-from papi_sandbox.market.config import load_market
 from papi_sandbox.market.state import Market
 from papi_sandbox.observability import (
     Metrics,
@@ -411,7 +411,8 @@ def create_app(
             )
         return record
 
-    service = Service(store, box, Market(load_market(settings.config_path)))
+    jobs_config = load_config(settings.config_path)
+    service = Service(store, box, Market(jobs_config.market))
     state = AppState(
         settings=settings,
         store=store,
@@ -419,7 +420,7 @@ def create_app(
         limiter=_make_limiter(settings),
         keys=auth.KeyCache(load_key),
         admin_token=admin_token,
-        jobs=load_config(settings.config_path),
+        jobs=jobs_config,
         admin_auth=FailureThrottle(settings.admin_auth_failures_per_minute),
     )
     streams = StreamServer(state.hub, service.listen_keys)
@@ -432,6 +433,8 @@ def create_app(
     store.on_commit(state.hub.publish)
     store.on_commit(state.entry_counter.committed)  # /metrics counts entries as they commit
     readiness = Readiness(store, state.limiter)
+    # Accounts that may hold a position (so the balance endpoint reads positions only for them).
+    store.on_commit(service.trading.note_commits)
     metrics = Metrics()
     routes = table(ENDPOINTS)
     openapi_body = orjson.dumps(openapi_document())
@@ -451,6 +454,7 @@ def create_app(
         await store.open()
         scheduler: asyncio.Task[None] | None = None
         probes: asyncio.Task[None] | None = None
+        feed: asyncio.Task[None] | None = None
         try:
             # Once per start (one GROUP BY); from here on /metrics reads the counter (O(1)).
             state.entry_counter.seed(await store.entry_counts())
@@ -477,11 +481,14 @@ def create_app(
                     f" this process has key {box.key_id}: give every process the same"
                     " PAPI_SANDBOX_SECRET_KEY (or the same data folder)"
                 )
+            await service.trading.open()  # the market's starting prices, once per ledger
             if on_ready is not None:
                 await on_ready(state)
             if settings.scheduler:
                 scheduler = asyncio.create_task(run_scheduler(store, state.jobs))
             probes = asyncio.create_task(readiness.run())
+            if state.jobs.market.feed is not None:
+                feed = asyncio.create_task(_price_feed(state))
             streams.start()
             yield
         finally:
@@ -490,6 +497,10 @@ def create_app(
                 probes.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await probes
+            if feed is not None:
+                feed.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await feed
             if scheduler is not None:
                 scheduler.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -561,6 +572,33 @@ def create_app(
     app.state.papi = state
     app.state.metrics = metrics
     return app
+
+
+async def _price_feed(state: AppState) -> None:
+    """The configured price feed ([market.feed]); with processes sharing a PostgreSQL ledger,
+    only the one holding the feed's advisory lock runs it."""
+    from papi_sandbox.market.feed import run_feed
+    from papi_sandbox.store.contract import SharedJobStore
+
+    trading = state.service.trading
+    config = state.jobs.market.feed
+    assert config is not None
+
+    async def set_price(symbol: str, price: Decimal) -> object:
+        return await trading.set_price(symbol, price)
+
+    def current(symbol: str) -> Decimal:
+        return trading.market.prices[symbol].mark_price
+
+    async def run() -> None:
+        await run_feed(config, trading.market.specs, current, set_price)
+
+    if isinstance(state.store, SharedJobStore):
+        async with state.store.advisory_lock("papi-price-feed") as held:
+            if held:
+                await run()
+        return
+    await run()
 
 
 def _make_limiter(settings: Settings) -> Limiter:
