@@ -605,36 +605,26 @@ def jobs_run(
 
     import orjson
 
-    from papi_sandbox.jobs.runner import Job, SlotTooOld, parse_as_of, run_job, slot_at_or_before
+    from papi_sandbox.jobs.runner import run_on_demand
 
-    if job not in {j.value for j in Job}:
-        err_console.print(f"[red]Unknown job '{job}'; jobs: auto-repay, interest.[/red]")
-        raise typer.Exit(2)
-    try:
-        moment = parse_as_of(as_of)
-    except ValueError as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
     jobs_config = _load_jobs_config(config)
     settings = Settings(data_dir=data_dir, db=db)
     store = open_store(settings.db_url)
     if not store.exists_sync():  # never create an empty ledger just to sweep it
         err_console.print(f"[red]No database at {settings.db_url}[/red]")
         raise typer.Exit(2)
-    chosen = Job(job)
-    slot = slot_at_or_before(chosen.times(jobs_config), moment)
 
     async def go(shown: Progress) -> Any:
         await store.open()
         try:
-            return await run_job(store, chosen, slot, jobs_config, progress=shown)
+            return await run_on_demand(store, job, as_of, jobs_config, progress=shown)
         finally:
             await store.close()
 
     try:
         with progress_for(progress) as shown:
             report = asyncio.run(go(shown))
-    except SlotTooOld as exc:
+    except ValueError as exc:  # an unknown job, a bad --as-of, a slot too old
         err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     print(orjson.dumps(report.to_json()).decode())

@@ -10,12 +10,14 @@
 
 After each test that used a sandbox fixture (directly or through another fixture), the
 sandbox's ledger is verified (``GET /admin/v1/verify``); a test that leaves it inconsistent
-fails with the problems found. Off for one test with ``@pytest.mark.papi_sandbox_no_verify``,
-for all with the ini option ``papi_sandbox_verify = false``.
+fails with the problems found (later tests fail only for problems new after them). Off for one
+test with ``@pytest.mark.papi_sandbox_no_verify``, for all with the ini option
+``papi_sandbox_verify = false``.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -65,6 +67,10 @@ def papi_client(papi_sandbox: Sandbox, papi_account: Account) -> Iterator[PapiCl
         yield client
 
 
+#: Problems already reported per sandbox: a later test fails only for problems of its own.
+_reported: weakref.WeakKeyDictionary[Sandbox, set[str]] = weakref.WeakKeyDictionary()
+
+
 def _sandboxes_of(item: pytest.Item) -> list[Sandbox]:
     funcargs: dict[str, Any] = getattr(item, "funcargs", {})
     return [value for value in funcargs.values() if isinstance(value, Sandbox) and value.running]
@@ -80,11 +86,14 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         return result
     for sandbox in _sandboxes_of(item):
         report = sandbox.verify()
-        if not report.ok:
-            problems = "\n".join(f"  {p}" for p in report.problems)
+        known = _reported.setdefault(sandbox, set())
+        new = [p for p in report.problems if p not in known]
+        if not report.ok and (new or not known):
+            known.update(report.problems)
+            problems = "\n".join(f"  {p}" for p in new or report.problems)
             pytest.fail(
                 f"papi-sandbox: the ledger at {sandbox.base_url} is inconsistent after this test"
-                f" ({len(report.problems)} problem(s) shown):\n{problems}",
+                f" ({len(new or report.problems)} new problem(s) shown):\n{problems}",
                 pytrace=False,
             )
     return result

@@ -15,10 +15,13 @@ from papi_sandbox.ledger.account import AccountSummary, summarize
 from papi_sandbox.ledger.model import (
     AccountBalances,
     AutoRepayOff,
+    BadKeyRequest,
     BalanceRow,
     Entry,
     EntryType,
+    KeyLimitReached,
     LedgerError,
+    UnknownAccount,
     Wallet,
 )
 from papi_sandbox.market.state import Market
@@ -26,11 +29,13 @@ from papi_sandbox.secretbox import SecretBox
 from papi_sandbox.store.base import AccountInfo, ApiKeyRecord, InterestRecord
 from papi_sandbox.store.contract import Store
 from papi_sandbox.stream.listen_keys import ListenKeys
-from papi_sandbox.wire.auth import KEY_TYPES, load_public_key, new_api_key, new_hmac_secret
-
-
-class UnknownAccount(LedgerError):
-    pass
+from papi_sandbox.wire.auth import (
+    KEY_TYPES,
+    PublicKeyError,
+    load_public_key,
+    new_api_key,
+    new_hmac_secret,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,14 +43,6 @@ class IssuedKey:
     account_id: int
     api_key: str
     secret_key: str
-
-
-class KeyLimitReached(LedgerError):
-    pass
-
-
-class BadKeyRequest(LedgerError):
-    pass
 
 
 class Service:
@@ -231,7 +228,10 @@ class Service:
         else:
             if public_key is None:
                 raise BadKeyRequest(f"publicKey (PEM) is mandatory for {key_type} keys")
-            load_public_key(key_type, public_key)  # raises PublicKeyError (a ValueError)
+            try:
+                load_public_key(key_type, public_key)
+            except PublicKeyError as exc:
+                raise BadKeyRequest(str(exc)) from None
         record = ApiKeyRecord(
             api_key=api_key,
             account_id=account_id,

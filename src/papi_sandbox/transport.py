@@ -28,6 +28,8 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from papi_sandbox import settings as _settings
+from papi_sandbox.wire import errors
+from papi_sandbox.wire.errors import ApiError
 
 log = logging.getLogger("papi_sandbox")
 
@@ -39,16 +41,11 @@ MAX_DRAIN_BYTES = 8 * 1024 * 1024
 #: The end of a request's header block.
 _HEADERS_END = b"\r\n\r\n"
 
-SERVER_BUSY_CODE = -1008
-SERVER_BUSY_MSG = (
-    "Server is currently overloaded with other requests. Please try again in a few minutes."
-)
 
-
-def _error_bytes(status: int, reason: str, code: int, msg: str) -> bytes:
-    body = orjson.dumps({"code": code, "msg": msg})
+def _error_bytes(reason: str, error: ApiError) -> bytes:
+    body = orjson.dumps({"code": error.code, "msg": error.msg})
     head = (
-        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+        f"HTTP/1.1 {error.status} {reason}\r\ncontent-type: application/json\r\n"
         f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
     )
     return head.encode() + body
@@ -56,14 +53,15 @@ def _error_bytes(status: int, reason: str, code: int, msg: str) -> bytes:
 
 async def _server_busy(scope: Any, receive: Any, send: Any) -> None:
     """The answer past the connection cap: Binance's -1008 in JSON, then the connection closes."""
-    body = orjson.dumps({"code": SERVER_BUSY_CODE, "msg": SERVER_BUSY_MSG})
+    busy = errors.server_busy()
+    body = orjson.dumps({"code": busy.code, "msg": busy.msg})
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", b"%d" % len(body)),
         (b"connection", b"close"),
         (b"retry-after", b"1"),
     ]
-    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.start", "status": busy.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -117,11 +115,7 @@ def guarded_protocol(read_timeout_s: float) -> type[HttpToolsProtocol]:
             if self.transport.is_closing():
                 return
             if self._in_headers and not self._discarding:  # nothing answered yet: say why
-                self.transport.write(
-                    _error_bytes(
-                        408, "Request Timeout", -1007, "Timeout waiting for the request headers."
-                    )
-                )
+                self.transport.write(_error_bytes("Request Timeout", errors.header_timeout()))
             self.transport.close()
 
         def _linger(self) -> None:
@@ -183,11 +177,8 @@ def guarded_protocol(read_timeout_s: float) -> type[HttpToolsProtocol]:
                     self._disarm()
                     self._refuse(
                         _error_bytes(
-                            431,
                             "Request Header Fields Too Large",
-                            -1101,
-                            f"Request too large: request line and headers over the limit of"
-                            f" {MAX_HEADER_BYTES} bytes.",
+                            errors.headers_too_large(MAX_HEADER_BYTES),
                         )
                     )
                     return
@@ -196,9 +187,7 @@ def guarded_protocol(read_timeout_s: float) -> type[HttpToolsProtocol]:
         def send_400_response(self, msg: str) -> None:
             # Bytes the HTTP parser refuses: still answered in Binance's shape, then closed.
             self._disarm()
-            self._refuse(
-                _error_bytes(400, "Bad Request", -1000, f"Malformed HTTP request: {msg[:200]}")
-            )
+            self._refuse(_error_bytes("Bad Request", errors.malformed_http(msg)))
 
         def on_message_begin(self) -> None:
             super().on_message_begin()

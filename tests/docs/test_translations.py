@@ -26,6 +26,7 @@ REQUIRED = (
     "docs/jobs.md",
     "docs/security.md",
     "docs/scaling.md",
+    "docs/testing.md",
 )
 
 _FENCE = re.compile(r"^\s{0,3}(```|~~~)")

@@ -85,3 +85,47 @@ def test_a_slot_runs_once_across_processes_and_a_dead_worker_is_finished(pg_url:
             await two.close()
 
     asyncio.run(main())
+
+
+def test_cli_jobs_run_on_postgres(pg_url: str) -> None:
+    """``papi-sandbox jobs run`` on a PostgreSQL ledger (the same on-demand function as the
+    operator API): it repays, and a second run of the slot finds it done."""
+    import subprocess
+    import sys
+
+    async def seed() -> int:
+        store = PostgresStore(pg_url)
+        await store.open()
+        try:
+            account = await store.create_account("cli", None)
+            for wallet, amount in ((Wallet.MARGIN, "5"), (Wallet.UM, "-2")):
+                reason = EntryType.DEPOSIT if wallet is Wallet.MARGIN else EntryType.REALIZED_PNL
+                plan = functools.partial(
+                    rules.plan_adjustment,
+                    account,
+                    wallet=wallet,
+                    asset="USDT",
+                    amount=Decimal(amount),
+                    reason=reason,
+                )
+                await store.transact(account, reason, plan)
+            return account
+        finally:
+            await store.close()
+
+    account = asyncio.run(seed())
+    cli = [sys.executable, "-m", "papi_sandbox", "jobs", "run", "auto-repay", "--db", pg_url]
+    when = ["--as-of", "2030-05-05T23:10:00"]
+    first = subprocess.run([*cli, *when], capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    assert '"entries":1' in first.stdout and '"accounts":1' in first.stdout
+    again = subprocess.run([*cli, *when], capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and '"entries":0' in again.stdout, again.stdout  # repaid
+    verify = subprocess.run(
+        [sys.executable, "-m", "papi_sandbox", "verify", "--db", pg_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert account > 0

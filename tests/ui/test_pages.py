@@ -148,6 +148,8 @@ def test_adjustments_use_the_operator_apis_validation(server: Server, ui: UiClie
         ({"wallet": "SPOT", "asset": "USDT", "amount": "1", "reason": "DEPOSIT"}, "'wallet'"),
         ({"wallet": "UM", "asset": "usdt", "amount": "1", "reason": "DEPOSIT"}, "'asset'"),
         ({"wallet": "UM", "asset": "USDT", "amount": "1e3", "reason": "DEPOSIT"}, "'amount'"),
+        # Unicode digits are not digits (the one ASCII grammar, through the same parser).
+        ({"wallet": "UM", "asset": "USDT", "amount": "-١٢", "reason": "REALIZED_PNL"}, "amount"),
         ({"wallet": "UM", "asset": "USDT", "amount": "1", "reason": "GIFT"}, "'reason'"),
         ({"wallet": "MARGIN", "asset": "USDT", "amount": "-1", "reason": "COMMISSION"}, "below"),
     ]
@@ -189,6 +191,8 @@ def test_settings_create_revoke_jobs_verify(server: Server, ui: UiClient) -> Non
     assert settings == {"autoRepay": False, "vipLevel": 2}
     r = ui.post(f"/ui/accounts/{account_id}/settings", {"autoRepay": "maybe"})
     assert r.status_code == 400 and "autoRepay" in r.text
+    r = ui.post(f"/ui/accounts/{account_id}/settings", {"vipLevel": "٣"})
+    assert r.status_code == 400 and "vipLevel" in r.text
     r = ui.post(f"/ui/accounts/{account_id}/settings", {"vipLevel": "99"})
     assert r.status_code == 400 and "vipLevel" in r.text
 

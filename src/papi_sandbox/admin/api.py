@@ -21,23 +21,14 @@ from papi_sandbox import grammar, money
 from papi_sandbox.api.http import json_response, read_body
 from papi_sandbox.api.serialize import balance_object, entry_object
 from papi_sandbox.jobs.config import MAX_VIP_LEVEL
-from papi_sandbox.jobs.runner import (
-    Job,
-    JobReport,
-    SlotTooOld,
-    parse_as_of,
-    run_job,
-    slot_at_or_before,
-)
+from papi_sandbox.jobs.runner import JobReport, UnknownJob, run_on_demand
 from papi_sandbox.ledger.model import (
     ADJUSTABLE_WALLETS,
     ADJUSTMENT_REASONS,
     EntryType,
-    InsufficientBalance,
     LedgerError,
     Wallet,
 )
-from papi_sandbox.service import BadKeyRequest, KeyLimitReached, UnknownAccount
 from papi_sandbox.store.base import MAX_JOURNAL_PAGE, VerifyReport
 from papi_sandbox.wire import auth, errors
 from papi_sandbox.wire.errors import ApiError
@@ -60,7 +51,7 @@ AdminHandler = Callable[[Request], Awaitable[Response]]
 
 
 def _bad(msg: str) -> ApiError:
-    return ApiError(400, -1102, msg)
+    return errors.bad_operator_request(msg)
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -87,7 +78,7 @@ def path_account_id(request: Request) -> int:
     try:
         return grammar.parse_integer(text, low=1, high=MAX_ACCOUNT_ID, what="account id")
     except grammar.GrammarError:
-        raise ApiError(404, -1000, f"Account {text[:32]!r} does not exist.") from None
+        raise errors.unknown_account(text) from None
 
 
 def query_integer(
@@ -99,7 +90,7 @@ def query_integer(
     if not values:
         return default
     if len(values) > 1:
-        raise ApiError(400, -1101, f"Duplicate values for the parameter '{name}'.")
+        raise errors.duplicate_query_parameter(name)
     try:
         return grammar.parse_integer(values[0], low=low, high=high, what=f"'{name}'")
     except grammar.GrammarError as exc:
@@ -111,16 +102,8 @@ def domain_error(exc: Exception) -> ApiError | None:
     domain error, i.e. a bug). Shared by the operator API and the dashboard."""
     if isinstance(exc, ApiError):
         return exc
-    if isinstance(exc, UnknownAccount):
-        return ApiError(404, -1000, str(exc))
-    if isinstance(exc, KeyLimitReached):
-        return ApiError(400, -1101, f"Too many API keys: {exc}.")
-    if isinstance(exc, BadKeyRequest | auth.PublicKeyError):
-        return ApiError(400, -1102, f"{exc}.")
-    if isinstance(exc, InsufficientBalance):
-        return ApiError(400, -2018, f"Balance is insufficient: {exc}.")
     if isinstance(exc, LedgerError):
-        return ApiError(400, -1102, str(exc))
+        return errors.refusal(exc, explain=True)  # the one table (wire/errors.py)
     return None
 
 
@@ -141,7 +124,7 @@ def _guarded(state: AppState, handler: AdminHandler) -> AdminHandler:
             if not hmac.compare_digest(given, expected):
                 raise errors.unauthorized()
             return await handler(request)
-        except (ApiError, LedgerError, auth.PublicKeyError) as exc:
+        except (ApiError, LedgerError) as exc:
             error = domain_error(exc)
             assert error is not None
             return json_response(error.status, {"code": error.code, "msg": error.msg})
@@ -222,18 +205,14 @@ async def run_job_as_of(state: AppState, name: str, data: dict[str, Any]) -> Job
     """``POST /admin/v1/jobs/{job}`` (``{"asOf"?: ISO-8601 text or ms}``): runs the job's latest
     slot at or before ``asOf``. Raises ApiError (404 unknown job, -1102 bad ``asOf`` or a slot
     older than the run markers are kept)."""
-    if name not in {j.value for j in Job}:
-        raise ApiError(404, -1000, f"Unknown job '{name[:32]}'; jobs: auto-repay, interest.")
-    _no_unknown(data, {"asOf"})
     try:
-        as_of = parse_as_of(data.get("asOf"))
-    except grammar.GrammarError as exc:
+        _no_unknown(data, {"asOf"})
+        return await run_on_demand(state.store, name, data.get("asOf"), state.jobs)
+    except UnknownJob as exc:
+        raise errors.unknown_job(str(exc)) from None
+    except grammar.GrammarError as exc:  # a bad asOf
         raise _bad(f"{exc}.") from None
-    job = Job(name)
-    slot = slot_at_or_before(job.times(state.jobs), as_of)
-    try:
-        return await run_job(state.store, job, slot, state.jobs)
-    except SlotTooOld as exc:
+    except ValueError as exc:  # a slot older than the run markers are kept
         raise _bad(str(exc)) from None
 
 
@@ -254,7 +233,7 @@ async def revoke_key(state: AppState, account_id: int, api_key: str) -> None:
     """Revoke one of the account's live keys, refused at once (not after the key cache's TTL);
     raises ApiError 404 -2015 when the account has no such live key."""
     if not await state.service.revoke_api_key(account_id, api_key):
-        raise ApiError(404, -2015, "No such live API key for this account.")
+        raise errors.no_such_live_key()
     state.keys.forget(api_key)
     if state.streams is not None:  # its listen keys die with it, and their connections
         state.streams.api_key_revoked(api_key)

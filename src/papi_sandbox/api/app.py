@@ -34,7 +34,7 @@ from papi_sandbox.api.http import (
 from papi_sandbox.api.openapi import OPENAPI_PATH, openapi_document
 from papi_sandbox.jobs.config import JobsConfig, load_config
 from papi_sandbox.jobs.scheduler import run_scheduler
-from papi_sandbox.ledger.model import InsufficientBalance, LedgerError
+from papi_sandbox.ledger.model import LedgerError
 from papi_sandbox.market.config import load_market
 from papi_sandbox.market.state import Market
 from papi_sandbox.observability import (
@@ -235,10 +235,8 @@ class PublicApi:
             self.state.account_limits.admit(endpoint.account_limit, account_id)
         try:
             return await endpoint.handler(Call(self.state.service, account_id, args, caller_key))
-        except InsufficientBalance:
-            raise errors.balance_insufficient() from None
         except LedgerError as exc:
-            raise ApiError(400, -1000, str(exc)) from None
+            raise errors.refusal(exc) from None
 
     async def _spend_more(self, ip: str, weight: int) -> int:
         """Charge ``weight`` more to ``ip`` once the parameters show the request costs more
@@ -280,7 +278,7 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
         return error_response(errors.method_not_allowed(request.method, request.url.path))
     if exc.status_code == 404:
         return error_response(errors.not_found(request.url.path))
-    return error_response(ApiError(exc.status_code, -1000, str(exc.detail)))
+    return error_response(errors.http_error(exc.status_code, str(exc.detail)))
 
 
 async def _unhandled(request: Request, exc: Exception) -> Response:
@@ -308,9 +306,7 @@ def create_app(
                 secret = box.open(record.secret, record.api_key)
             except SecretBoxError as exc:  # the key was rotated under a running process
                 log.error("cannot open the secret of an API key: %s", exc)
-                raise ApiError(
-                    503, -1001, "Internal error; unable to process your request. Please try again."
-                ) from None
+                raise errors.internal_retry() from None
             # Built field by field: dataclasses.replace costs several µs, on every key miss.
             record = ApiKeyRecord(
                 record.api_key,

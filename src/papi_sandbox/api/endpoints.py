@@ -18,7 +18,7 @@ from papi_sandbox.api.serialize import (
     interest_object,
 )
 from papi_sandbox.ledger.collection import AssetNotCollectable, TransferSide
-from papi_sandbox.ledger.model import AutoRepayOff, InsufficientBalance, Wallet
+from papi_sandbox.ledger.model import Wallet
 from papi_sandbox.stream.listen_keys import NoActiveListenKey
 from papi_sandbox.wire import errors
 from papi_sandbox.wire.account_limits import (
@@ -33,12 +33,8 @@ async def _ping(call: Call) -> Any:
 
 
 async def _repay_futures_negative_balance(call: Call) -> Any:
-    try:
-        await call.service.repay_futures_negative_balance(call.account_id)
-    except InsufficientBalance:
-        raise errors.balance_insufficient() from None
-    except AutoRepayOff as exc:
-        raise errors.auto_repay_off(str(exc)) from None
+    # Refusals (-2018 insufficient, the switch's own code) map through the one table.
+    await call.service.repay_futures_negative_balance(call.account_id)
     return SUCCESS
 
 
@@ -97,7 +93,7 @@ async def _asset_collection(call: Call) -> Any:
             Wallet(future_type) if future_type is not None else None,
         )
     except AssetNotCollectable as exc:
-        raise errors.invalid_parameter("asset", f"{exc}.") from None
+        raise errors.refusal(exc) from None
     return SUCCESS
 
 

@@ -152,6 +152,29 @@ class SlotTooOld(ValueError):
     """The slot is older than the markers are kept: running it could apply twice."""
 
 
+class UnknownJob(ValueError):
+    """A job name that is not one of :class:`Job`."""
+
+
+async def run_on_demand(
+    store: Store,
+    name: str,
+    as_of: object,
+    config: JobsConfig,
+    *,
+    progress: Progress = NO_PROGRESS,
+) -> JobReport:
+    """The one on-demand run, shared by ``papi-sandbox jobs run`` and ``POST
+    /admin/v1/jobs/{job}``: job ``name``'s latest slot at or before ``as_of``
+    (:func:`parse_as_of`), on any store; safe to repeat. Raises UnknownJob, ValueError (a bad
+    ``as_of``) and SlotTooOld."""
+    if name not in {j.value for j in Job}:
+        raise UnknownJob(f"Unknown job '{name[:32]}'; jobs: auto-repay, interest.")
+    job = Job(name)
+    slot = slot_at_or_before(job.times(config), parse_as_of(as_of))
+    return await run_job(store, job, slot, config, progress=progress)
+
+
 async def run_job(
     store: Store,
     job: Job,

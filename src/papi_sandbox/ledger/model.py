@@ -76,6 +76,18 @@ class AmountLimitExceeded(LedgerError):
     pass
 
 
+class UnknownAccount(LedgerError):
+    """No such account (or the system account, which no one may address)."""
+
+
+class KeyLimitReached(LedgerError):
+    """The account holds the most live API keys it may."""
+
+
+class BadKeyRequest(LedgerError):
+    """A new API key's type, public key or permissions are not acceptable."""
+
+
 class AutoRepayOff(LedgerError):
     """The manual repay was asked for while the account's ``autoRepay`` switch is off: Binance's
     Portfolio Margin FAQ enables manual repayment only while Auto Repay is on."""

@@ -1,6 +1,6 @@
-"""Accounts, their API keys and the ledger-wide settings: each statement once, as a unit of work
-over a :class:`~papi_sandbox.store.dialect.Db` (run by either store, read or write as named in
-:class:`~papi_sandbox.store.shared.SharedStore`)."""
+"""Accounts, their API keys and the ledger-wide settings: their statements, as units of work over
+a :class:`~papi_sandbox.store.dialect.Db` (see :class:`~papi_sandbox.store.contract.Store` for
+what each returns and raises)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,6 @@ def lock_account(db: Db, account_id: int) -> None:
 
 
 def create_account(db: Db, label: str | None, key: ApiKeyRecord | None, now_ms: int) -> int:
-    """A new account (and its first API key, whose ``account_id`` is ignored); its id."""
     (account_id,) = db.one(
         "INSERT INTO accounts (label, created_ms) VALUES (?, ?) RETURNING id", (label, now_ms)
     )
@@ -69,7 +68,6 @@ def list_accounts(
 def set_account_settings(
     db: Db, account_id: int, auto_repay: bool | None, vip_level: int | None
 ) -> bool:
-    """Change the settings given (None: keep); False when the account does not exist."""
     row = db.one(
         "UPDATE accounts SET auto_repay = COALESCE(?, auto_repay),"
         " vip_level = COALESCE(?, vip_level) WHERE id = ? AND id <> ? RETURNING id",
@@ -97,10 +95,7 @@ def insert_key(db: Db, key: ApiKeyRecord, account_id: int, now_ms: int) -> None:
 
 
 def add_api_key_limited(db: Db, key: ApiKeyRecord, max_keys: int, now_ms: int) -> bool:
-    """Add ``key`` unless its account has ``max_keys`` live keys already; True when added.
-    The account's lock makes count-then-insert atomic across processes. Raises LedgerError
-    when the account does not exist."""
-    lock_account(db, key.account_id)
+    lock_account(db, key.account_id)  # makes count-then-insert atomic across processes
     (live,) = db.one(
         "SELECT COUNT(*) FROM api_keys WHERE account_id = ? AND revoked_ms IS NULL",
         (key.account_id,),
@@ -112,8 +107,6 @@ def add_api_key_limited(db: Db, key: ApiKeyRecord, max_keys: int, now_ms: int) -
 
 
 def revoke_api_key(db: Db, account_id: int, api_key: str, now_ms: int) -> bool:
-    """Mark the account's live key revoked (announced to other processes at COMMIT); False
-    when the account has no such live key."""
     row = db.one(
         "UPDATE api_keys SET revoked_ms = ?"
         " WHERE api_key = ? AND account_id = ? AND revoked_ms IS NULL RETURNING api_key",
@@ -145,7 +138,6 @@ def find_api_key(db: Db, api_key: str) -> ApiKeyRecord | None:
 
 
 def api_keys(db: Db, account_id: int) -> list[ApiKeyRecord]:
-    """The account's keys, revoked ones included, oldest first."""
     rows = db.all(
         f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE account_id = ? ORDER BY created_ms, api_key",
         (account_id,),
@@ -154,9 +146,8 @@ def api_keys(db: Db, account_id: int) -> list[ApiKeyRecord]:
 
 
 def rewrite_api_key_secrets(db: Db, transform: Callable[[str, str], str]) -> int:
-    """Replace each stored HMAC secret ``s`` of key ``k`` by ``transform(s, k)``; the count of
-    rows changed. Keyset pages keep memory flat; the lock clause makes a key being added by
-    another process wait, so none is left unsealed."""
+    # Keyset pages keep memory flat; the lock clause makes a key being added by another process
+    # wait, so none is left unsealed.
     changed, after = 0, ""
     while True:
         rows = db.all(
@@ -175,8 +166,6 @@ def rewrite_api_key_secrets(db: Db, transform: Callable[[str, str], str]) -> int
 
 
 def claim_setting(db: Db, name: str, value: str, replace: bool) -> str:
-    """The ledger-wide setting ``name``: set to ``value`` if absent (or if ``replace``), and
-    returned as stored."""
     action = "UPDATE SET value = excluded.value" if replace else "NOTHING"
     db.execute(
         f"INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO {action}",

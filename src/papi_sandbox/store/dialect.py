@@ -5,20 +5,16 @@ Every statement of the store is written once, with ``?`` placeholders, in the mo
 a piece of state (:mod:`~papi_sandbox.store.accounts`, :mod:`~papi_sandbox.store.journal`,
 :mod:`~papi_sandbox.store.jobs`). A :class:`Dialect` supplies the rest:
 
-========================  ===============================  =====================================
-difference                SQLite                           PostgreSQL
-========================  ===============================  =====================================
-placeholders              ``?``                            ``%s`` (translated once per text)
-money columns             canonical 8-digit ``TEXT``       ``NUMERIC(38, 8)``
-lock clause               none (one writer thread)         ``FOR UPDATE``
-balance rows              absolute amounts, written by     deltas added under row locks, the
-                          the one writer                   system account's rows in buckets
-revoked key announced     nothing to announce (one         ``pg_notify`` at COMMIT
-                          process)
-committed entry           kept for the writer to publish   ``pg_notify`` at COMMIT, to every
-announced                 after COMMIT                     process (this one included)
-large reads               a plain cursor                   a server-side cursor
-========================  ===============================  =====================================
+=================  ===========================================  ==============================
+difference         SQLite                                       PostgreSQL
+=================  ===========================================  ==============================
+placeholders       ``?``                                        ``%s`` (translated once)
+money columns      canonical 8-digit ``TEXT``                   ``NUMERIC(38, 8)``
+lock clause        none (one writer thread)                     ``FOR UPDATE``
+balance rows       absolute amounts, by the one writer          deltas under row locks, buckets
+announcements      entries kept for the writer to publish       ``pg_notify`` at COMMIT
+large reads        a plain cursor                               a server-side cursor
+=================  ===========================================  ==============================
 """
 
 from __future__ import annotations
@@ -39,11 +35,10 @@ from papi_sandbox.ledger.model import (
     Wallet,
 )
 
-#: The system account's balance of one (wallet, asset) is kept by PostgreSQL as this many rows
-#: (buckets), summed when read: every deposit or withdrawal of every account updates it, so one
-#: row would let only one transaction per asset commit at a time (~1 fsync each). An entry of
-#: account A uses bucket A % SYSTEM_BALANCE_BUCKETS. Users' rows have only bucket 0 (their account
-#: lock serialises them). SQLite has one writer, hence one row per balance.
+#: PostgreSQL keeps the system account's balance of one (wallet, asset) as this many rows, summed
+#: when read, so entries of different accounts rarely wait for the same hot row: account A's
+#: entries use bucket A % SYSTEM_BALANCE_BUCKETS; users' rows only bucket 0 (their lock orders
+#: them). SQLite has one writer, hence one row per balance.
 SYSTEM_BALANCE_BUCKETS = 16
 #: The LISTEN/NOTIFY channel on which revoked API keys are announced to every process.
 KEY_REVOKED_CHANNEL = "papi_key_revoked"
@@ -291,40 +286,21 @@ def _nets(postings: Iterable[Posting]) -> dict[tuple[int, Wallet, str], Decimal]
 
 
 def encode_committed(committed: CommittedEntry) -> bytes:
-    entry = committed.entry
-    return orjson.dumps(
-        {
-            "t": entry.tran_id,
-            "y": entry.type,
-            "m": entry.time_ms,
-            "a": entry.account_id,
-            "p": [
-                [p.account_id, p.wallet.value, p.asset, money.to_storage(p.amount)]
-                for p in entry.postings
-            ],
-            "b": [[w.value, a, money.to_storage(v)] for w, a, v in committed.balances],
-        }
-    )
+    e, text = committed.entry, money.to_storage
+    postings = [[p.account_id, p.wallet.value, p.asset, text(p.amount)] for p in e.postings]
+    balances = [[w.value, a, text(v)] for w, a, v in committed.balances]
+    return orjson.dumps({"t": e.tran_id, "y": e.type, "m": e.time_ms, "a": e.account_id,
+                         "p": postings, "b": balances})  # fmt: skip
 
 
 def decode_committed(payload: str) -> CommittedEntry | None:
     """The announced entry, or None when the announcement is only a reference (too large)."""
-    data = orjson.loads(payload)
-    if "p" not in data:
+    d, amount = orjson.loads(payload), money.from_storage
+    if "p" not in d:
         return None
-    entry = Entry(
-        int(data["t"]),
-        str(data["y"]),
-        int(data["m"]),
-        int(data["a"]),
-        tuple(
-            Posting(int(acc), Wallet(w), str(a), money.from_storage(v))
-            for acc, w, a, v in data["p"]
-        ),
-    )
-    return CommittedEntry(
-        entry, tuple((Wallet(w), str(a), money.from_storage(v)) for w, a, v in data["b"])
-    )
+    postings = tuple(Posting(int(n), Wallet(w), str(a), amount(v)) for n, w, a, v in d["p"])
+    entry = Entry(int(d["t"]), str(d["y"]), int(d["m"]), int(d["a"]), postings)
+    return CommittedEntry(entry, tuple((Wallet(w), str(a), amount(v)) for w, a, v in d["b"]))
 
 
 SQLITE = Dialect()

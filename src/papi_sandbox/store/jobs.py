@@ -1,6 +1,6 @@
 """Scheduled jobs' state: interest history, the (job, slot, account) markers that make a job
-idempotent, and leases; each statement once, as a unit of work over a
-:class:`~papi_sandbox.store.dialect.Db`."""
+idempotent, and leases: their statements, as units of work over a
+:class:`~papi_sandbox.store.dialect.Db` (see :class:`~papi_sandbox.store.contract.Store`)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,6 @@ from papi_sandbox.store.journal import append_entry, load_balances
 def interest_history(
     db: Db, account_id: int, asset: str | None, start_ms: int, end_ms: int, limit: int
 ) -> list[InterestRecord]:
-    """Rows with start_ms <= accrued_ms <= end_ms, newest first, at most ``limit`` (clamped to
-    1..MAX_INTEREST_PAGE)."""
     d = db.dialect
     sql = (
         "SELECT account_id, asset, interest, rate, principal, accrued_ms, tran_id"
@@ -50,7 +48,6 @@ def interest_history(
 
 
 def job_candidates(db: Db, after_account_id: int, limit: int) -> list[int]:
-    """Keyset page of accounts with a negative UM or CM wallet, id > ``after_account_id``."""
     # The WHERE clause repeats the partial index's, so only that index is read.
     rows = db.all(
         "SELECT DISTINCT account_id FROM balances"
@@ -70,9 +67,6 @@ def run_job_batch(
     plan: JobPlanner,
     clock_ms: Callable[[], int],
 ) -> JobBatchResult:
-    """For each account not yet marked for (job, slot): run the rule on its balances, append
-    its entry and interest rows, and mark it, all in the caller's one transaction (so a re-run
-    after a crash never applies twice). Raises ValueError past MAX_JOB_BATCH_ACCOUNTS."""
     if len(account_ids) > MAX_JOB_BATCH_ACCOUNTS:
         raise ValueError(f"a job batch carries at most {MAX_JOB_BATCH_ACCOUNTS} accounts")
     result = JobBatchResult()
@@ -144,13 +138,10 @@ def run_job_batch(
 
 
 def prune_job_marks(db: Db, before_slot_ms: int) -> int:
-    """Forget markers of slots older than ``before_slot_ms``; how many."""
     return int(db.execute("DELETE FROM job_marks WHERE slot_ms < ?", (before_slot_ms,)).rowcount)
 
 
 def try_lease(db: Db, name: str, holder: str, ttl_ms: int) -> bool:
-    """Take or renew the lease ``name`` for ``holder`` for ``ttl_ms`` (database clock); True when
-    ``holder`` holds it now (it was free, expired, or already its)."""
     now = db.dialect.now_ms_sql()
     row = db.one(
         f"INSERT INTO leases (name, holder, expires_ms) VALUES (?, ?, {now} + ?)"
@@ -164,7 +155,6 @@ def try_lease(db: Db, name: str, holder: str, ttl_ms: int) -> bool:
 
 
 def lease_active(db: Db, name: str) -> bool:
-    """True while some holder holds an unexpired lease ``name`` (database clock)."""
     now = db.dialect.now_ms_sql()
     row = db.one(f"SELECT 1 FROM leases WHERE name = ? AND expires_ms > {now}", (name,))
     return row is not None

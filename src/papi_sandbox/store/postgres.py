@@ -1,27 +1,13 @@
-"""The PostgreSQL store: one ledger shared by many server processes on many machines.
+"""The PostgreSQL store: one ledger shared by many server processes (docs/scaling.md).
 
-Units of work are the same synchronous functions SQLite runs (:mod:`papi_sandbox.store.accounts`,
-:mod:`~papi_sandbox.store.journal`, :mod:`~papi_sandbox.store.jobs`), run on psycopg's connection
-pool by a bounded set of threads (one per pooled connection), so the event loop never waits on
-the database.
-
-Concurrency. Every change of an account is one transaction that follows the same steps
-(:func:`papi_sandbox.store.journal.transact`): lock the account's row (``SELECT ... FOR
-UPDATE``), read its balances, run the pure rule, append the entry and its postings, add the
-postings to the balance rows, commit. Two changes of one account, from any processes, therefore
-run one after the other and give the serial result. Balance rows are updated in one global order
-(:meth:`papi_sandbox.store.dialect.PostgresDialect.apply_postings`), and the system account's
-hot rows are split into buckets, so transactions never wait in a cycle and rarely wait at all.
-Deadlocks and serialization failures, which a future rule touching two user accounts could still
-cause, are retried a bounded number of times (:data:`MAX_TX_ATTEMPTS`); lock waits are bounded by
-``lock_timeout`` so no request hangs.
-
-tranIds come from an identity sequence: unique, and increasing in commit order for any one account
-(the sequence is read while the account lock is held). Across accounts a smaller tranId may commit
-after a larger one; nothing relies on a global order.
-
-Acknowledged means committed: a method returns only after COMMIT returned, and PostgreSQL's
-default ``synchronous_commit=on`` has flushed the WAL by then.
+It runs the same units of work as SQLite on psycopg's connection pool, through as many threads as
+pooled connections, so the event loop never waits on the database. Every change of an account
+locks the account's row first (:func:`papi_sandbox.store.journal.transact`), so changes of one
+account from any processes give the serial result; balance rows are updated in one global order
+(:meth:`papi_sandbox.store.dialect.PostgresDialect.apply_postings`). Deadlocks and serialization
+failures are retried :data:`MAX_TX_ATTEMPTS` times; ``lock_timeout`` bounds every wait. A write
+returns after COMMIT, which (``synchronous_commit=on``) has flushed the WAL. tranIds come from an
+identity sequence, increasing in commit order for any one account (read under its lock).
 """
 
 from __future__ import annotations
@@ -270,15 +256,18 @@ class PostgresStore(Store):
         block; if the process dies, PostgreSQL drops the connection and with it the lock."""
         pool = self._require_pool()
         conn = await asyncio.to_thread(pool.getconn)
-        lock = "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))"
-        unlock = "SELECT pg_advisory_unlock(hashtextextended(%s, 0))"
+        key = "hashtextextended(%s, 0)"
         try:
-            row = await asyncio.to_thread(lambda: conn.execute(lock, (name,)).fetchone())
+            row = await asyncio.to_thread(
+                lambda: conn.execute(f"SELECT pg_try_advisory_lock({key})", (name,)).fetchone()
+            )
             held = bool(row and row[0])
             try:
                 yield held
             finally:
                 if held:
-                    await asyncio.to_thread(conn.execute, unlock, (name,))
+                    await asyncio.to_thread(
+                        conn.execute, f"SELECT pg_advisory_unlock({key})", (name,)
+                    )
         finally:
             await asyncio.to_thread(pool.putconn, conn)

@@ -36,48 +36,29 @@ class Migration:
 
 LEDGER = """
     CREATE TABLE accounts (
-        id {id_key},
-        label TEXT,
-        created_ms {bigint} NOT NULL,
-        auto_repay {bool} NOT NULL DEFAULT {true},
-        vip_level INTEGER NOT NULL DEFAULT 0
+        id {id_key}, label TEXT, created_ms {bigint} NOT NULL,
+        auto_repay {bool} NOT NULL DEFAULT {true}, vip_level INTEGER NOT NULL DEFAULT 0
     );
     CREATE TABLE api_keys (
-        api_key TEXT PRIMARY KEY,
-        account_id {bigint} NOT NULL REFERENCES accounts(id),
-        key_type TEXT NOT NULL,
-        secret TEXT,
-        public_key TEXT,
-        can_read {bool} NOT NULL,
-        can_trade {bool} NOT NULL,
-        ip_whitelist {text_list},
-        created_ms {bigint} NOT NULL,
-        revoked_ms {bigint}
+        api_key TEXT PRIMARY KEY, account_id {bigint} NOT NULL REFERENCES accounts(id),
+        key_type TEXT NOT NULL, secret TEXT, public_key TEXT,
+        can_read {bool} NOT NULL, can_trade {bool} NOT NULL, ip_whitelist {text_list},
+        created_ms {bigint} NOT NULL, revoked_ms {bigint}
     );
     CREATE INDEX api_keys_account ON api_keys(account_id);
     CREATE TABLE entries (
-        tran_id {serial_key},
-        account_id {bigint} NOT NULL,
-        type TEXT NOT NULL,
+        tran_id {serial_key}, account_id {bigint} NOT NULL, type TEXT NOT NULL,
         time_ms {bigint} NOT NULL
     );
     CREATE INDEX entries_account ON entries(account_id, tran_id);
     CREATE TABLE postings (
-        tran_id {bigint} NOT NULL REFERENCES entries(tran_id),
-        seq INTEGER NOT NULL,
-        account_id {bigint} NOT NULL,
-        wallet TEXT NOT NULL,
-        asset TEXT NOT NULL,
-        amount {money} NOT NULL,
-        PRIMARY KEY (tran_id, seq)
+        tran_id {bigint} NOT NULL REFERENCES entries(tran_id), seq INTEGER NOT NULL,
+        account_id {bigint} NOT NULL, wallet TEXT NOT NULL, asset TEXT NOT NULL,
+        amount {money} NOT NULL, PRIMARY KEY (tran_id, seq)
     ){without_rowid};
     CREATE TABLE balances (
-        account_id {bigint} NOT NULL,
-        asset TEXT NOT NULL,
-        wallet TEXT NOT NULL,
-        {bucket_column}
-        amount {money} NOT NULL,
-        updated_ms {bigint} NOT NULL,
+        account_id {bigint} NOT NULL, asset TEXT NOT NULL, wallet TEXT NOT NULL, {bucket_column}
+        amount {money} NOT NULL, updated_ms {bigint} NOT NULL,
         PRIMARY KEY (account_id, asset, wallet{bucket_key})
     ){without_rowid};
     INSERT INTO accounts (id, label, created_ms, auto_repay) VALUES (0, 'SYSTEM', 0, {false})
@@ -85,11 +66,7 @@ LEDGER = """
 
 # Leases (a row with an expiry on the database's clock) mark a job slot done across processes.
 LEASES = """
-    CREATE TABLE leases (
-        name TEXT PRIMARY KEY,
-        holder TEXT NOT NULL,
-        expires_ms {bigint} NOT NULL
-    )
+    CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_ms {bigint} NOT NULL)
 """
 
 # The negative-balance toolkit: interest history, per-(job, slot, account) markers that make
@@ -97,34 +74,21 @@ LEASES = """
 # accounts it may act on (its predicate is repeated verbatim by the query that uses it).
 TOOLKIT = """
     CREATE TABLE interest_records (
-        id {serial_key},
-        account_id {bigint} NOT NULL,
-        asset TEXT NOT NULL,
-        interest {money} NOT NULL,
-        rate {money} NOT NULL,
-        principal {money} NOT NULL,
-        accrued_ms {bigint} NOT NULL,
-        tran_id {bigint} NOT NULL REFERENCES entries(tran_id)
+        id {serial_key}, account_id {bigint} NOT NULL, asset TEXT NOT NULL,
+        interest {money} NOT NULL, rate {money} NOT NULL, principal {money} NOT NULL,
+        accrued_ms {bigint} NOT NULL, tran_id {bigint} NOT NULL REFERENCES entries(tran_id)
     );
     CREATE INDEX interest_records_account ON interest_records(account_id, accrued_ms);
     CREATE TABLE job_marks (
-        job TEXT NOT NULL,
-        slot_ms {bigint} NOT NULL,
-        account_id {bigint} NOT NULL,
-        tran_id {bigint},
-        PRIMARY KEY (job, slot_ms, account_id)
+        job TEXT NOT NULL, slot_ms {bigint} NOT NULL, account_id {bigint} NOT NULL,
+        tran_id {bigint}, PRIMARY KEY (job, slot_ms, account_id)
     ){without_rowid};
     CREATE INDEX balances_negative_futures ON balances(account_id)
         WHERE wallet IN ('UM', 'CM') AND amount < {money_zero}
 """
 
 # Ledger-wide settings that every process must agree on (the encryption key's id).
-META = """
-    CREATE TABLE meta (
-        name TEXT PRIMARY KEY,
-        value TEXT NOT NULL
-    ){without_rowid}
-"""
+META = "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL){without_rowid}"
 
 # PostgreSQL ledgers of the first releases have an unused table of a removed job sweep.
 DROP_SWEEP_CLAIMS = "DROP TABLE IF EXISTS sweep_claims"

@@ -1,16 +1,10 @@
 """The SQLite store: WAL mode, one writer thread with group commit, a small pool of readers.
 
-Why one writer: SQLite allows one writer at a time anyway, and a single thread that owns the write
-connection serialises every account change, so concurrent requests give exactly the serial result.
-Why group commit: an fsync costs about a millisecond; the writer takes every operation queued
-while the previous batch was committing and commits them together; an operation that fails after
-writing reruns the batch with a savepoint per operation, so it rolls back alone. Each caller is
-answered only after its batch's COMMIT returned, so an acknowledged change has reached the disk
-(``synchronous=FULL``). Consecutive ``transact`` operations of a batch are planned in memory and
-written with one statement per table (:class:`_TransactRun`), the batch fast path.
-
-The statements themselves are the shared units of :mod:`papi_sandbox.store.accounts`,
-:mod:`~papi_sandbox.store.journal` and :mod:`~papi_sandbox.store.jobs`.
+One writer serialises every change, so concurrent requests give exactly the serial result; it
+commits everything queued meanwhile as one transaction (one fsync), answering each caller only
+after that COMMIT returned (``synchronous=FULL``). Consecutive ``transact`` operations of a batch
+are planned in memory and written with one statement per table (:class:`_TransactRun`). Why, and
+the measurements: docs/design.md, docs/performance.md.
 """
 
 from __future__ import annotations
@@ -69,14 +63,9 @@ EXTERNAL_CHANGE_CHECK_S = 0.002
 
 
 def path_from_url(url: str) -> Path:
-    """``sqlite:///abs/path.db`` or ``sqlite:relative.db`` or a bare path -> Path."""
-    if url.startswith("sqlite:///"):
-        return Path("/" + url[len("sqlite:///") :])
-    if url.startswith("sqlite://"):
-        return Path(url[len("sqlite://") :])
-    if url.startswith("sqlite:"):
-        return Path(url[len("sqlite:") :])
-    return Path(url)
+    """``sqlite:///abs/path.db``, ``sqlite://rel.db``, ``sqlite:rel.db`` or a bare path -> Path."""
+    rest = url.removeprefix("sqlite:")
+    return Path(rest[2:] if rest != url and rest.startswith("//") else rest)
 
 
 def connect(
@@ -313,11 +302,10 @@ class SQLiteStore(Store):
         return snapshot
 
     def _notice_other_commits(self) -> None:
-        """Trust no cached snapshot once another process committed to the same file (a job
-        runner, an operator's script): SQLite changes ``data_version`` when any other connection
-        commits. Reading it touches only the WAL index in shared memory (no disk I/O), so it runs
-        on the event loop, at most every EXTERNAL_CHANGE_CHECK_S (it costs 5-15 µs). This
-        process's own changes need no check: the writer invalidates them before answering."""
+        """Trust no cached snapshot once another process committed to the same file: SQLite
+        changes ``data_version`` then. Reading it touches only shared memory (5-15 µs), so it runs
+        on the event loop, at most every EXTERNAL_CHANGE_CHECK_S. This process's own changes are
+        invalidated by the writer before it answers."""
         if self._watch is None:
             return
         now = time.monotonic()

@@ -55,7 +55,6 @@ from papi_sandbox.ledger.model import (
 from papi_sandbox.store.base import MAX_ACCOUNT_SEARCH_CHARS, AccountSearch
 from papi_sandbox.stream.hub import EventHub, SubscriberDropped, TooManySubscribers
 from papi_sandbox.ui import session
-from papi_sandbox.wire import auth
 from papi_sandbox.wire.errors import ApiError
 
 if TYPE_CHECKING:
@@ -437,7 +436,7 @@ def ui_routes(state: AppState) -> list[BaseRoute]:
             return refused(request, bad_path.status, bad_path.msg)
         try:
             await run(account_id)
-        except (ApiError, LedgerError, auth.PublicKeyError) as exc:
+        except (ApiError, LedgerError) as exc:
             error = domain_error(exc)
             assert error is not None
             try:

@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from papi_sandbox.wire import errors
 from papi_sandbox.wire.errors import ApiError
 
 #: Most (limit, account) counters kept; past it, counters whose window has passed are dropped.
@@ -43,11 +44,9 @@ AUTO_COLLECTION_LIMIT = RollingLimit("auto-collection", 500, 3600)
 
 
 def account_limit_exceeded(limit: RollingLimit, retry_after_s: int) -> ApiError:
-    return ApiError(
-        429,
-        -1003,
+    return errors.account_rate_limited(
         f"Too many requests; current limit of this account is {limit.describe()} for {limit.name}.",
-        {"Retry-After": str(retry_after_s)},
+        retry_after_s,
     )
 
 

@@ -1,12 +1,27 @@
-"""Binance's error codes and the one exception that carries them to the wire.
+"""Binance's error codes and the one exception that carries them to the wire: the one place
+where a Binance code is written.
 
 Every refusal is an :class:`ApiError` with an HTTP status, a stable negative code and a message as
-Binance words it. The HTTP layer turns it into ``{"code": .., "msg": ..}``.
+Binance words it. The HTTP layer turns it into ``{"code": .., "msg": ..}``. Protocol refusals
+(parameters, signatures, limits) are built by the functions below; domain refusals (the
+:class:`~papi_sandbox.ledger.model.LedgerError` family, raised by the rules and the service) map
+through :data:`DOMAIN_REFUSALS`, the one table used by the public API, the operator API, the
+dashboard and the CLI (:func:`refusal`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from papi_sandbox.ledger.collection import AssetNotCollectable
+from papi_sandbox.ledger.model import (
+    AutoRepayOff,
+    BadKeyRequest,
+    InsufficientBalance,
+    KeyLimitReached,
+    LedgerError,
+    UnknownAccount,
+)
 
 
 @dataclass(slots=True)
@@ -117,17 +132,9 @@ def rejected_api_key(ip: str) -> ApiError:
     return ApiError(401, -2015, f"Invalid API-key, IP, or permissions for action, request ip: {ip}")
 
 
-def balance_insufficient() -> ApiError:
-    return ApiError(400, -2018, "Balance is insufficient.")
-
-
 #: The sandbox's own code for the manual repay while ``autoRepay`` is off: Binance documents
 #: none, and no other refusal uses it (docs/semantics.md, "The sandbox's choices").
 AUTO_REPAY_OFF_CODE = -21090
-
-
-def auto_repay_off(msg: str) -> ApiError:
-    return ApiError(400, AUTO_REPAY_OFF_CODE, msg)
 
 
 def request_too_large(what: str, limit: int) -> ApiError:
@@ -152,3 +159,93 @@ def invalid_listen_key() -> ApiError:
 
 def invalid_symbol() -> ApiError:
     return ApiError(400, -1121, "Invalid symbol.")
+
+
+def bad_operator_request(msg: str) -> ApiError:
+    """An operator request (JSON body, path, query) that is malformed."""
+    return ApiError(400, -1102, msg)
+
+
+def unknown_account(text: str) -> ApiError:
+    return ApiError(404, -1000, f"Account '{text[:32]}' does not exist.")
+
+
+def duplicate_query_parameter(name: str) -> ApiError:
+    return ApiError(400, -1101, f"Duplicate values for the parameter '{name}'.")
+
+
+def unknown_job(msg: str) -> ApiError:
+    return ApiError(404, -1000, msg)
+
+
+def no_such_live_key() -> ApiError:
+    return ApiError(404, -2015, "No such live API key for this account.")
+
+
+def unsupported_body_type(expected: str, declared: str) -> ApiError:
+    return ApiError(400, -1100, f"Request body must be {expected}, not '{declared[:64]}'.")
+
+
+def http_error(status: int, detail: str) -> ApiError:
+    """Any other refusal of the HTTP layer (Starlette's HTTPException), in Binance's shape."""
+    return ApiError(status, -1000, detail)
+
+
+def internal_retry() -> ApiError:
+    """503 -1001: storage or a shared service is unavailable right now; nothing was changed."""
+    return ApiError(503, -1001, "Internal error; unable to process your request. Please try again.")
+
+
+def server_busy() -> ApiError:
+    """Past the connection cap: Binance's -1008 (TOO_MANY_REQUESTS_QUEUED in wording)."""
+    return ApiError(
+        503,
+        -1008,
+        "Server is currently overloaded with other requests. Please try again in a few minutes.",
+    )
+
+
+def header_timeout() -> ApiError:
+    return ApiError(408, -1007, "Timeout waiting for the request headers.")
+
+
+def headers_too_large(limit: int) -> ApiError:
+    return ApiError(
+        431, -1101, f"Request too large: request line and headers over the limit of {limit} bytes."
+    )
+
+
+def malformed_http(msg: str) -> ApiError:
+    return ApiError(400, -1000, f"Malformed HTTP request: {msg[:200]}")
+
+
+def account_rate_limited(msg: str, retry_after_s: int) -> ApiError:
+    return ApiError(429, -1003, msg, {"Retry-After": str(retry_after_s)})
+
+
+#: Every domain refusal's HTTP status, Binance code and message (``{}``: the exception's text),
+#: looked up by the exception's class, most specific first. ``LedgerError`` catches the rest: a
+#: rule that refused its input (docs/semantics.md, "Errors").
+DOMAIN_REFUSALS: dict[type[LedgerError], tuple[int, int, str]] = {
+    InsufficientBalance: (400, -2018, "Balance is insufficient."),
+    AutoRepayOff: (400, AUTO_REPAY_OFF_CODE, "{}"),
+    AssetNotCollectable: (400, -1130, "Data sent for parameter 'asset' is not valid. {}."),
+    UnknownAccount: (404, -1000, "{}"),
+    KeyLimitReached: (400, -1101, "Too many API keys: {}."),
+    BadKeyRequest: (400, -1102, "{}."),
+    LedgerError: (400, -1102, "{}"),
+}
+
+
+def refusal(exc: LedgerError, *, explain: bool = False) -> ApiError:
+    """The Binance error a domain refusal is answered with (:data:`DOMAIN_REFUSALS`). Binance's
+    fixed messages stay exact on the public API; ``explain`` (the operator's surfaces) adds the
+    rule's reason to them: ``Balance is insufficient: MARGIN holds 1 USDT.``"""
+    for cls in type(exc).__mro__:
+        found = DOMAIN_REFUSALS.get(cls)
+        if found is not None:
+            status, code, msg = found
+            if "{}" in msg:
+                return ApiError(status, code, msg.format(exc))
+            return ApiError(status, code, f"{msg[:-1]}: {exc}." if explain else msg)
+    raise AssertionError("LedgerError is in the table")  # pragma: no cover

@@ -32,6 +32,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from papi_sandbox.wire import errors
 from papi_sandbox.wire.errors import ApiError
 from papi_sandbox.wire.limits import (
     BAN_BASE_MS,
@@ -98,7 +99,7 @@ return {1, used, 0}
 
 
 def limiter_unavailable() -> ApiError:
-    return ApiError(503, -1001, "Internal error; unable to process your request. Please try again.")
+    return errors.internal_retry()
 
 
 def _now_ms() -> int:

@@ -1,0 +1,75 @@
+"""One error table: every domain refusal maps to one Binance code and status, on every surface,
+and no Binance code is written anywhere else in the code."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from papi_sandbox.ledger.collection import AssetNotCollectable
+from papi_sandbox.ledger.model import (
+    AmountLimitExceeded,
+    BadKeyRequest,
+    InsufficientBalance,
+    KeyLimitReached,
+    LedgerError,
+    UnknownAccount,
+)
+from papi_sandbox.wire import errors
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "papi_sandbox"
+
+
+@pytest.mark.parametrize(
+    ("exc", "status", "code", "msg"),
+    [
+        (InsufficientBalance("MARGIN holds 1 USDT"), 400, -2018, "Balance is insufficient."),
+        (LedgerError("amount must not be zero"), 400, -1102, "amount must not be zero"),
+        (AmountLimitExceeded("over 10^15"), 400, -1102, "over 10^15"),
+        (UnknownAccount("Account 7 does not exist."), 404, -1000, "Account 7 does not exist."),
+        (KeyLimitReached("30 live keys"), 400, -1101, "Too many API keys: 30 live keys."),
+        (BadKeyRequest("publicKey is mandatory"), 400, -1102, "publicKey is mandatory."),
+        (AssetNotCollectable("BNB is not collected"), 400, -1130, None),
+    ],
+)
+def test_each_refusal_has_one_answer(
+    exc: LedgerError, status: int, code: int, msg: str | None
+) -> None:
+    error = errors.refusal(exc)
+    assert (error.status, error.code) == (status, code)
+    if msg is not None:
+        assert error.msg == msg
+
+
+def test_the_operator_sees_why() -> None:
+    exc = InsufficientBalance("MARGIN free balance may not go below zero")
+    assert errors.refusal(exc).msg == "Balance is insufficient."  # Binance's, exactly
+    explained = errors.refusal(exc, explain=True)
+    assert explained.msg == "Balance is insufficient: MARGIN free balance may not go below zero."
+    assert explained.code == errors.refusal(exc).code
+
+
+def _code_literals(path: Path) -> list[int]:
+    """Negative integer literals in Binance's code range (-1000..-9999), outside docstrings."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if (
+            isinstance(node, ast.UnaryOp)
+            and isinstance(node.op, ast.USub)
+            and isinstance(node.operand, ast.Constant)
+            and isinstance(node.operand.value, int)
+            and 1000 <= node.operand.value <= 9999
+        ):
+            found.append(-node.operand.value)
+    return found
+
+
+def test_no_binance_code_is_written_outside_the_error_table() -> None:
+    offenders = {
+        str(path.relative_to(SRC)): codes
+        for path in sorted(SRC.rglob("*.py"))
+        if path != SRC / "wire" / "errors.py" and (codes := _code_literals(path))
+    }
+    assert offenders == {}
