@@ -29,11 +29,15 @@ class PapiApp(Starlette):
     a route of the router serves its path (an exact route path, a route pattern, or a path
     under a mount); every other HTTP request goes to ``public``."""
 
-    def __init__(self, public: ASGIApp, **kwargs: Any) -> None:
+    def __init__(
+        self, public: ASGIApp, *, infrastructure: tuple[str, ...] = (), **kwargs: Any
+    ) -> None:
+        """``infrastructure``: paths exempt from weight and bans even while no route serves them
+        (the router answers them a JSON 404)."""
         super().__init__(**kwargs)
         self._public = public
         self.router.redirect_slashes = False  # "/healthz/" is a 404, not a 307 to "/healthz"
-        exact: set[str] = set()
+        exact: set[str] = set(infrastructure)
         patterns: list[re.Pattern[str]] = []
         mounts: list[str] = []
         for route in self.router.routes:
