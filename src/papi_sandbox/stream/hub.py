@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 
 from papi_sandbox.ledger.model import CommittedEntry
@@ -42,7 +42,16 @@ class Subscription:
     Lives on the event loop of the hub; not thread-safe.
     """
 
-    __slots__ = ("_hub", "_items", "_waiter", "account_id", "closed", "dropped", "limit")
+    __slots__ = (
+        "_hub",
+        "_items",
+        "_waiter",
+        "account_id",
+        "closed",
+        "dropped",
+        "limit",
+        "on_ready",
+    )
 
     def __init__(self, hub: EventHub, account_id: int | None, limit: int) -> None:
         self._hub = hub
@@ -52,6 +61,10 @@ class Subscription:
         self._waiter: asyncio.Future[None] | None = None
         self.closed = False
         self.dropped = False
+        #: Called (on the hub's loop) after an entry is queued and when the subscriber is
+        #: dropped: lets a consumer run a sender only while there is something to send,
+        #: instead of a task waiting on the iterator.
+        self.on_ready: Callable[[], None] | None = None
 
     def _offer(self, item: CommittedEntry) -> bool:
         """Queue ``item``; False (and nothing queued) when the queue is full."""
@@ -59,6 +72,8 @@ class Subscription:
             return False
         self._items.append(item)
         self._wake()
+        if self.on_ready is not None:
+            self.on_ready()
         return True
 
     def _wake(self) -> None:
@@ -81,6 +96,8 @@ class Subscription:
     def _drop(self) -> None:
         self.dropped = True
         self.close()
+        if self.on_ready is not None:
+            self.on_ready()
 
     def __aiter__(self) -> Subscription:
         return self

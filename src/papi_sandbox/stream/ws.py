@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -80,6 +81,9 @@ def _now_ms() -> int:
 def websocket_server_options() -> dict[str, Any]:
     """uvicorn's WebSocket options for every server process (transport.server_options)."""
     return {
+        # No permessage-deflate: its zlib state costs ~30 KiB per connection (halving what an
+        # idle connection costs; docs/performance.md), for frames of a few hundred bytes.
+        "ws_per_message_deflate": False,
         "ws_ping_interval": PING_INTERVAL_S,
         "ws_ping_timeout": PING_TIMEOUT_S,
         "ws_max_size": MAX_INCOMING_BYTES,
@@ -122,14 +126,20 @@ class _Connection:
     combined: bool  # frames as {"stream": key, "data": event}
     streams: dict[str, _Stream] = field(default_factory=dict)
     send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    closing: asyncio.Event = field(default_factory=asyncio.Event)
+    closing: bool = False
     close_code: int = CLOSE_NORMAL
     close_reason: str = ""
+    #: The task serving the connection (it reads the client's messages); close() interrupts it.
+    task: asyncio.Task[None] | None = None
 
     def close(self, code: int, reason: str) -> None:
-        if not self.closing.is_set():
-            self.close_code, self.close_reason = code, reason
-            self.closing.set()
+        """Close the connection with ``code`` (the serving task sends the close frame)."""
+        if self.closing:
+            return
+        self.closing = True
+        self.close_code, self.close_reason = code, reason
+        if self.task is not None and self.task is not asyncio.current_task():
+            self.task.cancel()
 
 
 class StreamServer:
@@ -282,7 +292,13 @@ class StreamServer:
         stream = _Stream(conn, record, sub)
         conn.streams[record.listen_key] = stream
         self._by_key.setdefault(record.listen_key, set()).add(stream)
-        stream.task = asyncio.get_running_loop().create_task(self._pump(stream))
+        sub.on_ready = functools.partial(self._kick, stream)
+
+    def _kick(self, stream: _Stream) -> None:
+        """Entries are waiting (or the subscriber was dropped): make sure a sender runs. The
+        sender exits when nothing is left, so an idle connection holds no task of its own."""
+        if stream.task is None:
+            stream.task = asyncio.get_running_loop().create_task(self._pump(stream))
 
     async def _end_stream(self, stream: _Stream, *, expired: bool) -> None:
         conn, key = stream.conn, stream.record.listen_key
@@ -305,10 +321,16 @@ class StreamServer:
                 conn.close(CLOSE_NORMAL, "listenKeyExpired")
 
     async def _pump(self, stream: _Stream) -> None:
-        """Send the stream's events in commit order until it ends."""
+        """Send the stream's queued events in commit order, then exit (``_kick`` starts it
+        again when more arrive)."""
         conn, key = stream.conn, stream.record.listen_key
         try:
-            async for committed in stream.sub:
+            while True:
+                committed = stream.sub.get_nowait()
+                if committed is None:
+                    if stream.sub.dropped:
+                        raise SubscriberDropped
+                    return
                 for frame in self._events.frames(committed):
                     await self._send(conn, key, frame)
         except asyncio.CancelledError:
@@ -318,32 +340,41 @@ class StreamServer:
             conn.close(CLOSE_POLICY, "Slow consumer: events were not read in time.")
         except Exception:  # the socket went away mid-send
             conn.close(CLOSE_GOING_AWAY, "")
+        finally:
+            if stream.task is asyncio.current_task():
+                stream.task = None
 
     async def _send(self, conn: _Connection, key: str, frame: str) -> None:
         if conn.combined:
             frame = f'{{"stream":"{key}","data":{frame}}}'
         async with conn.send_lock:
-            await asyncio.wait_for(conn.ws.send_text(frame), SEND_TIMEOUT_S)
+            # asyncio.timeout, not wait_for: no task per frame (a frame per client per entry).
+            async with asyncio.timeout(SEND_TIMEOUT_S):
+                await conn.ws.send_text(frame)
 
     async def _run(self, conn: _Connection, path_key: str | None) -> None:
-        """Read the client's messages until it leaves, the connection must close, or its
-        lifetime ends."""
-        reader = asyncio.get_running_loop().create_task(self._read(conn, path_key))
-        closing = asyncio.get_running_loop().create_task(conn.closing.wait())
+        """Read the client's messages until it leaves, the connection must close (close()
+        interrupts the read), or its lifetime ends. One task per connection, the server's own:
+        idle connections cost no other task than their streams' senders."""
+        task = asyncio.current_task()
+        assert task is not None
+        conn.task = task
+        lifetime = asyncio.get_running_loop().call_later(
+            MAX_CONNECTION_LIFETIME_S,
+            conn.close,
+            CLOSE_GOING_AWAY,
+            "Connection lifetime of 24 hours reached.",
+        )
         try:
-            done, _ = await asyncio.wait(
-                {reader, closing},
-                timeout=MAX_CONNECTION_LIFETIME_S,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            if not done:
-                conn.close(CLOSE_GOING_AWAY, "Connection lifetime of 24 hours reached.")
+            await self._read(conn, path_key)
+        except asyncio.CancelledError:
+            if not conn.closing:
+                raise  # the server is stopping
+            task.uncancel()
         finally:
-            reader.cancel()
-            closing.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
-        if conn.closing.is_set() and conn.ws.application_state is WebSocketState.CONNECTED:
+            lifetime.cancel()
+            conn.task = None
+        if conn.closing and conn.ws.application_state is WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(
                     conn.ws.close(conn.close_code, conn.close_reason), SEND_TIMEOUT_S
@@ -376,7 +407,8 @@ class StreamServer:
             reply = await self._method(conn, text, path_key)
             if reply is not None:
                 async with conn.send_lock:
-                    await asyncio.wait_for(conn.ws.send_text(reply), SEND_TIMEOUT_S)
+                    async with asyncio.timeout(SEND_TIMEOUT_S):
+                        await conn.ws.send_text(reply)
 
     async def _method(self, conn: _Connection, text: str, path_key: str | None) -> str | None:
         """Binance's method messages: SUBSCRIBE, UNSUBSCRIBE, LIST_SUBSCRIPTIONS (and the
