@@ -201,7 +201,7 @@ class Sandbox:
         }
 
     def start(self) -> Self:
-        """Start the server and wait until it is ready (``/readyz``); raises :class:`SandboxError`
+        """Start the server and wait until it answers ``/healthz``; raises :class:`SandboxError`
         (with the end of its log) when it exits or stays silent for ``startup_timeout_s``."""
         if self.running:
             raise SandboxError("this sandbox is already running")
@@ -215,18 +215,15 @@ class Sandbox:
         return self
 
     def _wait_ready(self, proc: subprocess.Popen[bytes]) -> None:
-        """Until ``/readyz`` answers 200 (store and limiter ready), or ``/healthz`` does on a
-        server without ``/readyz``."""
+        """Until ``/healthz`` answers 200. (Not an unknown path: on a server without it, that
+        would cost IP weight, or meet the limiter's refusals.)"""
         deadline = time.monotonic() + self.startup_timeout_s
         with httpx.Client(base_url=self.base_url, timeout=1) as http:
             while time.monotonic() < deadline:
                 if proc.poll() is not None:
                     raise SandboxError(f"the sandbox exited ({proc.returncode}):\n{self._tail()}")
                 try:
-                    status = http.get("/readyz").status_code
-                    if status == 404:
-                        status = http.get("/healthz").status_code
-                    if status == 200:
+                    if http.get("/healthz").status_code == 200:
                         return
                 except httpx.HTTPError:
                     pass
