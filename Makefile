@@ -50,6 +50,7 @@ bench: $(BENCH_STAMP)
 	@test -x $(PRISM) || npm install --prefix bench/.node --no-audit --no-fund --no-save \
 		@stoplight/prism-cli@$(PRISM_VERSION)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	$(BIN)/python bench/um_trading.py $(UM_BENCH_ARGS)
 	$(BIN)/python bench/stream.py $(STREAM_BENCH_ARGS)
 
 clean:

@@ -579,6 +579,114 @@ def _print_balances(rows: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
+# -- the UM market and accounts' positions (through the operator API) --------------------------
+
+market_app = typer.Typer(help="The UM market: prices and funding rates (through the operator API).")
+app.add_typer(market_app, name="market")
+
+_MARKET_COLUMNS = ("symbol", "markPrice", "indexPrice", "fundingRate", "nextFundingTime")
+
+
+def _print_markets(rows: list[dict[str, Any]]) -> None:
+    table = Table(*_MARKET_COLUMNS)
+    for row in rows:
+        table.add_row(*(str(row[c]) for c in _MARKET_COLUMNS))
+    console.print(table)
+
+
+@market_app.command("list")
+def market_list(
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+    data_dir: DataDir = settings_mod.DEFAULT_DATA_DIR,
+) -> None:
+    """Every symbol's mark and index price and funding rate."""
+    with _admin(url, token, data_dir) as client:
+        _print_markets(client.markets())
+
+
+@market_app.command("set-price")
+def market_set_price(
+    symbol: str,
+    mark_price: Annotated[str, typer.Argument(help="decimal, e.g. 60000")],
+    index_price: Annotated[str | None, typer.Option(help="defaults to the mark price")] = None,
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+    data_dir: DataDir = settings_mod.DEFAULT_DATA_DIR,
+) -> None:
+    """Set a symbol's mark (and index) price; the resting orders it crosses fill before this
+    returns."""
+    with _admin(url, token, data_dir) as client:
+        _print_markets([client.set_price(symbol, mark_price, index_price)])
+
+
+@market_app.command("funding-rate")
+def market_funding_rate(
+    symbol: str,
+    rate: Annotated[str, typer.Option(help="decimal, e.g. 0.0001 (negative: shorts pay)")],
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+    data_dir: DataDir = settings_mod.DEFAULT_DATA_DIR,
+) -> None:
+    """Set a symbol's funding rate (charged at 00:00, 08:00 and 16:00 UTC)."""
+    with _admin(url, token, data_dir) as client:
+        _print_markets([client.set_funding_rate(symbol, rate)])
+
+
+@account_app.command("positions")
+def account_positions(
+    account_id: int,
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+    data_dir: DataDir = settings_mod.DEFAULT_DATA_DIR,
+) -> None:
+    """The account's UM positions, open orders and margin figures as tables."""
+    with _admin(url, token, data_dir) as client:
+        data = client.positions(account_id)
+    columns = (
+        "symbol",
+        "positionSide",
+        "positionAmt",
+        "entryPrice",
+        "breakEvenPrice",
+        "markPrice",
+        "unRealizedProfit",
+        "leverage",
+        "initialMargin",
+        "maintMargin",
+    )
+    table = Table(*columns, title="positions")
+    for row in data["positions"]:
+        table.add_row(*(str(row[c]) for c in columns))
+    console.print(table)
+    order_columns = ("orderId", "symbol", "side", "type", "price", "origQty", "status")
+    orders = Table(*order_columns, title="open orders")
+    for row in data["openOrders"]:
+        orders.add_row(*(str(row[c]) for c in order_columns))
+    console.print(orders)
+    summary = ("accountEquity", "accountInitialMargin", "accountMaintMargin", "uniMMR")
+    figures = Table(*summary, "accountStatus", title="margin")
+    figures.add_row(*(str(data[c]) for c in summary), data["accountStatus"])
+    console.print(figures)
+
+
+@account_app.command("commission")
+def account_commission(
+    account_id: int,
+    maker: Annotated[str, typer.Option(help="maker rate, e.g. 0.0002")],
+    taker: Annotated[str, typer.Option(help="taker rate, e.g. 0.0005")],
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+    data_dir: DataDir = settings_mod.DEFAULT_DATA_DIR,
+) -> None:
+    """Set the account's UM commission rates."""
+    with _admin(url, token, data_dir) as client:
+        data = client.set_commission(account_id, maker, taker)
+    table = Table("accountId", "maker", "taker")
+    table.add_row(str(data["accountId"]), data["maker"], data["taker"])
+    console.print(table)
+
+
 # -- scheduled jobs on demand -------------------------------------------------------------------
 
 jobs_app = typer.Typer(help="Run the scheduled jobs on demand (directly on the database).")
@@ -587,7 +695,7 @@ app.add_typer(jobs_app, name="jobs")
 
 @jobs_app.command("run")
 def jobs_run(
-    job: Annotated[str, typer.Argument(help="auto-repay or interest")],
+    job: Annotated[str, typer.Argument(help="auto-repay, interest or funding")],
     as_of: Annotated[
         str | None,
         typer.Option(

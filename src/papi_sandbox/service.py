@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from papi_sandbox.jobs.config import MAX_VIP_LEVEL
 from papi_sandbox.ledger import collection, rules
-from papi_sandbox.ledger.account import AccountSummary, summarize
+from papi_sandbox.ledger.account import AccountSummary
 from papi_sandbox.ledger.model import (
     AccountBalances,
     AutoRepayOff,
@@ -29,6 +29,7 @@ from papi_sandbox.secretbox import SecretBox
 from papi_sandbox.store.base import AccountInfo, ApiKeyRecord, InterestRecord
 from papi_sandbox.store.contract import Store
 from papi_sandbox.stream.listen_keys import ListenKeys
+from papi_sandbox.trading_service import Trading
 from papi_sandbox.wire.auth import (
     KEY_TYPES,
     PublicKeyError,
@@ -56,10 +57,12 @@ class Service:
         self.listen_keys = ListenKeys(store)
         #: The UM market (symbols from configuration, prices from the store).
         self.market = market or Market()
+        #: UM trading over the same store and market.
+        self.trading = Trading(store, self.market)
 
     async def market_prices(self) -> Market:
-        """The market with its latest prices."""
-        return self.market
+        """The market with the ledger's current prices."""
+        return await self.trading.prices()
 
     def _seal(self, secret: str, api_key: str) -> str:
         return self.box.seal(secret, api_key) if self.box is not None else secret
@@ -202,7 +205,8 @@ class Service:
         return await self.store.interest_history(account_id, asset, start_ms, end_ms, limit)
 
     async def account_summary(self, account_id: int) -> AccountSummary:
-        return summarize(await self.balance_rows(account_id))
+        """The account object's figures from balances, UM positions and prices."""
+        return await self.trading.account_summary(account_id)
 
     async def issue_api_key(
         self,

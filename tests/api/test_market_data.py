@@ -4,6 +4,8 @@ the real server, and ccxt's load_markets() with every URL pointed at the sandbox
 from __future__ import annotations
 
 import re
+import time
+from pathlib import Path
 from typing import Any
 
 import ccxt
@@ -127,3 +129,25 @@ def test_sapi_endpoints_are_signed(server: Server, signer: Signer) -> None:
     pairs = signer.request("GET", "/sapi/v1/margin/allPairs").json()
     assert {p["symbol"] for p in pairs} == {"BTCUSDT", "ETHUSDT", "BNBUSDT"}
     assert len(signer.request("GET", "/sapi/v1/margin/isolated/allPairs").json()) == 3
+
+
+def test_the_price_feed_moves_prices(tmp_path: Path) -> None:
+    config = tmp_path / "papi.toml"
+    config.write_text(
+        '[market.feed]\nkind = "random_walk"\nsymbols = ["ETHUSDT"]\ninterval_ms = 50\n'
+        'seed = 3\nstep = "0.01"\n'
+    )
+    server = Server(tmp_path / "feed-server", env={"PAPI_SANDBOX_CONFIG": str(config)})
+    server.start()
+    try:
+        seen = set()
+        deadline = time.monotonic() + 20
+        while len(seen) < 4 and time.monotonic() < deadline:
+            r = httpx.get(f"{server.base_url}/fapi/v1/premiumIndex", params={"symbol": "ETHUSDT"})
+            seen.add(r.json()["markPrice"])
+            time.sleep(0.1)
+        assert len(seen) >= 4  # the walk moves the mark by itself
+        btc = httpx.get(f"{server.base_url}/fapi/v1/premiumIndex", params={"symbol": "BTCUSDT"})
+        assert btc.json()["markPrice"] == "60000.00000000"  # only the feed's symbols move
+    finally:
+        server.stop()

@@ -4,6 +4,7 @@ commission, funding and margin, as tables of cases and hypothesis invariants. No
 from __future__ import annotations
 
 from decimal import Decimal as D
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -83,7 +84,7 @@ def order(
 
 
 def place(b: AccountBook, request: OrderRequest, m: MarketView | None = None, ids=None):  # type: ignore[no-untyped-def]
-    return place_order(b, m or market(), request, ids or IdBlock(1, 1), 1_000)
+    return place_order(b, m or market(), request, ids or IdBlock.counting(), 1_000)
 
 
 # -- the story of the issue, in the pure rules ---------------------------------------------------
@@ -184,7 +185,7 @@ def test_fill_model_on_arrival(
 
 def test_resting_orders_fill_at_their_price_as_maker_when_the_mark_crosses() -> None:
     b = book()
-    ids = IdBlock(1, 1)
+    ids = IdBlock.counting()
     place(b, order("BUY", "LIMIT", "0.010", "59000", "GTC"), ids=ids)
     place(b, order("BUY", "LIMIT", "0.010", "58000", "GTC"), ids=ids)
     assert fill_crossed(b, market(BTCUSDT="59500"), "BTCUSDT", ids, 2_000).empty
@@ -282,7 +283,7 @@ def test_pnl_is_conserved(fills: list[tuple[str, D, D]], close_at: D) -> None:
 @given(st.lists(st.tuples(st.sampled_from(["BUY", "SELL"]), amounts), min_size=1, max_size=8))
 def test_every_commit_is_balanced(steps: list[tuple[str, D]]) -> None:
     b = book(usdt="100000000")
-    ids = IdBlock(1, 1)
+    ids = IdBlock.counting()
     for side, qty in steps:
         try:
             commit, _ = place(b, order(side, qty=f"{qty:f}"), ids=ids)
@@ -420,3 +421,35 @@ def test_market_config_changes_and_adds_symbols() -> None:
 def test_market_config_refuses(bad: dict[str, object]) -> None:
     with pytest.raises(MarketConfigError):
         parse_market(bad)
+
+
+# -- the price feed --------------------------------------------------------------------------------
+
+
+def test_random_walk_is_seeded_on_tick_and_bounded() -> None:
+    from itertools import islice
+
+    from papi_sandbox.market.feed import random_walk
+
+    spec = SPECS["BTCUSDT"]
+    first = list(islice(random_walk(D("60000"), spec, D("0.01"), 7), 200))
+    assert first == list(islice(random_walk(D("60000"), spec, D("0.01"), 7), 200))
+    assert first != list(islice(random_walk(D("60000"), spec, D("0.01"), 8), 200))
+    previous = D("60000")
+    for price in first:
+        assert price % spec.tick_size == 0
+        assert abs(price - previous) <= previous * D("0.01") + spec.tick_size
+        previous = price
+
+
+def test_replay_file_is_read_strictly(tmp_path: Path) -> None:
+    from papi_sandbox.market.feed import read_replay
+
+    good = tmp_path / "good.csv"
+    good.write_text("time,price\n0,60000\n1000,60100.5\n\n2000,59900\n")
+    assert read_replay(good) == [(0, D("60000")), (1000, D("60100.5")), (2000, D("59900"))]
+    for body in ("0,abc\n", "0,1e5\n", "5,1\n1,2\n", "1,5\nx2,5\n", "0,-5\n", "0,١٠\n"):
+        bad = tmp_path / "bad.csv"
+        bad.write_text(body)
+        with pytest.raises(MarketConfigError):
+            read_replay(bad)

@@ -107,3 +107,37 @@ def test_verify_on_a_missing_database_fails_clearly(tmp_path: Path) -> None:
     result = cli("verify", "--db", f"sqlite:///{tmp_path / 'none.db'}")
     assert result.returncode == 2
     assert "No database" in result.stderr
+
+
+def test_market_and_position_commands(server: Server) -> None:
+    env = {
+        "PAPI_SANDBOX_URL": server.base_url,
+        "PAPI_SANDBOX_ADMIN_TOKEN": ADMIN_TOKEN,
+        "COLUMNS": "200",
+    }
+    account = server.create_account("cli-trader")
+    server.adjust(account.account_id, "MARGIN", "USDT", "10000")
+    aid = str(account.account_id)
+    priced = cli("market", "set-price", "BTCUSDT", "60000", env=env)
+    assert priced.returncode == 0, priced.stderr
+    assert "60000.00000000" in priced.stdout and "nextFundingTime" in priced.stdout
+    listed = cli("market", "list", env=env)
+    assert listed.returncode == 0 and "ETHUSDT" in listed.stdout
+    rate = cli("market", "funding-rate", "BTCUSDT", "--rate", "-0.0001", env=env)
+    assert rate.returncode == 0 and "-0.00010000" in rate.stdout
+    cli("market", "funding-rate", "BTCUSDT", "--rate", "0.0001", env=env)
+    fee = cli("account", "commission", aid, "--maker", "0.0001", "--taker", "0.0004", env=env)
+    assert fee.returncode == 0 and "0.0004" in fee.stdout, fee.stderr
+    from tests.support import Signer
+
+    r = Signer(server.base_url, account).request(
+        "POST",
+        "/papi/v1/um/order",
+        {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.010"},
+    )
+    assert r.status_code == 200, r.text
+    shown = cli("account", "positions", aid, env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "BTCUSDT" in shown.stdout and "uniMMR" in shown.stdout and "0.01000000" in shown.stdout
+    unknown = cli("market", "set-price", "NOPE", "1", env=env)
+    assert unknown.returncode == 1 and "-1121" in unknown.stderr

@@ -438,4 +438,83 @@ def test_listen_keys(store_url: str) -> None:
         with pytest.raises(LedgerError):  # no such account
             await store.write(table.open_key, api, 999_999, "K4", 1, 2)
 
+
+def test_um_trading_units(store_url: str) -> None:
+    """UM trading's units on both stores: a fill books its entries and rows in one transaction,
+    a refusal writes nothing, a crossed resting order fills, funding marks its slot."""
+    from papi_sandbox.market.state import Market
+    from papi_sandbox.store import trading
+    from papi_sandbox.trading.filters import OrderRequest
+    from papi_sandbox.trading.model import (
+        OrderStatus,
+        OrderType,
+        Side,
+        TimeInForce,
+        TradingRefused,
+    )
+
+    market = Market()
+    specs, collateral = market.specs, market.config.collateral_rates
+
+    def request(side: Side, kind: OrderType, qty: str, price: str | None = None) -> OrderRequest:
+        tif = TimeInForce.GTC if kind is OrderType.LIMIT else None
+        return OrderRequest(
+            "BTCUSDT", side, kind, D(qty), D(price) if price else None, tif, None, None, None
+        )
+
+    async def body(store: Store) -> None:
+        await store.write(trading.ensure_markets, market.initial_prices())
+        account = await store.create_account("trader", None)
+        await store.transact(account, "DEPOSIT", deposit(account, "10000"))
+        order, trades = await store.write(
+            trading.place_order,
+            account,
+            request(Side.BUY, OrderType.MARKET, "0.010"),
+            specs,
+            collateral,
+            1_000,
+        )
+        assert order.status is OrderStatus.FILLED and trades[0].commission == D("0.3")
+        balances = await store.balances(account)
+        assert balances.amounts[(Wallet.UM, "USDT")] == D("-0.3")
+        entries_before = len(await store.journal(account, 100))
+        with pytest.raises(TradingRefused):
+            await store.write(
+                trading.place_order,
+                account,
+                request(Side.BUY, OrderType.MARKET, "100"),
+                specs,
+                collateral,
+                2_000,
+            )
+        assert len(await store.journal(account, 100)) == entries_before
+        resting, _ = await store.write(
+            trading.place_order,
+            account,
+            request(Side.SELL, OrderType.LIMIT, "0.010", "61000"),
+            specs,
+            collateral,
+            3_000,
+        )
+        assert resting.status is OrderStatus.NEW
+        await store.write(trading.set_price, "BTCUSDT", D("61500"), D("61500"), None, 4_000)
+        crossed = await store.read(trading.crossed_accounts, "BTCUSDT", D("61500"))
+        assert crossed == [account]
+        fills = await store.write(
+            trading.fill_crossed, crossed, "BTCUSDT", specs, collateral, 5_000
+        )
+        assert fills == 1
+        (filled,) = await store.read(
+            trading.all_orders, account, "BTCUSDT", resting.order_id, None, None, 10
+        )
+        assert filled.status is OrderStatus.FILLED
+        income = await store.read(trading.income, account, None, None, 0, 10_000, 100)
+        assert [(kind, amount) for _, kind, _, _, amount, _, _ in income] == [
+            ("COMMISSION", D("-0.3")),
+            ("REALIZED_PNL", D("10")),
+            ("COMMISSION", D("-0.122")),
+        ]
+        assert await store.read(trading.funding_candidates, 0, 10) == []
+        assert (await store.verify()).ok
+
     with_store(store_url, body)

@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from papi_sandbox import grammar, money
+from papi_sandbox.admin.markets import market_routes
 from papi_sandbox.api.http import json_response, read_body
 from papi_sandbox.api.serialize import balance_object, entry_object
 from papi_sandbox.jobs.config import MAX_VIP_LEVEL
@@ -373,4 +374,5 @@ def admin_routes(state: AppState) -> list[Route]:
         route("/accounts/{account_id}/api-keys", create_api_key, "POST"),
         route("/accounts/{account_id}/api-keys", list_api_keys, "GET"),
         route("/accounts/{account_id}/api-keys/{api_key}", revoke_api_key, "DELETE"),
+        *market_routes(state, route, _json_body, path_account_id),
     ]

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -35,7 +36,6 @@ from papi_sandbox.api.openapi import OPENAPI_PATH, openapi_document
 from papi_sandbox.jobs.config import JobsConfig, load_config
 from papi_sandbox.jobs.scheduler import run_scheduler
 from papi_sandbox.ledger.model import LedgerError
-from papi_sandbox.market.config import load_market
 from papi_sandbox.market.state import Market
 from papi_sandbox.observability import (
     Metrics,
@@ -324,7 +324,8 @@ def create_app(
             )
         return record
 
-    service = Service(store, box, Market(load_market(settings.config_path)))
+    jobs_config = load_config(settings.config_path)
+    service = Service(store, box, Market(jobs_config.market))
     state = AppState(
         settings=settings,
         store=store,
@@ -332,7 +333,7 @@ def create_app(
         limiter=_make_limiter(settings),
         keys=auth.KeyCache(load_key),
         admin_token=admin_token,
-        jobs=load_config(settings.config_path),
+        jobs=jobs_config,
     )
     streams = StreamServer(state.hub, service.listen_keys)
     state.streams = streams
@@ -342,6 +343,8 @@ def create_app(
         store.on_key_revoked(streams.api_key_revoked)
     # Every durable commit reaches the hub once, in commit order (docs/design.md, "The event hub").
     store.on_commit(state.hub.publish)
+    # Accounts that may hold a position (so the balance endpoint reads positions only for them).
+    store.on_commit(service.trading.note_commits)
     metrics = Metrics()
     routes = table(ENDPOINTS)
     openapi_body = orjson.dumps(openapi_document())
@@ -360,6 +363,7 @@ def create_app(
         state.hub.bind()  # deliveries from the store's threads land on this loop
         await store.open()
         scheduler: asyncio.Task[None] | None = None
+        feed: asyncio.Task[None] | None = None
         try:
             # Secrets of databases from before encryption at rest are sealed at first start.
             sealed = await store.rewrite_api_key_secrets(
@@ -376,14 +380,21 @@ def create_app(
                     f" this process has key {box.key_id}: give every process the same"
                     " PAPI_SANDBOX_SECRET_KEY (or the same data folder)"
                 )
+            await service.trading.open()  # the market's starting prices, once per ledger
             if on_ready is not None:
                 await on_ready(state)
             if settings.scheduler:
                 scheduler = asyncio.create_task(run_scheduler(store, state.jobs))
+            if state.jobs.market.feed is not None:
+                feed = asyncio.create_task(_price_feed(state))
             streams.start()
             yield
         finally:
             await streams.stop()
+            if feed is not None:
+                feed.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await feed
             if scheduler is not None:
                 scheduler.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -436,6 +447,33 @@ def create_app(
     app.state.papi = state
     app.state.metrics = metrics
     return app
+
+
+async def _price_feed(state: AppState) -> None:
+    """The configured price feed ([market.feed]); with processes sharing a PostgreSQL ledger,
+    only the one holding the feed's advisory lock runs it."""
+    from papi_sandbox.market.feed import run_feed
+    from papi_sandbox.store.contract import SharedJobStore
+
+    trading = state.service.trading
+    config = state.jobs.market.feed
+    assert config is not None
+
+    async def set_price(symbol: str, price: Decimal) -> object:
+        return await trading.set_price(symbol, price)
+
+    def current(symbol: str) -> Decimal:
+        return trading.market.prices[symbol].mark_price
+
+    async def run() -> None:
+        await run_feed(config, trading.market.specs, current, set_price)
+
+    if isinstance(state.store, SharedJobStore):
+        async with state.store.advisory_lock("papi-price-feed") as held:
+            if held:
+                await run()
+        return
+    await run()
 
 
 def _make_limiter(settings: Settings) -> Limiter:

@@ -15,8 +15,10 @@ from papi_sandbox.api.market_endpoints import MARKET_ENDPOINTS
 from papi_sandbox.api.serialize import (
     BalanceObjects,
     account_object,
+    balance_object,
     interest_object,
 )
+from papi_sandbox.api.um_endpoints import UM_ENDPOINTS
 from papi_sandbox.ledger.collection import AssetNotCollectable, TransferSide
 from papi_sandbox.ledger.model import Wallet
 from papi_sandbox.stream.listen_keys import NoActiveListenKey
@@ -45,6 +47,11 @@ _BALANCE_OBJECTS = BalanceObjects()
 async def _balance(call: Call) -> Any:
     asset = call.args.get("asset")
     snapshot = await call.service.balances(call.account_id)
+    unrealized = await call.service.trading.unrealized(call.account_id)
+    if unrealized:  # open positions: built per request, the mark moves without a ledger change
+        if asset is not None:
+            return balance_object(snapshot.row(asset), unrealized.get(asset))
+        return [balance_object(row, unrealized.get(row.asset)) for row in snapshot.rows()]
     if asset is not None:
         return _BALANCE_OBJECTS.one(call.account_id, snapshot, asset)
     return _BALANCE_OBJECTS.all(call.account_id, snapshot)
@@ -197,7 +204,7 @@ CORE_ENDPOINTS: tuple[Endpoint, ...] = (
         Security.USER_DATA,
         (),
         _account,
-        "Account information (computed without prices; see docs/jobs.md)",
+        "Account information from balances, UM positions and prices (docs/semantics.md)",
     ),
     Endpoint(
         "GET",
@@ -319,7 +326,7 @@ CORE_ENDPOINTS: tuple[Endpoint, ...] = (
 
 #: Every public endpoint: the account toolkit, the public market data clients boot with, and
 #: UM trading. One table; app.py serves it and openapi.py describes it.
-ENDPOINTS: tuple[Endpoint, ...] = CORE_ENDPOINTS + MARKET_ENDPOINTS
+ENDPOINTS: tuple[Endpoint, ...] = CORE_ENDPOINTS + MARKET_ENDPOINTS + UM_ENDPOINTS
 
 
 def table(endpoints: tuple[Endpoint, ...] = ENDPOINTS) -> dict[str, dict[str, Endpoint]]:

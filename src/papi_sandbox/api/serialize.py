@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -13,9 +14,10 @@ from papi_sandbox.money import format_amount
 from papi_sandbox.store.base import InterestRecord
 
 
-def balance_object(row: BalanceRow) -> dict[str, Any]:
-    """The balance object of ``GET /papi/v1/balance``. The sandbox holds no positions, so both
-    unrealized PnL fields are zero."""
+def balance_object(row: BalanceRow, um_unrealized: Decimal | None = None) -> dict[str, Any]:
+    """The balance object of ``GET /papi/v1/balance``. ``um_unrealized``: the asset's UM
+    unrealized PnL at the mark (trading_service.Trading.unrealized); COIN-M holds no positions,
+    so ``cmUnrealizedPNL`` is zero."""
     zero = "0.00000000"
     return {
         "asset": row.asset,
@@ -26,7 +28,7 @@ def balance_object(row: BalanceRow) -> dict[str, Any]:
         "crossMarginInterest": format_amount(row.margin_interest),
         "crossMarginLocked": format_amount(row.margin_locked),
         "umWalletBalance": format_amount(row.um_wallet),
-        "umUnrealizedPNL": zero,
+        "umUnrealizedPNL": format_amount(um_unrealized) if um_unrealized else zero,
         "cmWalletBalance": format_amount(row.cm_wallet),
         "cmUnrealizedPNL": zero,
         "updateTime": row.update_time_ms,

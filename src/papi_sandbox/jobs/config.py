@@ -33,6 +33,7 @@ from typing import Any
 
 from papi_sandbox import grammar, money
 from papi_sandbox.ledger.interest import DEFAULT_DAILY_RATE, DEFAULT_THRESHOLD, InterestPolicy
+from papi_sandbox.market.config import MarketConfig, MarketConfigError, parse_market
 
 CONFIG_ENV = "PAPI_SANDBOX_CONFIG"
 #: Largest config file read (bytes).
@@ -60,6 +61,8 @@ class JobsConfig:
     interest: InterestPolicy = field(default_factory=InterestPolicy)
     batch_accounts: int = DEFAULT_BATCH_ACCOUNTS
     marker_retention_days: int = DEFAULT_MARKER_RETENTION_DAYS
+    #: The UM market ([market]: symbols, prices, collateral, feed); the funding job needs it.
+    market: MarketConfig = field(default_factory=MarketConfig)
 
 
 def config_path_from_env() -> Path | None:
@@ -126,7 +129,12 @@ def parse_config(data: Mapping[str, Any]) -> JobsConfig:
         thresholds=thresholds,
         daily_rates=rates,
     )
+    try:
+        market = parse_market(data.get("market"))
+    except MarketConfigError as exc:
+        raise ConfigError(str(exc)) from None
     return JobsConfig(
+        market=market,
         auto_repay_times=_times(schedule.get("auto_repay", ["22:00", "23:00"]), "auto_repay"),
         interest_times=_times(schedule.get("interest", ["00:00"]), "interest"),
         interest=policy,

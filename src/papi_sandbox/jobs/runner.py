@@ -21,17 +21,25 @@ from papi_sandbox.jobs.config import JobsConfig
 from papi_sandbox.ledger.interest import plan_interest
 from papi_sandbox.ledger.model import FUTURES_WALLETS, Entry, EntryType
 from papi_sandbox.ledger.rules import check_bounds, plan_repay
+from papi_sandbox.market.config import FUNDING_HOURS_UTC
 from papi_sandbox.progress import NO_PROGRESS, Progress
+from papi_sandbox.store import trading as trading_store
 from papi_sandbox.store.base import JobAccount, JobBatchResult, JobPlan, JobPlanner
 from papi_sandbox.store.contract import Store
+
+#: UM funding slots (Binance's for these symbols): 00:00, 08:00 and 16:00 UTC.
+FUNDING_TIMES = tuple(clock_time(hour) for hour in FUNDING_HOURS_UTC)
 
 
 class Job(StrEnum):
     AUTO_REPAY = "auto-repay"
     INTEREST = "interest"
+    FUNDING = "funding"
 
     @property
     def entry_type(self) -> EntryType:
+        if self is Job.FUNDING:
+            return EntryType.FUNDING_FEE
         return (
             EntryType.AUTO_REPAY_FUTURES
             if self is Job.AUTO_REPAY
@@ -39,6 +47,8 @@ class Job(StrEnum):
         )
 
     def times(self, config: JobsConfig) -> tuple[clock_time, ...]:
+        if self is Job.FUNDING:
+            return FUNDING_TIMES
         return config.auto_repay_times if self is Job.AUTO_REPAY else config.interest_times
 
 
@@ -200,6 +210,11 @@ async def run_job(
             " its run markers may be gone, so it is not run again"
         )
     report = JobReport(job, slot.astimezone(UTC))
+    if job is Job.FUNDING:
+        await _run_funding(store, report, config)
+        await store.prune_job_marks(int(horizon.timestamp() * 1000))
+        report.elapsed_s = time_mod.perf_counter() - started
+        return report
     plan = bounded_job(planner) if planner is not None else planner_for(job, config)
     after_account_id = 0
     done = progress.stage(f"{job.value} {report.slot:%Y-%m-%d %H:%M}Z: accounts")
@@ -215,6 +230,34 @@ async def run_job(
     await store.prune_job_marks(int(horizon.timestamp() * 1000))
     report.elapsed_s = time_mod.perf_counter() - started
     return report
+
+
+async def _run_funding(store: Store, report: JobReport, config: JobsConfig) -> None:
+    """The funding slot over every account holding an open position, in keyset batches; each
+    account charged once per slot (its marker written with its FUNDING_FEE entries), at the
+    mark price and funding rate in force now (docs/semantics.md)."""
+    specs = {s.symbol: s for s in config.market.symbols}
+    collateral = config.market.collateral_rates
+    after_account_id = 0
+    while True:
+        account_ids = await store.read(
+            trading_store.funding_candidates, after_account_id, config.batch_accounts
+        )
+        if not account_ids:
+            break
+        _charged, done, entries = await store.write(
+            trading_store.run_funding_batch,
+            report.slot_ms,
+            account_ids,
+            specs,
+            collateral,
+            time_mod.time_ns() // 1_000_000,
+        )
+        report.batches += 1
+        report.accounts += len(account_ids)
+        report.already_done += done
+        report.entries += entries
+        after_account_id = account_ids[-1]
 
 
 def parse_as_of(value: object) -> datetime:

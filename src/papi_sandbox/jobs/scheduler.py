@@ -45,16 +45,20 @@ async def run_scheduler(
     now: Callable[[], datetime] = _utc_now,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> None:
-    """Forever: wait for the next slot, run its job, log the report. Cancel to stop."""
+    """Forever: wait for the next slot, run every job due at it (in the order of ``Job``: two
+    jobs may share a time, e.g. interest and funding at 00:00), log the reports. Cancel to
+    stop."""
     last = now()
     while True:
-        slot, job = min((next_slot_after(job.times(config), last), job) for job in Job)
+        due = {job: next_slot_after(job.times(config), last) for job in Job}
+        slot = min(due.values())
         while (wait_s := (slot - now()).total_seconds()) > 0:
             await sleep(min(wait_s, MAX_SLEEP_S))
-        try:
-            await run_slot_once(store, job, slot, config, now=now, sleep=sleep)
-        except Exception:  # a failed run is logged; the next slot still runs
-            log.exception("job %s for %s failed", job.value, slot.isoformat())
+        for job in (j for j in Job if due[j] == slot):
+            try:
+                await run_slot_once(store, job, slot, config, now=now, sleep=sleep)
+            except Exception:  # a failed run is logged; the other jobs and slots still run
+                log.exception("job %s for %s failed", job.value, slot.isoformat())
         last = slot
 
 

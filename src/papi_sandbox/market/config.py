@@ -263,28 +263,13 @@ def _feed(table: Mapping[str, Any], symbols: set[str], base_dir: Path | None) ->
     )
 
 
-def load_market(path: Path | None) -> MarketConfig:
-    """The ``[market]`` section of the configuration file (the defaults when ``path`` is None).
-    Raises MarketConfigError (a ValueError) on a bad file or value."""
-    if path is None:
-        return MarketConfig()
-    from papi_sandbox.jobs.config import ConfigError, read_toml
-
-    try:
-        data = read_toml(path)
-    except ConfigError as exc:
-        raise MarketConfigError(str(exc)) from None
-    table = data.get("market")
-    if table is not None and not isinstance(table, dict):
-        raise MarketConfigError("[market] must be a table")
-    return parse_market(table, path.parent)
-
-
 def parse_market(data: Mapping[str, Any] | None, base_dir: Path | None = None) -> MarketConfig:
     """The market from the ``[market]`` table of the configuration (None: the defaults).
     Raises :class:`MarketConfigError` naming the first bad value."""
     if not data:
         return MarketConfig()
+    if not isinstance(data, Mapping):
+        raise MarketConfigError("[market] must be a table")
     unknown = set(data) - {"symbols", "collateral_rates", "feed"}
     if unknown:
         raise MarketConfigError(f"unknown key(s) in [market]: {', '.join(sorted(unknown))}")

@@ -20,7 +20,8 @@ on the UM wallet of the symbol's margin asset.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+import itertools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -54,22 +55,25 @@ from papi_sandbox.trading.positions import (
 )
 
 
-@dataclass(slots=True)
 class IdBlock:
-    """The next order and trade ids (global, increasing); the store persists what was used."""
+    """Allocates order and trade ids (global, increasing; the store backs them with a sequence,
+    tests with counters). Rules take ids only for orders and fills they keep."""
 
-    next_order_id: int
-    next_trade_id: int
+    def __init__(self, next_order: Callable[[], int], next_trade: Callable[[], int]) -> None:
+        self._next_order = next_order
+        self._next_trade = next_trade
+
+    @classmethod
+    def counting(cls, first_order: int = 1, first_trade: int = 1) -> IdBlock:
+        orders = itertools.count(first_order)
+        trades = itertools.count(first_trade)
+        return cls(lambda: next(orders), lambda: next(trades))
 
     def order_id(self) -> int:
-        value = self.next_order_id
-        self.next_order_id += 1
-        return value
+        return self._next_order()
 
     def trade_id(self) -> int:
-        value = self.next_trade_id
-        self.next_trade_id += 1
-        return value
+        return self._next_trade()
 
 
 @dataclass(slots=True)
@@ -123,8 +127,9 @@ def _fill(
     """Fill ``qty`` of ``order`` at ``price``: the trade, its bookings and the position."""
     settings = book.settings
     rate = settings.maker_rate if maker else settings.taker_rate
-    quote = qty * price
-    fee = commission(quote, rate)
+    exact_quote = _WIDE.multiply(qty, price)
+    fee = commission(exact_quote, rate)
+    quote = round_half_even(exact_quote)  # quoteQty and cumQuote keep 8 digits
     key = (order.symbol, order.position_side)
     effect = apply_fill(book.position(*key), order.side, qty, price, fee, now_ms)
     book.positions[key] = effect.position
@@ -265,11 +270,12 @@ def place_order(
         raise TradingRefused(Refusal.TOO_MANY_OPEN_ORDERS)
     if not (reduce_only or hedge_close) and (marketable or rests):
         _check_margin(book, market, spec, position, request.side, qty, limit_price or mark)
+    order_id = ids.order_id()
     order = Order(
-        order_id=ids.order_id(),
+        order_id=order_id,
         account_id=book.account_id,
         symbol=spec.symbol,
-        client_order_id=request.client_order_id or f"papi-sandbox-{ids.next_order_id - 1}",
+        client_order_id=request.client_order_id or f"papi-sandbox-{order_id}",
         side=request.side,
         position_side=position_side,
         type=request.type,

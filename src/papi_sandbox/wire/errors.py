@@ -22,6 +22,7 @@ from papi_sandbox.ledger.model import (
     LedgerError,
     UnknownAccount,
 )
+from papi_sandbox.trading.model import TradingRefused
 
 
 @dataclass(slots=True)
@@ -161,6 +162,78 @@ def invalid_symbol() -> ApiError:
     return ApiError(400, -1121, "Invalid symbol.")
 
 
+#: Every trading refusal's Binance code and message (USDⓈ-M futures error codes), in one
+#: table; ``{}`` takes the refusal's detail.
+TRADING_REFUSALS: dict[str, tuple[int, str]] = {
+    "INVALID_SYMBOL": (-1121, "Invalid symbol."),
+    "INVALID_ORDER_TYPE": (-1116, "Invalid orderType."),
+    "INVALID_TIME_IN_FORCE": (-1115, "Invalid timeInForce."),
+    "INVALID_SIDE": (-1117, "Invalid side."),
+    "MANDATORY_MISSING": (
+        -1102,
+        "Mandatory parameter '{}' was not sent, was empty/null, or malformed.",
+    ),
+    "NOT_REQUIRED": (-1106, "Parameter '{}' sent when not required."),
+    "INVALID_PARAMETER": (-1130, "Data sent for parameter '{}' is not valid."),
+    "BAD_PRECISION": (-1111, "Precision is over the maximum defined for this asset."),
+    "QTY_NOT_POSITIVE": (-4003, "Quantity less than or equal to zero."),
+    "QTY_BELOW_MIN": (-4004, "Quantity less than min quantity."),
+    "QTY_ABOVE_MAX": (-4005, "Quantity greater than max quantity."),
+    "PRICE_BELOW_MIN": (-4013, "Price less than min price."),
+    "PRICE_NOT_TICK": (-4014, "Price not increased by tick size."),
+    "PRICE_ABOVE_MAX": (-4016, "Limit price can't be higher than {}."),
+    "PRICE_ABOVE_MULTIPLIER": (-4016, "Limit price can't be higher than {}."),
+    "PRICE_BELOW_MULTIPLIER": (-4024, "Limit price can't be lower than {}."),
+    "QTY_NOT_STEP": (-4023, "Quantity not increased by step size."),
+    "MIN_NOTIONAL": (
+        -4164,
+        "Order's notional must be no smaller than {} (unless you choose reduce only).",
+    ),
+    "INVALID_CLIENT_ORDER_ID": (-4015, "Client order id is not valid."),
+    "DUPLICATE_CLIENT_ORDER_ID": (-4116, "ClientOrderId is duplicated."),
+    "POSITION_SIDE_MISMATCH": (-4061, "Order's position side does not match user's setting."),
+    "REDUCE_ONLY_REJECTED": (-2022, "ReduceOnly Order is rejected."),
+    "MARGIN_INSUFFICIENT": (-2019, "Margin is insufficient."),
+    "MAX_POSITION_EXCEEDED": (
+        -2027,
+        "Exceeded the maximum allowable position at current leverage.",
+    ),
+    "LEVERAGE_TOO_HIGH_FOR_POSITION": (
+        -2027,
+        "Exceeded the maximum allowable position at current leverage.",
+    ),
+    "TOO_MANY_OPEN_ORDERS": (-2025, "Reach max open order limit."),
+    "FOK_REJECTED": (
+        -5021,
+        "Due to the order could not be filled immediately, the FOK order has been rejected."
+        " The order will not be recorded in the order history",
+    ),
+    "GTX_REJECTED": (
+        -5022,
+        "Due to the order could not be executed as maker, the Post Only order will be"
+        " rejected. The order will not be recorded in the order history",
+    ),
+    "UNKNOWN_ORDER_CANCEL": (-2011, "Unknown order sent."),
+    "NO_SUCH_ORDER": (-2013, "Order does not exist."),
+    "INVALID_LEVERAGE": (-4028, "Leverage {} is not valid"),
+    "NO_NEED_TO_CHANGE_POSITION_SIDE": (-4059, "No need to change position side."),
+    "POSITION_SIDE_CHANGE_OPEN_ORDERS": (
+        -4067,
+        "Position side cannot be changed if there exists open orders.",
+    ),
+    "POSITION_SIDE_CHANGE_POSITION": (
+        -4068,
+        "Position side cannot be changed if there exists position.",
+    ),
+}
+
+
+def trading_refusal(reason: str, detail: str) -> ApiError:
+    """The Binance error for a trading refusal (papi_sandbox.trading.model.Refusal)."""
+    code, msg = TRADING_REFUSALS[reason]
+    return ApiError(400, code, msg.format(detail) if "{}" in msg else msg)
+
+
 def bad_operator_request(msg: str) -> ApiError:
     """An operator request (JSON body, path, query) that is malformed."""
     return ApiError(400, -1102, msg)
@@ -241,6 +314,8 @@ def refusal(exc: LedgerError, *, explain: bool = False) -> ApiError:
     """The Binance error a domain refusal is answered with (:data:`DOMAIN_REFUSALS`). Binance's
     fixed messages stay exact on the public API; ``explain`` (the operator's surfaces) adds the
     rule's reason to them: ``Balance is insufficient: MARGIN holds 1 USDT.``"""
+    if isinstance(exc, TradingRefused):  # Binance's futures codes (TRADING_REFUSALS)
+        return trading_refusal(exc.reason.value, exc.detail)
     for cls in type(exc).__mro__:
         found = DOMAIN_REFUSALS.get(cls)
         if found is not None:
