@@ -73,6 +73,9 @@ WEIGHT_HEADER_RAW = WEIGHT_HEADER.lower().encode()
 SECRET_KEY_ID_SETTING = "secret_key_id"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 FORM_CONTENT_TYPE_RAW = FORM_CONTENT_TYPE.encode()
+#: The infrastructure endpoints (docs/security.md): exempt from IP weight and bans, like the
+#: operator API.
+INFRASTRUCTURE_PATHS = ("/healthz", "/readyz", "/metrics", OPENAPI_PATH)
 #: Every method reaches the table, so a wrong one gets Binance's JSON error, not Starlette's.
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 
@@ -547,6 +550,8 @@ def create_app(
     app = PapiApp(
         PublicApi(state, observer),  # counted, timed and logged by the same observer
         identity=ClientIdentity(settings.forwarded_allow_ips),
+        # infrastructure paths, never weighed or banned, whether or not a route serves them yet
+        infrastructure=INFRASTRUCTURE_PATHS,
         routes=[
             Route(OPENAPI_PATH, openapi, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),

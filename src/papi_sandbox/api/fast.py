@@ -33,14 +33,21 @@ class PapiApp(Starlette):
     client is (wire/client_ip.py) before any layer looks at ``scope["client"]``."""
 
     def __init__(
-        self, public: ASGIApp, *, identity: ClientIdentity | None = None, **kwargs: Any
+        self,
+        public: ASGIApp,
+        *,
+        infrastructure: tuple[str, ...] = (),
+        identity: ClientIdentity | None = None,
+        **kwargs: Any,
     ) -> None:
+        """``infrastructure``: paths exempt from weight and bans even while no route serves them
+        (the router answers them a JSON 404)."""
         super().__init__(**kwargs)
         self._public = public
         # Only trusted proxies change who the client is; without them the TCP peer stands.
         self._identity = identity if identity is not None and identity.enabled else None
         self.router.redirect_slashes = False  # "/healthz/" is a 404, not a 307 to "/healthz"
-        exact: set[str] = set()
+        exact: set[str] = set(infrastructure)
         patterns: list[re.Pattern[str]] = []
         mounts: list[str] = []
         for route in self.router.routes:
