@@ -40,6 +40,12 @@ def unknown(msg: str = "An unknown error occurred while processing the request."
     return ApiError(500, -1000, msg)
 
 
+def disconnected() -> ApiError:
+    """Binance's -1001 DISCONNECTED: the back-end could not be reached, nothing was done; the
+    client may retry (HTTP 503). Answered when the store or the shared limiter is unavailable."""
+    return ApiError(503, -1001, "Internal error; unable to process your request. Please try again.")
+
+
 def not_found(path: str) -> ApiError:
     return ApiError(404, -1000, f"Unknown path '{path}'.")
 
