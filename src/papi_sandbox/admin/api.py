@@ -117,12 +117,10 @@ def token_matches(state: AppState, given: str) -> bool:
 
 def too_many_auth_failures(limit: int, retry_after_s: int) -> ApiError:
     """429 for an IP past its failed operator authentications of this minute."""
-    return ApiError(
-        429,
-        -1003,
+    return errors.account_rate_limited(
         f"Too many failed operator authentications from this IP; the limit is {limit} per"
         " minute. Retry after the minute ends.",
-        {"Retry-After": str(retry_after_s)},
+        retry_after_s,
     )
 
 
