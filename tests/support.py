@@ -21,7 +21,7 @@ from papi_sandbox.testing import Sandbox, free_port
 
 __all__ = ["Account", "Signer", "free_port", "now_ms", "raw_request", "sign"]
 
-ADMIN_TOKEN = "test-admin-token-0123456789"
+ADMIN_TOKEN = "test-admin-token-0123456789abcdefghij"  # at least 32 characters
 
 #: Sends SIGNED requests with the parameters in the query, in a form body, or split.
 Signer = PapiClient

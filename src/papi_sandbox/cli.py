@@ -173,10 +173,10 @@ def _load_jobs_config(path: Path | None) -> Any:
         raise typer.Exit(2) from None
 
 
-def open_store(db_url: str, durability: str = "full") -> Store:
+def open_store(db_url: str, durability: str = "full", timeout_s: float | None = None) -> Store:
     from papi_sandbox.store import open_store as store_for_url
 
-    return store_for_url(db_url, durability=durability)
+    return store_for_url(db_url, durability=durability, timeout_s=timeout_s)
 
 
 @app.command()
@@ -285,15 +285,44 @@ def serve(
             " per commit (a power loss may lose the last changes); off: never fsync.",
         ),
     ] = Durability.full,
+    forwarded_allow_ips: Annotated[
+        str,
+        typer.Option(
+            envvar=settings_mod.FORWARDED_ALLOW_IPS_ENV,
+            help="Proxies (comma-separated IPs or CIDR ranges, or *) whose X-Forwarded-For"
+            " names the client; default none: the client is the TCP peer.",
+        ),
+    ] = "",
+    store_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar=settings_mod.STORE_TIMEOUT_ENV,
+            parser=_seconds(settings_mod.STORE_TIMEOUT_RANGE, "store-timeout"),
+            help="Seconds a request may wait for the store before it is refused (503 -1001).",
+        ),
+    ] = settings_mod.DEFAULT_STORE_TIMEOUT_S,
+    admin_auth_failures_per_minute: Annotated[
+        int,
+        typer.Option(
+            envvar=settings_mod.ADMIN_AUTH_FAILURES_ENV,
+            parser=_integer(
+                settings_mod.ADMIN_AUTH_FAILURES_RANGE, "admin-auth-failures-per-minute"
+            ),
+            help="Failed operator authentications per IP per minute before that IP is refused"
+            " (429) until the minute ends.",
+        ),
+    ] = settings_mod.DEFAULT_ADMIN_AUTH_FAILURES_PER_MINUTE,
 ) -> None:
     """Run the service."""
     import uvicorn
 
     from papi_sandbox.api.app import create_app
     from papi_sandbox.demo import announce_demo
+    from papi_sandbox.files import make_private_dir
     from papi_sandbox.observability import configure_logging
     from papi_sandbox.store import is_postgres_url
     from papi_sandbox.transport import server_options
+    from papi_sandbox.wire.client_ip import ClientIdentity, ForwardedAllowIpsError
 
     _load_jobs_config(config)  # a bad file stops here, with its message, before serving
     settings = Settings(
@@ -313,7 +342,15 @@ def serve(
         max_connections=max_connections,
         request_log=access_log,
         durability=durability.value,
+        forwarded_allow_ips=forwarded_allow_ips,
+        store_timeout_s=store_timeout,
+        admin_auth_failures_per_minute=admin_auth_failures_per_minute,
     )
+    try:
+        ClientIdentity(forwarded_allow_ips)
+    except ForwardedAllowIpsError as exc:
+        err_console.print(f"[red]Bad --forwarded-allow-ips: {exc}[/red]")
+        raise typer.Exit(2) from None
     if workers > 1 and not is_postgres_url(settings.db_url):
         err_console.print(
             "[red]--workers > 1 needs --db postgresql://...: the SQLite store has one writer "
@@ -324,14 +361,24 @@ def serve(
         err_console.print("[red]--demo runs with one worker only.[/red]")
         raise typer.Exit(2)
     log_config = configure_logging()
-    token, generated = settings_mod.ensure_admin_token(data_dir)
+    try:
+        make_private_dir(data_dir, narrow=True)
+        token, generated = settings_mod.ensure_admin_token(data_dir)
+        settings_mod.check_admin_token(token)
+    except OSError as exc:  # e.g. a read-only file system: said with the path, no traceback
+        err_console.print(f"[red]Cannot start: {_os_error_text(exc)}[/red]")
+        raise typer.Exit(2) from None
+    except settings_mod.AdminTokenError as exc:
+        err_console.print(f"[red]Cannot start: {exc}.[/red]")
+        raise typer.Exit(2) from None
     if generated:
         token_file = data_dir / settings_mod.ADMIN_TOKEN_FILE_NAME
         console.print(f"Operator token (printed once, kept in {token_file}): [bold]{token}[/bold]")
+    _check_before_start(settings)
     if workers > 1:
         _serve_workers(settings, workers, log_config)
         return
-    store = open_store(settings.db_url, settings.durability)
+    store = open_store(settings.db_url, settings.durability, settings.store_timeout_s)
 
     async def on_ready(state: Any) -> None:
         if demo:
@@ -349,6 +396,36 @@ def serve(
             max_connections=settings.max_connections,
         ),
     )
+
+
+def _check_before_start(settings: Settings) -> None:
+    """Refuse to start, with one line naming the path and no traceback, on what would make
+    the service fail later: a damaged SQLite file, a database or data folder that cannot be
+    written (a read-only file system), an encryption key file that cannot be created."""
+    import sqlite3
+
+    from papi_sandbox.secretbox import SecretBoxError, load_or_create_key
+    from papi_sandbox.store import is_postgres_url
+    from papi_sandbox.store.base import StoreDamaged
+    from papi_sandbox.store.sqlite import check_before_start, path_from_url
+
+    try:
+        load_or_create_key(settings.data_dir)
+        if not is_postgres_url(settings.db_url):
+            path = path_from_url(settings.db_url)
+            try:
+                check_before_start(path, durability=settings.durability)
+            except sqlite3.Error as exc:
+                raise StoreDamaged(f"{path}: {exc}") from None
+    except StoreDamaged as exc:
+        err_console.print(f"[red]Cannot start: {exc}[/red]")
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        err_console.print(f"[red]Cannot start: {_os_error_text(exc)}[/red]")
+        raise typer.Exit(2) from None
+    except SecretBoxError as exc:
+        err_console.print(f"[red]Cannot start: {exc}[/red]")
+        raise typer.Exit(2) from None
 
 
 def _serve_workers(settings: Settings, workers: int, log_config: Any) -> None:
@@ -376,6 +453,9 @@ def _serve_workers(settings: Settings, workers: int, log_config: Any) -> None:
     os.environ["PAPI_SANDBOX_BAN_AFTER_429S"] = str(settings.ip_ban_after_429s)
     os.environ["PAPI_SANDBOX_MAX_API_KEYS_PER_ACCOUNT"] = str(settings.max_api_keys_per_account)
     os.environ["PAPI_SANDBOX_REQUEST_READ_TIMEOUT"] = str(settings.request_read_timeout_s)
+    os.environ[settings_mod.FORWARDED_ALLOW_IPS_ENV] = settings.forwarded_allow_ips
+    os.environ[settings_mod.STORE_TIMEOUT_ENV] = str(settings.store_timeout_s)
+    os.environ[settings_mod.ADMIN_AUTH_FAILURES_ENV] = str(settings.admin_auth_failures_per_minute)
     if settings.config_path is not None:
         os.environ["PAPI_SANDBOX_CONFIG"] = str(settings.config_path)
     if settings.limits:
@@ -392,11 +472,18 @@ def _serve_workers(settings: Settings, workers: int, log_config: Any) -> None:
         http="papi_sandbox.transport:GuardedFromEnv",
         log_config=log_config,
         access_log=False,  # uvicorn's line holds the signature; ours replaces it
+        proxy_headers=False,  # who the client is: wire/client_ip.py (--forwarded-allow-ips)
         timeout_keep_alive=settings.keep_alive_timeout_s,
         limit_concurrency=settings.max_connections,
         timeout_graceful_shutdown=5,
         **websocket_server_options(),
     )
+
+
+def _os_error_text(exc: OSError) -> str:
+    """An OSError as one line naming the path it is about."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or exc}"
 
 
 @db_app.command("upgrade")
@@ -443,15 +530,22 @@ def verify(
         f"checked {report.entries} entries, {report.postings} postings, {report.balances} stored"
         f" balances, {report.accounts} accounts, {report.assets} assets"
     )
+    for note in report.notes:
+        console.print(f"[yellow]NOTE[/yellow] {note}")
+    for damage in report.damage:
+        console.print(f"[red]DAMAGE[/red] {damage}")
     for problem in report.problems:
         console.print(f"[red]MISMATCH[/red] {problem}")
     if report.ok:
         console.print(
-            "[green]OK[/green]: every balance equals the journal replay; "
-            "every entry and every asset sums to zero"
+            "[green]OK[/green]: the database passes its integrity checks; every balance equals"
+            " the journal replay; every entry and every asset sums to zero"
         )
     else:
-        console.print(f"[red]FAILED[/red]: {len(report.problems)} problem(s)")
+        console.print(
+            f"[red]FAILED[/red]: {len(report.damage)} physical problem(s) (DAMAGE),"
+            f" {len(report.problems)} ledger mismatch(es) (MISMATCH)"
+        )
         raise typer.Exit(1)
 
 

@@ -59,6 +59,7 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
+            "pid": record.process,  # which process of serve --workers N
             "msg": redact(record.getMessage()),
         }
         fields = getattr(record, "fields", None)
@@ -93,7 +94,8 @@ class RequestStats:
         self.requests: dict[tuple[str, int], int] = {}
         # endpoint -> [count per bucket (the last one is +Inf), sum of seconds]
         self.latency: dict[str, tuple[list[int], list[float]]] = {}
-        self.refused: dict[int, int] = {}
+        self.refused: dict[int, int] = {}  # IP weight: 429 rate limited, 418 banned
+        self.account_refused: dict[str, int] = {}  # per-account rolling limits, by limit name
 
     def observe(self, endpoint: str, status: int, elapsed_s: float) -> None:
         key = (endpoint, status)
@@ -103,8 +105,14 @@ class RequestStats:
             histogram = self.latency[endpoint] = ([0] * (len(LATENCY_BUCKETS_S) + 1), [0.0])
         histogram[0][bisect.bisect_left(LATENCY_BUCKETS_S, elapsed_s)] += 1
         histogram[1][0] += elapsed_s
-        if status == 418 or status == 429:
-            self.refused[status] = self.refused.get(status, 0) + 1
+
+    def ip_refused(self, status: int) -> None:
+        """One request refused for its IP's weight (429) or ban (418)."""
+        self.refused[status] = self.refused.get(status, 0) + 1
+
+    def account_limited(self, limit: str) -> None:
+        """One request refused (429) by an account's rolling limit ``limit``."""
+        self.account_refused[limit] = self.account_refused.get(limit, 0) + 1
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
@@ -135,6 +143,14 @@ class RequestStats:
         for status, count in sorted(self.refused.items()):
             refused.add_metric([str(status)], count)
         yield refused
+        account = CounterMetricFamily(
+            "papi_account_limit_refusals",
+            "Requests refused (429) by a per-account rolling limit, by limit",
+            labels=["limit"],
+        )
+        for limit, count in sorted(self.account_refused.items()):
+            account.add_metric([limit], count)
+        yield account
 
 
 class Metrics:
@@ -161,18 +177,53 @@ class Metrics:
             "Store transactions retried after a deadlock or serialization failure (PostgreSQL)",
             registry=self.registry,
         )
+        self.store_unavailable = Gauge(
+            "papi_store_unavailable_total",
+            "Requests refused with 503 -1001 because the store could not serve them (disk full,"
+            " lock held elsewhere, connection lost, timed out)",
+            registry=self.registry,
+        )
+        self.ready = Gauge(
+            "papi_ready",
+            "1 when the part passed its last readiness probe (/readyz), else 0",
+            ["check"],
+            registry=self.registry,
+        )
+        self.admin_auth_failures = Gauge(
+            "papi_admin_auth_failures_total",
+            "Operator API requests with a missing or wrong bearer token",
+            registry=self.registry,
+        )
+        self.admin_auth_refused = Gauge(
+            "papi_admin_auth_throttled_total",
+            "Operator API requests refused (429) because their IP had too many failed tokens",
+            registry=self.registry,
+        )
 
     def observe(self, endpoint: str, status: int, elapsed_s: float) -> None:
         """Count and time one answered request (endpoint labels are a bounded set)."""
         self.stats.observe(endpoint, status, elapsed_s)
 
     def render(
-        self, entry_counts: dict[str, int], limiter_unavailable: int = 0, store_retries: int = 0
+        self,
+        entry_counts: dict[str, int],
+        limiter_unavailable: int = 0,
+        store_retries: int = 0,
+        *,
+        admin_auth_failures: int = 0,
+        admin_auth_refused: int = 0,
+        store_unavailable: int = 0,
+        ready: dict[str, str | None] | None = None,
     ) -> tuple[bytes, str]:
-        for entry_type, count in entry_counts.items():
+        for entry_type, count in list(entry_counts.items()):  # a copy: the writer adds to it
             self.entries.labels(entry_type).set(count)
         self.limiter_unavailable.set(limiter_unavailable)
         self.store_retries.set(store_retries)
+        self.admin_auth_failures.set(admin_auth_failures)
+        self.admin_auth_refused.set(admin_auth_refused)
+        self.store_unavailable.set(store_unavailable)
+        for check, problem in (ready or {}).items():
+            self.ready.labels(check).set(0 if problem else 1)
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 

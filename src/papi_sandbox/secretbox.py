@@ -20,6 +20,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from papi_sandbox import grammar
+from papi_sandbox.files import make_private_dir
 
 #: Environment variable holding the encryption key (64 hex digits = 32 bytes); wins over the file.
 SECRET_KEY_ENV = "PAPI_SANDBOX_SECRET_KEY"
@@ -55,7 +56,7 @@ def new_key_text() -> str:
 
 def write_key_file(path: Path, key_text: str) -> None:
     """Write a key file with mode 0600 atomically (the old file, if any, is replaced whole)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     tmp = path.with_name(path.name + ".tmp")
     with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
         f.write(key_text + "\n")

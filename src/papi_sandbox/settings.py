@@ -9,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from papi_sandbox import grammar
+from papi_sandbox.files import make_private_dir
 from papi_sandbox.wire.limits import DEFAULT_BAN_AFTER_429S, DEFAULT_WEIGHT_LIMIT_PER_MINUTE
 
 DATA_DIR_ENV = "PAPI_SANDBOX_DATA_DIR"
@@ -27,6 +28,32 @@ DEFAULT_KEEP_ALIVE_TIMEOUT_S = 30
 #: Most open connections; past it new ones are answered 503 by the server.
 DEFAULT_MAX_CONNECTIONS = 2048
 ADMIN_TOKEN_FILE_NAME = "admin-token"
+FORWARDED_ALLOW_IPS_ENV = "PAPI_SANDBOX_FORWARDED_ALLOW_IPS"
+STORE_TIMEOUT_ENV = "PAPI_SANDBOX_STORE_TIMEOUT"
+ADMIN_AUTH_FAILURES_ENV = "PAPI_SANDBOX_ADMIN_AUTH_FAILURES_PER_MINUTE"
+#: Shortest operator token accepted (characters); a generated one has 43.
+MIN_ADMIN_TOKEN_CHARS = 32
+#: Longest a request waits for the store (a lock, a pooled connection, the writer) before it is
+#: refused with 503 -1001 and nothing applied (seconds).
+DEFAULT_STORE_TIMEOUT_S = 5.0
+#: Failed operator authentications per client IP per calendar minute; past it every operator
+#: request of that IP is refused with 429 until the minute ends.
+DEFAULT_ADMIN_AUTH_FAILURES_PER_MINUTE = 10
+
+
+class AdminTokenError(ValueError):
+    """The operator token is unusable (too short); the message says why."""
+
+
+def check_admin_token(token: str) -> str:
+    """``token`` if it is long enough to resist guessing; raises AdminTokenError otherwise."""
+    if len(token) < MIN_ADMIN_TOKEN_CHARS:
+        raise AdminTokenError(
+            f"the operator token has {len(token)} characters; it needs at least"
+            f" {MIN_ADMIN_TOKEN_CHARS} (set {ADMIN_TOKEN_ENV} to a longer value, or delete"
+            f" the {ADMIN_TOKEN_FILE_NAME} file of the data folder to have one generated)"
+        )
+    return token
 
 
 def default_data_dir() -> Path:
@@ -52,6 +79,10 @@ class Settings:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     request_log: bool = True  # one JSON line per request (never secrets)
     durability: str = "full"  # full | normal | off (store.sqlite.DURABILITY_MODES)
+    # Trusted proxies whose X-Forwarded-For names the client (wire/client_ip.py); "" = none.
+    forwarded_allow_ips: str = ""
+    store_timeout_s: float = DEFAULT_STORE_TIMEOUT_S
+    admin_auth_failures_per_minute: int = DEFAULT_ADMIN_AUTH_FAILURES_PER_MINUTE
 
     @property
     def db_url(self) -> str:
@@ -77,7 +108,7 @@ def ensure_admin_token(data_dir: Path) -> tuple[str, bool]:
     token = read_admin_token(data_dir)
     if token:
         return token, False
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(data_dir, narrow=True)
     token = secrets.token_urlsafe(32)
     path = data_dir / ADMIN_TOKEN_FILE_NAME
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -94,6 +125,8 @@ MAX_API_KEYS_RANGE = (1, 10**4)
 KEEP_ALIVE_RANGE = (1, 3600)
 MAX_CONNECTIONS_RANGE = (1, 10**6)
 READ_TIMEOUT_RANGE = (Decimal("0.001"), Decimal(3600))
+STORE_TIMEOUT_RANGE = (Decimal("0.1"), Decimal(60))
+ADMIN_AUTH_FAILURES_RANGE = (1, 10**6)
 
 
 class SettingError(ValueError):
@@ -169,6 +202,13 @@ def settings_from_env() -> Settings:
     if data_dir:
         settings.data_dir = Path(data_dir)
     settings.durability = env.get("PAPI_SANDBOX_DURABILITY") or settings.durability
+    settings.forwarded_allow_ips = env.get(FORWARDED_ALLOW_IPS_ENV, "")
+    settings.store_timeout_s = env_seconds(
+        STORE_TIMEOUT_ENV, settings.store_timeout_s, STORE_TIMEOUT_RANGE
+    )
+    settings.admin_auth_failures_per_minute = env_integer(
+        ADMIN_AUTH_FAILURES_ENV, settings.admin_auth_failures_per_minute, ADMIN_AUTH_FAILURES_RANGE
+    )
     config = env.get("PAPI_SANDBOX_CONFIG")
     settings.config_path = Path(config) if config else None
     settings.scheduler = env_flag("PAPI_SANDBOX_SCHEDULER", True)

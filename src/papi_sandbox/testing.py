@@ -55,8 +55,12 @@ LOG_TAIL_BYTES = 4000
 #: Random bytes in a generated operator token (token_urlsafe(36): 48 characters; the server
 #: refuses tokens shorter than 32).
 TOKEN_BYTES = 36
-#: Server options that relax the request limits for tests: no IP weight limit, no ban.
-RELAXED_LIMIT_ARGS = ("--ip-weight-limit", "0", "--ban-after-429s", "0")
+#: Server options that relax the request limits for tests: no IP weight limit, no ban, and no
+#: operator-token throttle (tests that send wrong tokens on purpose share one server).
+RELAXED_LIMIT_ARGS = (
+    *("--ip-weight-limit", "0", "--ban-after-429s", "0"),
+    *("--admin-auth-failures-per-minute", "1000000"),
+)
 #: The SQLite file a server keeps in its data folder.
 SQLITE_FILE_NAME = "papi-sandbox.db"
 #: Environment variables the server reads start with this; inherited ones are dropped so that a

@@ -273,6 +273,9 @@ def server_options(
         "http": guarded_protocol(read_timeout_s),
         # uvicorn's access line holds the query string (and so the signature): ours replaces it.
         "access_log": False,
+        # uvicorn would trust X-Forwarded-For from 127.0.0.1: who the client is is decided by
+        # wire/client_ip.py instead (the TCP peer unless --forwarded-allow-ips names proxies).
+        "proxy_headers": False,
         "timeout_keep_alive": keep_alive_timeout_s,
         "limit_concurrency": max_connections,
         "timeout_graceful_shutdown": 5,

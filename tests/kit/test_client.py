@@ -4,6 +4,7 @@ requests with each key type and placement (what the CLI, the tests and the bench
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Literal
 
 import httpx
@@ -113,3 +114,28 @@ def test_jobs_run_as_of_a_time(papi_admin: AdminClient) -> None:
     with pytest.raises(AdminError) as unknown:
         papi_admin.run_job("nope")
     assert unknown.value.status == 404
+
+
+def test_market_methods(papi_admin: AdminClient, papi_account: Account) -> None:
+    btc = next(m for m in papi_admin.markets() if m["symbol"] == "BTCUSDT")
+    assert set(btc) >= {"markPrice", "indexPrice", "fundingRate", "nextFundingTime"}
+    moved = papi_admin.set_price("BTCUSDT", "65000.5")
+    assert (moved["markPrice"], moved["indexPrice"]) == ("65000.50000000", "65000.50000000")
+    moved = papi_admin.set_price("BTCUSDT", Decimal("65001"), index_price="64990")
+    assert (moved["markPrice"], moved["indexPrice"]) == ("65001.00000000", "64990.00000000")
+    assert papi_admin.set_funding_rate("BTCUSDT", "-0.0003")["fundingRate"] == "-0.00030000"
+    aid = papi_account.account_id
+    assert papi_admin.set_commission(aid, "0.0002", "0.0005") == {
+        "accountId": aid,
+        "maker": "0.0002",
+        "taker": "0.0005",
+    }
+    view = papi_admin.positions(aid)
+    assert view["positions"] == [] and view["takerCommissionRate"] == "0.0005"
+    report = papi_admin.run_job("funding", as_of="2030-01-01T08:00:00Z")
+    assert (report["job"], report["slot"]) == ("funding", "2030-01-01T08:00:00Z")
+    with pytest.raises(AdminError) as unknown:
+        papi_admin.set_price("NOPEUSDT", "1")
+    assert (unknown.value.status, unknown.value.code) == (404, -1121)
+    with pytest.raises(TypeError):
+        papi_admin.set_price("BTCUSDT", 65000.5)  # type: ignore[arg-type]

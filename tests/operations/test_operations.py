@@ -152,6 +152,7 @@ def test_request_stats_export_cumulative_le_buckets() -> None:
     metrics.observe("/papi/v1/ping", 200, 0.003)
     metrics.observe("/papi/v1/ping", 200, 99.0)  # past every bound: only +Inf
     metrics.observe("/papi/v1/ping", 429, 0.0001)
+    metrics.stats.ip_refused(429)  # counted by cause where refused (an account 429 is apart)
     text = metrics.render({})[0].decode()
     assert 'papi_requests_total{endpoint="/papi/v1/ping",status="200"} 3.0' in text
     assert 'papi_requests_total{endpoint="/papi/v1/ping",status="429"} 1.0' in text

@@ -25,7 +25,7 @@ import httpx
 
 from papi_sandbox.ledger import rules
 from papi_sandbox.ledger.model import Wallet
-from tests.support import Account, Server, Signer
+from tests.support import ADMIN_TOKEN, Account, Server, Signer
 
 REPAY = "/papi/v1/repay-futures-negative-balance"
 KILL_CYCLES = 20
@@ -64,7 +64,7 @@ def _worker(
                     r = client.post(
                         f"{server.base_url}/admin/v1/accounts/{account.account_id}/adjustments",
                         json={"wallet": wallet, "asset": asset, "amount": amount, "reason": reason},
-                        headers={"Authorization": "Bearer test-admin-token-0123456789"},
+                        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
                     )
                     if r.status_code == 200:
                         with lock:
@@ -195,7 +195,7 @@ def test_64_concurrent_clients_on_one_account_equal_the_serial_model(server: Ser
                             "amount": amount,
                             "reason": reason,
                         },
-                        headers={"Authorization": "Bearer test-admin-token-0123456789"},
+                        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
                     )
                     assert r.status_code == 200, r.text
                     with lock:

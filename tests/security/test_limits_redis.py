@@ -167,7 +167,10 @@ def test_unreachable_redis_fails_closed_and_is_counted(prefix: str) -> None:
 
 def test_service_answers_503_and_changes_nothing_without_redis(tmp_path: Path) -> None:
     redis_url()  # same precondition as the other Redis tests
-    srv = Server(tmp_path / "no-redis", ["--limits", f"redis://127.0.0.1:{free_port()}/0"])
+    srv = Server(
+        tmp_path / "no-redis",
+        ["--limits", f"redis://127.0.0.1:{free_port()}/0"],
+    )
     srv.start()
     try:
         account = srv.create_account()  # the operator API is not weighed, so it still works

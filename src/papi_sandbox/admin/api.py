@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from papi_sandbox import grammar, money
 from papi_sandbox.admin.markets import market_routes
-from papi_sandbox.api.http import json_response, read_body
+from papi_sandbox.api.http import client_ip, error_response, json_response, read_body
 from papi_sandbox.api.serialize import balance_object, entry_object
 from papi_sandbox.jobs.config import MAX_VIP_LEVEL
 from papi_sandbox.jobs.runner import JobReport, UnknownJob, run_on_demand
@@ -30,7 +30,7 @@ from papi_sandbox.ledger.model import (
     LedgerError,
     Wallet,
 )
-from papi_sandbox.store.base import MAX_JOURNAL_PAGE, VerifyReport
+from papi_sandbox.store.base import MAX_JOURNAL_PAGE, StoreUnavailable, VerifyReport
 from papi_sandbox.wire import auth, errors
 from papi_sandbox.wire.errors import ApiError
 
@@ -115,20 +115,40 @@ def token_matches(state: AppState, given: str) -> bool:
     )
 
 
+def too_many_auth_failures(limit: int, retry_after_s: int) -> ApiError:
+    """429 for an IP past its failed operator authentications of this minute."""
+    return errors.account_rate_limited(
+        f"Too many failed operator authentications from this IP; the limit is {limit} per"
+        " minute. Retry after the minute ends.",
+        retry_after_s,
+    )
+
+
 def _guarded(state: AppState, handler: AdminHandler) -> AdminHandler:
-    """Checks the bearer token (constant time) and turns domain errors into Binance errors."""
+    """Checks the bearer token (constant time) and turns domain errors into Binance errors.
+    An IP with too many failed tokens this minute is refused before its token is looked at
+    (``state.admin_auth``, --admin-auth-failures-per-minute)."""
     expected = f"Bearer {state.admin_token}".encode()
+    throttle = state.admin_auth
 
     async def endpoint(request: Request) -> Response:
         given = request.headers.get("authorization", "").encode("latin-1", "replace")
+        ip = client_ip(request)
         try:
+            retry_after_s = throttle.refuse(ip)
+            if retry_after_s is not None:
+                raise too_many_auth_failures(throttle.limit, retry_after_s)
             if not hmac.compare_digest(given, expected):
+                throttle.fail(ip)
                 raise errors.unauthorized()
             return await handler(request)
+        except StoreUnavailable as exc:  # nothing applied; one log line (health.py)
+            state.store_failures.note(exc, request.method, request.url.path)
+            return error_response(errors.disconnected())
         except (ApiError, LedgerError) as exc:
             error = domain_error(exc)
             assert error is not None
-            return json_response(error.status, {"code": error.code, "msg": error.msg})
+            return error_response(error)
 
     return endpoint
 
@@ -227,6 +247,8 @@ def verify_object(report: VerifyReport) -> dict[str, Any]:
         "accounts": report.accounts,
         "assets": report.assets,
         "problems": report.problems[:100],
+        "damage": report.damage[:100],
+        "notes": report.notes[:100],
     }
 
 

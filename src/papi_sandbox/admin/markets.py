@@ -27,6 +27,7 @@ from papi_sandbox.market.prices import MarketPrice, next_funding_time
 from papi_sandbox.market.state import Market
 from papi_sandbox.trading.margin import position_figures
 from papi_sandbox.trading_service import Trading, UmAccount, now_ms
+from papi_sandbox.wire import errors
 from papi_sandbox.wire.errors import ApiError
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
 
 def _bad(msg: str) -> ApiError:
-    return ApiError(400, -1102, msg)
+    return errors.bad_operator_request(msg)
 
 
 def parse_decimal(data: dict[str, Any], name: str, *, signed: bool = False) -> Decimal:
@@ -131,10 +132,10 @@ def positions_object(view: UmAccount, market: Market) -> dict[str, Any]:
 
 
 def market_symbol(trading: Trading, symbol: str) -> str:
-    """``symbol`` when the market lists it; raises ApiError 404 -1121 otherwise (the operator
+    """``symbol`` when the market lists it; raises the unknown-market ApiError otherwise (the operator
     API and the dashboard)."""
     if symbol not in trading.market.specs:
-        raise ApiError(404, -1121, f"Unknown symbol '{symbol[:32]}'.")
+        raise errors.unknown_market(symbol)
     return symbol
 
 

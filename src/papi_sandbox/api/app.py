@@ -33,6 +33,7 @@ from papi_sandbox.api.http import (
     read_body_raw,
 )
 from papi_sandbox.api.openapi import OPENAPI_PATH, openapi_document
+from papi_sandbox.health import Readiness, StoreFailures
 from papi_sandbox.jobs.config import JobsConfig, load_config
 from papi_sandbox.jobs.scheduler import run_scheduler
 from papi_sandbox.ledger.model import LedgerError
@@ -47,15 +48,22 @@ from papi_sandbox.observability import (
 )
 from papi_sandbox.secretbox import SecretBox, SecretBoxError, load_or_create_key
 from papi_sandbox.service import Service
-from papi_sandbox.settings import Settings
-from papi_sandbox.store.base import ApiKeyRecord
+from papi_sandbox.settings import DEFAULT_ADMIN_AUTH_FAILURES_PER_MINUTE, Settings
+from papi_sandbox.store.base import ApiKeyRecord, EntryCounter, StoreUnavailable
 from papi_sandbox.store.contract import KeyRevocations, Store
 from papi_sandbox.stream.hub import EventHub
 from papi_sandbox.stream.ws import StreamServer, websocket_routes
 from papi_sandbox.wire import auth, errors, params
-from papi_sandbox.wire.account_limits import AccountLimiter
+from papi_sandbox.wire.account_limits import (
+    LIMIT_OF_ENTRY_TYPE,
+    LONGEST_WINDOW_MS,
+    AccountCall,
+    account_limit_exceeded,
+    calls_from_journal,
+)
+from papi_sandbox.wire.client_ip import ClientIdentity
 from papi_sandbox.wire.errors import ApiError
-from papi_sandbox.wire.limits import Limiter, WeightDecision, WeightLimiter
+from papi_sandbox.wire.limits import FailureThrottle, Limiter, WeightDecision, WeightLimiter
 
 log = logging.getLogger("papi_sandbox")
 
@@ -65,6 +73,9 @@ WEIGHT_HEADER_RAW = WEIGHT_HEADER.lower().encode()
 SECRET_KEY_ID_SETTING = "secret_key_id"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 FORM_CONTENT_TYPE_RAW = FORM_CONTENT_TYPE.encode()
+#: The infrastructure endpoints (docs/security.md): exempt from IP weight and bans, like the
+#: operator API.
+INFRASTRUCTURE_PATHS = ("/healthz", "/readyz", "/metrics", OPENAPI_PATH)
 #: Every method reaches the table, so a wrong one gets Binance's JSON error, not Starlette's.
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 
@@ -81,10 +92,17 @@ class AppState:
     limiter: Limiter
     keys: auth.KeyCache
     admin_token: str
-    account_limits: AccountLimiter = field(default_factory=AccountLimiter)
+    #: Failed operator authentications per client IP (admin/api.py).
+    admin_auth: FailureThrottle = field(
+        default_factory=lambda: FailureThrottle(DEFAULT_ADMIN_AUTH_FAILURES_PER_MINUTE)
+    )
     jobs: JobsConfig = field(default_factory=JobsConfig)
     #: Committed journal entries, fanned out per account (the user data stream, the dashboard).
     hub: EventHub = field(default_factory=EventHub)
+    #: Requests refused because the store was unavailable (health.py).
+    store_failures: StoreFailures = field(default_factory=StoreFailures)
+    #: Journal entries by type for /metrics: seeded at start, counted as entries commit.
+    entry_counter: EntryCounter = field(default_factory=EntryCounter)
     #: The user data stream's WebSocket connections (set by create_app).
     streams: StreamServer | None = None
 
@@ -116,7 +134,7 @@ class PublicApi:
         self.state = state
         self.observer = observer
         self.routes = table(endpoints)
-        self._spend_now: Callable[[str, int], WeightDecision] | None = getattr(
+        self._spend_now: Callable[..., WeightDecision] | None = getattr(
             state.limiter, "spend_now", None
         )
 
@@ -127,6 +145,9 @@ class PublicApi:
         try:
             try:
                 status, body, headers, code, weight = await self._answer(scope, receive)
+            except StoreUnavailable as exc:  # nothing applied; the client may retry
+                self.state.store_failures.note(exc, scope["method"], scope["path"])
+                status, body, headers, code, weight = _refusal(errors.disconnected(), None)
             except Exception:
                 # A bug: logged with its traceback, answered in Binance's shape, never as HTML.
                 log.exception("unhandled error on %s %s", scope["method"], scope["path"])
@@ -146,6 +167,8 @@ class PublicApi:
         endpoint = methods.get(method) if methods else None
         client = scope.get("client")
         ip: str = client[0] if client else "unknown"
+        if endpoint is not None and endpoint.account_limit is not None and endpoint.needs_key:
+            return await self._answer_account_limited(endpoint, scope, receive, ip)
         # Unknown paths cost weight 1, so probing for endpoints is not free.
         try:
             weight_of_request = endpoint.weight if endpoint else 1
@@ -159,11 +182,13 @@ class PublicApi:
         weight = b"%d" % decision.used
         if decision.banned_until_ms is not None:
             # A banned IP: answered before the body, the parameters or the key are looked at.
+            self.observer.metrics.stats.ip_refused(418)
             return _refusal(
                 errors.ip_banned(decision.banned_until_ms, decision.retry_after_s), weight
             )
         try:
             if not decision.allowed:
+                self.observer.metrics.stats.ip_refused(429)
                 raise errors.too_many_requests(
                     state.limiter.limit_per_minute, decision.retry_after_s
                 )
@@ -181,9 +206,76 @@ class PublicApi:
         body = result if type(result) is EncodedJson else orjson.dumps(result)
         return 200, body, json_headers(body, ((WEIGHT_HEADER_RAW, weight),)), None, weight.decode()
 
+    async def _answer_account_limited(
+        self, endpoint: Endpoint, scope: Scope, receive: Receive, ip: str
+    ) -> Answer:
+        """An endpoint with a per-account rolling limit: the key and the signature are checked
+        first, then ONE limiter step decides the IP's ban and weight and the account's call
+        together (one Redis round trip with ``--limits``: wire/limits_redis.py). A request
+        refused before its account is known spends its IP weight alone; a ban or the IP weight
+        is answered before any other refusal."""
+        limit = endpoint.account_limit
+        assert limit is not None
+        refusal: ApiError | None = None
+        try:
+            account_id, caller_key, args = await self._authenticated(
+                endpoint, scope, receive, ip, [0]
+            )
+        except ApiError as error:
+            refusal, account_id, caller_key, args = error, 0, "", {}
+        call = AccountCall(limit, account_id) if refusal is None else None
+        try:
+            decision = await self._spend(ip, endpoint.weight, call)
+        except ApiError as error:  # a shared limiter is unreachable: fail closed
+            return _refusal(error, None)
+        weight = b"%d" % decision.used
+        if decision.banned_until_ms is not None:
+            self.observer.metrics.stats.ip_refused(418)
+            return _refusal(
+                errors.ip_banned(decision.banned_until_ms, decision.retry_after_s), weight
+            )
+        if not decision.allowed:
+            self.observer.metrics.stats.ip_refused(429)
+            refusal = errors.too_many_requests(
+                self.state.limiter.limit_per_minute, decision.retry_after_s
+            )
+        elif decision.account_retry_after_s is not None:
+            self.observer.metrics.stats.account_limited(limit.name)
+            refusal = account_limit_exceeded(limit, decision.account_retry_after_s)
+        if refusal is not None:
+            return _refusal(refusal, weight)
+        try:
+            result = await self._handle(endpoint, account_id, args, caller_key)
+        except ApiError as error:
+            return _refusal(error, weight)
+        body = result if type(result) is EncodedJson else orjson.dumps(result)
+        return 200, body, json_headers(body, ((WEIGHT_HEADER_RAW, weight),)), None, weight.decode()
+
+    async def _spend(self, ip: str, weight: int, account: AccountCall | None) -> WeightDecision:
+        if self._spend_now is not None:  # in-process: no coroutine to await
+            return self._spend_now(ip, weight, account)
+        return await self.state.limiter.spend(ip, weight, account)
+
     async def _serve(
         self, endpoint: Endpoint, scope: Scope, receive: Receive, ip: str, used: list[int]
     ) -> Any:
+        account_id, caller_key, args = await self._authenticated(endpoint, scope, receive, ip, used)
+        return await self._handle(endpoint, account_id, args, caller_key)
+
+    async def _handle(
+        self, endpoint: Endpoint, account_id: int, args: dict[str, Any], caller_key: str
+    ) -> Any:
+        try:
+            return await endpoint.handler(Call(self.state.service, account_id, args, caller_key))
+        except LedgerError as exc:
+            raise errors.refusal(exc) from None
+
+    async def _authenticated(
+        self, endpoint: Endpoint, scope: Scope, receive: Receive, ip: str, used: list[int]
+    ) -> tuple[int, str, dict[str, Any]]:
+        """The body read, the parameters parsed, the key and signature checked: the request's
+        account (0 when the endpoint needs no key), its API key ("" then) and its bound
+        parameters."""
         # One pass over the headers (ASGI servers lowercase their names); the first of each wins.
         api_key: str | None = None
         content_length: bytes | None = None
@@ -231,12 +323,7 @@ class PublicApi:
             by_name = endpoint.params_by_name
             values = {name: text for name, text in values.items() if name in by_name}
         args = params.bind(endpoint.all_params, values, endpoint.params_by_name)
-        if endpoint.account_limit is not None:  # a malformed request does not use it up
-            self.state.account_limits.admit(endpoint.account_limit, account_id)
-        try:
-            return await endpoint.handler(Call(self.state.service, account_id, args, caller_key))
-        except LedgerError as exc:
-            raise errors.refusal(exc) from None
+        return account_id, caller_key, args
 
     async def _spend_more(self, ip: str, weight: int) -> int:
         """Charge ``weight`` more to ``ip`` once the parameters show the request costs more
@@ -279,6 +366,12 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         return error_response(errors.not_found(request.url.path))
     return error_response(errors.http_error(exc.status_code, str(exc.detail)))
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StoreUnavailable)
+    request.app.state.papi.store_failures.note(exc, request.method, request.url.path)
+    return error_response(errors.disconnected())
 
 
 async def _unhandled(request: Request, exc: Exception) -> Response:
@@ -331,6 +424,7 @@ def create_app(
         keys=auth.KeyCache(load_key),
         admin_token=admin_token,
         jobs=jobs_config,
+        admin_auth=FailureThrottle(settings.admin_auth_failures_per_minute),
     )
     streams = StreamServer(state.hub, service.listen_keys)
     state.streams = streams
@@ -340,12 +434,14 @@ def create_app(
         store.on_key_revoked(streams.api_key_revoked)
     # Every durable commit reaches the hub once, in commit order (docs/design.md, "The event hub").
     store.on_commit(state.hub.publish)
+    store.on_commit(state.entry_counter.committed)  # /metrics counts entries as they commit
+    readiness = Readiness(store, state.limiter)
     # Accounts that may hold a position (so the balance endpoint reads positions only for them).
     store.on_commit(service.trading.note_commits)
     metrics = Metrics()
     routes = table(ENDPOINTS)
     openapi_body = orjson.dumps(openapi_document())
-    known_paths = set(routes) | {"/healthz", "/metrics", OPENAPI_PATH}
+    known_paths = set(routes) | {"/healthz", "/readyz", "/metrics", OPENAPI_PATH}
 
     def endpoint_label(path: str) -> str:
         # Bounded label values: the table's paths, the fixed routes, then two buckets.
@@ -360,8 +456,19 @@ def create_app(
         state.hub.bind()  # deliveries from the store's threads land on this loop
         await store.open()
         scheduler: asyncio.Task[None] | None = None
+        probes: asyncio.Task[None] | None = None
         feed: asyncio.Task[None] | None = None
         try:
+            # Once per start (one GROUP BY); from here on /metrics reads the counter (O(1)).
+            state.entry_counter.seed(await store.entry_counts())
+            # In-process per-account limits survive a restart: their calls re-derived from the
+            # journal (wire/account_limits.py). With Redis they live there.
+            in_process_accounts = getattr(state.limiter, "accounts", None)
+            if in_process_accounts is not None:
+                rows = await store.recent_entries(
+                    tuple(LIMIT_OF_ENTRY_TYPE), _now_ms() - LONGEST_WINDOW_MS
+                )
+                in_process_accounts.seed(calls_from_journal(rows))
             # Secrets of databases from before encryption at rest are sealed at first start.
             sealed = await store.rewrite_api_key_secrets(
                 lambda secret, api_key: box.reseal(secret, api_key, None)
@@ -382,12 +489,17 @@ def create_app(
                 await on_ready(state)
             if settings.scheduler:
                 scheduler = asyncio.create_task(run_scheduler(store, state.jobs))
+            probes = asyncio.create_task(readiness.run())
             if state.jobs.market.feed is not None:
                 feed = asyncio.create_task(_price_feed(state))
             streams.start()
             yield
         finally:
             await streams.stop()
+            if probes is not None:
+                probes.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await probes
             if feed is not None:
                 feed.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -402,7 +514,18 @@ def create_app(
                 await close_limiter()
 
     async def healthz(request: Request) -> Response:
+        # Liveness only: the process's event loop answers. Readiness is /readyz.
         return json_response(200, {"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        checks = await readiness.check()
+        failing = [name for name, problem in checks.items() if problem is not None]
+        shown = {name: problem or "ok" for name, problem in checks.items()}
+        if failing:
+            return json_response(
+                503, {"status": "unavailable", "failing": failing, "checks": shown}
+            )
+        return json_response(200, {"status": "ok", "checks": shown})
 
     async def ui_home(request: Request) -> Response:
         return RedirectResponse("/ui/", 308)
@@ -413,18 +536,26 @@ def create_app(
 
     async def metrics_endpoint(request: Request) -> Response:
         body, content_type = metrics.render(
-            await store.entry_counts(),
+            state.entry_counter.counts,
             limiter_unavailable=getattr(state.limiter, "unavailable_total", 0),
             store_retries=store.retries_total,
+            admin_auth_failures=state.admin_auth.failures_total,
+            admin_auth_refused=state.admin_auth.refused_total,
+            store_unavailable=state.store_failures.total,
+            ready=readiness.checks,
         )
         return Response(body, 200, headers={"Content-Type": content_type})
 
     observer = RequestObserver(metrics, endpoint_label, log_requests=settings.request_log)
     app = PapiApp(
         PublicApi(state, observer),  # counted, timed and logged by the same observer
+        identity=ClientIdentity(settings.forwarded_allow_ips),
+        # infrastructure paths, never weighed or banned, whether or not a route serves them yet
+        infrastructure=INFRASTRUCTURE_PATHS,
         routes=[
             Route(OPENAPI_PATH, openapi, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             # no trailing-slash redirects in the operator API: "/accounts/" is a JSON 404
             Mount("/admin/v1", app=Router(admin_routes(state), redirect_slashes=False)),
@@ -433,7 +564,11 @@ def create_app(
             Mount("/ui", routes=ui_routes(state)),
             *websocket_routes(lambda: streams),
         ],
-        exception_handlers={HTTPException: _http_exception, Exception: _unhandled},
+        exception_handlers={
+            HTTPException: _http_exception,
+            StoreUnavailable: _store_unavailable,
+            Exception: _unhandled,
+        },
         lifespan=lifespan,
     )
     app.add_middleware(
@@ -488,11 +623,18 @@ def _make_limiter(settings: Settings) -> Limiter:
 def app_from_env() -> Starlette:
     """The app built from ``PAPI_SANDBOX_*`` variables alone, for worker processes:
     ``uvicorn --factory papi_sandbox.api.app:app_from_env`` or ``serve --workers N``."""
-    from papi_sandbox.settings import ensure_admin_token, settings_from_env
+    from papi_sandbox.observability import configure_logging
+    from papi_sandbox.settings import check_admin_token, ensure_admin_token, settings_from_env
     from papi_sandbox.store import open_store
     from papi_sandbox.transport import GC_THRESHOLDS
 
+    # A worker process starts with Python's bare logging: give it serve's JSON lines (request
+    # log, redaction) before anything is logged.
+    configure_logging()
     settings = settings_from_env()
     gc.set_threshold(*GC_THRESHOLDS)  # as serve's own process (transport.server_options)
-    token = settings.admin_token or ensure_admin_token(settings.data_dir)[0]
-    return create_app(settings, open_store(settings.db_url), token)
+    token = check_admin_token(settings.admin_token or ensure_admin_token(settings.data_dir)[0])
+    store = open_store(
+        settings.db_url, durability=settings.durability, timeout_s=settings.store_timeout_s
+    )
+    return create_app(settings, store, token)

@@ -23,17 +23,31 @@ from starlette.applications import Starlette
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from papi_sandbox.wire.client_ip import ClientIdentity
+
 
 class PapiApp(Starlette):
     """Starlette with a direct path for the public API: a request goes to the router only when
     a route of the router serves its path (an exact route path, a route pattern, or a path
-    under a mount); every other HTTP request goes to ``public``."""
+    under a mount); every other HTTP request goes to ``public``. ``identity`` decides who the
+    client is (wire/client_ip.py) before any layer looks at ``scope["client"]``."""
 
-    def __init__(self, public: ASGIApp, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        public: ASGIApp,
+        *,
+        infrastructure: tuple[str, ...] = (),
+        identity: ClientIdentity | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """``infrastructure``: paths exempt from weight and bans even while no route serves them
+        (the router answers them a JSON 404)."""
         super().__init__(**kwargs)
         self._public = public
+        # Only trusted proxies change who the client is; without them the TCP peer stands.
+        self._identity = identity if identity is not None and identity.enabled else None
         self.router.redirect_slashes = False  # "/healthz/" is a 404, not a 307 to "/healthz"
-        exact: set[str] = set()
+        exact: set[str] = set(infrastructure)
         patterns: list[re.Pattern[str]] = []
         mounts: list[str] = []
         for route in self.router.routes:
@@ -55,6 +69,8 @@ class PapiApp(Starlette):
         return any(pattern.match(path) for pattern in self._routed_patterns)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._identity is not None and scope["type"] != "lifespan":
+            self._identity.apply(scope)
         if scope["type"] != "http" or self.routed(scope.get("path", "")):
             await super().__call__(scope, receive, send)
             return

@@ -183,11 +183,7 @@ def _order_request(args: dict[str, Any]) -> OrderRequest:
 def _order_ref(args: dict[str, Any]) -> tuple[int | None, str | None]:
     order_id, client_id = args.get("orderId"), args.get("origClientOrderId")
     if order_id is None and client_id is None:
-        raise errors.ApiError(
-            400,
-            -1102,
-            "Param 'orderId' or 'origClientOrderId' must be sent, but both were empty/null!",
-        )
+        raise errors.order_reference_missing()
     return order_id, client_id
 
 
@@ -302,7 +298,7 @@ async def _user_trades(call: Call) -> Any:
     limit = _limit(call.args, DEFAULT_PAGE)
     from_id = call.args.get("fromId")
     if from_id is not None and ("startTime" in call.args or "endTime" in call.args):
-        raise errors.ApiError(400, -1128, "Combination of optional parameters invalid.")
+        raise errors.bad_parameter_combination()
     start, end = (None, None) if from_id is not None else _window(call.args, _now_ms())
     trades = await _trading(call).trades(call.account_id, symbol, from_id, start, end, limit)
     return [trade_object(t, spec) for t in trades]

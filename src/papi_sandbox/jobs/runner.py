@@ -74,28 +74,37 @@ def next_slot_after(times: tuple[clock_time, ...], after: datetime) -> datetime:
     raise AssertionError("a day always has a slot")  # pragma: no cover
 
 
+def bounded_job(rule: JobPlanner) -> JobPlanner:
+    """``rule`` with its plan's resulting balances held to the bounds
+    (:func:`papi_sandbox.ledger.rules.check_bounds`): an account past them is refused (counted,
+    nothing written). Every job rule runs through it, a test's own included."""
+
+    def planned(account: JobAccount) -> JobPlan:
+        plan = rule(account)
+        check_bounds(account.account_id, account.balances, plan.postings)
+        return plan
+
+    return planned
+
+
 def planner_for(job: Job, config: JobsConfig) -> JobPlanner:
-    """The job's rule for one account; its plan's resulting balances are held to the bounds
-    (:func:`papi_sandbox.ledger.rules.check_bounds`), an account past them being refused."""
+    """The job's rule for one account, bounded (:func:`bounded_job`)."""
     if job is Job.AUTO_REPAY:
 
         def repay(account: JobAccount) -> JobPlan:
             if not account.auto_repay:
                 return JobPlan([])
-            postings = plan_repay(account.account_id, account.balances)
-            check_bounds(account.account_id, account.balances, postings)
-            return JobPlan(postings)
+            return JobPlan(plan_repay(account.account_id, account.balances))
 
-        return repay
+        return bounded_job(repay)
 
     def interest(account: JobAccount) -> JobPlan:
         postings, charges = plan_interest(
             account.account_id, account.balances, account.vip_level, config.interest
         )
-        check_bounds(account.account_id, account.balances, postings)
         return JobPlan(postings, charges)
 
-    return interest
+    return bounded_job(interest)
 
 
 @dataclass(slots=True)
@@ -206,7 +215,7 @@ async def run_job(
         await store.prune_job_marks(int(horizon.timestamp() * 1000))
         report.elapsed_s = time_mod.perf_counter() - started
         return report
-    plan = planner or planner_for(job, config)
+    plan = bounded_job(planner) if planner is not None else planner_for(job, config)
     after_account_id = 0
     done = progress.stage(f"{job.value} {report.slot:%Y-%m-%d %H:%M}Z: accounts")
     while True:

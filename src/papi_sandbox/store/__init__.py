@@ -15,16 +15,20 @@ def is_postgres_url(url: str) -> bool:
     return url.startswith(("postgres://", "postgresql://"))
 
 
-def open_store(url: str, *, durability: str = "full") -> Store:
+def open_store(url: str, *, durability: str = "full", timeout_s: float | None = None) -> Store:
     """The store for ``url``, not yet opened (call ``open``). ``durability`` is SQLite's
-    (PostgreSQL commits durably, ``synchronous_commit=on``); ValueError for an unknown one."""
+    (PostgreSQL commits durably, ``synchronous_commit=on``); ValueError for an unknown one.
+    ``timeout_s`` bounds a request's wait for the store (default DEFAULT_STORE_TIMEOUT_S)."""
+    from papi_sandbox.store.base import DEFAULT_STORE_TIMEOUT_S
+
+    timeout = DEFAULT_STORE_TIMEOUT_S if timeout_s is None else timeout_s
     if is_postgres_url(url):
         from papi_sandbox.store.postgres import PostgresStore
 
-        return PostgresStore(url)
+        return PostgresStore(url, timeout_s=timeout)
     from papi_sandbox.store.sqlite import SQLiteStore, path_from_url
 
-    return SQLiteStore(path_from_url(url), durability=durability)
+    return SQLiteStore(path_from_url(url), durability=durability, timeout_s=timeout)
 
 
 def upgrade(url: str, progress: Progress = NO_PROGRESS) -> tuple[int, int]:

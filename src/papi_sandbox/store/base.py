@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from papi_sandbox.ledger.interest import InterestCharge
-from papi_sandbox.ledger.model import Balances, Entry, LedgerError, Posting
+from papi_sandbox.ledger.model import Balances, CommittedEntry, Entry, LedgerError, Posting
 
 #: A pure rule bound to its arguments: the account's balances in, postings out (or a LedgerError).
 Planner = Callable[[Balances], list[Posting]]
@@ -22,6 +22,49 @@ MAX_LISTEN_KEYS_PER_READ = 500
 #: How long an expired or closed listen key's row is kept (then deleted when its API key opens
 #: a new one): one day, in ms.
 LISTEN_KEY_RETENTION_MS = 86_400_000
+#: Most entries ``recent_entries`` returns (500 auto-collections per account per hour bound
+#: what matters; past this many the oldest are left out).
+MAX_RECENT_ENTRIES = 1_000_000
+#: Longest a request waits for the store (a lock held by another process, a pooled connection,
+#: the writer's queue) before it is refused with StoreUnavailable (``serve --store-timeout``).
+DEFAULT_STORE_TIMEOUT_S = 5.0
+
+
+class StoreUnavailable(Exception):
+    """The store cannot do this now, and nothing of it was applied: the disk is full or
+    read-only, another process holds the write lock past the store timeout, the database
+    connection was lost before the transaction could commit, or the store is damaged. Callers
+    answer it as Binance answers a back-end it cannot reach (HTTP 503, -1001) and the client may
+    retry. The original error is the ``__cause__``."""
+
+
+class StoreOutcomeUnknown(StoreUnavailable):
+    """The connection was lost while the transaction was committing: it may or may not have
+    been applied (still answered 503, the meaning Binance gives a 5xx)."""
+
+
+class StoreDamaged(Exception):
+    """The database file fails its integrity check: the service refuses to start on it. The
+    message names the file and the first problems found."""
+
+
+class EntryCounter:
+    """Journal entries by type, for ``/metrics`` without a query per scrape: seeded once from
+    the ledger at start, then counted as entries commit (the store's ``on_commit`` listeners).
+    Written by one thread, read by the event loop (single dict operations)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def seed(self, counts: dict[str, int]) -> None:
+        for entry_type, count in counts.items():
+            self.counts[entry_type] = self.counts.get(entry_type, 0) + count
+
+    def committed(self, entries: list[CommittedEntry]) -> None:
+        counts = self.counts
+        for committed in entries:
+            entry_type = committed.entry.type
+            counts[entry_type] = counts.get(entry_type, 0) + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +138,16 @@ class VerifyReport:
     balances: int = 0
     accounts: int = 0
     assets: int = 0
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # ledger mismatches
+    #: Physical damage: SQLite's integrity_check and foreign_key_check, PostgreSQL's constraint
+    #: checks (and amcheck's index checks where installed). Reported apart from the ledger.
+    damage: list[str] = field(default_factory=list)
+    #: What was or could not be checked, said plainly (e.g. a read-only copy opened immutable).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and not self.damage
 
 
 # -- the negative-balance toolkit (issue 4): settings, interest history, scheduled jobs -----------

@@ -20,6 +20,7 @@ from papi_sandbox.ledger.model import AccountBalances, CommittedEntry, Entry
 from papi_sandbox.progress import NO_PROGRESS, Progress
 from papi_sandbox.store import accounts, jobs, journal
 from papi_sandbox.store.base import (
+    DEFAULT_STORE_TIMEOUT_S,
     AccountInfo,
     AccountSearch,
     ApiKeyRecord,
@@ -27,6 +28,7 @@ from papi_sandbox.store.base import (
     JobBatchResult,
     JobPlanner,
     Planner,
+    StoreUnavailable,
     VerifyReport,
 )
 from papi_sandbox.store.dialect import Db
@@ -47,10 +49,14 @@ def now_ms() -> int:
 class Store(abc.ABC):
     """Everything the service needs from persistence, and nothing about SQL.
 
-    Every method may raise the database's own error (``sqlite3.Error``, ``psycopg.Error``) when
-    storage fails, and RuntimeError when the store is not open. A write is durable when its
-    method returns.
+    Every method raises StoreUnavailable (nothing applied; the caller answers 503 -1001) when
+    storage fails (disk full or read-only, a lock held elsewhere past ``timeout_s``, a lost
+    connection, a damaged file), and RuntimeError when the store is not open. A write is
+    durable when its method returns.
     """
+
+    #: Longest a request waits for the store, in seconds (``serve --store-timeout``).
+    timeout_s = DEFAULT_STORE_TIMEOUT_S
 
     #: Transactions retried after a deadlock or serialization failure (0 where none can occur).
     retries_total = 0
@@ -191,8 +197,36 @@ class Store(abc.ABC):
         return await self.read(journal.journal, account_id, limit, before_tran_id)
 
     async def entry_counts(self) -> dict[str, int]:
-        """Journal entries by type over the whole ledger (for metrics)."""
+        """Journal entries by type over the whole ledger (read once at start for metrics,
+        which then count entries as they commit)."""
         return await self.read(journal.entry_counts)
+
+    async def recent_entries(
+        self, entry_types: tuple[str, ...], since_ms: int
+    ) -> list[tuple[str, int, int]]:
+        """``(type, account_id, time_ms)`` of the entries of these types since ``since_ms``,
+        newest first, at most MAX_RECENT_ENTRIES."""
+        return await self.read(journal.recent_entries, entry_types, since_ms)
+
+    # -- readiness -----------------------------------------------------------------------------
+
+    async def readiness(self, deadline_s: float) -> dict[str, str | None]:
+        """What keeps this store from serving now, by part (None = fine): ``store`` when a
+        one-row write (``meta.readiness_probe_ms``) cannot commit within ``deadline_s`` (disk
+        full or read-only, a lock held elsewhere, the database unreachable). Stores with more
+        parts add them (SQLite: ``writer``)."""
+        try:
+            await asyncio.wait_for(
+                self.write(
+                    accounts.claim_setting, "readiness_probe_ms", str(self._clock_ms()), True
+                ),
+                deadline_s,
+            )
+        except TimeoutError:
+            return {"store": f"cannot commit within {deadline_s:g} s"}
+        except StoreUnavailable as exc:
+            return {"store": f"cannot commit: {exc}"}
+        return {"store": None}
 
     # -- scheduled jobs ------------------------------------------------------------------------
 

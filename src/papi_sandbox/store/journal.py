@@ -24,7 +24,7 @@ from papi_sandbox.ledger.model import (
 )
 from papi_sandbox.progress import NO_PROGRESS, Progress
 from papi_sandbox.store.accounts import lock_account
-from papi_sandbox.store.base import MAX_JOURNAL_PAGE, Planner, VerifyReport
+from papi_sandbox.store.base import MAX_JOURNAL_PAGE, MAX_RECENT_ENTRIES, Planner, VerifyReport
 from papi_sandbox.store.dialect import BalanceKey, Db
 from papi_sandbox.store.replay import LedgerReplay
 
@@ -154,6 +154,21 @@ def read_committed(db: Db, tran_id: int, account_id: int) -> CommittedEntry | No
 
 def entry_counts(db: Db) -> dict[str, int]:
     return {str(t): int(n) for t, n in db.all("SELECT type, COUNT(*) FROM entries GROUP BY type")}
+
+
+def recent_entries(
+    db: Db, entry_types: tuple[str, ...], since_ms: int
+) -> list[tuple[str, int, int]]:
+    """``(type, account_id, time_ms)`` of the entries of these types at or after ``since_ms``,
+    newest first, at most MAX_RECENT_ENTRIES (re-deriving the per-account rolling limits' calls
+    at start, wire/account_limits.py)."""
+    marks = ", ".join("?" * len(entry_types))
+    rows = db.all(
+        f"SELECT type, account_id, time_ms FROM entries WHERE type IN ({marks})"
+        " AND time_ms >= ? ORDER BY tran_id DESC LIMIT ?",
+        (*entry_types, since_ms, MAX_RECENT_ENTRIES),
+    )
+    return [(str(t), int(a), int(ms)) for t, a, ms in rows]
 
 
 def verify(db: Db, progress: Progress = NO_PROGRESS) -> VerifyReport:

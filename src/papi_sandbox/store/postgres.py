@@ -28,7 +28,12 @@ from psycopg_pool import ConnectionPool
 
 from papi_sandbox.progress import NO_PROGRESS, Progress
 from papi_sandbox.store import jobs, journal
-from papi_sandbox.store.base import VerifyReport
+from papi_sandbox.store.base import (
+    DEFAULT_STORE_TIMEOUT_S,
+    StoreOutcomeUnknown,
+    StoreUnavailable,
+    VerifyReport,
+)
 from papi_sandbox.store.contract import Store, now_ms
 from papi_sandbox.store.dialect import (
     ENTRY_CHANNEL,
@@ -51,23 +56,83 @@ DEFAULT_POOL_MAX_CONNECTIONS = 10
 MAX_TX_ATTEMPTS = 5
 #: First retry delay; doubled per attempt, with jitter so colliding transactions drift apart.
 RETRY_BASE_DELAY_S = 0.005
-#: Longest a statement waits for a row lock before it fails (then the request fails, not hangs).
-LOCK_TIMEOUT_MS = 10_000
+# A statement waits for a row lock at most the store timeout (lock_timeout), and a unit of work
+# for a pooled connection as long (PostgresStore.timeout_s, ``serve --store-timeout``, 5 s).
 #: Longest any one statement runs.
 STATEMENT_TIMEOUT_MS = 60_000
 #: A connection left inside a transaction (a stopped process) loses its locks after this.
 IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
-#: Longest wait for a free pooled connection.
-POOL_TIMEOUT_S = 30.0
 #: Seconds before the notification listener reconnects after losing its connection.
 LISTENER_RETRY_S = 1.0
 
 _RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
 
 
-def _session_options() -> str:
+def _unavailable(exc: psycopg.OperationalError, *, committing: bool) -> StoreUnavailable:
+    """A failure of the database as StoreUnavailable (StoreOutcomeUnknown when the connection
+    was lost while COMMIT was on its way)."""
+    if committing:
+        return StoreOutcomeUnknown(f"PostgreSQL: connection lost while committing: {exc}")
+    return StoreUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}")
+
+
+#: Rows that must have a parent, as (what, query counting those without one).
+_ORPHAN_CHECKS = (
+    (
+        "postings without their entry",
+        "SELECT COUNT(*) FROM postings p WHERE NOT EXISTS"
+        " (SELECT 1 FROM entries e WHERE e.tran_id = p.tran_id)",
+    ),
+    (
+        "interest records without their entry",
+        "SELECT COUNT(*) FROM interest_records r WHERE NOT EXISTS"
+        " (SELECT 1 FROM entries e WHERE e.tran_id = r.tran_id)",
+    ),
+    (
+        "API keys without their account",
+        "SELECT COUNT(*) FROM api_keys k WHERE NOT EXISTS"
+        " (SELECT 1 FROM accounts a WHERE a.id = k.account_id)",
+    ),
+)
+
+
+def _physical_checks(conn: psycopg.Connection[Any]) -> tuple[list[str], list[str]]:
+    """PostgreSQL's counterparts of SQLite's integrity and foreign-key checks, read-only: every
+    constraint of the schema validated, no row without its parent, and (where the ``amcheck``
+    extension is installed) every B-tree index's structure. Returns (damage, notes)."""
+    damage: list[str] = []
+    notes: list[str] = []
+    for name, table in conn.execute(
+        "SELECT conname, conrelid::regclass::text FROM pg_constraint"
+        " WHERE connamespace = current_schema()::regnamespace AND NOT convalidated"
+    ).fetchall():
+        damage.append(f"constraint {name} of {table} is not validated")
+    for what, query in _ORPHAN_CHECKS:
+        row = conn.execute(query).fetchone()
+        if row and int(row[0]):
+            damage.append(f"{int(row[0])} {what}")
+    if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'amcheck'").fetchone() is None:
+        notes.append(
+            "amcheck is not installed in this database: index structure not checked"
+            " (CREATE EXTENSION amcheck, as a superuser, to include it)"
+        )
+        return damage, notes
+    for (index,) in conn.execute(
+        "SELECT c.oid::regclass::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+        " JOIN pg_am am ON am.oid = c.relam WHERE am.amname = 'btree'"
+        " AND c.relnamespace = current_schema()::regnamespace ORDER BY 1"
+    ).fetchall():
+        try:
+            with conn.transaction():  # a savepoint: one failed check does not end the others
+                conn.execute("SELECT bt_index_check(%s::regclass)", (index,))
+        except psycopg.Error as exc:
+            damage.append(f"index {index}: {exc}")
+    return damage, notes
+
+
+def _session_options(timeout_s: float = DEFAULT_STORE_TIMEOUT_S) -> str:
     return (
-        f"-c lock_timeout={LOCK_TIMEOUT_MS} -c statement_timeout={STATEMENT_TIMEOUT_MS}"
+        f"-c lock_timeout={round(timeout_s * 1000)} -c statement_timeout={STATEMENT_TIMEOUT_MS}"
         f" -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}"
     )
 
@@ -86,9 +151,12 @@ class PostgresStore(Store):
         *,
         pool_max_connections: int = DEFAULT_POOL_MAX_CONNECTIONS,
         clock_ms: Callable[[], int] = now_ms,
+        timeout_s: float = DEFAULT_STORE_TIMEOUT_S,
     ) -> None:
         super().__init__(clock_ms)
         self.url = url
+        #: Longest wait for a pooled connection, and for a row lock (lock_timeout), in seconds.
+        self.timeout_s = timeout_s
         self._pool_max = pool_max_connections
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
         self._threads: ThreadPoolExecutor | None = None
@@ -107,8 +175,8 @@ class PostgresStore(Store):
             self.url,
             min_size=1,
             max_size=self._pool_max,
-            timeout=POOL_TIMEOUT_S,
-            kwargs={"autocommit": True, "options": _session_options()},
+            timeout=self.timeout_s,
+            kwargs={"autocommit": True, "options": _session_options(self.timeout_s)},
             open=False,
         )
         await asyncio.to_thread(pool.open, True)
@@ -143,9 +211,13 @@ class PostgresStore(Store):
         with psycopg.connect(self.url, autocommit=True) as conn:
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             try:
-                return journal.verify(Db(conn, POSTGRES), progress)
+                report = journal.verify(Db(conn, POSTGRES), progress)
+                damage, notes = _physical_checks(conn)
             finally:
                 conn.execute("ROLLBACK")
+        report.damage.extend(damage)
+        report.notes.extend(notes)
+        return report
 
     # -- units of work -------------------------------------------------------------------------
 
@@ -153,8 +225,20 @@ class PostgresStore(Store):
         self, unit: Callable[Concatenate[Db, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         def run() -> T:
-            with self._require_pool().connection() as conn:
-                return unit(Db(conn, POSTGRES), *args, **kwargs)
+            # A read on a connection the database dropped is made once more on a fresh one
+            # (reads change nothing); failures of the database are StoreUnavailable.
+            pool = self._require_pool()
+            for attempt in (1, 2):
+                used: psycopg.Connection[Any] | None = None
+                try:
+                    with pool.connection() as conn:
+                        used = conn
+                        return unit(Db(conn, POSTGRES), *args, **kwargs)
+                except psycopg.OperationalError as exc:
+                    if attempt == 2 or used is None or not used.broken:
+                        raise _unavailable(exc, committing=False) from exc
+                    pool.check()
+            raise AssertionError("unreachable")
 
         return await self._run(run)
 
@@ -173,19 +257,37 @@ class PostgresStore(Store):
     def _transaction(
         self, unit: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> T:
-        """``unit`` in one transaction, retrying deadlocks and serialization failures."""
+        """``unit`` in one transaction. Deadlocks and serialization failures are retried, and so
+        is a connection lost before COMMIT was sent (the transaction cannot have committed:
+        PostgreSQL rolls back what a dead session left open), on a fresh connection, within the
+        same MAX_TX_ATTEMPTS. Any other failure of the database (a connection lost during
+        COMMIT, a lock or pooled connection not obtained within the store timeout, a full disk)
+        is StoreUnavailable."""
         pool = self._require_pool()
         for attempt in range(1, MAX_TX_ATTEMPTS + 1):
+            used: psycopg.Connection[Any] | None = None
+            committing = False
             try:
-                with pool.connection() as conn, conn.transaction():
-                    return unit(Db(conn, POSTGRES), *args, **kwargs)
+                with pool.connection() as conn:
+                    used = conn
+                    with conn.transaction():
+                        result = unit(Db(conn, POSTGRES), *args, **kwargs)
+                        committing = True  # leaving the block sends COMMIT
+                return result
             except _RETRYABLE as exc:
                 if attempt == MAX_TX_ATTEMPTS:
-                    raise
-                self.retries_total += 1
-                delay = RETRY_BASE_DELAY_S * 2 ** (attempt - 1) * (0.5 + random.random())
-                log.info("retrying transaction (%s), attempt %d", type(exc).__name__, attempt)
-                time.sleep(delay)
+                    raise StoreUnavailable(f"PostgreSQL: {exc}") from exc
+                reason = type(exc).__name__
+            except psycopg.OperationalError as exc:
+                lost = used is not None and used.broken
+                if not lost or committing or attempt == MAX_TX_ATTEMPTS:
+                    raise _unavailable(exc, committing=lost and committing) from exc
+                pool.check()  # drop every other pooled connection the database lost
+                reason = "connection lost before COMMIT"
+            self.retries_total += 1
+            delay = RETRY_BASE_DELAY_S * 2 ** (attempt - 1) * (0.5 + random.random())
+            log.info("retrying transaction (%s), attempt %d", reason, attempt)
+            time.sleep(delay)
         raise AssertionError("unreachable")
 
     def _require_pool(self) -> ConnectionPool[psycopg.Connection[Any]]:

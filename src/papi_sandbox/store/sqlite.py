@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import queue
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from papi_sandbox import money
+from papi_sandbox.files import make_private_dir, make_private_file
 from papi_sandbox.ledger.model import (
     AccountBalances,
     Entry,
@@ -35,7 +38,13 @@ from papi_sandbox.ledger.model import (
 )
 from papi_sandbox.progress import NO_PROGRESS, Progress
 from papi_sandbox.store import journal
-from papi_sandbox.store.base import Planner, VerifyReport
+from papi_sandbox.store.base import (
+    DEFAULT_STORE_TIMEOUT_S,
+    Planner,
+    StoreDamaged,
+    StoreUnavailable,
+    VerifyReport,
+)
 from papi_sandbox.store.contract import Store, now_ms
 from papi_sandbox.store.dialect import SQLITE, UPSERT_BALANCE, Db
 from papi_sandbox.store.readpool import ReadPool, answer, take_batch
@@ -69,10 +78,15 @@ def path_from_url(url: str) -> Path:
 
 
 def connect(
-    path: Path, *, readonly: bool = False, durability: str = DEFAULT_DURABILITY
+    path: Path,
+    *,
+    readonly: bool = False,
+    durability: str = DEFAULT_DURABILITY,
+    timeout_s: float = DEFAULT_STORE_TIMEOUT_S,
 ) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions are explicit), WAL, foreign keys on."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    """A connection in autocommit mode (transactions are explicit), WAL, foreign keys on; a
+    statement waits at most ``timeout_s`` for a lock another process holds (busy timeout)."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=timeout_s)
     conn.execute("PRAGMA journal_mode=WAL")
     # FULL: a COMMIT returns only after the WAL is fsynced, so acknowledged means on disk.
     conn.execute(f"PRAGMA synchronous={DURABILITY_MODES[durability]}")
@@ -83,12 +97,95 @@ def connect(
 
 
 def upgrade(path: Path, progress: Progress = NO_PROGRESS) -> tuple[int, int]:
-    """Apply pending migrations to the file at ``path`` (created if missing); (before, after).
-    ``progress``: one stage per pending migration."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Apply pending migrations to the file at ``path`` (created if missing, 0600 in a folder
+    created 0700); (before, after). ``progress``: one stage per pending migration."""
+    make_private_dir(path.parent)
+    make_private_file(path)
     conn = connect(path)
     try:
         return migrate(conn, SQLITE, progress)
+    finally:
+        conn.close()
+
+
+def is_storage_failure(exc: BaseException) -> bool:
+    """An error of the storage rather than of our SQL: locked, busy, disk full or read-only,
+    I/O error, cannot open, damaged file (``OperationalError`` and plain ``DatabaseError``).
+    Constraint violations and misuse (``IntegrityError``, ``ProgrammingError``...) are bugs."""
+    return isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError
+
+
+def _unavailable(path: Path, exc: sqlite3.Error) -> BaseException:
+    if is_storage_failure(exc):
+        return StoreUnavailable(f"{path}: {exc}")
+    return exc
+
+
+#: Most problems one integrity check reports.
+MAX_INTEGRITY_PROBLEMS = 100
+
+
+def integrity_problems(conn: sqlite3.Connection, *, quick: bool) -> list[str]:
+    """SQLite's own checks of the file: ``PRAGMA integrity_check`` (``quick_check`` with
+    ``quick``: the page and b-tree structure without matching indexes to tables, O(size) but
+    several times faster) and ``PRAGMA foreign_key_check``. Empty when the file is sound."""
+    pragma = "quick_check" if quick else "integrity_check"
+    try:
+        rows = conn.execute(f"PRAGMA {pragma}({MAX_INTEGRITY_PROBLEMS})").fetchall()
+        problems = [f"{pragma}: {r[0]}" for r in rows if r[0] != "ok"]
+        if not quick:
+            for table, rowid, parent, _ in conn.execute("PRAGMA foreign_key_check").fetchall()[
+                :MAX_INTEGRITY_PROBLEMS
+            ]:
+                problems.append(f"foreign_key_check: {table} row {rowid} has no {parent} row")
+    except sqlite3.DatabaseError as exc:
+        problems = [f"{pragma}: {exc}"]
+    return problems
+
+
+def open_read_only(path: Path) -> tuple[sqlite3.Connection, list[str]]:
+    """A connection that never writes (no WAL switch, no -shm created where it can be
+    avoided): for ``verify``, so that it works on a read-only copy. Refuses a missing file. A
+    copy SQLite cannot open read-only in WAL mode (its folder is read-only and it has no -shm)
+    is opened as immutable; then a -wal file next to it is not read, which the notes say."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(path)
+    target = urllib.parse.quote(str(path.resolve()))
+    conn = sqlite3.connect(f"file:{target}?mode=ro", uri=True, isolation_level=None)
+    try:
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return conn, []
+    except sqlite3.OperationalError:
+        conn.close()
+    conn = sqlite3.connect(f"file:{target}?mode=ro&immutable=1", uri=True, isolation_level=None)
+    notes = [f"{path}: opened as immutable (read-only place, no -shm file)"]
+    wal = Path(f"{path}-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        notes.append(
+            f"{wal} was not read: changes still in it are not in this check; copy the database"
+            " with `sqlite3 ... .backup` or after a clean stop to include them"
+        )
+    return conn, notes
+
+
+def check_before_start(path: Path, *, durability: str = DEFAULT_DURABILITY) -> None:
+    """What ``serve`` checks before it listens: the file can be created or opened for writing
+    and migrated, and passes ``PRAGMA quick_check``. Raises StoreDamaged (a damaged file),
+    sqlite3.Error or OSError (e.g. a read-only file system), each naming the path."""
+    make_private_dir(path.parent)
+    make_private_file(path)
+    conn = connect(path, durability=durability)
+    try:
+        damage = integrity_problems(conn, quick=True)
+        if damage:
+            raise StoreDamaged(
+                f"{path} is damaged ({'; '.join(damage[:3])}); refusing to serve it. Run"
+                f" `papi-sandbox verify --db sqlite:///{path}` for the full report, and restore"
+                " a backup (docs/operations.md)"
+            )
+        migrate(conn, SQLITE)
+        conn.execute("BEGIN IMMEDIATE")  # the write lock can be taken (not read-only)
+        conn.execute("ROLLBACK")
     finally:
         conn.close()
 
@@ -110,6 +207,8 @@ class _Op:
     #: For ``transact``: what it does as data, so that a run of them is written together
     #: (``_TransactRun``); ``fn`` does the same alone (the savepoint pass uses it).
     change: _Change | None = None
+    #: time.monotonic() past which the writer refuses the op unapplied (the store timeout).
+    deadline: float = math.inf
 
 
 @dataclass(slots=True)
@@ -129,12 +228,17 @@ class SQLiteStore(Store):
         *,
         clock_ms: Callable[[], int] = now_ms,
         durability: str = DEFAULT_DURABILITY,
+        timeout_s: float = DEFAULT_STORE_TIMEOUT_S,
     ) -> None:
         if durability not in DURABILITY_MODES:
             raise ValueError(f"durability must be one of {', '.join(DURABILITY_MODES)}")
         super().__init__(clock_ms)
         self.path = path
         self.durability = durability
+        #: Longest a write waits for the writer and for another process's lock (seconds).
+        self.timeout_s = timeout_s
+        self._batch_started = 0.0  # writer thread: time.monotonic() of the running batch, or 0
+        self._busy_ms = round(timeout_s * 1000)  # writer thread: the connection's busy timeout
         self._queue: queue.Queue[_Op | None] = queue.Queue(MAX_QUEUED_OPS)
         self._writer: threading.Thread | None = None
         self._readers: ReadPool | None = None
@@ -148,8 +252,9 @@ class SQLiteStore(Store):
     # -- lifecycle ---------------------------------------------------------------------------
 
     def open_sync(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = connect(self.path, durability=self.durability)
+        make_private_dir(self.path.parent)
+        make_private_file(self.path)  # before SQLite creates it 0644 (its -wal/-shm follow)
+        conn = connect(self.path, durability=self.durability, timeout_s=self.timeout_s)
         migrate(conn, SQLITE)
         self._writer = threading.Thread(
             target=self._writer_loop, args=(conn,), name="papi-sqlite-writer", daemon=True
@@ -157,7 +262,7 @@ class SQLiteStore(Store):
         self._writer.start()
         self._readers = ReadPool(
             READER_THREADS,
-            lambda: Db(connect(self.path, readonly=True), SQLITE),
+            lambda: Db(connect(self.path, readonly=True, timeout_s=self.timeout_s), SQLITE),
             name="papi-sqlite-read",
         )
         self._watch = connect(self.path, readonly=True)
@@ -182,13 +287,22 @@ class SQLiteStore(Store):
         return self.path.exists()
 
     def verify_sync(self, progress: Progress = NO_PROGRESS) -> VerifyReport:
-        if not os.path.exists(self.path):
-            raise FileNotFoundError(self.path)
-        conn = connect(self.path, readonly=True)
+        """The file's own integrity checks (physical damage, ``report.damage``) and the ledger
+        replay (``report.problems``), on a connection that never writes (a read-only copy
+        works)."""
+        conn, notes = open_read_only(self.path)
         try:
-            return verify_connection(conn, progress)
+            damage = integrity_problems(conn, quick=False)
+            try:
+                report = verify_connection(conn, progress)
+            except sqlite3.DatabaseError as exc:  # too damaged to replay
+                report = VerifyReport()
+                damage.append(f"the ledger cannot be read: {exc}")
         finally:
             conn.close()
+        report.damage[:0] = damage
+        report.notes.extend(notes)
+        return report
 
     # -- the writer --------------------------------------------------------------------------
 
@@ -196,12 +310,36 @@ class SQLiteStore(Store):
         try:
             while True:
                 batch, stop = take_batch(self._queue, MAX_BATCH_OPS)
+                batch = self._refuse_expired(conn, batch)
                 if batch:
-                    self._commit_batch(conn, batch)
+                    self._batch_started = time.monotonic()
+                    try:
+                        self._commit_batch(conn, batch)
+                    finally:
+                        self._batch_started = 0.0
                 if stop:
                     return
         finally:
             conn.close()
+
+    def _refuse_expired(self, conn: sqlite3.Connection, batch: list[_Op]) -> list[_Op]:
+        """Refuse, unapplied, the ops that waited past their deadline (a lock held elsewhere, a
+        slow disk), and bound the busy wait of the batch's BEGIN by the earliest deadline left,
+        so that no caller waits much longer than the store timeout."""
+        now = time.monotonic()
+        live = [op for op in batch if op.deadline > now]
+        if len(live) < len(batch):
+            error = StoreUnavailable(
+                f"{self.path}: waited more than {self.timeout_s:g} s for the store"
+            )
+            answer([(op.loop, (op.future, None, error)) for op in batch if op.deadline <= now])
+        if live:
+            left_ms = max(1, round((min(op.deadline for op in live) - now) * 1000))
+            busy_ms = min(left_ms, round(self.timeout_s * 1000))
+            if abs(busy_ms - self._busy_ms) > 100:  # a pragma only when the wait must change
+                conn.execute(f"PRAGMA busy_timeout={busy_ms}")
+                self._busy_ms = busy_ms
+        return live
 
     def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
         # First without a savepoint per operation (two statements fewer each); an operation that
@@ -266,13 +404,16 @@ class SQLiteStore(Store):
         if self._writer is None:
             raise RuntimeError("store is not open")
         loop = asyncio.get_running_loop()
-        op = _Op(fn, loop, loop.create_future(), change)
+        op = _Op(fn, loop, loop.create_future(), change, time.monotonic() + self.timeout_s)
         try:
             self._queue.put_nowait(op)
         except queue.Full:
             await asyncio.to_thread(self._queue.put, op)
         # shield: a client that disconnects must not cancel a change already queued
-        result: T = await asyncio.shield(op.future)
+        try:
+            result: T = await asyncio.shield(op.future)
+        except sqlite3.Error as exc:
+            raise _unavailable(self.path, exc) from exc
         return result
 
     async def write(
@@ -285,7 +426,24 @@ class SQLiteStore(Store):
     ) -> T:
         if self._readers is None:
             raise RuntimeError("store is not open")
-        return await self._readers.run(lambda db: unit(db, *args, **kwargs))
+        try:
+            return await self._readers.run(lambda db: unit(db, *args, **kwargs))
+        except sqlite3.Error as exc:
+            raise _unavailable(self.path, exc) from exc
+
+    async def readiness(self, deadline_s: float) -> dict[str, str | None]:
+        """The store's probe, and ``writer``: the writer thread is gone, or one batch has run
+        longer than ``deadline_s``."""
+        checks: dict[str, str | None] = {"writer": None}
+        started = self._batch_started
+        if self._writer is None or not self._writer.is_alive():
+            checks["writer"] = "the writer thread is not running"
+        elif started and time.monotonic() - started > deadline_s:
+            checks["writer"] = f"stalled: one batch has run for {time.monotonic() - started:.1f} s"
+        probe = await super().readiness(deadline_s)
+        if probe.get("store"):
+            probe["store"] = f"{self.path}: {probe['store']}"
+        return {**probe, **checks}
 
     # -- balances: the hot read, cached --------------------------------------------------------
 
@@ -343,6 +501,8 @@ def _run_one(db: Db, op: _Op, *, savepoints: bool) -> Outcome | None:
         result = op.fn(db)
     except Exception as exc:
         del db.committed[announced:]  # its entries were not written
+        if not conn.in_transaction:  # SQLite ended it (disk full, I/O error): the batch fails
+            raise
         if savepoints:  # the op is refused alone; its batch goes on
             conn.execute("ROLLBACK TO op")
             conn.execute("RELEASE op")

@@ -44,7 +44,7 @@ from papi_sandbox.admin.markets import (
     parse_price_change,
     positions_object,
 )
-from papi_sandbox.api.http import read_body
+from papi_sandbox.api.http import client_ip, read_body
 from papi_sandbox.jobs.runner import Job
 from papi_sandbox.ledger import rules
 from papi_sandbox.ledger.account import UNI_MMR_WITHOUT_MARGIN, AccountSummary
@@ -260,11 +260,39 @@ def ui_routes(state: AppState) -> list[BaseRoute]:
             message=message,
         )
 
+    def throttled(request: Request) -> Response | None:
+        """The answer for an IP past its failed operator authentications of this minute (the
+        throttle the operator API shares, docs/security.md), else None."""
+        retry_after_s = state.admin_auth.refuse(client_ip(request))
+        if retry_after_s is None:
+            return None
+        answer = render(
+            request,
+            "login.html",
+            429,
+            purpose=session.LOGIN,
+            error="Too many failed operator authentications from this address; try again in"
+            f" {retry_after_s} s.",
+        )
+        answer.headers["Retry-After"] = str(retry_after_s)
+        return answer
+
+    def signed_in(request: Request) -> bool:
+        """The session cookie holds the token; a wrong one counts as a failed authentication."""
+        if session.logged_in(request, state.admin_token):
+            return True
+        if request.cookies.get(session.SESSION_COOKIE):
+            state.admin_auth.fail(client_ip(request))
+        return False
+
     def page(handler: Handler) -> Handler:
         """A page or fragment read: logged-in sessions only (others go to the login form)."""
 
         async def endpoint(request: Request) -> Response:
-            if not session.logged_in(request, state.admin_token):
+            refusal = throttled(request)
+            if refusal is not None:
+                return refusal
+            if not signed_in(request):
                 if request.headers.get("x-papi-ui-fragment"):
                     return Response(status_code=401, headers=PAGE_HEADERS)
                 return RedirectResponse("/ui/login", 303, headers=PAGE_HEADERS)
@@ -276,7 +304,10 @@ def ui_routes(state: AppState) -> list[BaseRoute]:
         """A state-changing form post: a session, a valid CSRF token, a well-formed form."""
 
         async def endpoint(request: Request) -> Response:
-            if not session.logged_in(request, state.admin_token):
+            refusal = throttled(request)
+            if refusal is not None:
+                return refusal
+            if not signed_in(request):
                 return refused(request, 401, "Log in first.")
             try:
                 form = session.parse_form(await read_body(request, session.MAX_FORM_BYTES))
@@ -315,8 +346,12 @@ def ui_routes(state: AppState) -> list[BaseRoute]:
                 purpose=session.LOGIN,
                 error="The login form expired or came from another page; try again.",
             )
+        refusal = throttled(request)
+        if refusal is not None:
+            return refusal
         if not token_matches(state, form.get("token", "")):
             # Counted like every failed operator authentication; the token is never logged.
+            state.admin_auth.fail(client_ip(request))
             log.warning("dashboard login refused (wrong operator token)")
             return render(
                 request, "login.html", 401, purpose=session.LOGIN, error="Wrong operator token."

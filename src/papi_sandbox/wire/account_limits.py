@@ -3,11 +3,19 @@ BNB transfer 10 calls per rolling 10 minutes, fund auto-collection 500 per rolli
 
 A refused call answers HTTP 429 with code -1003 (TOO_MANY_REQUESTS, Binance's code for every
 request-rate refusal) and a ``Retry-After`` header: the seconds until the oldest counted call
-leaves the window. A refused call is not counted and changes nothing; an admitted call counts
-whatever its outcome, as on Binance, where the limit is on calls, not on successes.
+leaves the window. A refused call is not counted and changes nothing (it still spends its IP
+weight, like every request the limits let through); an admitted call counts whatever its
+outcome, as on Binance, where the limit is on calls, not on successes.
 
-The counters live in this process (like :class:`~papi_sandbox.wire.limits.WeightLimiter`); several
-processes behind one address would need a shared store for them.
+Where the counts live (docs/security.md, "Limits that hold across processes and restarts"):
+- With ``--limits redis://...`` they are kept in Redis, decided by the same Lua script and in the
+  same round trip as the IP weight (wire/limits_redis.py), so every process sees one count and a
+  restart forgets nothing.
+- Without Redis they live in this process (:class:`AccountLimiter`, decided in the same
+  synchronous step as the in-process IP weight) and are re-derived from the journal at start
+  (:func:`calls_from_journal`): every admitted call that moved money left an entry, so a restart
+  does not reset an account's window. Calls that moved nothing (a transfer refused for balance,
+  a collection with nothing to collect) are not in the journal and are forgotten by a restart.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from papi_sandbox.wire import errors
@@ -50,29 +58,86 @@ def account_limit_exceeded(limit: RollingLimit, retry_after_s: int) -> ApiError:
     )
 
 
-class AccountLimiter:
-    def __init__(self, clock_s: Callable[[], float] = time.monotonic) -> None:
-        self._clock_s = clock_s
-        self._calls: dict[tuple[str, int], deque[float]] = {}
+@dataclass(frozen=True, slots=True)
+class AccountCall:
+    """One call of ``account_id`` counted against ``limit``."""
 
-    def admit(self, limit: RollingLimit, account_id: int) -> None:
-        """Count one call, or raise the 429 without counting it."""
-        now = self._clock_s()
-        key = (limit.name, account_id)
+    limit: RollingLimit
+    account_id: int
+
+
+#: Journal entry types each admitted call of a limit leaves when it moves money.
+LIMIT_OF_ENTRY_TYPE = {
+    "BNB_TRANSFER": BNB_TRANSFER_LIMIT,
+    "AUTO_COLLECTION": AUTO_COLLECTION_LIMIT,
+}
+#: The longest window among the published limits (ms): older calls can refuse nothing.
+LONGEST_WINDOW_MS = max(limit.window_s for limit in LIMIT_OF_ENTRY_TYPE.values()) * 1000
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def calls_from_journal(rows: Iterable[tuple[str, int, int]]) -> list[tuple[AccountCall, int]]:
+    """``(entry type, account id, time ms)`` rows of the journal as counted calls."""
+    return [
+        (AccountCall(LIMIT_OF_ENTRY_TYPE[entry_type], account_id), time_ms)
+        for entry_type, account_id, time_ms in rows
+        if entry_type in LIMIT_OF_ENTRY_TYPE
+    ]
+
+
+class AccountLimiter:
+    """The in-process counts: per (limit, account), the times (ms, wall clock, so that calls
+    re-derived from the journal line up) of the calls in the window. Event loop only."""
+
+    def __init__(self, clock_ms: Callable[[], int] = _now_ms) -> None:
+        self._clock_ms = clock_ms
+        self._calls: dict[tuple[str, int], deque[int]] = {}
+
+    def try_admit(self, call: AccountCall) -> int | None:
+        """Count the call and return None, or return the seconds until it could be admitted
+        (nothing counted)."""
+        limit = call.limit
+        now = self._clock_ms()
+        key = (limit.name, call.account_id)
         calls = self._calls.get(key)
         if calls is None:
             if len(self._calls) >= MAX_TRACKED_COUNTERS:
                 self._drop_idle(now)
             calls = self._calls[key] = deque(maxlen=limit.calls)
-        while calls and calls[0] <= now - limit.window_s:
+        window_ms = limit.window_s * 1000
+        while calls and calls[0] <= now - window_ms:
             calls.popleft()
         if len(calls) >= limit.calls:
-            retry_after_s = max(1, math.ceil(calls[0] + limit.window_s - now))
-            raise account_limit_exceeded(limit, retry_after_s)
+            return max(1, math.ceil((calls[0] + window_ms - now) / 1000))
         calls.append(now)
+        return None
 
-    def _drop_idle(self, now: float) -> None:
-        # The longest window among the published limits: older counters can refuse nothing.
-        horizon = now - max(BNB_TRANSFER_LIMIT.window_s, AUTO_COLLECTION_LIMIT.window_s)
+    def admit(self, limit: RollingLimit, account_id: int) -> None:
+        """Count one call, or raise the 429 without counting it."""
+        retry_after_s = self.try_admit(AccountCall(limit, account_id))
+        if retry_after_s is not None:
+            raise account_limit_exceeded(limit, retry_after_s)
+
+    def seed(self, calls: Iterable[tuple[AccountCall, int]]) -> int:
+        """Count calls made before this process started (``(call, time ms)``, any order);
+        returns how many still fall in their window."""
+        now = self._clock_ms()
+        kept = 0
+        for call, time_ms in sorted(calls, key=lambda item: item[1]):
+            if time_ms <= now - call.limit.window_s * 1000:
+                continue
+            key = (call.limit.name, call.account_id)
+            queue = self._calls.get(key)
+            if queue is None:
+                queue = self._calls[key] = deque(maxlen=call.limit.calls)
+            queue.append(time_ms)
+            kept += 1
+        return kept
+
+    def _drop_idle(self, now: int) -> None:
+        horizon = now - LONGEST_WINDOW_MS
         for key in [k for k, calls in self._calls.items() if not calls or calls[-1] <= horizon]:
             del self._calls[key]

@@ -40,6 +40,12 @@ def unknown(msg: str = "An unknown error occurred while processing the request."
     return ApiError(500, -1000, msg)
 
 
+def disconnected() -> ApiError:
+    """Binance's -1001 DISCONNECTED: the back-end could not be reached, nothing was done; the
+    client may retry (HTTP 503). Answered when the store or the shared limiter is unavailable."""
+    return ApiError(503, -1001, "Internal error; unable to process your request. Please try again.")
+
+
 def not_found(path: str) -> ApiError:
     return ApiError(404, -1000, f"Unknown path '{path}'.")
 
@@ -324,3 +330,18 @@ def refusal(exc: LedgerError, *, explain: bool = False) -> ApiError:
                 return ApiError(status, code, msg.format(exc))
             return ApiError(status, code, f"{msg[:-1]}: {exc}." if explain else msg)
     raise AssertionError("LedgerError is in the table")  # pragma: no cover
+
+
+def unknown_market(symbol: str) -> ApiError:
+    """An operator path naming a symbol the market does not have."""
+    return ApiError(404, -1121, f"Unknown symbol '{symbol[:32]}'.")
+
+
+def order_reference_missing() -> ApiError:
+    return ApiError(
+        400, -1102, "Param 'orderId' or 'origClientOrderId' must be sent, but both were empty/null!"
+    )
+
+
+def bad_parameter_combination() -> ApiError:
+    return ApiError(400, -1128, "Combination of optional parameters invalid.")

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from papi_sandbox.wire.account_limits import AccountCall, AccountLimiter
+
 #: PAPI's published IP weight limit per minute.
 DEFAULT_WEIGHT_LIMIT_PER_MINUTE = 6000
 #: Most distinct IPs tracked in one minute; past it the table is cleared (and the oldest minute's
@@ -52,6 +54,9 @@ class WeightDecision:
     used: int  # weight used by this IP this minute, after this request if allowed
     retry_after_s: int  # seconds until the minute ends (meaningful when refused)
     banned_until_ms: int | None = None  # set when refused because the IP is banned (418)
+    #: Set when the IP weight allowed the request but the account's rolling limit refused it:
+    #: seconds until the account's oldest counted call leaves the window.
+    account_retry_after_s: int | None = None
 
 
 class Limiter(Protocol):
@@ -59,7 +64,12 @@ class Limiter(Protocol):
 
     limit_per_minute: int
 
-    async def spend(self, ip: str, weight: int) -> WeightDecision: ...
+    async def spend(
+        self, ip: str, weight: int, account: AccountCall | None = None
+    ) -> WeightDecision:
+        """Spend ``weight`` for ``ip`` and, when the weight allows it and ``account`` is given,
+        count the account's call against its rolling limit, in one atomic step."""
+        ...
 
 
 def _now_ms() -> int:
@@ -86,6 +96,8 @@ class WeightLimiter:
         self._refused: dict[str, int] = {}  # 429s this minute
         # ip -> (banned until ms, start times of the bans earned within BAN_MEMORY_MS)
         self._bans: dict[str, tuple[int, tuple[int, ...]]] = {}
+        #: Per-account rolling limits, decided in the same step as the weight.
+        self.accounts = AccountLimiter()
 
     def _roll(self, now_ms: int) -> int:
         minute = now_ms // 60_000
@@ -95,10 +107,12 @@ class WeightLimiter:
             self._refused = {}
         return minute
 
-    async def spend(self, ip: str, weight: int) -> WeightDecision:
-        return self.spend_now(ip, weight)
+    async def spend(
+        self, ip: str, weight: int, account: AccountCall | None = None
+    ) -> WeightDecision:
+        return self.spend_now(ip, weight, account)
 
-    def spend_now(self, ip: str, weight: int) -> WeightDecision:
+    def spend_now(self, ip: str, weight: int, account: AccountCall | None = None) -> WeightDecision:
         now = self._clock_ms()
         minute = self._roll(now)
         used = self._used.get(ip, 0)
@@ -114,6 +128,10 @@ class WeightLimiter:
             return WeightDecision(False, used, retry_after_s)
         used += weight
         self._used[ip] = used
+        if account is not None:
+            refused_s = self.accounts.try_admit(account)
+            if refused_s is not None:
+                return WeightDecision(True, used, retry_after_s, None, refused_s)
         return WeightDecision(True, used, retry_after_s)
 
     def _ban(self, ip: str, now: int) -> None:
@@ -143,3 +161,44 @@ class WeightLimiter:
     def used(self, ip: str) -> int:
         self._roll(self._clock_ms())
         return self._used.get(ip, 0)
+
+
+#: Most client IPs with failures counted in one minute; past it the minute's table is reset.
+MAX_TRACKED_FAILING_IPS = 100_000
+
+
+class FailureThrottle:
+    """Failed attempts per client IP per calendar minute (UTC), e.g. operator authentications:
+    after ``limit`` failures an IP is refused, whatever it sends, until the minute ends
+    (docs/security.md). Counts what it did for the metrics. Event loop only."""
+
+    def __init__(self, limit: int, clock_ms: Callable[[], int] = _now_ms) -> None:
+        self.limit = limit
+        self._clock_ms = clock_ms
+        self._minute = -1
+        self._failures: dict[str, int] = {}
+        #: Failed attempts counted, and attempts refused because the IP had too many.
+        self.failures_total = 0
+        self.refused_total = 0
+
+    def _roll(self) -> tuple[int, int]:
+        now = self._clock_ms()
+        minute = now // 60_000
+        if minute != self._minute or len(self._failures) >= MAX_TRACKED_FAILING_IPS:
+            self._minute = minute
+            self._failures = {}
+        return now, minute
+
+    def refuse(self, ip: str) -> int | None:
+        """Seconds until ``ip`` may try again (the attempt is counted as refused), or None."""
+        now, minute = self._roll()
+        if self._failures.get(ip, 0) < self.limit:
+            return None
+        self.refused_total += 1
+        return _ceil_s((minute + 1) * 60_000 - now)
+
+    def fail(self, ip: str) -> None:
+        """Count one failed attempt of ``ip``."""
+        self._roll()
+        self._failures[ip] = self._failures.get(ip, 0) + 1
+        self.failures_total += 1

@@ -24,6 +24,7 @@ per :data:`UNAVAILABLE_LOG_INTERVAL_S`, with the count).
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Callable
 
@@ -33,6 +34,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from papi_sandbox.wire import errors
+from papi_sandbox.wire.account_limits import AccountCall
 from papi_sandbox.wire.errors import ApiError
 from papi_sandbox.wire.limits import (
     BAN_BASE_MS,
@@ -58,10 +60,13 @@ REDIS_MAX_CONNECTIONS = 64
 #: At most one log line per this many seconds while Redis is unreachable.
 UNAVAILABLE_LOG_INTERVAL_S = 10.0
 
-# KEYS: 1 weight used this minute, 2 refusals this minute, 3 banned-until, 4 ban history (zset).
+# KEYS: 1 weight used this minute, 2 refusals this minute, 3 banned-until, 4 ban history (zset),
+#       5 (optional) the account's calls of one rolling limit (zset of call times).
 # ARGV: weight, limit (0 = off), now_ms, minute key ttl, max refusals, ban base, growth, ban max,
-#       ban history window.
-# Returns {allowed 0/1, used, banned_until_ms or 0}.
+#       ban history window, and with KEYS[5]: the limit's calls, its window (ms), a unique member.
+# Returns {allowed 0/1, used, banned_until_ms or 0, account refused until ms or 0}: the IP weight
+# first; only when it allows the request is the account's call counted (or refused: the weight is
+# still spent, the call is not counted).
 _SPEND_LUA = """
 local weight = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
@@ -70,7 +75,7 @@ local minute_ttl = tonumber(ARGV[4])
 local used = tonumber(redis.call('GET', KEYS[1]) or '0')
 local banned_until = tonumber(redis.call('GET', KEYS[3]) or '0')
 if banned_until > now then
-  return {0, used, banned_until}
+  return {0, used, banned_until, 0}
 end
 if limit > 0 and used + weight > limit then
   local refused = redis.call('INCR', KEYS[2])
@@ -88,13 +93,24 @@ if limit > 0 and used + weight > limit then
     banned_until = now + duration
     redis.call('SET', KEYS[3], banned_until, 'PX', duration)
     redis.call('DEL', KEYS[2])
-    return {0, used, 0}
+    return {0, used, 0, 0}
   end
-  return {0, used, 0}
+  return {0, used, 0, 0}
 end
 used = redis.call('INCRBY', KEYS[1], weight)
 if used == weight then redis.call('PEXPIRE', KEYS[1], minute_ttl) end
-return {1, used, 0}
+if KEYS[5] then
+  local calls = tonumber(ARGV[10])
+  local window = tonumber(ARGV[11])
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - window)
+  if redis.call('ZCARD', KEYS[5]) >= calls then
+    local oldest = redis.call('ZRANGE', KEYS[5], 0, 0, 'WITHSCORES')
+    return {1, used, 0, tonumber(oldest[2]) + window}
+  end
+  redis.call('ZADD', KEYS[5], now, ARGV[12])
+  redis.call('PEXPIRE', KEYS[5], window)
+end
+return {1, used, 0, 0}
 """
 
 
@@ -139,13 +155,29 @@ class RedisWeightLimiter:
         base = f"{self.key_prefix}{{{ip}}}"  # hash tag: every key of one IP in one cluster slot
         return [f"{base}:w:{minute}", f"{base}:r:{minute}", f"{base}:ban", f"{base}:bans"]
 
-    async def spend(self, ip: str, weight: int) -> WeightDecision:
+    def account_key(self, account: AccountCall) -> str:
+        """The account's calls of one limit: one key for every process and every client IP.
+        (On Redis Cluster it is in another slot than the IP's keys: use one Redis node.)"""
+        return f"{self.key_prefix}acct:{account.limit.name}:{account.account_id}"
+
+    async def spend(
+        self, ip: str, weight: int, account: AccountCall | None = None
+    ) -> WeightDecision:
         now = self._clock_ms()
         minute = now // 60_000
         retry_after_s = -(-((minute + 1) * 60_000 - now) // 1000)  # ceiling
+        keys = self.keys(ip, minute)
+        extra: list[int | str] = []
+        if account is not None:
+            keys.append(self.account_key(account))
+            extra = [
+                account.limit.calls,
+                account.limit.window_s * 1000,
+                f"{now}-{secrets.token_hex(6)}",  # members are unique: two calls, two members
+            ]
         try:
-            allowed, used, banned_until = await self._script(
-                keys=self.keys(ip, minute),
+            allowed, used, banned_until, account_until = await self._script(
+                keys=keys,
                 args=[
                     weight,
                     self.limit_per_minute,
@@ -156,6 +188,7 @@ class RedisWeightLimiter:
                     BAN_GROWTH_FACTOR,
                     BAN_MAX_MS,
                     BAN_HISTORY_MS,
+                    *extra,
                 ],
             )
         except (RedisError, OSError) as exc:
@@ -164,7 +197,11 @@ class RedisWeightLimiter:
         if banned_until:
             retry_after_s = -(-(int(banned_until) - now) // 1000)
         return WeightDecision(
-            bool(allowed), int(used), retry_after_s, int(banned_until) if banned_until else None
+            bool(allowed),
+            int(used),
+            retry_after_s,
+            int(banned_until) if banned_until else None,
+            max(1, -(-(int(account_until) - now) // 1000)) if account_until else None,
         )
 
     def _note_unavailable(self, exc: BaseException) -> None:
@@ -178,6 +215,10 @@ class RedisWeightLimiter:
                 exc,
                 self.unavailable_total,
             )
+
+    async def ping(self) -> None:
+        """Raises when Redis does not answer within REDIS_TIMEOUT_S (for ``/readyz``)."""
+        await self._redis.ping()
 
     async def aclose(self) -> None:
         await self._redis.aclose()
