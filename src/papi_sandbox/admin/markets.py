@@ -132,8 +132,8 @@ def positions_object(view: UmAccount, market: Market) -> dict[str, Any]:
 
 
 def market_symbol(trading: Trading, symbol: str) -> str:
-    """``symbol`` when the market lists it; raises the unknown-market ApiError otherwise (the operator
-    API and the dashboard)."""
+    """``symbol`` when the market lists it; raises the unknown-market ApiError otherwise (the
+    operator API and the dashboard share it)."""
     if symbol not in trading.market.specs:
         raise errors.unknown_market(symbol)
     return symbol
