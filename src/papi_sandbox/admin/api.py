@@ -115,15 +115,6 @@ def token_matches(state: AppState, given: str) -> bool:
     )
 
 
-def too_many_auth_failures(limit: int, retry_after_s: int) -> ApiError:
-    """429 for an IP past its failed operator authentications of this minute."""
-    return errors.account_rate_limited(
-        f"Too many failed operator authentications from this IP; the limit is {limit} per"
-        " minute. Retry after the minute ends.",
-        retry_after_s,
-    )
-
-
 def _guarded(state: AppState, handler: AdminHandler) -> AdminHandler:
     """Checks the bearer token (constant time) and turns domain errors into Binance errors.
     An IP with too many failed tokens this minute is refused before its token is looked at
@@ -137,7 +128,7 @@ def _guarded(state: AppState, handler: AdminHandler) -> AdminHandler:
         try:
             retry_after_s = throttle.refuse(ip)
             if retry_after_s is not None:
-                raise too_many_auth_failures(throttle.limit, retry_after_s)
+                raise errors.too_many_auth_failures(throttle.limit, retry_after_s)
             if not hmac.compare_digest(given, expected):
                 throttle.fail(ip)
                 raise errors.unauthorized()

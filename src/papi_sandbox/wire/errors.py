@@ -68,6 +68,17 @@ def too_many_requests(limit: int, retry_after_s: int) -> ApiError:
     )
 
 
+def too_many_auth_failures(limit: int, retry_after_s: int) -> ApiError:
+    """429 for an IP past its failed operator authentications of this minute."""
+    return ApiError(
+        429,
+        -1003,
+        f"Too many failed operator authentications from this IP; the limit is {limit} per"
+        " minute. Retry after the minute ends.",
+        {"Retry-After": str(retry_after_s)},
+    )
+
+
 def ip_banned(banned_until_ms: int, retry_after_s: int) -> ApiError:
     return ApiError(
         418,
