@@ -198,6 +198,20 @@ def test_hedge_mode_orders(server: Server) -> None:
     assert close.json()["status"] == "FILLED"
 
 
+def next_funding_slot() -> datetime:
+    """The next of the funding slots (00:00, 08:00, 16:00 UTC) after now."""
+    now = datetime.now(UTC)
+    return min(
+        datetime.combine(now.date() + timedelta(days=d), datetime.min.time(), UTC)
+        + timedelta(hours=h)
+        for d in (0, 1)
+        for h in (0, 8, 16)
+        if datetime.combine(now.date() + timedelta(days=d), datetime.min.time(), UTC)
+        + timedelta(hours=h)
+        > now
+    )
+
+
 def test_funding_is_charged_once_per_slot_and_as_of_may_name_the_next_slot(
     server: Server,
 ) -> None:
@@ -209,16 +223,7 @@ def test_funding_is_charged_once_per_slot_and_as_of_may_name_the_next_slot(
     r = server.admin.request("PUT", "/markets/BTCUSDT/funding-rate", json={"fundingRate": "0.0002"})
     assert r.json()["fundingRate"] == "0.00020000"
     set_mark(server, "50000")
-    now = datetime.now(UTC)
-    next_slot = min(
-        datetime.combine(now.date() + timedelta(days=d), datetime.min.time(), UTC)
-        + timedelta(hours=h)
-        for d in (0, 1)
-        for h in (0, 8, 16)
-        if datetime.combine(now.date() + timedelta(days=d), datetime.min.time(), UTC)
-        + timedelta(hours=h)
-        > now
-    )
+    next_slot = next_funding_slot()
     as_of = next_slot.isoformat().replace("+00:00", "Z")
     first = server.admin.request("POST", "/jobs/funding", json={"asOf": as_of})
     assert first.status_code == 200, first.text
@@ -307,3 +312,29 @@ def test_open_orders_without_symbol_weigh_40(fresh_server: Server) -> None:
     every = signer.request("GET", "/papi/v1/um/openOrders")
     used = int(every.headers["X-MBX-USED-WEIGHT-1M"]) - int(one.headers["X-MBX-USED-WEIGHT-1M"])
     assert used == 40
+
+
+def test_funding_and_fills_keep_every_wallet_within_the_bound(server: Server) -> None:
+    """docs/semantics.md, "Balance bounds": a funding fee or a fill that would push the UM wallet
+    past 10^15 is refused before writing; the funding job skips that account, unmarked."""
+    set_mark(server, "60000")
+    account, signer = trader(server)
+    assert order(signer).status_code == 200  # long 0.010 BTCUSDT; UM USDT -0.30 commission
+    server.adjust(account.account_id, "UM", "USDT", "-999999999999999.69", "REALIZED_PNL")
+    journal_before = len(server.journal(account.account_id))
+    # Closing the long needs no margin; its 0.30 commission would take UM to -10^15 - 0.29.
+    refused = order(signer, side="SELL", reduceOnly="true")
+    assert refused.status_code == 400, refused.text
+    assert "past the bound" in refused.json()["msg"]
+    server.admin.request("PUT", "/markets/BTCUSDT/funding-rate", json={"fundingRate": "0.0002"})
+    try:
+        as_of = next_funding_slot().isoformat().replace("+00:00", "Z")
+        run = server.admin.request("POST", "/jobs/funding", json={"asOf": as_of})
+        assert run.status_code == 200, run.text
+    finally:
+        server.admin.request("PUT", "/markets/BTCUSDT/funding-rate", json={"fundingRate": "0.0001"})
+    assert len(server.journal(account.account_id)) == journal_before
+    fees = signer.request("GET", "/papi/v1/um/income", {"incomeType": "FUNDING_FEE"}).json()
+    assert fees == []
+    balance = signer.request("GET", "/papi/v1/balance", {"asset": "USDT"}).json()
+    assert balance["umWalletBalance"] == "-999999999999999.99000000"

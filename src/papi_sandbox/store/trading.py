@@ -17,7 +17,8 @@ from decimal import Decimal
 from typing import Any
 
 from papi_sandbox import money
-from papi_sandbox.ledger.model import LedgerError
+from papi_sandbox.ledger.model import AmountLimitExceeded, LedgerError
+from papi_sandbox.ledger.rules import check_bounds
 from papi_sandbox.market.prices import MarketPrice
 from papi_sandbox.market.symbols import SymbolSpec
 from papi_sandbox.store.accounts import lock_account
@@ -375,7 +376,12 @@ def _ids(db: Db) -> engine.IdBlock:
 
 def write_commit(db: Db, book: engine.AccountBook, commit: TradingCommit, now_ms: int) -> None:
     """Write one trading commit in the caller's transaction: each booking as a journal entry
-    (with its income record), then the order, trade and position rows."""
+    (with its income record), then the order, trade and position rows. Every resulting wallet
+    balance is checked against the bound first (docs/semantics.md, "Balance bounds"): raises
+    :class:`~papi_sandbox.ledger.model.AmountLimitExceeded` before anything is written."""
+    check_bounds(
+        book.account_id, book.balances.amounts, [p for b in commit.bookings for p in b.postings]
+    )
     d = db.dialect
     m = d.to_money
     before = dict(book.balances.amounts)
@@ -741,7 +747,10 @@ def run_funding_batch(
         except LedgerError:
             continue
         commit = engine.plan_funding(book, view)
-        write_commit(db, book, commit, now_ms)
+        try:
+            write_commit(db, book, commit, now_ms)
+        except AmountLimitExceeded:
+            continue  # refused before writing and left unmarked, like the other jobs' refusals
         db.execute(
             "INSERT INTO job_marks (job, slot_ms, account_id, tran_id) VALUES (?, ?, ?, NULL)",
             (FUNDING_JOB, slot_ms, account_id),
