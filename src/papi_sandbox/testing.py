@@ -33,6 +33,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -313,9 +314,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+
+def _unwind_on_sigterm() -> None:
+    """A test run stopped with SIGTERM (a CI time-out, a cancelled job) unwinds as Ctrl-C does,
+    so the fixtures' teardown stops the sandbox instead of leaving it running, orphaned, on its
+    port. Only from the main thread, and only where SIGTERM still has its default action (a
+    handler of the user's own is kept)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the fixtures (a module that imports pytest) and the marker."""
+    """Register the fixtures (a module that imports pytest) and the marker; make SIGTERM
+    unwind the run (:func:`_unwind_on_sigterm`)."""
     from papi_sandbox import pytest_plugin
+
+    _unwind_on_sigterm()
 
     if not config.pluginmanager.is_registered(pytest_plugin):
         config.pluginmanager.register(pytest_plugin, "papi_sandbox.pytest_plugin")

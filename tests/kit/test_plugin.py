@@ -3,7 +3,12 @@ new process so the plugin loads from its entry point), and ``with Sandbox()`` wi
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -166,3 +171,54 @@ def test_the_sandbox_ignores_the_developers_own_settings(
         with sb.papi(account) as papi:
             for _ in range(3):
                 assert papi.request("GET", "/papi/v1/balance").status_code == 200
+
+
+def test_a_run_stopped_with_sigterm_stops_its_sandbox(pytester: pytest.Pytester) -> None:
+    """A CI time-out sends SIGTERM to pytest: the session's sandbox must not outlive it."""
+    pid_file = pytester.path / "server.pid"
+    pytester.makepyfile(
+        f"""
+        import time
+        from pathlib import Path
+
+        def test_waits(papi_sandbox):
+            Path({str(pid_file)!r}).write_text(str(papi_sandbox.proc.pid))
+            time.sleep(60)
+        """
+    )
+    runner = subprocess.Popen(
+        # The documented explicit form, so the run does not depend on entry-point autoloading.
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "papi_sandbox.testing",
+        ],
+        cwd=pytester.path,
+        env={**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
+        stdout=(pytester.path / "run.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() and time.monotonic() < deadline:
+            assert runner.poll() is None, (pytester.path / "run.log").read_text()
+            time.sleep(0.1)
+        server_pid = int(pid_file.read_text())
+        runner.send_signal(signal.SIGTERM)
+        runner.wait(timeout=30)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    status = Path(f"/proc/{server_pid}/status")
+    deadline = time.monotonic() + 10
+    while status.exists() and "\tZ" not in status.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = status.exists() and "\tZ" not in status.read_text()
+    if alive:
+        os.kill(server_pid, signal.SIGKILL)
+    assert not alive, "the sandbox outlived the test run that SIGTERM stopped"

@@ -278,6 +278,29 @@ def test_operator_json_fields(server: Server, funded: tuple[Account, Signer]) ->
     assert _state(server, account) == before
 
 
+def test_operator_json_names_a_member_once(server: Server, funded: tuple[Account, Signer]) -> None:
+    """A JSON member named twice is refused (-1101), never resolved to its first or last value;
+    NaN, Infinity and nesting past the parser's depth are not valid JSON (-1102, never 500)."""
+    account, _ = funded
+    path = f"/accounts/{account.account_id}/adjustments"
+    before = _state(server, account)
+    twice = '{"wallet":"UM","asset":"USDT","amount":"1","reason":"REALIZED_PNL","amount":"2"}'
+    duplicate = server.admin.request("POST", path, content=twice)
+    assert (duplicate.status_code, duplicate.json()["code"]) == (400, -1101), duplicate.text
+    assert "amount" in duplicate.json()["msg"]
+    nested_twice = '{"vipLevel":1,"x":{"a":1,"a":2}}'
+    settings = f"/accounts/{account.account_id}/settings"
+    answers = [("nested", server.admin.request("PUT", settings, content=nested_twice))]
+    _codes(answers, 400, -1101)
+    not_json = [
+        '{"wallet":"UM","asset":"USDT","amount":NaN,"reason":"REALIZED_PNL"}',
+        '{"wallet":"UM","asset":"USDT","amount":Infinity,"reason":"REALIZED_PNL"}',
+        "[" * 30000 + "]" * 30000,
+    ]
+    _codes([(t[:40], server.admin.request("POST", path, content=t)) for t in not_json], 400, -1102)
+    assert _state(server, account) == before
+
+
 def test_operator_path_ids(server: Server, funded: tuple[Account, Signer]) -> None:
     account, _ = funded
     before = _state(server, account)

@@ -7,12 +7,12 @@ Binance's shape (``{"code", "msg"}``) like the public API.
 from __future__ import annotations
 
 import hmac
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -55,13 +55,34 @@ def _bad(msg: str) -> ApiError:
     return errors.bad_operator_request(msg)
 
 
+class _DuplicateName(ValueError):
+    """A JSON object names one member twice (RFC 8259 leaves the meaning open)."""
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        names = [name for name, _ in pairs]
+        raise _DuplicateName(next(n for n in names if names.count(n) > 1))
+    return data
+
+
+def _json_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 async def _json_body(request: Request) -> dict[str, Any]:
+    """The operator request's JSON object. A member named twice is refused with -1101 (as a
+    repeated public parameter is), never resolved to one of its values; NaN and Infinity are not
+    JSON. Raises ApiError 400."""
     body = await read_body(request, MAX_ADMIN_BODY_BYTES)
     if not body.strip():
         return {}
     try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
+        data = json.loads(body, object_pairs_hook=_json_object, parse_constant=_json_constant)
+    except _DuplicateName as exc:
+        raise errors.duplicate_query_parameter(str(exc)) from None
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's
         raise _bad("The request body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise _bad("The request body must be a JSON object.")
