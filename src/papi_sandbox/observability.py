@@ -77,10 +77,15 @@ def configure_logging(level: int = logging.INFO) -> dict[str, Any]:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    # uvicorn's access line would print the query (signature included); our request log replaces
+    # it. Off here too, because a --workers process configures logging after uvicorn did.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers[:] = []
+    access.propagate = False
     return {"version": 1, "disable_existing_loggers": False}
 
 

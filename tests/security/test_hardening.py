@@ -237,6 +237,8 @@ def test_every_worker_logs_json_requests_with_redaction(tmp_path: Path, pg_url: 
     assert len([r for r in requests if r["path"] == BALANCE]) == 30
     assert len({r["pid"] for r in requests}) == 2, "both workers log their requests"
     assert all(r["ip"] == "127.0.0.1" and r["request_id"] for r in requests)
+    uvicorn_lines = [line for line in log_lines(server) if line.get("logger") == "uvicorn.access"]
+    assert not uvicorn_lines, "uvicorn's own access line (it prints the query) is off in workers"
     for secret in (account.secret, ADMIN_TOKEN, *signatures):
         assert secret not in text
 
