@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 
-from papi_sandbox import money
+from papi_sandbox import grammar, money
 from papi_sandbox.market.config import FeedConfig, MarketConfigError
 from papi_sandbox.market.symbols import SymbolSpec
 
@@ -52,12 +52,12 @@ def read_replay(path: Path) -> list[tuple[int, Decimal]]:
         raise MarketConfigError(f"cannot read the replay file {path}: {exc}") from None
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
-        if not line or (number == 1 and not line[0].isdigit()):
+        if not line or (number == 1 and not grammar.is_integer(line[:1])):
             continue
         if len(rows) >= MAX_REPLAY_LINES:
             raise MarketConfigError(f"{path}: more than {MAX_REPLAY_LINES} lines")
         time_text, _, price_text = line.partition(",")
-        if not (time_text.isascii() and time_text.isdigit()):
+        if not grammar.is_integer(time_text):
             raise MarketConfigError(f"{path}:{number}: time must be ms (ASCII digits)")
         try:
             price = money.parse_amount(price_text.strip())

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from papi_sandbox import grammar
 from papi_sandbox.ledger.interest import InterestCharge
 from papi_sandbox.ledger.model import Balances, CommittedEntry, Entry, LedgerError, Posting
 
@@ -122,7 +123,7 @@ class AccountSearch:
     @property
     def account_id(self) -> int | None:
         t = self.text
-        return int(t) if t and len(t) <= 18 and t.isascii() and t.isdigit() else None
+        return int(t) if grammar.is_integer(t) else None
 
     @property
     def like_pattern(self) -> str:
