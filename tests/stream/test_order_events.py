@@ -4,13 +4,21 @@ after its commit and in commit order with the ACCOUNT_UPDATEs of the same fill (
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
 from websockets.sync.client import ClientConnection, connect
 
 from tests.stream.test_websocket import listen_key, recv, ws_url
-from tests.support import Account, Server, Signer
+from tests.support import (
+    Account,
+    Server,
+    Signer,
+    create_test_database,
+    drop_test_database,
+    postgres_admin_url,
+)
 
 ORDER = "/papi/v1/um/order"
 
@@ -181,3 +189,45 @@ def test_cancel_is_canceled_and_ioc_is_expired(server: Server) -> None:
         )
         assert r.json()["code"] == -2019
         assert drain(ws) == []
+
+
+def test_order_events_across_two_postgres_processes(tmp_path: Path) -> None:
+    """An order placed and filled through one process reaches a client of the other process on
+    the same PostgreSQL ledger with the same events, in the same order (NOTIFY)."""
+    admin = postgres_admin_url()
+    db_url = create_test_database(admin)
+    first = Server(tmp_path / "shared", ["--ip-weight-limit", "0"], db_url=db_url)
+    second = Server(tmp_path / "shared", ["--ip-weight-limit", "0"], db_url=db_url)
+    try:
+        first.start()
+        second.start()
+        set_mark(first, "60000")
+        account, _ = trader(first)
+        signer = Signer(second.base_url, account)
+        key = listen_key(first, account)
+        with (
+            connect(ws_url(first, f"/pm/ws/{key}")) as ws_first,
+            connect(ws_url(second, f"/pm/ws/{key}")) as ws_second,
+        ):
+            resting = place(signer, type="LIMIT", timeInForce="GTC", price="59000")
+            set_mark(first, "58000")  # the fill is committed by the other process
+            place(signer, newClientOrderId="across")
+            streams = [[recv(ws) for _ in range(6)] + drain(ws) for ws in (ws_first, ws_second)]
+        same = [[{k: v for k, v in e.items() if k != "E"} for e in s] for s in streams]
+        assert same[0] == same[1]
+        assert [(e["e"], e.get("o", {}).get("x")) for e in streams[0]] == [
+            ("ORDER_TRADE_UPDATE", "NEW"),
+            ("ORDER_TRADE_UPDATE", "TRADE"),
+            ("ACCOUNT_UPDATE", None),
+            ("ORDER_TRADE_UPDATE", "NEW"),
+            ("ORDER_TRADE_UPDATE", "TRADE"),
+            ("ACCOUNT_UPDATE", None),
+        ]
+        assert streams[0][1]["o"]["i"] == resting["orderId"]
+        assert (streams[0][1]["o"]["L"], streams[0][1]["o"]["n"]) == ("59000.00", "0.11800000")
+        assert streams[0][4]["o"]["c"] == "across" and streams[0][4]["o"]["L"] == "58000.00"
+        assert streams[0][5]["a"]["B"][0]["wb"] == "-0.40800000"  # 0.118 + 0.290 commission
+    finally:
+        first.stop()
+        second.stop()
+        drop_test_database(admin, db_url)
