@@ -78,7 +78,7 @@ def append_entry(
     (committed,) = append_entries(
         db, [(account_id, entry_type, postings, now_ms)], {account_id: before}
     )
-    db.dialect.announce_entry(db, committed)
+    db.dialect.announce(db, committed)
     return committed.entry
 
 

@@ -39,6 +39,7 @@ from papi_sandbox.trading.model import (
     Order,
     OrderStatus,
     OrderType,
+    OrderUpdate,
     Position,
     PositionSide,
     Refusal,
@@ -460,17 +461,19 @@ class Commits:
     (:meth:`write`): the journal entries of all of them through
     :func:`~papi_sandbox.store.journal.append_entries` (the one path of money), then one
     statement each for the income records, orders, trades and positions. Each commit's
-    accounts were locked and read (:func:`load_books`) in this transaction."""
+    accounts were locked and read (:func:`load_books`) in this transaction. Each commit is
+    announced (at COMMIT) as its orders' executions, then its entries: the stream's order."""
 
     def __init__(self, books: Mapping[int, engine.AccountBook]) -> None:
         #: Each account's balance rows as read, before any of these commits.
         self.read = {a: dict(b.balances.amounts) for a, b in books.items()}
-        self.planned: list[tuple[engine.AccountBook, TradingCommit, int]] = []
+        self.planned: list[tuple[int, TradingCommit, int, list[OrderUpdate]]] = []
 
     def add(self, book: engine.AccountBook, commit: TradingCommit, now_ms: int) -> None:
-        """Take ``commit`` (planned on ``book``) and apply its bookings to the book's balances.
-        Every resulting wallet balance is checked against the bound first (docs/semantics.md,
-        "Balance bounds"): raises AmountLimitExceeded, and nothing is taken."""
+        """Take ``commit`` (planned on ``book``, whose open orders it left) and apply its
+        bookings to the book's balances. Every resulting wallet balance is checked against the
+        bound first (docs/semantics.md, "Balance bounds"): raises AmountLimitExceeded, and
+        nothing is taken."""
         postings = [p for b in commit.bookings for p in b.postings]
         balances = book.balances.amounts
         check_bounds(book.account_id, balances, postings)
@@ -478,30 +481,42 @@ class Commits:
             if p.account_id == book.account_id:
                 key = (p.wallet, p.asset)
                 balances[key] = money.add(balances.get(key, money.ZERO), p.amount)
-        self.planned.append((book, commit, now_ms))
+        updates = engine.order_updates(commit, book.open_orders)
+        self.planned.append((book.account_id, commit, now_ms, updates))
 
     def write(self, db: Db) -> None:
-        """Write every commit taken, in order; announce each entry (at COMMIT)."""
-        m = db.dialect.to_money
-        bookings = [(book.account_id, b, ms) for book, c, ms in self.planned for b in c.bookings]
-        if bookings:
-            entries = append_entries(
+        """Write every commit taken, in order, and announce each."""
+        d = db.dialect
+        bookings = [(a, b, ms) for a, c, ms, _ in self.planned for b in c.bookings]
+        entries = iter(
+            append_entries(
                 db,
                 [(a, b.type, b.postings, ms) for a, b, ms in bookings],
                 {a: self.read[a] for a in {a for a, _, _ in bookings}},
             )
+            if bookings
+            else []
+        )
+        income = []
+        for _, commit, _, updates in self.planned:
+            for update in updates:
+                d.announce(db, update)
+            for booking in commit.bookings:
+                committed = next(entries)
+                d.announce(db, committed)
+                income.append((committed.entry, booking))
+        if income:
             db.many(
                 "INSERT INTO um_income"
                 " (tran_id, account_id, income_type, symbol, asset, income, trade_id, time_ms)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (e.entry.tran_id, a, b.type, b.symbol, b.asset, m(b.income), b.trade_id, ms)
-                    for e, (a, b, ms) in zip(entries, bookings, strict=True)
+                    (e.tran_id, e.account_id, b.type, b.symbol, b.asset, d.to_money(b.income),
+                     b.trade_id, e.time_ms)
+                    for e, b in income
                 ],
-            )
-            for committed in entries:
-                db.dialect.announce_entry(db, committed)
-        self._write_rows(db, [c for _, c, _ in self.planned])
+            )  # fmt: skip
+        self._write_rows(db, [c for _, c, _, _ in self.planned])
 
     @staticmethod
     def _write_rows(db: Db, commits: list[TradingCommit]) -> None:
