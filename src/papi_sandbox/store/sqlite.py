@@ -378,12 +378,11 @@ class SQLiteStore(Store):
         run: _TransactRun | None = None
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for i, op in enumerate(batch):
+            for op in batch:
                 if not savepoints and op.change is not None:
                     # Consecutive changes are planned in memory, in order, and written together.
                     if run is None:
                         run = _TransactRun(db, self._clock_ms)
-                        run.preload(batch, i)
                     outcomes.append(run.add(op.change))
                     continue
                 if run is not None:  # what follows may read what the run changed: write it
@@ -559,16 +558,6 @@ class _TransactRun:
             self.existing.add(account_id)
             if wallet is not None:
                 self.balances[account_id][(Wallet(wallet), asset)] = money.from_storage(amount)
-
-    def preload(self, batch: list[_Op], first: int) -> None:
-        """Load, in one SELECT, the accounts of the run of changes starting at ``batch[first]``
-        (its consecutive ``transact`` operations), instead of one SELECT per change."""
-        account_ids: set[int] = set()
-        for op in batch[first:]:
-            if op.change is None:
-                break
-            account_ids.add(op.change.account_id)
-        self._load(account_ids)
 
     def add(self, change: _Change) -> Outcome:
         self._load({change.account_id})
