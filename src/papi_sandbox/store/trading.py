@@ -16,8 +16,9 @@ its entries, for the user data stream.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import operator
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -175,7 +176,15 @@ class _Rows:
         self.get = operator.attrgetter(*names)
         self.money = [i for i, n in enumerate(names) if kinds.get(n) == "money"]
         self.enums = [i for i, n in enumerate(names) if isinstance(kinds.get(n), type)]
-        self.read = [(i, kinds.get(n)) for i, n in enumerate(names)]
+        #: How a stored value becomes the field's (money aside: that is the dialect's).
+        self.convert: list[tuple[int, Callable[[Any], Any]]] = []
+        for i, n in enumerate(names):
+            kind = kinds.get(n)
+            if isinstance(kind, type) and issubclass(kind, enum.Enum):
+                # an enum: its member by value, a dict lookup
+                self.convert.append((i, {m.value: m for m in kind}.__getitem__))
+            elif kind in ("int", "bool"):
+                self.convert.append((i, int if kind == "int" else bool))
 
     def row(self, db: Db, obj: Any) -> list[Any]:
         """What the table stores of ``obj``."""
@@ -189,19 +198,12 @@ class _Rows:
 
     def parse(self, db: Db, r: Sequence[Any]) -> Any:
         """The object of a stored row (selected with :attr:`columns`)."""
+        values = list(r)
         m = db.dialect.from_money
-        values = []
-        for i, kind in self.read:
-            v = r[i]
-            if kind == "money":
-                v = m(v)
-            elif kind == "int":
-                v = int(v)
-            elif kind == "bool":
-                v = bool(v)
-            elif kind is not None:
-                v = kind(v)
-            values.append(v)
+        for i in self.money:
+            values[i] = m(values[i])
+        for i, convert in self.convert:
+            values[i] = convert(values[i])
         return self.cls(*values)
 
 

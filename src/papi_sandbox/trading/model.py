@@ -133,6 +133,38 @@ class Order:
     good_till_date_ms: int = 0
     self_trade_prevention_mode: str = "NONE"
 
+    def progressed(
+        self,
+        status: OrderStatus,
+        executed_qty: Decimal,
+        cum_quote: Decimal,
+        avg_price: Decimal,
+        update_time_ms: int,
+    ) -> Order:
+        """This order with new fill figures and status (``dataclasses.replace`` without its
+        per-call introspection: fills make one per trade)."""
+        return Order(
+            self.order_id,
+            self.account_id,
+            self.symbol,
+            self.client_order_id,
+            self.side,
+            self.position_side,
+            self.type,
+            self.time_in_force,
+            self.orig_qty,
+            self.price,
+            self.reduce_only,
+            status,
+            executed_qty,
+            cum_quote,
+            avg_price,
+            self.time_ms,
+            update_time_ms,
+            self.good_till_date_ms,
+            self.self_trade_prevention_mode,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Trade:
