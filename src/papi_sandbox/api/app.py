@@ -66,6 +66,7 @@ from papi_sandbox.wire.errors import ApiError
 from papi_sandbox.wire.limits import FailureThrottle, Limiter, WeightDecision, WeightLimiter
 
 log = logging.getLogger("papi_sandbox")
+jobs_log = logging.getLogger("papi_sandbox.jobs")
 
 WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
 WEIGHT_HEADER_RAW = WEIGHT_HEADER.lower().encode()
@@ -414,7 +415,7 @@ def create_app(
             )
         return record
 
-    jobs_config = load_config(settings.config_path)
+    jobs_config = load_config(settings.config)
     service = Service(store, box, Market(jobs_config.market))
     state = AppState(
         settings=settings,
@@ -489,6 +490,7 @@ def create_app(
                 await on_ready(state)
             if settings.scheduler:
                 scheduler = asyncio.create_task(run_scheduler(store, state.jobs))
+            jobs_log.info("scheduler %s", "on" if settings.scheduler else "off")
             probes = asyncio.create_task(readiness.run())
             if state.jobs.market.feed is not None:
                 feed = asyncio.create_task(_price_feed(state))
@@ -546,7 +548,7 @@ def create_app(
         )
         return Response(body, 200, headers={"Content-Type": content_type})
 
-    observer = RequestObserver(metrics, endpoint_label, log_requests=settings.request_log)
+    observer = RequestObserver(metrics, endpoint_label, log_requests=settings.access_log)
     app = PapiApp(
         PublicApi(state, observer),  # counted, timed and logged by the same observer
         identity=ClientIdentity(settings.forwarded_allow_ips),
@@ -615,26 +617,35 @@ def _make_limiter(settings: Settings) -> Limiter:
             settings.limits,
             settings.ip_weight_limit,
             key_prefix=settings.limits_prefix,
-            ban_after_429s=settings.ip_ban_after_429s,
+            ban_after_429s=settings.ban_after_429s,
         )
-    return WeightLimiter(settings.ip_weight_limit, ban_after_429s=settings.ip_ban_after_429s)
+    return WeightLimiter(settings.ip_weight_limit, ban_after_429s=settings.ban_after_429s)
 
 
 def app_from_env() -> Starlette:
-    """The app built from ``PAPI_SANDBOX_*`` variables alone, for worker processes:
-    ``uvicorn --factory papi_sandbox.api.app:app_from_env`` or ``serve --workers N``."""
+    """The app built from ``PAPI_SANDBOX_*`` variables alone (papi_sandbox.settings), for
+    worker processes: ``uvicorn --factory papi_sandbox.api.app:app_from_env``, granian's
+    ``--factory`` or ``serve --workers N``. A refusal is one ``Cannot start:`` line on stderr
+    and exit status 2, as under ``serve``."""
+    import sys
+
     from papi_sandbox.observability import configure_logging
-    from papi_sandbox.settings import check_admin_token, ensure_admin_token, settings_from_env
+    from papi_sandbox.preflight import CannotStart, prepare, read_settings
     from papi_sandbox.store import open_store
-    from papi_sandbox.transport import GC_THRESHOLDS
+
+    try:
+        startup = prepare(read_settings())
+    except CannotStart as exc:
+        print(f"Cannot start: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    from papi_sandbox.transport import GC_THRESHOLDS  # reads the (now checked) environment
 
     # A worker process starts with Python's bare logging: give it serve's JSON lines (request
     # log, redaction) before anything is logged.
     configure_logging()
-    settings = settings_from_env()
+    settings = startup.settings
     gc.set_threshold(*GC_THRESHOLDS)  # as serve's own process (transport.server_options)
-    token = check_admin_token(settings.admin_token or ensure_admin_token(settings.data_dir)[0])
     store = open_store(
-        settings.db_url, durability=settings.durability, timeout_s=settings.store_timeout_s
+        settings.db_url, durability=settings.durability, timeout_s=settings.store_timeout
     )
-    return create_app(settings, store, token)
+    return create_app(settings, store, startup.token)

@@ -22,7 +22,6 @@ floats.
 
 from __future__ import annotations
 
-import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,7 +34,6 @@ from papi_sandbox import grammar, money
 from papi_sandbox.ledger.interest import DEFAULT_DAILY_RATE, DEFAULT_THRESHOLD, InterestPolicy
 from papi_sandbox.market.config import MarketConfig, MarketConfigError, parse_market
 
-CONFIG_ENV = "PAPI_SANDBOX_CONFIG"
 #: Largest config file read (bytes).
 MAX_CONFIG_BYTES = 1024 * 1024
 #: Most scheduled times per job per day.
@@ -63,11 +61,6 @@ class JobsConfig:
     marker_retention_days: int = DEFAULT_MARKER_RETENTION_DAYS
     #: The UM market ([market]: symbols, prices, collateral, feed); the funding job needs it.
     market: MarketConfig = field(default_factory=MarketConfig)
-
-
-def config_path_from_env() -> Path | None:
-    value = os.environ.get(CONFIG_ENV)
-    return Path(value) if value else None
 
 
 def load_config(path: Path | None) -> JobsConfig:
