@@ -201,7 +201,7 @@ def _serve_one(startup: Any, log_config: Any) -> None:
         if settings.demo:
             await announce_demo(state, console)
 
-    application = create_app(settings, store, startup.token, on_ready=on_ready)
+    application = create_app(settings, store, startup.token, on_ready=on_ready, jobs=startup.jobs)
     uvicorn.run(
         application,
         host=settings.host,
@@ -619,7 +619,6 @@ def rotate_encryption_key(
 
     from papi_sandbox import secretbox
 
-    db_url = settings_mod.database_url(db, data_dir)
     key_file = data_dir / secretbox.SECRET_KEY_FILE_NAME
     from_env = bool(os.environ.get(secretbox.SECRET_KEY_ENV))
     if not from_env and not key_file.exists():
@@ -634,42 +633,48 @@ def rotate_encryption_key(
     except secretbox.SecretBoxError as exc:
         err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
-    store = open_store(db_url)
-
-    async def rotate() -> int:
-        await store.open()
-        try:
-            changed: int = await store.rewrite_api_key_secrets(
-                lambda secret, api_key: new.reseal(secret, api_key, old)
-            )
-            await store.claim_setting("secret_key_id", new.key_id, replace=True)
-            return changed
-        finally:
-            await store.close()
-
+    store = open_store(settings_mod.database_url(db, data_dir))
     try:
-        changed = asyncio.run(rotate())
+        changed = asyncio.run(_reseal_all(store, old, new))
     except secretbox.SecretBoxError as exc:
         err_console.print(f"[red]Nothing changed: {exc}[/red]")
         raise typer.Exit(1) from None
-    if new_key is None:
-        if key_file.exists():
-            secretbox.write_key_file(
-                key_file.with_name(key_file.name + ".old"), key_file.read_text().strip()
-            )
-        secretbox.write_key_file(key_file, new_text)
-        console.print(
-            f"re-sealed {changed} secret(s) under key {new.key_id}, written to {key_file}"
-        )
-        if from_env:
-            console.print(
-                f"unset {secretbox.SECRET_KEY_ENV} (or set it to the new key) before starting"
-            )
-    else:
+    if new_key is not None:
         console.print(
             f"re-sealed {changed} secret(s) under key {new.key_id}; set {secretbox.SECRET_KEY_ENV}"
             " to the new key before the next start"
         )
+        return
+    _replace_key_file(key_file, new_text)
+    console.print(f"re-sealed {changed} secret(s) under key {new.key_id}, written to {key_file}")
+    if from_env:
+        console.print(
+            f"unset {secretbox.SECRET_KEY_ENV} (or set it to the new key) before starting"
+        )
+
+
+async def _reseal_all(store: Store, old: Any, new: Any) -> int:
+    """Every stored secret re-sealed from ``old`` to ``new`` (SecretBox) and the ledger's key
+    id moved to ``new``'s; the number of secrets changed."""
+    await store.open()
+    try:
+        changed: int = await store.rewrite_api_key_secrets(
+            lambda secret, api_key: new.reseal(secret, api_key, old)
+        )
+        await store.claim_setting("secret_key_id", new.key_id, replace=True)
+        return changed
+    finally:
+        await store.close()
+
+
+def _replace_key_file(key_file: Path, new_text: str) -> None:
+    """The new key into ``key_file``; the old one kept beside it as ``secret-key.old``."""
+    from papi_sandbox import secretbox
+
+    if key_file.exists():
+        old_copy = key_file.with_name(key_file.name + ".old")
+        secretbox.write_key_file(old_copy, key_file.read_text().strip())
+    secretbox.write_key_file(key_file, new_text)
 
 
 def main() -> None:
