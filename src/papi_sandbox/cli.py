@@ -27,6 +27,7 @@ from papi_sandbox.progress import Progress, progress_for
 from papi_sandbox.settings import Settings
 
 if TYPE_CHECKING:
+    from papi_sandbox.preflight import Startup
     from papi_sandbox.store.contract import Store
 
 app = typer.Typer(help="A self-hosted Binance Portfolio Margin API sandbox.", no_args_is_help=True)
@@ -186,13 +187,10 @@ serve.__annotations__ = {p.name: p.annotation for p in _serve_parameters} | {"re
 app.command()(serve)
 
 
-def _serve_one(startup: Any, log_config: Any) -> None:
+def _serve_one(startup: Startup, log_config: Any) -> None:
     """One server process with the app built here (the demo account announced once ready)."""
-    import uvicorn
-
     from papi_sandbox.api.app import create_app
     from papi_sandbox.demo import announce_demo
-    from papi_sandbox.transport import server_options
 
     settings = startup.settings
     store = open_store(settings.db_url, settings.durability, settings.store_timeout)
@@ -202,6 +200,16 @@ def _serve_one(startup: Any, log_config: Any) -> None:
             await announce_demo(state, console)
 
     application = create_app(settings, store, startup.token, on_ready=on_ready, jobs=startup.jobs)
+    _run_server(application, settings, log_config)
+
+
+def _run_server(application: Any, settings: Settings, log_config: Any) -> None:
+    """The server launch: ``application`` on ``settings.host:port`` with the server stack of
+    ``transport.server_options``, until Ctrl-C or SIGTERM."""
+    import uvicorn
+
+    from papi_sandbox.transport import server_options
+
     uvicorn.run(
         application,
         host=settings.host,
