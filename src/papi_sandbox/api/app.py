@@ -100,7 +100,7 @@ def build_state(
         jobs=jobs,
         admin_auth=FailureThrottle(settings.admin_auth_failures_per_minute),
     )
-    state.streams = StreamServer(state.hub, service.listen_keys)
+    state.streams = StreamServer(state.hub, service.listen_keys, specs=service.market.specs)
     if isinstance(store, KeyRevocations):
         store.on_key_revoked(state.keys.forget)
         store.on_key_revoked(state.streams.api_key_revoked)
