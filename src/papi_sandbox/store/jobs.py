@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from papi_sandbox.ledger.interest import InterestCharge
 from papi_sandbox.ledger.model import SYSTEM_ACCOUNT_ID
 from papi_sandbox.store.base import (
     MAX_INTEREST_PAGE,
@@ -70,27 +71,7 @@ def run_job_batch(
     if len(account_ids) > MAX_JOB_BATCH_ACCOUNTS:
         raise ValueError(f"a job batch carries at most {MAX_JOB_BATCH_ACCOUNTS} accounts")
     result = JobBatchResult()
-    ids = sorted(set(account_ids) - {SYSTEM_ACCOUNT_ID})
-    marks = ", ".join("?" * len(ids)) or "NULL"
-    # Lock every account of the batch first, in id order, before any shared (system) balance
-    # row: a request locks its one account first too, so no cycle of waits can form. Then read
-    # the markers under those locks: another process's batch has committed its marks by then.
-    settings = {
-        int(r[0]): (bool(r[1]), int(r[2]))
-        for r in db.all(
-            f"SELECT id, auto_repay, vip_level FROM accounts WHERE id IN ({marks})"
-            f" ORDER BY id{db.dialect.lock}",
-            ids,
-        )
-    }
-    done = {
-        int(r[0])
-        for r in db.all(
-            f"SELECT account_id FROM job_marks WHERE job = ? AND slot_ms = ?"
-            f" AND account_id IN ({marks})",
-            [job, slot_ms, *ids],
-        )
-    }
+    settings, done = _lock_batch(db, job, slot_ms, sorted(set(account_ids) - {SYSTEM_ACCOUNT_ID}))
     for account_id in account_ids:
         if account_id == SYSTEM_ACCOUNT_ID:
             continue
@@ -112,22 +93,7 @@ def run_job_batch(
             )
             tran_id = entry.tran_id
             result.entries.append(entry)
-            db.many(
-                "INSERT INTO interest_records (account_id, asset, interest, rate, principal,"
-                " accrued_ms, tran_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        account_id,
-                        c.asset,
-                        db.dialect.to_money(c.interest),
-                        db.dialect.to_money(c.rate),
-                        db.dialect.to_money(c.principal),
-                        slot_ms,
-                        tran_id,
-                    )
-                    for c in decision.interest
-                ],
-            )
+            _record_interest(db, account_id, slot_ms, tran_id, decision.interest)
         # Same transaction as the entry: after a crash both exist or neither does.
         db.execute(
             "INSERT INTO job_marks (job, slot_ms, account_id, tran_id) VALUES (?, ?, ?, ?)",
@@ -135,6 +101,50 @@ def run_job_batch(
         )
         done.add(account_id)
     return result
+
+
+def _lock_batch(
+    db: Db, job: str, slot_ms: int, ids: list[int]
+) -> tuple[dict[int, tuple[bool, int]], set[int]]:
+    """Lock the batch's accounts (``ids``, ascending); their (auto_repay, vip_level) by id, and
+    the ids already marked for (job, slot).
+
+    Every account of the batch is locked first, in id order, before any shared (system) balance
+    row: a request locks its one account first too, so no cycle of waits can form. The markers
+    are read under those locks: another process's batch has committed its marks by then."""
+    marks = ", ".join("?" * len(ids)) or "NULL"
+    settings = {
+        int(r[0]): (bool(r[1]), int(r[2]))
+        for r in db.all(
+            f"SELECT id, auto_repay, vip_level FROM accounts WHERE id IN ({marks})"
+            f" ORDER BY id{db.dialect.lock}",
+            ids,
+        )
+    }
+    done = {
+        int(r[0])
+        for r in db.all(
+            f"SELECT account_id FROM job_marks WHERE job = ? AND slot_ms = ?"
+            f" AND account_id IN ({marks})",
+            [job, slot_ms, *ids],
+        )
+    }
+    return settings, done
+
+
+def _record_interest(
+    db: Db, account_id: int, slot_ms: int, tran_id: int, charges: list[InterestCharge]
+) -> None:
+    """The interest rows of one job entry (``GET /papi/v1/portfolio/interest-history``)."""
+    m = db.dialect.to_money
+    db.many(
+        "INSERT INTO interest_records (account_id, asset, interest, rate, principal,"
+        " accrued_ms, tran_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (account_id, c.asset, m(c.interest), m(c.rate), m(c.principal), slot_ms, tran_id)
+            for c in charges
+        ],
+    )
 
 
 def prune_job_marks(db: Db, before_slot_ms: int) -> int:
