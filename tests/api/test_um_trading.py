@@ -254,6 +254,13 @@ def test_operator_market_api(server: Server) -> None:
     for bad in ({"markPrice": 3100}, {"markPrice": "-1"}, {"markPrice": "1", "x": 1}, {}):
         r = server.admin.request("PUT", "/markets/ETHUSDT/price", json=bad)
         assert (r.status_code, r.json()["code"]) == (400, -1102), bad
+    messages = {
+        text: server.admin.request("PUT", "/markets/ETHUSDT/price", json={"markPrice": text}).json()
+        for text in ("-1", "1e3", "0")
+    }
+    assert messages["-1"] == {"code": -1102, "msg": "'markPrice' must be greater than 0."}
+    assert messages["0"] == {"code": -1102, "msg": "'markPrice' must be greater than 0."}
+    assert messages["1e3"]["msg"].startswith("'markPrice' '1e3' is not a decimal: expected ASCII")
     assert (
         server.admin.request("PUT", "/markets/NOPE/price", json={"markPrice": "1"}).status_code
         == 404

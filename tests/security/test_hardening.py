@@ -69,6 +69,10 @@ def test_client_identity_rules() -> None:
     assert proxied.resolve(scope("127.0.0.1", "203.0.113.7, junk")) == "127.0.0.1"
     # Canonical text: one address, one key.
     assert proxied.resolve(scope("127.0.0.1", "2001:DB8:0:0::1")) == "2001:db8::1"
+    # An IPv6 zone is not part of the identity: "%1", "%2", ... would each be a new client.
+    for zoned in ("fe80::1%eth0", "fe80::1%1", "fe80::1%x"):
+        assert proxied.resolve(scope("127.0.0.1", zoned)) == "fe80::1"
+    assert ClientIdentity("*").resolve(scope("fe80::9%lo", "fe80::1%2")) == "fe80::1"
     assert ClientIdentity("*").resolve(scope("192.0.2.9", "203.0.113.7")) == "203.0.113.7"
     for bad in ("10.0.0.300", "localhost", "*, 10.0.0.1"):
         with pytest.raises(ForwardedAllowIpsError):

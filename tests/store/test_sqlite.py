@@ -438,3 +438,20 @@ def test_a_run_whose_writes_fail_runs_again_with_savepoints(
     assert balance == "7.50000000"
     assert verify_connection(conn).ok
     conn.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        ("sqlite:///tmp/x.db", "/tmp/x.db"),
+        ("sqlite:////tmp/x.db", "/tmp/x.db"),  # SQLAlchemy's absolute form: not "//tmp/x.db"
+        ("sqlite://rel.db", "rel.db"),
+        ("sqlite:rel.db", "rel.db"),
+        ("/tmp/x.db", "/tmp/x.db"),
+        ("//tmp/x.db", "/tmp/x.db"),
+    ],
+)
+def test_path_from_url_names_each_file_one_way(url: str, path: str) -> None:
+    from papi_sandbox.store.sqlite import path_from_url
+
+    assert str(path_from_url(url)) == path

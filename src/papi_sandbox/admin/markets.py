@@ -44,10 +44,12 @@ def parse_decimal(data: dict[str, Any], name: str, *, signed: bool = False) -> D
     text = data.get(name)
     if not isinstance(text, str):
         raise _bad(f"'{name}' must be a decimal string such as \"60000\" (never a number).")
+    if not signed and text.startswith("-"):
+        raise _bad(f"'{name}' must be greater than 0.")
     try:
-        value = money.parse_amount(text)
+        value = money.parse_amount(text, signed=signed, what=f"'{name}'")
     except money.AmountError as exc:
-        raise _bad(f"'{name}' is {exc}.") from None
+        raise _bad(f"{exc}.") from None
     if not signed and value <= 0:
         raise _bad(f"'{name}' must be greater than 0.")
     return value

@@ -72,9 +72,14 @@ EXTERNAL_CHANGE_CHECK_S = 0.002
 
 
 def path_from_url(url: str) -> Path:
-    """``sqlite:///abs/path.db``, ``sqlite://rel.db``, ``sqlite:rel.db`` or a bare path -> Path."""
+    """``sqlite:///abs/path.db``, ``sqlite://rel.db``, ``sqlite:rel.db`` or a bare path -> Path.
+
+    ``sqlite:////abs/path.db`` (SQLAlchemy's spelling of an absolute path) is the same file as
+    ``sqlite:///abs/path.db``: the leading slashes of an absolute path collapse to one."""
     rest = url.removeprefix("sqlite:")
-    return Path(rest[2:] if rest != url and rest.startswith("//") else rest)
+    if rest != url and rest.startswith("//"):
+        rest = rest[2:]
+    return Path("/" + rest.lstrip("/") if rest.startswith("/") else rest)
 
 
 def connect(

@@ -55,9 +55,13 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     if not text or len(text) > MAX_ADDRESS_CHARS or not text.isascii():
         return None
     try:
-        return ipaddress.ip_address(text)
+        address = ipaddress.ip_address(text)
     except ValueError:
         return None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        # "fe80::1%eth0", "fe80::1%anything": one host, one key; the zone never names a client.
+        return ipaddress.IPv6Address(text.partition("%")[0])
+    return address
 
 
 class ClientIdentity:
