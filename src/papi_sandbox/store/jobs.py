@@ -7,13 +7,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from papi_sandbox.ledger.interest import InterestCharge
-from papi_sandbox.ledger.model import SYSTEM_ACCOUNT_ID
+from papi_sandbox.ledger.model import SYSTEM_ACCOUNT_ID, LedgerError
 from papi_sandbox.store.base import (
     MAX_INTEREST_PAGE,
     MAX_JOB_BATCH_ACCOUNTS,
     InterestRecord,
     JobAccount,
     JobBatchResult,
+    JobPlan,
     JobPlanner,
 )
 from papi_sandbox.store.dialect import Db
@@ -83,9 +84,11 @@ def run_job_batch(
             continue
         snapshot = load_balances(db, account_id)
         auto_repay, vip_level = settings[account_id]
-        decision = result.decide(
-            plan, JobAccount(account_id, auto_repay, vip_level, snapshot.amounts)
-        )
+        try:
+            decision = plan(JobAccount(account_id, auto_repay, vip_level, snapshot.amounts))
+        except LedgerError:  # the rule refused: counted, nothing planned
+            result.refused += 1
+            decision = JobPlan([])
         tran_id: int | None = None
         if decision.postings:
             entry = append_entry(
