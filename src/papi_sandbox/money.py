@@ -57,6 +57,12 @@ def from_storage(text: str) -> Decimal:
     return Decimal(text)
 
 
+def format_fixed(value: Decimal, digits: int) -> str:
+    """``value`` with exactly ``digits`` fractional digits (Binance prints UM quantities and
+    prices at the symbol's precision: ``quantityPrecision``, ``pricePrecision``)."""
+    return f"{value.quantize(Decimal(1).scaleb(-digits)):f}" if digits else f"{value:.0f}"
+
+
 def format_amount(value: Decimal) -> str:
     """The wire format: ``"100.00000000"``. Refuses values with more than 8 fractional digits."""
     if not value:

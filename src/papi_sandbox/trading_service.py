@@ -22,6 +22,7 @@ from papi_sandbox.store.contract import Store
 from papi_sandbox.trading.filters import OrderRequest
 from papi_sandbox.trading.margin import MarginSummary, summarize
 from papi_sandbox.trading.model import (
+    Announcement,
     Order,
     Position,
     Refusal,
@@ -96,13 +97,13 @@ class Trading:
             after = batch[-1]
         self._may_hold = holders if self._may_hold is None else self._may_hold | holders
 
-    def note_commits(self, committed: list[CommittedEntry]) -> None:
+    def note_commits(self, committed: list[Announcement]) -> None:
         """A store commit listener: an account with a trading entry may now hold a position.
         Called on the store's thread; a set add is atomic."""
         if self._may_hold is None:
             self._may_hold = set()
         for c in committed:
-            if c.entry.type in TRADING_ENTRY_TYPES:
+            if isinstance(c, CommittedEntry) and c.entry.type in TRADING_ENTRY_TYPES:
                 self._may_hold.add(c.entry.account_id)
 
     async def prices(self) -> Market:

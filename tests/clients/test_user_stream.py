@@ -170,3 +170,87 @@ def test_official_sdk_user_data_stream(server: Server) -> None:
     assert account_update["a"]["B"] == [
         {"a": "USDT", "wb": "0.00000000", "cw": "0.00000000", "bc": "12.50000000"}
     ]
+
+
+def _trader(server: Server, label: str) -> Account:
+    """An account with 10,000 USDT in cross margin and BTCUSDT marked at 60,000."""
+    r = server.admin.request("PUT", "/markets/BTCUSDT/price", json={"markPrice": "60000"})
+    assert r.status_code == 200, r.text
+    account = server.create_account(label)
+    server.adjust(account.account_id, "MARGIN", "USDT", "10000")
+    return account
+
+
+def test_ccxt_pro_watch_orders_in_portfolio_margin_mode(server: Server) -> None:
+    """ccxt.pro parses the sandbox's ORDER_TRADE_UPDATE into its orders and trades: a resting
+    order (open), then a market order (closed, with its fill and fee), then the cancel."""
+    import ccxt.pro
+
+    account = _trader(server, "ccxt-orders")
+    symbol = "BTC/USDT:USDT"
+
+    async def main() -> tuple[dict[str, dict[str, Any]], list[Any]]:
+        exchange = ccxt.pro.binance(
+            {
+                "apiKey": account.api_key,
+                "secret": account.secret,
+                "options": {"defaultType": "future", "portfolioMargin": True},
+            }
+        )
+        _point(exchange.urls["api"], server.base_url)
+        exchange.urls["api"]["ws"]["papi"] = f"ws://127.0.0.1:{server.port}/pm/ws"
+        try:
+            await exchange.load_markets()
+            seen: dict[str, dict[str, Any]] = {}
+
+            async def watch_until(done: Any) -> None:
+                while not done():
+                    for order in await asyncio.wait_for(
+                        exchange.watch_orders(symbol, params={"portfolioMargin": True}), 10
+                    ):
+                        seen[order["id"]] = order
+
+            watcher = asyncio.ensure_future(watch_until(lambda: False))
+            for _ in range(200):  # ccxt has its listen key and its socket
+                if exchange.options.get("linear", {}).get("listenKey") and exchange.clients:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)
+            resting = await exchange.create_order(symbol, "limit", "buy", 0.010, 58000)
+            market = await exchange.create_order(symbol, "market", "buy", 0.010)
+            await exchange.cancel_order(resting["id"], symbol)
+            for _ in range(200):
+                if (
+                    seen.get(resting["id"], {}).get("status") == "canceled"
+                    and seen.get(market["id"], {}).get("status") == "closed"
+                ):
+                    break
+                await asyncio.sleep(0.05)
+            watcher.cancel()
+            trades = list(exchange.myTrades or [])
+            return {k: seen[k] for k in (resting["id"], market["id"]) if k in seen} | {
+                "ids": {"resting": resting["id"], "market": market["id"]}
+            }, trades
+        finally:
+            await exchange.close()
+
+    seen, trades = asyncio.run(main())
+    ids = seen.pop("ids")
+    resting, market = seen[ids["resting"]], seen[ids["market"]]
+    assert (resting["status"], resting["price"], resting["amount"], resting["filled"]) == (
+        "canceled",
+        58000.0,
+        0.01,
+        0.0,
+    )
+    assert resting["info"]["x"] == "CANCELED" and resting["symbol"] == symbol
+    assert (market["status"], market["filled"], market["average"], market["side"]) == (
+        "closed",
+        0.01,
+        60000.0,
+        "buy",
+    )
+    assert market["fee"] == {"cost": 0.3, "currency": "USDT"}
+    assert market["info"]["n"] == "0.30000000" and market["info"]["L"] == "60000.00"
+    (fill,) = [t for t in trades if t["order"] == ids["market"]]
+    assert (fill["price"], fill["amount"], fill["side"]) == (60000.0, 0.01, "buy")

@@ -426,7 +426,7 @@ def create_app(
         jobs=jobs_config,
         admin_auth=FailureThrottle(settings.admin_auth_failures_per_minute),
     )
-    streams = StreamServer(state.hub, service.listen_keys)
+    streams = StreamServer(state.hub, service.listen_keys, specs=service.market.specs)
     state.streams = streams
     # A store shared by several processes tells each one about keys revoked by another.
     if isinstance(store, KeyRevocations):

@@ -17,7 +17,7 @@ import orjson
 
 from papi_sandbox.api.endpoint import Call, Endpoint, Security
 from papi_sandbox.market.symbols import SymbolSpec
-from papi_sandbox.money import format_amount
+from papi_sandbox.money import format_amount, format_fixed
 from papi_sandbox.trading.filters import OrderRequest
 from papi_sandbox.trading.margin import position_figures
 from papi_sandbox.trading.model import (
@@ -85,12 +85,6 @@ def _spec(call: Call, symbol: str) -> SymbolSpec:
     return spec
 
 
-def _fixed(value: Decimal, digits: int) -> str:
-    """``value`` with exactly ``digits`` fractional digits (Binance prints quantities and
-    prices at the symbol's precision)."""
-    return f"{value.quantize(Decimal(1).scaleb(-digits)):f}" if digits else f"{value:.0f}"
-
-
 def _number(value: Decimal) -> orjson.Fragment:
     """A JSON number written from the exact decimal (no float on the way)."""
     return orjson.Fragment(f"{value.normalize():f}".encode())
@@ -102,13 +96,13 @@ def order_object(order: Order, spec: SymbolSpec) -> dict[str, Any]:
     return {
         "avgPrice": format_amount(order.avg_price),
         "clientOrderId": order.client_order_id,
-        "cumQty": _fixed(order.executed_qty, qty),
+        "cumQty": format_fixed(order.executed_qty, qty),
         "cumQuote": format_amount(order.cum_quote),
-        "executedQty": _fixed(order.executed_qty, qty),
+        "executedQty": format_fixed(order.executed_qty, qty),
         "orderId": order.order_id,
-        "origQty": _fixed(order.orig_qty, qty),
+        "origQty": format_fixed(order.orig_qty, qty),
         "origType": order.type.value,
-        "price": _fixed(order.price, spec.price_precision) if order.price else "0",
+        "price": format_fixed(order.price, spec.price_precision) if order.price else "0",
         "reduceOnly": order.reduce_only,
         "side": order.side.value,
         "positionSide": order.position_side.value,
@@ -131,8 +125,8 @@ def trade_object(trade: Trade, spec: SymbolSpec) -> dict[str, Any]:
         "id": trade.trade_id,
         "orderId": trade.order_id,
         "side": trade.side.value,
-        "price": _fixed(trade.price, spec.price_precision),
-        "qty": _fixed(trade.qty, spec.quantity_precision),
+        "price": format_fixed(trade.price, spec.price_precision),
+        "qty": format_fixed(trade.qty, spec.quantity_precision),
         "realizedPnl": format_amount(trade.realized_pnl),
         "quoteQty": format_amount(trade.quote_qty),
         "commission": format_amount(trade.commission),
@@ -368,7 +362,7 @@ async def _position_risk(call: Call) -> Any:
                 "leverage": str(figures.leverage),
                 "markPrice": format_amount(mark),
                 "maxNotionalValue": f"{figures.max_notional.normalize():f}",
-                "positionAmt": _fixed(position.amount, spec.quantity_precision),
+                "positionAmt": format_fixed(position.amount, spec.quantity_precision),
                 "notional": format_amount(figures.notional),
                 "symbol": position.symbol,
                 "unRealizedProfit": format_amount(figures.unrealized_pnl),
@@ -438,7 +432,7 @@ async def _um_account(call: Call, version: int) -> Any:
             }
         row |= {
             "positionSide": position.position_side.value,
-            "positionAmt": _fixed(position.amount, spec.quantity_precision),
+            "positionAmt": format_fixed(position.amount, spec.quantity_precision),
             "updateTime": position.update_time_ms,
         }
         if version == 2:

@@ -189,6 +189,11 @@ class CommittedEntry:
     entry: Entry
     balances: tuple[tuple[Wallet, str, Decimal], ...]
 
+    @property
+    def account_id(self) -> int:
+        """The account whose stream reports the entry."""
+        return self.entry.account_id
+
 
 #: Wallets reported together: a change of one reports the other's amount too.
 _MARGIN_PAIR = (Wallet.MARGIN, Wallet.MARGIN_LOCKED)

@@ -5,7 +5,7 @@ The contract itself is :class:`papi_sandbox.store.contract.Store`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -61,9 +61,12 @@ class EntryCounter:
         for entry_type, count in counts.items():
             self.counts[entry_type] = self.counts.get(entry_type, 0) + count
 
-    def committed(self, entries: list[CommittedEntry]) -> None:
+    def committed(self, items: Sequence[object]) -> None:
+        """A store commit listener: counts the journal entries among the announcements."""
         counts = self.counts
-        for committed in entries:
+        for committed in items:
+            if not isinstance(committed, CommittedEntry):
+                continue  # an order execution
             entry_type = committed.entry.type
             counts[entry_type] = counts.get(entry_type, 0) + 1
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Concatenate, ParamSpec, Protocol, TypeVar, runtime_checkable
 
-from papi_sandbox.ledger.model import AccountBalances, CommittedEntry, Entry
+from papi_sandbox.ledger.model import AccountBalances, Entry
 from papi_sandbox.progress import NO_PROGRESS, Progress
 from papi_sandbox.store import accounts, jobs, journal
 from papi_sandbox.store.base import (
@@ -32,14 +32,16 @@ from papi_sandbox.store.base import (
     VerifyReport,
 )
 from papi_sandbox.store.dialect import Db
+from papi_sandbox.trading.model import Announcement
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 log = logging.getLogger("papi_sandbox.store")
 
-#: What :meth:`Store.on_commit` callbacks receive: committed entries, in commit order.
-CommitListener = Callable[[list[CommittedEntry]], None]
+#: What :meth:`Store.on_commit` callbacks receive: committed entries and order executions, in
+#: commit order.
+CommitListener = Callable[[list[Announcement]], None]
 
 
 def now_ms() -> int:
@@ -66,7 +68,8 @@ class Store(abc.ABC):
         self._commit_listeners: list[CommitListener] = []
 
     def on_commit(self, callback: CommitListener) -> None:
-        """Call ``callback(entries)`` for journal entries once they are durable, in commit
+        """Call ``callback(items)`` for journal entries and order executions
+        (:data:`~papi_sandbox.trading.model.Announcement`) once they are durable, in commit
         order, never for a rolled-back one; register before :meth:`open`. SQLite: this
         process's commits, on the writer thread before the batch's callers are answered (the
         callback must only hand them over, e.g. ``EventHub.publish``). PostgreSQL: every
@@ -74,7 +77,7 @@ class Store(abc.ABC):
         listener reconnects are not announced."""
         self._commit_listeners.append(callback)
 
-    def _publish(self, committed: list[CommittedEntry]) -> None:
+    def _publish(self, committed: list[Announcement]) -> None:
         for listener in self._commit_listeners:
             try:
                 listener(committed)

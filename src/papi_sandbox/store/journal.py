@@ -79,7 +79,7 @@ def append_entry(
     d.apply_postings(db, account_id, postings, now_ms, before)
     db.touched.update(p.account_id for p in postings)
     entry = Entry(tran_id, entry_type, now_ms, account_id, tuple(postings))
-    d.announce_entry(db, committed_entry(entry, before))
+    d.announce(db, committed_entry(entry, before))
     return entry
 
 

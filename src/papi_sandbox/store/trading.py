@@ -384,6 +384,9 @@ def write_commit(db: Db, book: engine.AccountBook, commit: TradingCommit, now_ms
     )
     d = db.dialect
     m = d.to_money
+    # The stream reports the orders' executions first, then the entries (Binance's order).
+    for update in engine.order_updates(commit, book.open_orders):
+        d.announce(db, update)
     before = dict(book.balances.amounts)
     for booking in commit.bookings:
         entry = append_entry(

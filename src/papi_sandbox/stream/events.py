@@ -25,6 +25,8 @@ from typing import Any
 
 from papi_sandbox import money
 from papi_sandbox.ledger.model import CommittedEntry, EntryType, Wallet
+from papi_sandbox.market.symbols import SymbolSpec
+from papi_sandbox.trading.model import OrderUpdate
 
 Event = dict[str, Any]
 
@@ -69,7 +71,6 @@ def entry_events(committed: CommittedEntry, event_ms: int) -> list[Event]:
     """The events of one committed entry, for its account's stream, in the order above.
     An entry that changes none of the account's reported wallets produces none."""
     entry = committed.entry
-    rule = rule_for(entry.type)
     # The entry's net change per (wallet, asset) of its own account, in first-posting order.
     nets: dict[tuple[Wallet, str], Decimal] = {}
     for p in entry.postings:
@@ -77,15 +78,25 @@ def entry_events(committed: CommittedEntry, event_ms: int) -> list[Event]:
             key = (p.wallet, p.asset)
             nets[key] = money.add(nets.get(key, money.ZERO), p.amount)
     after = {(w, a): v for w, a, v in committed.balances}
-    fmt = money.format_amount
-    events: list[Event] = []
+    return [
+        *_margin_events(committed, nets, after, event_ms),
+        *_futures_events(committed, nets, after, event_ms),
+    ]
 
-    margin_assets = list(
-        dict.fromkeys(a for (w, a) in nets if w in (Wallet.MARGIN, Wallet.MARGIN_LOCKED))
-    )
-    for asset in margin_assets:
-        delta = nets.get((Wallet.MARGIN, asset), money.ZERO)
-        if delta:
+
+_Amounts = dict[tuple[Wallet, str], Decimal]
+
+
+def _margin_events(
+    committed: CommittedEntry, nets: _Amounts, after: _Amounts, event_ms: int
+) -> list[Event]:
+    """``balanceUpdate`` per asset whose cross-margin free changed, then one
+    ``outboundAccountPosition`` when free or locked changed."""
+    entry, fmt, zero = committed.entry, money.format_amount, money.ZERO
+    assets = list(dict.fromkeys(a for w, a in nets if w in (Wallet.MARGIN, Wallet.MARGIN_LOCKED)))
+    events: list[Event] = []
+    for asset in assets:
+        if delta := nets.get((Wallet.MARGIN, asset), zero):
             events.append(
                 {
                     "e": "balanceUpdate",
@@ -96,49 +107,117 @@ def entry_events(committed: CommittedEntry, event_ms: int) -> list[Event]:
                     "T": entry.time_ms,
                 }
             )
-    if margin_assets:
+    if assets:
+        balances = [
+            {
+                "a": asset,
+                "f": fmt(after.get((Wallet.MARGIN, asset), zero)),
+                "l": fmt(after.get((Wallet.MARGIN_LOCKED, asset), zero)),
+            }
+            for asset in assets
+        ]
         events.append(
             {
                 "e": "outboundAccountPosition",
                 "E": event_ms,
                 "u": entry.time_ms,
                 "U": entry.tran_id,
-                "B": [
-                    {
-                        "a": asset,
-                        "f": fmt(after.get((Wallet.MARGIN, asset), money.ZERO)),
-                        "l": fmt(after.get((Wallet.MARGIN_LOCKED, asset), money.ZERO)),
-                    }
-                    for asset in margin_assets
-                ],
-            }
-        )
-    for wallet, fs in _FUTURES:
-        rows = [(a, delta) for (w, a), delta in nets.items() if w is wallet]
-        if not rows:
-            continue
-        balances = []
-        for asset, delta in rows:
-            wallet_balance = fmt(after.get((wallet, asset), money.ZERO))
-            balances.append(
-                {
-                    "a": asset,
-                    "wb": wallet_balance,
-                    "cw": wallet_balance,  # PM futures wallets are cross-margined only
-                    "bc": fmt(money.ZERO if rule.trading else delta),
-                }
-            )
-        events.append(
-            {
-                "e": "ACCOUNT_UPDATE",
-                "fs": fs,
-                "E": event_ms,
-                "T": entry.time_ms,
-                "i": "",
-                "a": {"m": rule.reason, "B": balances, "P": []},
+                "B": balances,
             }
         )
     return events
+
+
+def _futures_events(
+    committed: CommittedEntry, nets: _Amounts, after: _Amounts, event_ms: int
+) -> list[Event]:
+    """``ACCOUNT_UPDATE`` with ``fs`` UM, then CM, for each futures wallet that changed."""
+    entry, fmt = committed.entry, money.format_amount
+    rule = rule_for(entry.type)
+    events: list[Event] = []
+    for wallet, fs in _FUTURES:
+        balances = []
+        for (w, asset), delta in nets.items():
+            if w is wallet:
+                wallet_balance = fmt(after.get((wallet, asset), money.ZERO))
+                balances.append(
+                    {
+                        "a": asset,
+                        "wb": wallet_balance,
+                        "cw": wallet_balance,  # PM futures wallets are cross-margined only
+                        "bc": fmt(money.ZERO if rule.trading else delta),
+                    }
+                )
+        if balances:
+            events.append(
+                {
+                    "e": "ACCOUNT_UPDATE",
+                    "fs": fs,
+                    "E": event_ms,
+                    "T": entry.time_ms,
+                    "i": "",
+                    "a": {"m": rule.reason, "B": balances, "P": []},
+                }
+            )
+    return events
+
+
+def order_trade_update(update: OrderUpdate, spec: SymbolSpec | None, event_ms: int) -> Event:
+    """The ``ORDER_TRADE_UPDATE`` of one order execution (Binance: Portfolio Margin user data
+    streams, "Futures Order update"). Quantities and prices at the symbol's precision (8 digits
+    when the symbol is no longer configured), amounts with 8 digits; ``N``/``n`` only with a
+    fill, as Binance ("will not push if no commission")."""
+    o, t, fmt = update.order, update.trade, money.format_amount
+    qty_digits = spec.quantity_precision if spec else 8
+    price_digits = spec.price_precision if spec else 8
+
+    def qty(value: Decimal) -> str:
+        return money.format_fixed(value, qty_digits)
+
+    def price(value: Decimal) -> str:
+        return money.format_fixed(value, price_digits) if value else "0"
+
+    body: Event = {
+        "s": o.symbol,
+        "c": o.client_order_id,
+        "S": o.side.value,
+        "o": o.type.value,
+        "f": o.time_in_force.value,
+        "q": qty(o.orig_qty),
+        "p": price(o.price),
+        "ap": fmt(o.avg_price),
+        "sp": "0",
+        "x": update.execution.value,
+        "X": o.status.value,
+        "i": o.order_id,
+        "l": qty(t.qty) if t else "0",
+        "z": qty(o.executed_qty),
+        "L": price(t.price) if t else "0",
+    }
+    if t is not None:
+        body["N"] = t.commission_asset
+        body["n"] = fmt(t.commission)
+    body |= {
+        "T": o.update_time_ms,
+        "t": t.trade_id if t else 0,
+        "b": fmt(update.bids_notional),
+        "a": fmt(update.asks_notional),
+        "m": t.maker if t else False,
+        "R": o.reduce_only,
+        "ps": o.position_side.value,
+        "rp": fmt(t.realized_pnl) if t else "0",
+        "V": o.self_trade_prevention_mode,
+        "pm": "NONE",
+        "gtd": o.good_till_date_ms,
+    }
+    return {
+        "e": "ORDER_TRADE_UPDATE",
+        "fs": "UM",
+        "E": event_ms,
+        "T": o.update_time_ms,
+        "i": "",
+        "o": body,
+    }
 
 
 def listen_key_expired(listen_key: str, event_ms: int) -> Event:

@@ -1,9 +1,12 @@
-"""The in-process event hub: committed journal entries, fanned out to subscribers per account.
+"""The in-process event hub: committed journal entries and order executions, fanned out to
+subscribers per account.
 
 The store calls :meth:`EventHub.publish` once per durable commit (never for a rolled-back one),
 in commit order, from its writer thread (SQLite) or its notification listener (PostgreSQL).
 Subscribers (WebSocket connections, the dashboard) read an async iterator of
-:class:`~papi_sandbox.ledger.model.CommittedEntry`, for one account or for all of them. Each
+:data:`~papi_sandbox.trading.model.Announcement` (a
+:class:`~papi_sandbox.ledger.model.CommittedEntry` or an
+:class:`~papi_sandbox.trading.model.OrderUpdate`), for one account or for all of them. Each
 subscriber has a bounded queue: one that stops reading is dropped (its iterator raises
 :class:`SubscriberDropped`), never allowed to grow the server's memory. See docs/design.md,
 "The event hub".
@@ -17,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 
-from papi_sandbox.ledger.model import CommittedEntry
+from papi_sandbox.trading.model import Announcement
 
 #: Entries one subscriber may have waiting; a subscriber that falls further behind is dropped.
 MAX_SUBSCRIBER_QUEUE = 4096
@@ -57,7 +60,7 @@ class Subscription:
         self._hub = hub
         self.account_id = account_id
         self.limit = limit
-        self._items: deque[CommittedEntry] = deque()
+        self._items: deque[Announcement] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self.closed = False
         self.dropped = False
@@ -66,7 +69,7 @@ class Subscription:
         #: instead of a task waiting on the iterator.
         self.on_ready: Callable[[], None] | None = None
 
-    def _offer(self, item: CommittedEntry) -> bool:
+    def _offer(self, item: Announcement) -> bool:
         """Queue ``item``; False (and nothing queued) when the queue is full."""
         if len(self._items) >= self.limit:
             return False
@@ -102,7 +105,7 @@ class Subscription:
     def __aiter__(self) -> Subscription:
         return self
 
-    async def __anext__(self) -> CommittedEntry:
+    async def __anext__(self) -> Announcement:
         while True:
             if self._items:
                 return self._items.popleft()
@@ -118,7 +121,7 @@ class Subscription:
             finally:
                 self._waiter = None
 
-    def get_nowait(self) -> CommittedEntry | None:
+    def get_nowait(self) -> Announcement | None:
         """The next queued entry, or None when none is waiting."""
         return self._items.popleft() if self._items else None
 
@@ -193,7 +196,7 @@ class EventHub:
         if found:
             self._count -= 1
 
-    def publish(self, entries: Sequence[CommittedEntry]) -> None:
+    def publish(self, entries: Sequence[Announcement]) -> None:
         """Deliver committed entries (in commit order) to their subscribers. Thread-safe; from
         another thread the delivery is queued on the hub's loop, keeping the callers' order."""
         if not entries:
@@ -206,16 +209,16 @@ class EventHub:
         elif not loop.is_closed():
             loop.call_soon_threadsafe(self._deliver, entries)
 
-    def _deliver(self, entries: Iterable[CommittedEntry]) -> None:
+    def _deliver(self, entries: Iterable[Announcement]) -> None:
         for item in entries:
             self.published_total += 1
-            subs = self._by_account.get(item.entry.account_id)
+            subs = self._by_account.get(item.account_id)
             if subs:
                 self._offer_all(subs, item)
             if self._all:
                 self._offer_all(self._all, item)
 
-    def _offer_all(self, subs: set[Subscription], item: CommittedEntry) -> None:
+    def _offer_all(self, subs: set[Subscription], item: Announcement) -> None:
         overflowed = [sub for sub in subs if not sub._offer(item)]
         for sub in overflowed:
             self.dropped_total += 1

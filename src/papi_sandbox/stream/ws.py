@@ -9,11 +9,11 @@ libraries build; README, "The user data stream"):
   ``LIST_SUBSCRIPTIONS``; ``/pm/stream`` (also ``?streams=<k1>/<k2>``) frames each event as
   ``{"stream": <listenKey>, "data": <event>}`` (the official SDK), ``/pm/ws`` sends it bare.
 
-Each connected listen key subscribes to its account's committed entries on the event hub; each
-entry's events (stream/events.py) are built once and sent in commit order. A key that expires,
-is closed (``DELETE``) or loses its API key gets ``listenKeyExpired``, then its connection is
-closed (on ``/pm/stream`` only that key is unsubscribed). Every limit below is named; a refused
-handshake is answered HTTP 403 before the upgrade.
+Each connected listen key subscribes to its account's committed entries and order executions
+on the event hub; the events of each (stream/events.py) are built once and sent in commit order.
+A key that expires, is closed (``DELETE``) or loses its API key gets ``listenKeyExpired``, then
+its connection is closed (on ``/pm/stream`` only that key is unsubscribed). Every limit below is
+named; a refused handshake is answered HTTP 403 before the upgrade.
 """
 
 from __future__ import annotations
@@ -23,18 +23,19 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from papi_sandbox.ledger.model import CommittedEntry
+from papi_sandbox.market.symbols import SymbolSpec
 from papi_sandbox.store.base import MAX_LISTEN_KEYS_PER_READ, ListenKeyRecord
-from papi_sandbox.stream.events import entry_events, listen_key_expired
+from papi_sandbox.stream.events import entry_events, listen_key_expired, order_trade_update
 from papi_sandbox.stream.hub import EventHub, SubscriberDropped, Subscription, TooManySubscribers
 from papi_sandbox.stream.listen_keys import ListenKeys, is_listen_key_text
+from papi_sandbox.trading.model import Announcement, Execution, OrderUpdate
 
 log = logging.getLogger("papi_sandbox.stream")
 
@@ -91,22 +92,37 @@ def websocket_server_options() -> dict[str, Any]:
 
 
 class _EventCache:
-    """Committed entry -> its events encoded once (JSON text), shared by every connection."""
+    """Committed entry or order execution -> its events encoded once (JSON text), shared by
+    every connection."""
 
-    def __init__(self, clock_ms: Callable[[], int]) -> None:
+    def __init__(self, clock_ms: Callable[[], int], specs: Mapping[str, SymbolSpec]) -> None:
         self.clock_ms = clock_ms
-        self._cache: dict[int, list[str]] = {}
+        self.specs = specs
+        self._cache: dict[tuple[int, ...], list[str]] = {}
 
-    def frames(self, committed: CommittedEntry) -> list[str]:
-        tran_id = committed.entry.tran_id
-        hit = self._cache.get(tran_id)
+    def frames(self, item: Announcement) -> list[str]:
+        if isinstance(item, OrderUpdate):
+            # One NEW, one CANCELED or EXPIRED per order, one TRADE per fill.
+            trade_id = item.trade.trade_id if item.trade is not None else 0
+            key: tuple[int, ...] = (item.order.order_id, _EXECUTIONS[item.execution], trade_id)
+        else:
+            key = (item.entry.tran_id,)
+        hit = self._cache.get(key)
         if hit is not None:
             return hit
-        frames = [orjson.dumps(e).decode() for e in entry_events(committed, self.clock_ms())]
+        now = self.clock_ms()
+        if isinstance(item, OrderUpdate):
+            events = [order_trade_update(item, self.specs.get(item.order.symbol), now)]
+        else:
+            events = entry_events(item, now)
+        frames = [orjson.dumps(e).decode() for e in events]
         if len(self._cache) >= EVENT_CACHE_ENTRIES:
             self._cache.pop(next(iter(self._cache)))
-        self._cache[tran_id] = frames
+        self._cache[key] = frames
         return frames
+
+
+_EXECUTIONS = {execution: n for n, execution in enumerate(Execution)}
 
 
 @dataclass(eq=False)
@@ -152,12 +168,13 @@ class StreamServer:
         *,
         max_connections_per_ip: int = DEFAULT_MAX_CONNECTIONS_PER_IP,
         clock_ms: Callable[[], int] = _now_ms,
+        specs: Mapping[str, SymbolSpec] | None = None,
     ) -> None:
         self.hub = hub
         self.listen_keys = listen_keys
         self.max_connections_per_ip = max_connections_per_ip
         self.clock_ms = clock_ms
-        self._events = _EventCache(clock_ms)
+        self._events = _EventCache(clock_ms, specs if specs is not None else {})
         self._by_key: dict[str, set[_Stream]] = {}
         self._per_ip: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
@@ -326,12 +343,12 @@ class StreamServer:
         conn, key = stream.conn, stream.record.listen_key
         try:
             while True:
-                committed = stream.sub.get_nowait()
-                if committed is None:
+                item = stream.sub.get_nowait()
+                if item is None:
                     if stream.sub.dropped:
                         raise SubscriberDropped
                     return
-                for frame in self._events.frames(committed):
+                for frame in self._events.frames(item):
                     await self._send(conn, key, frame)
         except asyncio.CancelledError:
             raise

@@ -32,9 +32,11 @@ from papi_sandbox.trading.margin import MarketView, leverage_of, summarize
 from papi_sandbox.trading.model import (
     ZERO,
     Booking,
+    Execution,
     Order,
     OrderStatus,
     OrderType,
+    OrderUpdate,
     Position,
     PositionSide,
     Refusal,
@@ -290,7 +292,7 @@ def place_order(
         time_ms=now_ms,
         update_time_ms=now_ms,
     )
-    commit = TradingCommit()
+    commit = TradingCommit(placed=order)
     if marketable:
         order = _fill_or_expire(book, spec, order, mark, False, ids, now_ms, commit)
     elif not rests:  # IOC that cannot fill
@@ -428,3 +430,46 @@ def check_position_mode(book: AccountBook, dual_side: bool) -> None:
         raise TradingRefused(Refusal.POSITION_SIDE_CHANGE_OPEN_ORDERS)
     if any(p.amount for p in book.positions.values()):
         raise TradingRefused(Refusal.POSITION_SIDE_CHANGE_POSITION)
+
+
+def order_updates(commit: TradingCommit, open_orders: Iterable[Order]) -> list[OrderUpdate]:
+    """The executions a commit reports on the user data stream, per order in commit order: NEW
+    for the order it places, a TRADE per fill (the order's progress after that fill), then
+    CANCELED or EXPIRED when it ended so; a commit that only cancels reports CANCELED alone.
+    ``open_orders``: the account's open orders once the commit is applied (for ``b``/``a``)."""
+    notional: dict[tuple[str, Side], Decimal] = {}
+    for o in open_orders:
+        key = (o.symbol, o.side)
+        notional[key] = notional.get(key, ZERO) + o.price * (o.orig_qty - o.executed_qty)
+    updates: list[OrderUpdate] = []
+    for order in commit.orders:
+        bids = round_half_even(notional.get((order.symbol, Side.BUY), ZERO))
+        asks = round_half_even(notional.get((order.symbol, Side.SELL), ZERO))
+        trades = [t for t in commit.trades if t.order_id == order.order_id]
+        if commit.placed is not None and commit.placed.order_id == order.order_id:
+            state = commit.placed
+            updates.append(OrderUpdate(Execution.NEW, state, None, bids, asks))
+        else:  # what it was before this commit's fills
+            executed = order.executed_qty - sum((t.qty for t in trades), ZERO)
+            cum = order.cum_quote - sum((t.quote_qty for t in trades), ZERO)
+            state = dataclasses.replace(order, executed_qty=executed, cum_quote=cum)
+        for index, trade in enumerate(trades):
+            if index == len(trades) - 1:  # the last fill leaves the order's own figures
+                executed, cum, avg = order.executed_qty, order.cum_quote, order.avg_price
+            else:
+                executed = state.executed_qty + trade.qty
+                cum = state.cum_quote + trade.quote_qty
+                avg = round_half_even(_WIDE.divide(cum, executed))
+            filled = executed == order.orig_qty
+            state = dataclasses.replace(
+                order,
+                status=OrderStatus.FILLED if filled else OrderStatus.PARTIALLY_FILLED,
+                executed_qty=executed,
+                cum_quote=cum,
+                avg_price=avg,
+                update_time_ms=trade.time_ms,
+            )
+            updates.append(OrderUpdate(Execution.TRADE, state, trade, bids, asks))
+        if order.status in (OrderStatus.CANCELED, OrderStatus.EXPIRED):
+            updates.append(OrderUpdate(Execution(order.status.value), order, None, bids, asks))
+    return updates

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 
-from papi_sandbox.ledger.model import LedgerError, Posting
+from papi_sandbox.ledger.model import CommittedEntry, LedgerError, Posting
 
 ZERO = Decimal(0)
 
@@ -212,7 +212,46 @@ class TradingCommit:
     orders: list[Order] = field(default_factory=list)
     trades: list[Trade] = field(default_factory=list)
     positions: list[Position] = field(default_factory=list)
+    #: The order this commit places, as accepted (status NEW, nothing filled): its stream
+    #: reports NEW before what happened to it next. None when the commit places none.
+    placed: Order | None = None
 
     @property
     def empty(self) -> bool:
         return not (self.bookings or self.orders or self.trades or self.positions)
+
+
+class Execution(StrEnum):
+    """Binance's execution types (``x`` of ``ORDER_TRADE_UPDATE``) the sandbox produces."""
+
+    NEW = "NEW"
+    TRADE = "TRADE"
+    CANCELED = "CANCELED"
+    EXPIRED = "EXPIRED"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderUpdate:
+    """One execution of one order, as committed: what one ``ORDER_TRADE_UPDATE`` reports.
+    ``order`` is the order as it stood right after this execution; ``trade`` the fill of a
+    TRADE (None otherwise); amounts are exact decimals. Built by
+    :func:`papi_sandbox.trading.engine.order_updates` inside the commit's transaction and handed
+    to the stream only after it committed."""
+
+    execution: Execution
+    order: Order
+    trade: Trade | None = None
+    #: Binance's ``b`` and ``a``: the notional (price × quantity left) of the account's open
+    #: BUY and SELL orders on the symbol once the commit is applied.
+    bids_notional: Decimal = ZERO
+    asks_notional: Decimal = ZERO
+
+    @property
+    def account_id(self) -> int:
+        """The account whose stream reports the execution."""
+        return self.order.account_id
+
+
+#: What a store announces once a transaction is durable, in commit order: each journal entry,
+#: and each order execution (docs/design.md, "The event hub").
+Announcement = CommittedEntry | OrderUpdate

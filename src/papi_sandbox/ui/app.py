@@ -60,7 +60,7 @@ from papi_sandbox.ledger.model import (
 )
 from papi_sandbox.store.base import MAX_ACCOUNT_SEARCH_CHARS, AccountSearch
 from papi_sandbox.stream.hub import EventHub, SubscriberDropped, TooManySubscribers
-from papi_sandbox.trading.model import TradingRefused
+from papi_sandbox.trading.model import OrderUpdate, TradingRefused
 from papi_sandbox.ui import session
 from papi_sandbox.wire.errors import ApiError
 
@@ -190,7 +190,8 @@ def _positive_int(text: str | None, limit: int = 10**18) -> int | None:
 
 async def _feed(hub: EventHub, account_id: int | None, feeds: list[int]) -> AsyncIterator[bytes]:
     """The live feed's body: one ``entry`` event per committed entry of ``account_id`` (None:
-    every account; several queued ones coalesce into the last), keep-alive comments, closed
+    every account) and one ``order`` event per order execution (several queued ones coalesce
+    into the last), keep-alive comments, closed
     after LIVE_FEED_MAX_S. Subscribes only once the response is under way, so a feed that never
     starts holds nothing."""
     feeds[0] += 1
@@ -214,6 +215,11 @@ async def _feed(hub: EventHub, account_id: int | None, feeds: list[int]) -> Asyn
                     return
                 while (newer := subscription.get_nowait()) is not None:
                     item = newer
+                if isinstance(item, OrderUpdate):  # an order changed: open orders, positions
+                    order = item.order
+                    data = orjson.dumps({"accountId": order.account_id, "orderId": order.order_id})
+                    yield b"event: order\ndata: " + data + b"\n\n"
+                    continue
                 entry = item.entry
                 data = orjson.dumps(
                     {"accountId": entry.account_id, "tranId": entry.tran_id, "type": entry.type}

@@ -41,10 +41,12 @@
     }
 
     var source = new EventSource(events);
-    source.addEventListener("entry", function () {
+    function soon() {
       clearTimeout(timer);
       timer = setTimeout(refresh, DEBOUNCE_MS);
-    });
+    }
+    source.addEventListener("entry", soon);
+    source.addEventListener("order", soon);  // an order placed, filled, cancelled or expired
     source.addEventListener("open", function () { el.setAttribute("data-live", "connected"); });
     source.addEventListener("error", function () { el.setAttribute("data-live", "reconnecting"); });
   }
