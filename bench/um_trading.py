@@ -32,13 +32,13 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from papi_sandbox.client import now_ms
 from run import (
     ADMIN_TOKEN,
     BENCH_DIR,
     PRISM,
     RECV_WINDOW_MS,
     free_port,
-    now_ms,
     our_server,
     run_wrk,
     started,
