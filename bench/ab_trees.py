@@ -22,9 +22,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ledgerfill import fill
-from run import RepayPools, cpu_times, our_server, run_wrk
+from run import RepayPools, cpu_times, our_server, run_wrk, verify_db
 
 PER_ROUND = 20_000  # accounts per round: more than a round of a few seconds can repay
+
+
+def tree_cpu(pid: int) -> float:
+    """User+system CPU seconds of a process and of its child processes (a writer process)."""
+    user, system = cpu_times(pid)
+    total = user + system
+    children = {c for task in Path(f"/proc/{pid}/task").iterdir()
+                for c in (task / "children").read_text().split()}  # fmt: skip
+    return total + sum(tree_cpu(int(child)) for child in children)
 
 
 def main() -> None:
@@ -40,6 +49,7 @@ def main() -> None:
     rps: dict[str, list[float]] = {k: [] for k in trees}
     p99: dict[str, list[float]] = {k: [] for k in trees}
     cpu: dict[str, list[float]] = {k: [] for k in trees}
+    errors = {k: 0 for k in trees}
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     with tempfile.TemporaryDirectory(prefix="papi-ab-") as tmp, ExitStack() as stack:
         work = Path(tmp)
@@ -55,22 +65,25 @@ def main() -> None:
         for number in range(args.rounds + 1):  # round 0 warms up
             for name in ("A", "B") if number % 2 == 0 else ("B", "A"):
                 pid = procs[name].proc.pid
-                user, system = cpu_times(pid)
+                before = tree_cpu(pid)
                 seconds = args.duration if number else 1
                 raw = run_wrk(procs[name].url, pools[name](number), seconds, args.connections)
-                user_after, system_after = cpu_times(pid)
+                spent = tree_cpu(pid) - before
+                errors[name] += sum(v for k, v in raw.items() if k.endswith("errors"))
                 if not number:
                     continue
                 rps[name].append(raw["requests"] / (raw["duration_us"] / 1e6))
                 p99[name].append(raw["p99_us"] / 1000)
-                cpu[name].append(
-                    1e6 * (user_after - user + system_after - system) / raw["requests"]
-                )
+                cpu[name].append(1e6 * spent / raw["requests"])
                 print(
                     f"round {number} {name}: {rps[name][-1]:,.0f} req/s,"
                     f" p99 {p99[name][-1]:.1f} ms, {cpu[name][-1]:.0f} µs CPU/req",
                     flush=True,
                 )
+        for name, proc in procs.items():
+            proc.stop()
+            print(f"{name}: {errors[name]} non-2xx/socket errors;"
+                  f" {verify_db(work / f'{name}.db')}", flush=True)  # fmt: skip
     ratios = sorted(b / a for a, b in zip(rps["A"], rps["B"], strict=True))
     print(
         f"B/A per round: {', '.join(f'{r:.2f}' for r in ratios)};"
