@@ -132,9 +132,11 @@ def _flag(value: Any, what: str) -> bool:
 Flag = _grammar(_flag)
 
 
-def _text(value: Any, what: str) -> str:
-    """Free text (a host, a URL, a prefix): printable, no control characters or line feeds."""
-    if not isinstance(value, str) or not value.isprintable():
+def _text(value: Any, what: str) -> Any:
+    """Free text (a host, a URL, a prefix, a path): printable, no control characters or line
+    feeds. A ``Path`` given from Python is checked by its text and kept."""
+    text = str(value) if isinstance(value, Path) else value
+    if not isinstance(text, str) or not text.isprintable():
         raise grammar.GrammarError(f"{what} must be printable text, not {value!r:.40}")
     return value
 

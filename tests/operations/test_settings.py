@@ -117,6 +117,20 @@ def test_workers_get_back_every_setting_through_the_environment(
     assert settings.settings_from_env() == sent
 
 
+def test_settings_built_from_python_take_python_values(tmp_path: Path) -> None:
+    """``papi_sandbox.Settings`` is a public name: paths, numbers and booleans given from Python
+    (as bench/inprocess.py and an embedding application do) pass the same rules."""
+    built = settings.Settings(
+        data_dir=tmp_path, config=tmp_path / "jobs.toml", port=9000, store_timeout=0.5,
+        scheduler=False, access_log=False,
+    )  # fmt: skip
+    assert built.data_dir == tmp_path and built.config == tmp_path / "jobs.toml"
+    assert (built.port, built.store_timeout, built.scheduler) == (9000, 0.5, False)
+    for bad in ({"port": 0}, {"port": True}, {"store_timeout": 1e9}, {"data_dir": Path("a\nb")}):
+        with pytest.raises(settings.SettingError):
+            settings.load(**bad)
+
+
 @pytest.mark.parametrize("token", [" " * 40, "x" * 40 + "\n", "x" * 20 + " " + "x" * 20, "x" * 31])
 def test_the_operator_token_rule(token: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """At least 32 visible ASCII characters: blanks and padding are refused, not trimmed."""
