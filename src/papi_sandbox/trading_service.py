@@ -116,9 +116,11 @@ class Trading:
     async def place_order(
         self, account_id: int, request: OrderRequest
     ) -> tuple[Order, list[Trade]]:
-        return await self.store.write(
-            trading_store.place_order, account_id, request, self._specs, self._collateral, now_ms()
+        item = trading_store.NewOrder(account_id, request, self._specs, self._collateral, now_ms())
+        placed: tuple[Order, list[Trade]] = await self.store.write_grouped(
+            trading_store.place_orders, item
         )
+        return placed
 
     async def cancel_order(
         self, account_id: int, symbol: str, order_id: int | None, client_order_id: str | None
