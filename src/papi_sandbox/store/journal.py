@@ -7,7 +7,7 @@ their postings and the balance rows (through the dialect: absolute amounts or bu
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -62,6 +62,20 @@ def load_balances_of(db: Db, account_ids: Sequence[int]) -> dict[int, AccountBal
             if updated_ms > balances.updated_ms.get(asset, -1):
                 balances.updated_ms[asset] = int(updated_ms)
     return result
+
+
+def lock_accounts(db: Db, account_ids: Iterable[int]) -> list[int]:
+    """Lock the rows of these accounts until COMMIT, in ascending id order, so that two units
+    never wait for each other in a cycle (PostgreSQL; SQLite's one writer is alone anyway); the
+    ids of those that exist, ascending. One statement per MAX_IN_LIST ids."""
+    ids = sorted(set(account_ids))
+    existing: list[int] = []
+    for start in range(0, len(ids), MAX_IN_LIST):
+        chunk = ids[start : start + MAX_IN_LIST]
+        marks = ", ".join("?" * len(chunk))
+        sql = f"SELECT id FROM accounts WHERE id IN ({marks}) ORDER BY id{db.dialect.lock}"
+        existing += [int(r[0]) for r in db.all(sql, chunk)]
+    return existing
 
 
 def append_entry(
@@ -161,14 +175,7 @@ def transact(db: Db, changes: Sequence[Change]) -> list[tuple[Entry | None, Base
     ``(None, error)`` when its account does not exist (LedgerError) or its plan refuses,
     nothing of it written. Raises AssertionError for postings that do not sum to zero per asset
     (nothing written; the SQLite writer then runs each change alone)."""
-    ids = sorted({c.account_id for c in changes})
-    marks = ", ".join("?" * len(ids))
-    existing = [
-        int(r[0])
-        for r in db.all(
-            f"SELECT id FROM accounts WHERE id IN ({marks}) ORDER BY id{db.dialect.lock}", ids
-        )
-    ]
+    existing = lock_accounts(db, {c.account_id for c in changes})
     before = {a: b.amounts for a, b in load_balances_of(db, existing).items()}
     running = {a: dict(rows) for a, rows in before.items()}
     outcomes: list[tuple[Entry | None, BaseException | None]] = []
