@@ -39,6 +39,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from papi_sandbox.client import now_ms
 from run import (
     ADMIN_TOKEN,
     BENCH_DIR,
@@ -134,7 +135,7 @@ def new_accounts(url: str, count: int, deposit: str) -> list[tuple[str, str]]:
 
 
 def signed(path: str, secret: str, params: str) -> str:
-    query = f"{params}&recvWindow={RECV_WINDOW_MS}&timestamp={time.time_ns() // 1_000_000}"
+    query = f"{params}&recvWindow={RECV_WINDOW_MS}&timestamp={now_ms()}"
     signature = hmac.new(secret.encode(), query.encode(), hashlib.sha256).hexdigest()
     return f"{path}?{query}&signature={signature}"
 

@@ -31,8 +31,9 @@ from papi_sandbox.trading.model import (
     TradingSettings,
 )
 
-#: Accounts whose crossed orders one write transaction fills after a price change: bounds the
-#: time a transaction holds the writer (about 0.3 ms per fill) whatever the number of accounts.
+#: Accounts whose crossed orders one write transaction fills after a price change (read at once,
+#: planned in memory, written together: store/trading.fill_crossed): bounds the time one
+#: transaction holds the writer whatever the number of accounts.
 FILL_BATCH_ACCOUNTS = 200
 #: Journal entry types that only trading books (an account with one may hold a position).
 TRADING_ENTRY_TYPES = frozenset(

@@ -24,9 +24,6 @@ ALLOWED_LONGER: dict[tuple[str, str], int] = {
     ("papi_sandbox/api/app.py", "create_app"): 197,
     ("papi_sandbox/cli.py", "serve"): 216,
     ("papi_sandbox/cli.py", "rotate_encryption_key"): 73,
-    ("papi_sandbox/store/trading.py", "write_commit"): 90,
-    ("papi_sandbox/trading/engine.py", "place_order"): 72,
-    ("papi_sandbox/transport.py", "guarded_protocol"): 152,
 }
 
 

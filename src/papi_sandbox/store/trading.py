@@ -2,12 +2,15 @@
 prices and funding slots; each statement once, as units of work over a
 :class:`~papi_sandbox.store.dialect.Db` (docs/design.md, "Adding persisted state").
 
-A trading operation is one unit: lock the account, read its book (balances, positions, open
-orders, settings) and the market's prices, run the pure rule (:mod:`papi_sandbox.trading.engine`),
-then :func:`write_commit` appends its journal entries (through
-:func:`~papi_sandbox.store.journal.append_entry`, the one path of money) and upserts its order,
-trade and position rows, all in the same transaction. Each commit's rows stay readable by
-order id and trade id, so the user data stream can turn them into events.
+A trading operation is one unit: lock the accounts and read their books (balances, positions,
+open orders, settings: :func:`load_books`, a few statements for any number of accounts) and the
+market's prices, run the pure rule (:mod:`papi_sandbox.trading.engine`) for each order or
+account in memory, then :class:`Commits` writes them all: the journal entries through
+:func:`~papi_sandbox.store.journal.append_entries` (the one path of money), then the income,
+order, trade and position rows, one statement per table, in the same transaction. New orders
+come in groups (:func:`place_orders`, through ``Store.write_grouped``: the SQLite writer hands
+one call every order of its batch). Each commit is announced as its orders' executions, then
+its entries, for the user data stream.
 """
 
 from __future__ import annotations
