@@ -60,7 +60,7 @@ from run import (
 GRANIAN_OPTIONS = [
     "--workers", "1", "--loop", "uvloop", "--http", "1", "--no-access-log",
     "--http1-buffer-size", "32768",
-    "--http1-header-read-timeout", str(int(Settings().request_read_timeout_s * 1000)),
+    "--http1-header-read-timeout", str(int(Settings().request_read_timeout * 1000)),
     "--backpressure", str(Settings().max_connections),
 ]  # fmt: skip
 

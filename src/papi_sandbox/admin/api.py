@@ -20,7 +20,13 @@ from starlette.routing import Route
 
 from papi_sandbox import grammar, money
 from papi_sandbox.admin.markets import market_routes
-from papi_sandbox.api.http import client_ip, error_response, json_response, read_body
+from papi_sandbox.api.http import (
+    AdminHandler,
+    client_ip,
+    error_response,
+    json_response,
+    read_body,
+)
 from papi_sandbox.api.serialize import balance_object, entry_object
 from papi_sandbox.jobs.config import MAX_VIP_LEVEL
 from papi_sandbox.jobs.runner import JobReport, UnknownJob, run_on_demand
@@ -36,7 +42,7 @@ from papi_sandbox.wire import auth, errors
 from papi_sandbox.wire.errors import ApiError
 
 if TYPE_CHECKING:
-    from papi_sandbox.api.app import AppState
+    from papi_sandbox.api.state import AppState
 
 #: Largest operator request body (bytes).
 MAX_ADMIN_BODY_BYTES = 64 * 1024
@@ -48,8 +54,6 @@ MAX_IP_WHITELIST_ENTRIES = 30
 KEY_FIELDS = frozenset(
     {"type", "publicKey", "enableReading", "enablePortfolioMarginTrading", "ipWhitelist"}
 )
-
-AdminHandler = Callable[[Request], Awaitable[Response]]
 
 
 def _bad(msg: str) -> ApiError:

@@ -65,7 +65,7 @@ from papi_sandbox.ui import session
 from papi_sandbox.wire.errors import ApiError
 
 if TYPE_CHECKING:
-    from papi_sandbox.api.app import AppState
+    from papi_sandbox.api.state import AppState
 
 log = logging.getLogger("papi_sandbox.ui")
 
