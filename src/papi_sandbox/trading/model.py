@@ -222,6 +222,18 @@ class TradingSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """One page of an order or trade history: ascending from the id ``from_id`` when given,
+    else the most recent ``limit`` rows in ``[start_ms, end_ms]`` (either bound optional; the
+    endpoint applies Binance's rules for the window); the store caps ``limit`` at 1000."""
+
+    from_id: int | None
+    start_ms: int | None
+    end_ms: int | None
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
 class Booking:
     """One journal entry a trading commit appends, with what the income history shows of it."""
 
