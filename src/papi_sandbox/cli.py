@@ -93,11 +93,18 @@ _ACCOUNT_ID = (1, 10**18 - 1)
 AccountId = Annotated[int, typer.Argument(parser=_integer(_ACCOUNT_ID, "account id"))]
 
 
+def _help(text: str | None) -> str | None:
+    """A spec's help text for --help, shown as written (``[market]`` is not console markup)."""
+    from rich.markup import escape
+
+    return None if text is None else escape(text)
+
+
 def _spec_option(name: str) -> Any:
     """A typer option of another command for one option of the settings spec: the same
     variable and help as ``serve``'s flag."""
     info = Settings.model_fields[name]
-    return typer.Option(envvar=settings_mod.env_name(name), help=info.description)
+    return typer.Option(envvar=settings_mod.env_name(name), help=_help(info.description))
 
 
 DataDir = Annotated[Path, _spec_option("data_dir")]
@@ -121,7 +128,7 @@ def _load_jobs_config(path: Path | None) -> Any:
     try:
         return load_config(path)
     except ConfigError as exc:
-        err_console.print(f"[red]Bad configuration: {exc}[/red]")
+        _error(f"Bad configuration: {exc}")
         raise typer.Exit(2) from None
 
 
@@ -140,7 +147,7 @@ def _serve_option(name: str, info: Any) -> inspect.Parameter:
     env = settings_mod.env_name(name)
     flag = settings_mod.flag_name(name)
     default = info.default if info.default not in (None, "") else "none"
-    help_text = f"{info.description} (env {env}; default {default})"
+    help_text = _help(f"{info.description} (env {env}; default {default})")
     if info.annotation is bool:
         option = typer.Option(f"{flag}/--no-{flag[2:]}", help=help_text, show_default=False)
         annotation: Any = Annotated[bool | None, option]
@@ -153,9 +160,15 @@ def _serve_option(name: str, info: Any) -> inspect.Parameter:
     )
 
 
+def _error(message: str) -> None:
+    """A refusal on stderr: one red line, never folded to the terminal's width, and its text
+    shown as it is (a path, a value or a server's message holding ``[/]`` is not markup)."""
+    err_console.print(Text(message, style="red"), soft_wrap=True)
+
+
 def _cannot_start(message: str) -> NoReturn:
     """One line on stderr (never folded to the terminal's width), exit 2."""
-    err_console.print(Text(f"Cannot start: {message}", style="red"), soft_wrap=True)
+    _error(f"Cannot start: {message}")
     raise typer.Exit(2)
 
 
@@ -272,7 +285,7 @@ def db_upgrade(
         with progress_for(progress) as shown:
             before, after = upgrade(db_url, shown)
     except Exception as exc:  # shown, not a traceback: a wrong URL is the usual cause
-        err_console.print(f"[red]Cannot upgrade the database: {type(exc).__name__}: {exc}[/red]")
+        _error(f"Cannot upgrade the database: {type(exc).__name__}: {exc}")
         raise typer.Exit(2) from None
     if before == after:
         console.print(f"schema is at version {after}; nothing to do")
@@ -293,21 +306,21 @@ def verify(
         with progress_for(progress) as shown:
             report = store.verify_sync(shown)
     except FileNotFoundError as exc:
-        err_console.print(f"[red]No database at {exc}[/red]")
+        _error(f"No database at {exc}")
         raise typer.Exit(2) from None
     except Exception as exc:  # e.g. PostgreSQL unreachable: said plainly, exit 2 (not 1)
-        err_console.print(f"[red]Cannot read the database: {type(exc).__name__}: {exc}[/red]")
+        _error(f"Cannot read the database: {type(exc).__name__}: {exc}")
         raise typer.Exit(2) from None
     console.print(
         f"checked {report.entries} entries, {report.postings} postings, {report.balances} stored"
         f" balances, {report.accounts} accounts, {report.assets} assets"
     )
     for note in report.notes:
-        console.print(f"[yellow]NOTE[/yellow] {note}")
+        console.print(Text.assemble(("NOTE", "yellow"), " ", note))
     for damage in report.damage:
-        console.print(f"[red]DAMAGE[/red] {damage}")
+        console.print(Text.assemble(("DAMAGE", "red"), " ", damage))
     for problem in report.problems:
-        console.print(f"[red]MISMATCH[/red] {problem}")
+        console.print(Text.assemble(("MISMATCH", "red"), " ", problem))
     if report.ok:
         console.print(
             "[green]OK[/green]: the database passes its integrity checks; every balance equals"
@@ -338,16 +351,16 @@ def _admin(url: str, token: str | None, data_dir: Path) -> Iterator[AdminClient]
     """The operator client; a refusal or an unreachable service ends the command (exit 1, 2)."""
     token = token or settings_mod.read_admin_token(data_dir)
     if not token:
-        err_console.print("[red]No operator token: set PAPI_SANDBOX_ADMIN_TOKEN or --token.[/red]")
+        _error("No operator token: set PAPI_SANDBOX_ADMIN_TOKEN or --token.")
         raise typer.Exit(2)
     try:
         with AdminClient(url, token) as client:
             yield client
     except httpx.HTTPError as exc:
-        err_console.print(f"[red]Cannot reach the service: {exc}[/red]")
+        _error(f"Cannot reach the service: {exc}")
         raise typer.Exit(2) from None
     except AdminError as exc:
-        err_console.print(f"[red]{exc.status} {exc.code}: {exc.msg}[/red]")
+        _error(f"{exc.status} {exc.code}: {exc.msg}")
         raise typer.Exit(1) from None
 
 
@@ -585,7 +598,7 @@ def jobs_run(
     db_url = settings_mod.database_url(db, data_dir)
     store = open_store(db_url)
     if not store.exists_sync():  # never create an empty ledger just to sweep it
-        err_console.print(f"[red]No database at {db_url}[/red]")
+        _error(f"No database at {db_url}")
         raise typer.Exit(2)
 
     async def go(shown: Progress) -> Any:
@@ -599,7 +612,7 @@ def jobs_run(
         with progress_for(progress) as shown:
             report = asyncio.run(go(shown))
     except ValueError as exc:  # an unknown job, a bad --as-of, a slot too old
-        err_console.print(f"[red]{exc}[/red]")
+        _error(str(exc))
         raise typer.Exit(2) from None
     print(orjson.dumps(report.to_json()).decode())
 
@@ -630,22 +643,20 @@ def rotate_encryption_key(
     key_file = data_dir / secretbox.SECRET_KEY_FILE_NAME
     from_env = bool(os.environ.get(secretbox.SECRET_KEY_ENV))
     if not from_env and not key_file.exists():
-        err_console.print(
-            f"[red]No encryption key: neither {secretbox.SECRET_KEY_ENV} nor {key_file}[/red]"
-        )
+        _error(f"No encryption key: neither {secretbox.SECRET_KEY_ENV} nor {key_file}")
         raise typer.Exit(2)
     try:
         old = secretbox.SecretBox(secretbox.load_or_create_key(data_dir))
         new_text = new_key or secretbox.new_key_text()
         new = secretbox.SecretBox(secretbox.parse_key(new_text))
     except secretbox.SecretBoxError as exc:
-        err_console.print(f"[red]{exc}[/red]")
+        _error(str(exc))
         raise typer.Exit(2) from None
     store = open_store(settings_mod.database_url(db, data_dir))
     try:
         changed = asyncio.run(_reseal_all(store, old, new))
     except secretbox.SecretBoxError as exc:
-        err_console.print(f"[red]Nothing changed: {exc}[/red]")
+        _error(f"Nothing changed: {exc}")
         raise typer.Exit(1) from None
     if new_key is not None:
         console.print(

@@ -141,3 +141,50 @@ def test_market_and_position_commands(server: Server) -> None:
     assert "BTCUSDT" in shown.stdout and "uniMMR" in shown.stdout and "0.01000000" in shown.stdout
     unknown = cli("market", "set-price", "NOPE", "1", env=env)
     assert unknown.returncode == 1 and "-1121" in unknown.stderr
+
+
+def _one_clear_line(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    """A refusal: exit 2, one line (never folded to the terminal's width), no traceback, and
+    the user's own text shown as typed."""
+    assert result.returncode == 2, result
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr and "MarkupError" not in result.stderr, result.stderr
+    for word in words:
+        assert word in result.stderr, (word, result.stderr)
+
+
+@pytest.mark.parametrize("text", ["[/]", "[bold]x", "[/red]"])
+def test_refusals_show_the_user_s_text_literally_never_a_markup_error(
+    tmp_path: Path, text: str
+) -> None:
+    """A value echoed in a refusal (a path, a configuration value, a time) is text, not console
+    markup: ``[/]`` in it used to end ``verify`` with a MarkupError traceback, and ``jobs run``
+    ate ``[schedule]`` out of its own message."""
+    folder = tmp_path / text.replace("/", "_")
+    folder.mkdir()
+    missing = f"sqlite:///{folder}/none.db"
+    where = str(folder / "none.db")
+    _one_clear_line(cli("verify", "--db", missing), "No database", where)
+    _one_clear_line(cli("jobs", "run", "interest", "--db", missing), "No database", where)
+
+    config = tmp_path / "jobs.toml"
+    config.write_text(f'[schedule]\ninterest = ["{text}"]\n')
+    bad_config = cli("jobs", "run", "interest", "--db", missing, "--config", str(config))
+    _one_clear_line(bad_config, "Bad configuration", "[schedule] interest", repr(text))
+
+    ledger = f"sqlite:///{tmp_path / 'ledger.db'}"
+    assert cli("db", "upgrade", "--db", ledger).returncode == 0
+    _one_clear_line(cli("jobs", "run", "interest", "--db", ledger, "--as-of", text), text)
+
+
+def test_serve_help_shows_every_option_and_its_text_as_written() -> None:
+    """``serve --help`` (generated from the settings spec) names every flag and variable, and
+    shows the help as written: ``[market]`` is not eaten as console markup."""
+    from papi_sandbox import settings
+
+    shown = cli("serve", "--help", env={"COLUMNS": "400", "TERM": "dumb"})
+    assert shown.returncode == 0, shown.stderr
+    for name in settings.serve_fields():
+        assert settings.flag_name(name) in shown.stdout, name
+        assert settings.env_name(name) in shown.stdout, name
+    assert "([market], docs/semantics.md)" in shown.stdout, shown.stdout
