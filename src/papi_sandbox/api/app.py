@@ -52,7 +52,7 @@ from papi_sandbox.settings import DEFAULT_ADMIN_AUTH_FAILURES_PER_MINUTE, Settin
 from papi_sandbox.store.base import ApiKeyRecord, EntryCounter, StoreUnavailable
 from papi_sandbox.store.contract import KeyRevocations, Store
 from papi_sandbox.stream.hub import EventHub
-from papi_sandbox.stream.ws import StreamServer, websocket_routes
+from papi_sandbox.stream.ws import StreamServer, websocket_app
 from papi_sandbox.wire import auth, errors, params
 from papi_sandbox.wire.account_limits import (
     LIMIT_OF_ENTRY_TYPE,
@@ -543,6 +543,12 @@ def create_app(
             admin_auth_refused=state.admin_auth.refused_total,
             store_unavailable=state.store_failures.total,
             ready=readiness.checks,
+            stream={
+                "connections": streams.connections,
+                "slow_consumers_total": streams.slow_consumers_total,
+                "queued": state.hub.queued(),
+                "published_total": state.hub.published_total,
+            },
         )
         return Response(body, 200, headers={"Content-Type": content_type})
 
@@ -562,8 +568,8 @@ def create_app(
             # The operator's dashboard (papi_sandbox/ui), on the same service layer.
             Route("/ui", ui_home, methods=["GET"]),
             Mount("/ui", routes=ui_routes(state)),
-            *websocket_routes(lambda: streams),
         ],
+        websocket=websocket_app(lambda: streams),
         exception_handlers={
             HTTPException: _http_exception,
             StoreUnavailable: _store_unavailable,

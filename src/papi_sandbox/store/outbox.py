@@ -26,7 +26,7 @@ SCHEMA = """
 """
 #: How long the writer waits for work before it looks for other processes' commits (s): the
 #: longest an idle process takes to stream another process's commit.
-TAIL_INTERVAL_S = 0.02
+TAIL_INTERVAL_S = 0.05
 #: Rows one tail reads at most; more wait for the next read, in order.
 MAX_TAIL_ROWS = 10_000
 #: Age past which outbox rows are deleted (s); a process that falls further behind than this
