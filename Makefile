@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 LINT_PATHS := src tests $(wildcard bench)
 
-.PHONY: run test lint install clean bench screenshots
+.PHONY: run test lint install clean bench bench-stack screenshots
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "papi-sandbox needs Python 3.11+"'
@@ -52,6 +52,11 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 	$(BIN)/python bench/um_trading.py $(UM_BENCH_ARGS)
 	$(BIN)/python bench/stream.py $(STREAM_BENCH_ARGS)
+
+# The server stack's decision (docs/performance.md): the same app on uvicorn and on granian,
+# interleaved, on every workload of `make bench`; a few minutes.
+bench-stack: $(BENCH_STAMP)
+	$(BIN)/python bench/stack.py $(STACK_BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -20,11 +20,14 @@ from typing import Any
 
 #: Colours by kind of server: ours, the ceiling (same server stack, no work), Prism (a static mock).
 COLOURS = {"ours": "#1f6feb", "ceiling": "#8b949e", "prism": "#f0883e"}
-LABELS = {"ours": "papi-sandbox", "ceiling": "bare ASGI app (ceiling)", "prism": "Stoplight Prism"}
+LABELS = {"ours": "papi-sandbox", "ceiling": "ceilings (bare apps)", "prism": "Stoplight Prism"}
 
 
 def kind_of(key: str) -> str:
-    """The kind of a workload of bench/run.py by its key (full, normal, balance, ceiling, prism)."""
+    """The kind of a workload of bench/run.py by its key (full, normal, balance, starlette,
+    ceiling, prism): both ceilings are drawn as ceilings."""
+    if key == "starlette":
+        return "ceiling"
     return key if key in ("ceiling", "prism") else "ours"
 
 

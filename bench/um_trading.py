@@ -10,6 +10,10 @@
    fill is committed), then ``verify``.
 
     .venv/bin/python bench/um_trading.py [--duration 6] [--rounds 3] [--skip-prism]
+        [--only orders|sweep] [--store sqlite|postgres] [--postgres-url URL]
+
+The server's CPU (user + system, all threads, from /proc) is reported per request and for the
+sweep: on this shared machine it moves far less than the rates do.
 """
 
 from __future__ import annotations
@@ -18,28 +22,32 @@ import argparse
 import concurrent.futures
 import hashlib
 import hmac
+import os
+import secrets
 import sqlite3
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from papi_sandbox.client import now_ms
 from run import (
     ADMIN_TOKEN,
     BENCH_DIR,
     PRISM,
     RECV_WINDOW_MS,
+    Proc,
+    cpu_times,
     free_port,
-    now_ms,
-    our_server,
     run_wrk,
     started,
 )
@@ -48,6 +56,60 @@ ORDER_PATH = "/papi/v1/um/order"
 CONNECTIONS = 32
 #: Orders of one round's pool: more than a round can send at any plausible rate.
 POOL_ORDERS = 60_000
+
+
+class Ledger:
+    """Where the benchmarked server keeps its ledger: a new SQLite file (``--durability
+    full``), or a new database on the PostgreSQL server of ``--postgres`` (dropped after)."""
+
+    def __init__(self, args: argparse.Namespace, work: Path, name: str) -> None:
+        self.postgres = args.store == "postgres"
+        self.admin_url = args.postgres_url
+        self.name = f"papi_um_bench_{name}_{secrets.token_hex(4)}"
+        self.url = (
+            f"{args.postgres_url.rpartition('/')[0]}/{self.name}"
+            if self.postgres
+            else f"sqlite:///{work / (name + '.db')}"
+        )
+        self.label = "PostgreSQL" if self.postgres else "SQLite, full durability"
+
+    @contextmanager
+    def server(self, work: Path) -> Iterator[Proc]:
+        if self.postgres:
+            with psycopg.connect(self.admin_url, autocommit=True) as conn:
+                conn.execute(f"CREATE DATABASE {self.name}")
+        port = free_port()
+        cmd = [
+            sys.executable, "-m", "papi_sandbox", "serve", "--port", str(port),
+            "--db", self.url, "--data-dir", str(work / f"data-{self.name}"),
+            "--ip-weight-limit", "0", "--no-access-log",
+        ]  # fmt: skip
+        if not self.postgres:
+            cmd += ["--durability", "full"]
+        env = {**os.environ, "PAPI_SANDBOX_ADMIN_TOKEN": ADMIN_TOKEN}
+        try:
+            with started(cmd, work / f"{self.name}.log", port, "/healthz", env) as proc:
+                yield proc
+        finally:
+            if self.postgres:
+                with psycopg.connect(self.admin_url, autocommit=True) as conn:
+                    conn.execute(f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
+
+    def count(self, sql: str) -> int:
+        if self.postgres:
+            with psycopg.connect(self.url) as conn:
+                row = conn.execute(sql).fetchone()
+        else:
+            with sqlite3.connect(self.url.removeprefix("sqlite:///")) as conn:
+                row = conn.execute(sql).fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def cpu_s(proc: Proc) -> float:
+    """User + system CPU seconds of a server process so far (all its threads)."""
+    user, system = cpu_times(proc.proc.pid)
+    return user + system
 
 
 def admin(url: str) -> httpx.Client:
@@ -95,9 +157,10 @@ def write_pool(path: Path, lines: Iterator[str]) -> Path:
 
 
 def orders_benchmark(args: argparse.Namespace, work: Path, stack: ExitStack) -> list[str]:
-    server = stack.enter_context(our_server(work / "orders.db", "full", work))
+    ledger = Ledger(args, work, "orders")
+    server = stack.enter_context(ledger.server(work))
     accounts = new_accounts(server.url, args.accounts, "100000000")
-    targets: dict[str, str] = {"papi-sandbox (SQLite, full durability)": server.url}
+    targets: dict[str, Proc] = {f"papi-sandbox ({ledger.label})": server}
     if not args.skip_prism and PRISM.exists():
         port = free_port()
         cmd = [
@@ -105,24 +168,24 @@ def orders_benchmark(args: argparse.Namespace, work: Path, stack: ExitStack) -> 
             str(BENCH_DIR / "um_openapi.yaml"),
         ]  # fmt: skip
         prism = stack.enter_context(started(cmd, work / "prism.log", port, "/"))
-        targets["Prism static mock"] = prism.url
+        targets["Prism static mock"] = prism
     results: dict[str, list[dict[str, int]]] = {name: [] for name in targets}
+    cpu: dict[str, float] = {name: 0.0 for name in targets}
     for number in range(args.rounds + 1):  # round 0 warms up
-        for name, url in targets.items():
+        for name, proc in targets.items():
             pool = write_pool(work / f"pool-{number}.txt", order_lines(accounts, POOL_ORDERS))
-            result = run_wrk(url, pool, args.duration if number else 2, CONNECTIONS)
+            before = cpu_s(proc)
+            result = run_wrk(proc.url, pool, args.duration if number else 2, CONNECTIONS)
             if number:
                 results[name].append(result)
-    with sqlite3.connect(work / "orders.db") as conn:
-        trades = conn.execute("SELECT COUNT(*) FROM um_trades").fetchone()[0]
-        entries = conn.execute("SELECT COUNT(*) FROM entries WHERE type = 'COMMISSION'").fetchone()[
-            0
-        ]
+                cpu[name] += cpu_s(proc) - before
+    trades = ledger.count("SELECT COUNT(*) FROM um_trades")
+    entries = ledger.count("SELECT COUNT(*) FROM entries WHERE type = 'COMMISSION'")
     lines = [
         f"MARKET orders, {CONNECTIONS} connections, {args.rounds} rounds of {args.duration} s"
         f" (median of rounds), {args.accounts} accounts:",
-        "| server | req/s | p50 ms | p99 ms | non-2xx |",
-        "|---|---|---|---|---|",
+        "| server | req/s | p50 ms | p99 ms | CPU µs/req | non-2xx |",
+        "|---|---|---|---|---|---|",
     ]
     medians: dict[str, float] = {}
     for name, rounds in results.items():
@@ -131,7 +194,11 @@ def orders_benchmark(args: argparse.Namespace, work: Path, stack: ExitStack) -> 
         p50 = statistics.median(r["p50_us"] for r in rounds) / 1000
         p99 = statistics.median(r["p99_us"] for r in rounds) / 1000
         errors = sum(r["status_errors"] for r in rounds)
-        lines.append(f"| {name} | {medians[name]:.0f} | {p50:.2f} | {p99:.2f} | {errors} |")
+        per_request = 1e6 * cpu[name] / max(1, sum(r["requests"] for r in rounds))
+        lines.append(
+            f"| {name} | {medians[name]:.0f} | {p50:.2f} | {p99:.2f} | {per_request:.0f}"
+            f" | {errors} |"
+        )
     if len(medians) == 2:
         ours, prism_rps = medians.values()
         lines.append(f"papi-sandbox / Prism: {ours / prism_rps:.2f}x")
@@ -143,7 +210,8 @@ def orders_benchmark(args: argparse.Namespace, work: Path, stack: ExitStack) -> 
 
 
 def sweep_benchmark(args: argparse.Namespace, work: Path, stack: ExitStack) -> list[str]:
-    server = stack.enter_context(our_server(work / "sweep.db", "full", work))
+    ledger = Ledger(args, work, "sweep")
+    server = stack.enter_context(ledger.server(work))
     with admin(server.url) as client:
         client.put("/markets/BTCUSDT/price", json={"markPrice": "60000"}).raise_for_status()
     accounts = new_accounts(server.url, args.sweep_accounts, "1000000")
@@ -167,20 +235,22 @@ def sweep_benchmark(args: argparse.Namespace, work: Path, stack: ExitStack) -> l
         resting = sum(pool.map(rest, accounts))
     placing_s = time.perf_counter() - started_s
     with admin(server.url) as client:
+        before = cpu_s(server)
         t0 = time.perf_counter()
         r = client.put("/markets/BTCUSDT/price", json={"markPrice": "58000"})
         sweep_ms = (time.perf_counter() - t0) * 1000
+        sweep_cpu_ms = (cpu_s(server) - before) * 1000
         r.raise_for_status()
         verify = client.get("/verify").json()
-    with sqlite3.connect(work / "sweep.db") as conn:
-        fills = conn.execute("SELECT COUNT(*) FROM um_trades").fetchone()[0]
-        still_open = conn.execute(
-            "SELECT COUNT(*) FROM um_orders WHERE status IN ('NEW', 'PARTIALLY_FILLED')"
-        ).fetchone()[0]
+    fills = ledger.count("SELECT COUNT(*) FROM um_trades")
+    still_open = ledger.count(
+        "SELECT COUNT(*) FROM um_orders WHERE status IN ('NEW', 'PARTIALLY_FILLED')"
+    )
     return [
-        f"Sweep: {resting} resting orders over {len(accounts)} accounts (placed in"
-        f" {placing_s:.1f} s); one price change filled {fills} of them in {sweep_ms:.0f} ms"
-        f" ({still_open} still open); verify ok: {verify['ok']}",
+        f"Sweep ({ledger.label}): {resting} resting orders over {len(accounts)} accounts"
+        f" (placed in {placing_s:.1f} s); one price change filled {fills} of them in"
+        f" {sweep_ms:.0f} ms, {sweep_cpu_ms:.0f} ms of server CPU ({still_open} still open);"
+        f" verify ok: {verify['ok']}",
     ]
 
 
@@ -193,6 +263,14 @@ def main() -> None:
     parser.add_argument("--orders-per-account", type=int, default=10)
     parser.add_argument("--skip-prism", action="store_true")
     parser.add_argument("--only", choices=("orders", "sweep"), default=None)
+    parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get(
+            "PAPI_SANDBOX_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+        help="with --store postgres: a server where the bench may create a database",
+    )
     args = parser.parse_args()
     report: list[str] = []
     with tempfile.TemporaryDirectory(prefix="papi-um-bench-") as tmp:

@@ -86,158 +86,167 @@ class _AnswerTransport:
         return getattr(self._transport, name)
 
 
-def guarded_protocol(read_timeout_s: float) -> type[HttpToolsProtocol]:
-    """A protocol class (as uvicorn's ``http=`` takes) with this read deadline."""
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the read deadline, the header limit, the lingering
+    close and the connection cap in Binance's shape (this module's docstring); the deadline is
+    the class's ``read_timeout_s`` (set by :func:`guarded_protocol`)."""
 
-    class GuardedHttpToolsProtocol(HttpToolsProtocol):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._read_deadline: asyncio.TimerHandle | None = None
-            self._header_bytes = 0
-            self._header_tail = b""  # the last bytes seen, for a header end split across reads
-            self._in_headers = True
-            self._message_complete = True
-            self._lingering = False  # answered; the rest of the request is read, then closed
-            self._discarding = False  # answered; the rest is not even parsed, then closed
-            self._drained = 0
+    #: Seconds a request may take to arrive whole (and a new connection to send one).
+    read_timeout_s: float = _settings.DEFAULT_REQUEST_READ_TIMEOUT_S
 
-        def _arm(self) -> None:
-            self._disarm()
-            self._read_deadline = self.loop.call_later(read_timeout_s, self._read_timed_out)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._read_deadline: asyncio.TimerHandle | None = None
+        self._header_bytes = 0
+        self._header_tail = b""  # the last bytes seen, for a header end split across reads
+        self._in_headers = True
+        self._message_complete = True
+        self._lingering = False  # answered; the rest of the request is read, then closed
+        self._discarding = False  # answered; the rest is not even parsed, then closed
+        self._drained = 0
 
-        def _disarm(self) -> None:
-            if self._read_deadline is not None:
-                self._read_deadline.cancel()
-                self._read_deadline = None
+    def _arm(self) -> None:
+        self._disarm()
+        self._read_deadline = self.loop.call_later(self.read_timeout_s, self._read_timed_out)
 
-        def _read_timed_out(self) -> None:
+    def _disarm(self) -> None:
+        if self._read_deadline is not None:
+            self._read_deadline.cancel()
             self._read_deadline = None
-            if self.transport.is_closing():
-                return
-            if self._in_headers and not self._discarding:  # nothing answered yet: say why
-                self.transport.write(_error_bytes("Request Timeout", errors.header_timeout()))
+
+    def _read_timed_out(self) -> None:
+        self._read_deadline = None
+        if self.transport.is_closing():
+            return
+        if self._in_headers and not self._discarding:  # nothing answered yet: say why
+            self.transport.write(_error_bytes("Request Timeout", errors.header_timeout()))
+        self.transport.close()
+
+    def _linger(self) -> None:
+        """Shut the write side (the answer is complete), keep reading the rest of the
+        request within the deadline and MAX_DRAIN_BYTES, then close."""
+        self._lingering = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        if self._read_deadline is None:
+            self._arm()
+
+    def close_after_answer(self) -> None:
+        """The cycle closes after its answer: at once when the request has arrived whole,
+        else lingering."""
+        if self._message_complete or self.transport.is_closing():
             self.transport.close()
-
-        def _linger(self) -> None:
-            """Shut the write side (the answer is complete), keep reading the rest of the
-            request within the deadline and MAX_DRAIN_BYTES, then close."""
-            self._lingering = True
-            if self.transport.can_write_eof():
-                self.transport.write_eof()
-            if self._read_deadline is None:
-                self._arm()
-
-        def close_after_answer(self) -> None:
-            """The cycle closes after its answer: at once when the request has arrived whole,
-            else lingering."""
-            if self._message_complete or self.transport.is_closing():
-                self.transport.close()
-            else:
-                self._linger()
-
-        def _refuse(self, answer: bytes) -> None:
-            """Answer a request the parser cannot go on with, then discard what follows."""
-            self.transport.write(answer)
-            self._discarding = True
+        else:
             self._linger()
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._arm()
+    def _refuse(self, answer: bytes) -> None:
+        """Answer a request the parser cannot go on with, then discard what follows."""
+        self.transport.write(answer)
+        self._discarding = True
+        self._linger()
 
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            super().connection_lost(exc)
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
 
-        def _drain(self, data: bytes) -> bool:
-            """Counts bytes read after an early answer; True when they are to be dropped."""
-            answered = self.cycle is not None and self.cycle.response_complete
-            if not (self._discarding or (answered and not self._message_complete)):
-                return False
-            self._drained += len(data)
-            if self._drained > MAX_DRAIN_BYTES:
-                self.transport.close()
-                return True
-            return self._discarding
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
 
-        def _count_header_bytes(self, data: bytes) -> int:
-            window = self._header_tail + data
-            end = window.find(_HEADERS_END)
-            self._header_tail = window[-3:]
-            if end < 0:
-                return len(data)
-            return max(end + len(_HEADERS_END) - (len(window) - len(data)), 0)
+    def _drain(self, data: bytes) -> bool:
+        """Counts bytes read after an early answer; True when they are to be dropped."""
+        answered = self.cycle is not None and self.cycle.response_complete
+        if not (self._discarding or (answered and not self._message_complete)):
+            return False
+        self._drained += len(data)
+        if self._drained > MAX_DRAIN_BYTES:
+            self.transport.close()
+            return True
+        return self._discarding
 
-        def data_received(self, data: bytes) -> None:
-            if self._drain(data):
-                return
-            if self._in_headers:
-                self._header_bytes += self._count_header_bytes(data)
-                if self._header_bytes > MAX_HEADER_BYTES:
-                    self._disarm()
-                    self._refuse(
-                        _error_bytes(
-                            "Request Header Fields Too Large",
-                            errors.headers_too_large(MAX_HEADER_BYTES),
-                        )
+    def _count_header_bytes(self, data: bytes) -> int:
+        window = self._header_tail + data
+        end = window.find(_HEADERS_END)
+        self._header_tail = window[-3:]
+        if end < 0:
+            return len(data)
+        return max(end + len(_HEADERS_END) - (len(window) - len(data)), 0)
+
+    def data_received(self, data: bytes) -> None:
+        if self._drain(data):
+            return
+        if self._in_headers:
+            self._header_bytes += self._count_header_bytes(data)
+            if self._header_bytes > MAX_HEADER_BYTES:
+                self._disarm()
+                self._refuse(
+                    _error_bytes(
+                        "Request Header Fields Too Large",
+                        errors.headers_too_large(MAX_HEADER_BYTES),
                     )
-                    return
-            super().data_received(data)
-
-        def send_400_response(self, msg: str) -> None:
-            # Bytes the HTTP parser refuses: still answered in Binance's shape, then closed.
-            self._disarm()
-            self._refuse(_error_bytes("Bad Request", errors.malformed_http(msg)))
-
-        def on_message_begin(self) -> None:
-            super().on_message_begin()
-            self._in_headers = True
-            self._message_complete = False
-            self._arm()
-
-        def on_headers_complete(self) -> None:
-            self._in_headers = False
-            limit = self.limit_concurrency
-            if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
-                # uvicorn would answer its own plain-text 503: ours is Binance's JSON
-                log.warning("connection cap of %d reached: answered 503 -1008", limit)
-                app, self.app = self.app, _server_busy
-                self.limit_concurrency = None
-                try:
-                    super().on_headers_complete()
-                finally:
-                    self.app, self.limit_concurrency = app, limit
-            else:
-                super().on_headers_complete()
-            if self.cycle is not None:
-                self.cycle.transport = _AnswerTransport(self, self.transport)  # type: ignore[assignment]
-
-        def on_message_complete(self) -> None:
-            self._disarm()
-            self._message_complete = True
-            self._in_headers = True  # the next bytes begin the next request's headers
-            self._header_bytes = 0
-            self._header_tail = b""
-            self._drained = 0
-            if self._lingering:
-                self.transport.close()
-                return
-            if self.cycle is not None and self.cycle.response_complete and not self.pipeline:
-                # answered before the body ended: uvicorn armed its idle timer at the answer and
-                # the body's bytes cancelled it; the connection is idle from now
-                self._unset_keepalive_if_required()
-                self.timeout_keep_alive_task = self.loop.call_later(
-                    self.timeout_keep_alive, self.timeout_keep_alive_handler
                 )
-            super().on_message_complete()
+                return
+        super().data_received(data)
 
-        def handle_websocket_upgrade(self) -> None:
-            # The connection becomes a WebSocket (the user data stream): its own protocol
-            # (pings, the stream's limits) governs it from here, not the HTTP read deadline.
-            self._disarm()
-            super().handle_websocket_upgrade()
+    def send_400_response(self, msg: str) -> None:
+        # Bytes the HTTP parser refuses: still answered in Binance's shape, then closed.
+        self._disarm()
+        self._refuse(_error_bytes("Bad Request", errors.malformed_http(msg)))
 
-    return GuardedHttpToolsProtocol
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_headers = True
+        self._message_complete = False
+        self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._in_headers = False
+        limit = self.limit_concurrency
+        if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
+            # uvicorn would answer its own plain-text 503: ours is Binance's JSON
+            log.warning("connection cap of %d reached: answered 503 -1008", limit)
+            app, self.app = self.app, _server_busy
+            self.limit_concurrency = None
+            try:
+                super().on_headers_complete()
+            finally:
+                self.app, self.limit_concurrency = app, limit
+        else:
+            super().on_headers_complete()
+        if self.cycle is not None:
+            self.cycle.transport = _AnswerTransport(self, self.transport)  # type: ignore[assignment]
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        self._message_complete = True
+        self._in_headers = True  # the next bytes begin the next request's headers
+        self._header_bytes = 0
+        self._header_tail = b""
+        self._drained = 0
+        if self._lingering:
+            self.transport.close()
+            return
+        if self.cycle is not None and self.cycle.response_complete and not self.pipeline:
+            # answered before the body ended: uvicorn armed its idle timer at the answer and
+            # the body's bytes cancelled it; the connection is idle from now
+            self._unset_keepalive_if_required()
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
+        super().on_message_complete()
+
+    def handle_websocket_upgrade(self) -> None:
+        # The connection becomes a WebSocket (the user data stream): its own protocol
+        # (pings, the stream's limits) governs it from here, not the HTTP read deadline.
+        self._disarm()
+        super().handle_websocket_upgrade()
+
+
+def guarded_protocol(read_timeout_s: float) -> type[HttpToolsProtocol]:
+    """A protocol class (as uvicorn's ``http=`` takes) with this read deadline."""
+    return type(
+        "GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,), {"read_timeout_s": read_timeout_s}
+    )
 
 
 #: The protocol for ``serve --workers N``: each worker process imports it by name

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Concatenate, ParamSpec, Protocol, TypeVar, runtime_checkable
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, runtime_checkable
 
 from papi_sandbox.ledger.model import AccountBalances, Entry
 from papi_sandbox.progress import NO_PROGRESS, Progress
@@ -36,6 +36,11 @@ from papi_sandbox.trading.model import Announcement
 
 P = ParamSpec("P")
 T = TypeVar("T")
+ItemT = TypeVar("ItemT")
+
+#: A write unit that takes several items at once: each item's ``(result, None)`` or
+#: ``(None, exception)``, in order (:meth:`Store.write_grouped`).
+GroupedUnit = Callable[[Db, list[ItemT]], list[tuple[Any, BaseException | None]]]
 
 log = logging.getLogger("papi_sandbox.store")
 
@@ -112,6 +117,18 @@ class Store(abc.ABC):
         """``unit(db, *args, **kwargs)`` in one write transaction, committed durably before it
         returns; its result. Whatever the unit raises rolls its writes back and propagates. Balances
         change only through :func:`papi_sandbox.store.journal.append_entry`."""
+
+    async def write_grouped(self, unit: GroupedUnit[ItemT], item: ItemT) -> Any:
+        """``unit(db, [item])`` in one write transaction, committed durably before it returns;
+        the item's result, or its refusal raised. A grouped unit takes a list of items and
+        returns each one's outcome ``(result, None)`` or ``(None, exception)``; an item refused
+        wrote nothing. The SQLite writer hands one call all the consecutive items of its batch
+        for the same unit (one read of their state, one write of their rows); PostgreSQL runs
+        each alone."""
+        ((result, error),) = await self.write(unit, [item])
+        if error is not None:
+            raise error
+        return result
 
     @abc.abstractmethod
     def verify_sync(self, progress: Progress = NO_PROGRESS) -> VerifyReport:

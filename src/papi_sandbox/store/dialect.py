@@ -13,6 +13,7 @@ money columns      canonical 8-digit ``TEXT``                   ``NUMERIC(38, 8)
 lock clause        none (one writer thread)                     ``FOR UPDATE``
 balance rows       absolute amounts, by the one writer          deltas under row locks, buckets
 announcements      entries kept for the writer to publish       ``pg_notify`` at COMMIT
+id tables          counted on in memory from the largest id     the table's identity sequence
 large reads        a plain cursor                               a server-side cursor
 =================  ===========================================  ==============================
 """
@@ -20,7 +21,7 @@ large reads        a plain cursor                               a server-side cu
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -163,21 +164,38 @@ class Dialect:
         never if it rolls back (SQLite: the writer publishes ``db.committed`` after COMMIT)."""
         db.committed.append(item)
 
-    def apply_postings(
+    def id_counter(self, db: Db, table: str, taken: str) -> Callable[[], int]:
+        """Draws new ids of the id table ``table`` (its one column ``id``, a sequence), in
+        increasing order, for this transaction. SQLite's one writer counts on in memory from
+        the largest id taken (``taken``: a SELECT of it), read at the first draw, and inserts
+        nothing; PostgreSQL draws each from the table's identity sequence."""
+        last: list[int] = []
+
+        def draw() -> int:
+            if not last:
+                last.append(int(db.one(taken)[0] or 0))
+            last[0] += 1
+            return last[0]
+
+        return draw
+
+    def apply_many(
         self,
         db: Db,
-        account_id: int,
-        postings: Sequence[Posting],
+        changes: Sequence[tuple[int, Sequence[Posting]]],
         now_ms: int,
-        before: Mapping[BalanceKey, Decimal],
+        before: Mapping[int, Mapping[BalanceKey, Decimal]],
     ) -> None:
-        """Add ``postings`` to the stored balances. SQLite's one writer reads each row and
-        writes its new absolute amount; ``before`` (every balance row of ``account_id``, read in
-        this transaction) spares reading those again."""
+        """Add the postings of several entries ``(entry's account, postings)`` to the stored
+        balances, with one write. SQLite's one writer reads each row and writes its new absolute
+        amount; ``before[account]`` (every balance row of each entry's account, read in this
+        transaction before these entries) spares reading those again: only rows of other
+        accounts (the system account's) are read."""
         rows = []
-        for (owner, wallet, asset), net in _nets(postings).items():
-            if owner == account_id:
-                current = before.get((wallet, asset), money.ZERO)
+        for (owner, wallet, asset), net in _nets(p for _, ps in changes for p in ps).items():
+            known = before.get(owner)
+            if known is not None:
+                current = known.get((wallet, asset), money.ZERO)
             else:
                 row = db.one(
                     "SELECT amount FROM balances WHERE account_id = ? AND asset = ? AND wallet = ?",
@@ -190,7 +208,7 @@ class Dialect:
         db.many(UPSERT_BALANCE, rows)
 
 
-#: A balance row's new absolute amount (SQLite's one writer: ``apply_postings`` and the batch run).
+#: A balance row's new absolute amount (SQLite's one writer: ``apply_many`` and the batch run).
 UPSERT_BALANCE = (
     "INSERT INTO balances (account_id, asset, wallet, amount, updated_ms) VALUES (?, ?, ?, ?, ?)"
     " ON CONFLICT (account_id, asset, wallet)"
@@ -263,24 +281,32 @@ class PostgresDialect(Dialect):
             payload = orjson.dumps({"t": item.entry.tran_id, "a": item.entry.account_id})
         db.execute("SELECT pg_notify(?, ?)", (ENTRY_CHANNEL, payload.decode()))
 
-    def apply_postings(
+    def id_counter(self, db: Db, table: str, taken: str) -> Callable[[], int]:
+        sql = f"SELECT nextval(pg_get_serial_sequence('{table}', 'id'))"
+        return lambda: int(db.one(sql)[0])
+
+    def apply_many(
         self,
         db: Db,
-        account_id: int,
-        postings: Sequence[Posting],
+        changes: Sequence[tuple[int, Sequence[Posting]]],
         now_ms: int,
-        before: Mapping[BalanceKey, Decimal],
+        before: Mapping[int, Mapping[BalanceKey, Decimal]],
     ) -> None:
-        """Add each row's delta under its row lock, in one global order: the entry's own
-        account first (already serialised by its account lock), then every other row by
-        (account_id, asset, wallet, bucket), so two transactions never wait in a cycle; the
-        system account's hot rows come last and are held only until COMMIT."""
-        system_bucket = account_id % SYSTEM_BALANCE_BUCKETS
+        """Add each row's delta under its row lock, in one global order: the entries' own
+        accounts first (already locked, in ascending order, by their account locks), then every
+        other row by (account_id, asset, wallet, bucket), so two transactions never wait in a
+        cycle; the system account's hot rows come last and are held only until COMMIT. The
+        system account's share of an entry goes to the bucket of the entry's account."""
         deltas: dict[tuple[int, str, str, int], Decimal] = {}
-        for (owner, wallet, asset), net in _nets(postings).items():
-            bucket = system_bucket if owner == SYSTEM_ACCOUNT_ID else 0
-            deltas[(owner, asset, wallet.value, bucket)] = net
-        ordered = sorted(deltas.items(), key=lambda item: (item[0][0] != account_id, item[0]))
+        owners: set[int] = set()
+        for account_id, postings in changes:
+            owners.add(account_id)
+            system_bucket = account_id % SYSTEM_BALANCE_BUCKETS
+            for (owner, wallet, asset), net in _nets(postings).items():
+                bucket = system_bucket if owner == SYSTEM_ACCOUNT_ID else 0
+                key = (owner, asset, wallet.value, bucket)
+                deltas[key] = money.add(deltas.get(key, money.ZERO), net)
+        ordered = sorted(deltas.items(), key=lambda item: (item[0][0] not in owners, item[0]))
         db.many(
             "INSERT INTO balances (account_id, asset, wallet, bucket, amount, updated_ms)"
             " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (account_id, asset, wallet, bucket)"

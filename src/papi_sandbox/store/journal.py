@@ -7,7 +7,7 @@ postings and the balance rows (through the dialect: absolute amounts or bucketed
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 from papi_sandbox import money
@@ -36,15 +36,30 @@ INSERT_POSTING = (
 
 def load_balances(db: Db, account_id: int) -> AccountBalances:
     """Every balance row of the account (SQLite: one row each; PostgreSQL: buckets summed)."""
+    return load_balances_of(db, [account_id])[account_id]
+
+
+#: Most ids one ``IN (...)`` list carries (SQLite's bound on parameters is far above it).
+MAX_IN_LIST = 500
+
+
+def load_balances_of(db: Db, account_ids: Sequence[int]) -> dict[int, AccountBalances]:
+    """:func:`load_balances` of several accounts, one statement per MAX_IN_LIST of them."""
     d = db.dialect
-    result = AccountBalances()
-    for wallet, asset, amount, updated_ms in db.all(
-        f"SELECT {d.balance_columns} FROM balances WHERE account_id = ?{d.balance_group}",
-        (account_id,),
-    ):
-        result.amounts[(Wallet(wallet), asset)] = d.from_money(amount)
-        if updated_ms > result.updated_ms.get(asset, -1):
-            result.updated_ms[asset] = int(updated_ms)
+    result = {account_id: AccountBalances() for account_id in account_ids}
+    ids = list(result)
+    for start in range(0, len(ids), MAX_IN_LIST):
+        chunk = ids[start : start + MAX_IN_LIST]
+        marks = ", ".join("?" * len(chunk))
+        for account_id, wallet, asset, amount, updated_ms in db.all(
+            f"SELECT account_id, {d.balance_columns} FROM balances"
+            f" WHERE account_id IN ({marks}){d.balance_group}",
+            chunk,
+        ):
+            balances = result[int(account_id)]
+            balances.amounts[(Wallet(wallet), asset)] = d.from_money(amount)
+            if updated_ms > balances.updated_ms.get(asset, -1):
+                balances.updated_ms[asset] = int(updated_ms)
     return result
 
 
@@ -60,27 +75,67 @@ def append_entry(
     caller holds the account's lock and read ``before`` (every balance row of ``account_id``)
     in this transaction. Raises AssertionError for postings that do not sum to zero per
     asset."""
-    # Assert where it is relied on: nothing unbalanced ever reaches the journal.
-    if not is_balanced(postings):
-        raise AssertionError(f"unbalanced postings from {entry_type}: {postings}")
-    d = db.dialect
-    (tran_id,) = db.one(
-        "INSERT INTO entries (account_id, type, time_ms) VALUES (?, ?, ?) RETURNING tran_id",
-        (account_id, entry_type, now_ms),
+    (committed,) = append_entries(
+        db, [(account_id, entry_type, postings, now_ms)], {account_id: before}
     )
-    tran_id = int(tran_id)
+    db.dialect.announce(db, committed)
+    return committed.entry
+
+
+#: Most entries one INSERT statement carries (3 parameters each).
+MAX_ENTRIES_PER_INSERT = 500
+
+#: One entry :func:`append_entries` writes: (account_id, type, postings, time_ms).
+NewEntry = tuple[int, str, Sequence[Posting], int]
+
+
+def append_entries(
+    db: Db, items: Sequence[NewEntry], before: Mapping[int, Mapping[BalanceKey, Decimal]]
+) -> list[CommittedEntry]:
+    """Journal several entries, of one account or many, in order, with few statements: one
+    INSERT per MAX_ENTRIES_PER_INSERT entries (tranIds are given in row order, so sorted they
+    match the rows), one for all their postings, one balance write
+    (:meth:`~papi_sandbox.store.dialect.Dialect.apply_many`). The caller holds the lock of
+    every entry's account and read ``before[account]`` (its balance rows) in this transaction,
+    before any of these entries. Returns each entry with its account's resulting balances, in
+    order; the caller announces them (:func:`append_entry` does). Raises AssertionError for
+    postings that do not sum to zero per asset (nothing is written then)."""
+    for _, entry_type, postings, _ in items:
+        # Assert where it is relied on: nothing unbalanced ever reaches the journal.
+        if not is_balanced(postings):
+            raise AssertionError(f"unbalanced postings from {entry_type}: {postings}")
+    d = db.dialect
+    tran_ids: list[int] = []
+    for start in range(0, len(items), MAX_ENTRIES_PER_INSERT):
+        chunk = items[start : start + MAX_ENTRIES_PER_INSERT]
+        rows = db.all(
+            "INSERT INTO entries (account_id, type, time_ms) VALUES "
+            + ", ".join(["(?, ?, ?)"] * len(chunk))
+            + " RETURNING tran_id",
+            [value for a, t, _, ms in chunk for value in (a, t, ms)],
+        )
+        tran_ids += sorted(int(r[0]) for r in rows)
     db.many(
         INSERT_POSTING,
         [
             (tran_id, seq, p.account_id, p.wallet.value, p.asset, d.to_money(p.amount))
+            for tran_id, (_, _, postings, _) in zip(tran_ids, items, strict=True)
             for seq, p in enumerate(postings)
         ],
     )
-    d.apply_postings(db, account_id, postings, now_ms, before)
-    db.touched.update(p.account_id for p in postings)
-    entry = Entry(tran_id, entry_type, now_ms, account_id, tuple(postings))
-    d.announce(db, committed_entry(entry, before))
-    return entry
+    d.apply_many(db, [(a, ps) for a, _, ps, _ in items], max(i[3] for i in items), before)
+    running = {account_id: dict(rows) for account_id, rows in before.items()}
+    committed: list[CommittedEntry] = []
+    for tran_id, (account_id, entry_type, postings, time_ms) in zip(tran_ids, items, strict=True):
+        entry = Entry(tran_id, entry_type, time_ms, account_id, tuple(postings))
+        own = running[account_id]
+        committed.append(committed_entry(entry, own))
+        for p in postings:
+            db.touched.add(p.account_id)
+            if p.account_id == account_id:
+                key = (p.wallet, p.asset)
+                own[key] = money.add(own.get(key, money.ZERO), p.amount)
+    return committed
 
 
 def transact(db: Db, account_id: int, entry_type: str, plan: Planner, now_ms: int) -> Entry | None:

@@ -4,7 +4,7 @@ It runs the same units of work as SQLite on psycopg's connection pool, through a
 pooled connections, so the event loop never waits on the database. Every change of an account
 locks the account's row first (:func:`papi_sandbox.store.journal.transact`), so changes of one
 account from any processes give the serial result; balance rows are updated in one global order
-(:meth:`papi_sandbox.store.dialect.PostgresDialect.apply_postings`). Deadlocks and serialization
+(:meth:`papi_sandbox.store.dialect.PostgresDialect.apply_many`). Deadlocks and serialization
 failures are retried :data:`MAX_TX_ATTEMPTS` times; ``lock_timeout`` bounds every wait. A write
 returns after COMMIT, which (``synchronous_commit=on``) has flushed the WAL. tranIds come from an
 identity sequence, increasing in commit order for any one account (read under its lock).

@@ -46,7 +46,7 @@ from papi_sandbox.store.base import (
     StoreUnavailable,
     VerifyReport,
 )
-from papi_sandbox.store.contract import Store, now_ms
+from papi_sandbox.store.contract import GroupedUnit, ItemT, Store, now_ms
 from papi_sandbox.store.dialect import SQLITE, UPSERT_BALANCE, Db
 from papi_sandbox.store.readpool import ReadPool, answer, take_batch
 from papi_sandbox.store.schema import migrate
@@ -218,6 +218,9 @@ class _Op:
     change: _Change | None = None
     #: time.monotonic() past which the writer refuses the op unapplied (the store timeout).
     deadline: float = math.inf
+    #: For ``write_grouped``: the unit and this op's item, so that consecutive items of the
+    #: same unit are handed to one call (``fn`` runs the item alone, for the savepoint pass).
+    group: tuple[GroupedUnit[Any], Any] | None = None
 
 
 @dataclass(slots=True)
@@ -458,11 +461,24 @@ class SQLiteStore(Store):
         conn: sqlite3.Connection = db.conn
         outcomes: list[Outcome] = []
         run: _TransactRun | None = None
+        grouped: list[_Op] = []  # consecutive ops of one grouped unit, not yet run
         self._own_last = None
         try:
             conn.execute("BEGIN IMMEDIATE")
             self._read_foreign(db)  # nothing else commits until this batch has
             for op in batch:
+                if not savepoints and op.group is not None:
+                    if grouped and grouped[0].group[0] is not op.group[0]:  # type: ignore[index]
+                        outcomes += _run_group(db, grouped)
+                        grouped = []
+                    if run is not None:  # the unit may read what the run changed: write it
+                        _write_run(run)
+                        run = None
+                    grouped.append(op)
+                    continue
+                if grouped:
+                    outcomes += _run_group(db, grouped)
+                    grouped = []
                 if not savepoints and op.change is not None:
                     # Consecutive changes are planned in memory, in order, and written together.
                     if run is None:
@@ -476,6 +492,8 @@ class SQLiteStore(Store):
                 if outcome is None:
                     return None
                 outcomes.append(outcome)
+            if grouped:
+                outcomes += _run_group(db, grouped)
             if run is not None:
                 _write_run(run)
             if db.committed:
@@ -494,11 +512,17 @@ class SQLiteStore(Store):
             return [(None, exc) for _ in batch]
         return outcomes
 
-    async def _write(self, fn: Callable[[Db], T], change: _Change | None = None) -> T:
+    async def _write(
+        self,
+        fn: Callable[[Db], T],
+        change: _Change | None = None,
+        group: tuple[GroupedUnit[Any], Any] | None = None,
+    ) -> T:
         if self._writer is None:
             raise RuntimeError("store is not open")
         loop = asyncio.get_running_loop()
-        op = _Op(fn, loop, loop.create_future(), change, time.monotonic() + self.timeout_s)
+        deadline = time.monotonic() + self.timeout_s
+        op = _Op(fn, loop, loop.create_future(), change, deadline, group)
         try:
             self._queue.put_nowait(op)
         except queue.Full:
@@ -514,6 +538,15 @@ class SQLiteStore(Store):
         self, unit: Callable[Concatenate[Db, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         return await self._write(lambda db: unit(db, *args, **kwargs))
+
+    async def write_grouped(self, unit: GroupedUnit[ItemT], item: ItemT) -> Any:
+        def alone(db: Db) -> Any:
+            ((result, error),) = unit(db, [item])
+            if error is not None:
+                raise error
+            return result
+
+        return await self._write(alone, group=(unit, item))
 
     async def read(
         self, unit: Callable[Concatenate[Db, P], T], *args: P.args, **kwargs: P.kwargs
@@ -574,6 +607,22 @@ class SQLiteStore(Store):
             return journal.transact(db, account_id, entry_type, plan, self._clock_ms())
 
         return await self._write(alone, _Change(account_id, entry_type, plan))
+
+
+def _run_group(db: Db, ops: list[_Op]) -> list[Outcome]:
+    """Consecutive ops of one grouped unit, as one call (its items' refusals wrote nothing).
+    When the call itself fails, the attempt is rolled back and the batch runs again with
+    savepoints, each op alone."""
+    unit = ops[0].group[0]  # type: ignore[index]
+    announced = len(db.committed)
+    try:
+        outcomes = unit(db, [op.group[1] for op in ops])  # type: ignore[index]
+    except Exception as exc:
+        del db.committed[announced:]
+        raise _RunFailed from exc
+    if len(outcomes) != len(ops):
+        raise _RunFailed(f"{unit} answered {len(outcomes)} of {len(ops)} items")
+    return outcomes
 
 
 def _write_run(run: _TransactRun) -> None:

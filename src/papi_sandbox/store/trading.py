@@ -2,17 +2,23 @@
 prices and funding slots; each statement once, as units of work over a
 :class:`~papi_sandbox.store.dialect.Db` (docs/design.md, "Adding persisted state").
 
-A trading operation is one unit: lock the account, read its book (balances, positions, open
-orders, settings) and the market's prices, run the pure rule (:mod:`papi_sandbox.trading.engine`),
-then :func:`write_commit` appends its journal entries (through
-:func:`~papi_sandbox.store.journal.append_entry`, the one path of money) and upserts its order,
-trade and position rows, all in the same transaction. Each commit's rows stay readable by
-order id and trade id, so the user data stream can turn them into events.
+A trading operation is one unit: lock the accounts and read their books (balances, positions,
+open orders, settings: :func:`load_books`, a few statements for any number of accounts) and the
+market's prices, run the pure rule (:mod:`papi_sandbox.trading.engine`) for each order or
+account in memory, then :class:`Commits` writes them all: the journal entries through
+:func:`~papi_sandbox.store.journal.append_entries` (the one path of money), then the income,
+order, trade and position rows, one statement per table, in the same transaction. New orders
+come in groups (:func:`place_orders`, through ``Store.write_grouped``: the SQLite writer hands
+one call every order of its batch). Each commit is announced as its orders' executions, then
+its entries, for the user data stream.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import dataclasses
+import operator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -23,7 +29,12 @@ from papi_sandbox.market.prices import MarketPrice
 from papi_sandbox.market.symbols import SymbolSpec
 from papi_sandbox.store.accounts import lock_account
 from papi_sandbox.store.dialect import Db
-from papi_sandbox.store.journal import append_entry, load_balances
+from papi_sandbox.store.journal import (
+    MAX_IN_LIST,
+    append_entries,
+    load_balances,
+    load_balances_of,
+)
 from papi_sandbox.trading import engine
 from papi_sandbox.trading.filters import OrderRequest
 from papi_sandbox.trading.margin import MarketView
@@ -31,6 +42,7 @@ from papi_sandbox.trading.model import (
     Order,
     OrderStatus,
     OrderType,
+    OrderUpdate,
     Position,
     PositionSide,
     Refusal,
@@ -140,93 +152,111 @@ OPEN_STATUSES = ("NEW", "PARTIALLY_FILLED")
 #: SQLite, coerced to NUMERIC by PostgreSQL); must match the partial index um_positions_open.
 FLAT = "'0.00000000'"
 
-_ORDER_COLUMNS = (
-    "order_id, account_id, symbol, client_order_id, side, position_side, type, time_in_force,"
-    " orig_qty, price, reduce_only, status, executed_qty, cum_quote, avg_price, time_ms,"
-    " update_time_ms"
-)
-_TRADE_COLUMNS = (
-    "trade_id, account_id, order_id, symbol, side, position_side, price, qty, quote_qty,"
-    " realized_pnl, commission, commission_asset, maker, time_ms"
-)
-_POSITION_COLUMNS = (
-    "account_id, symbol, position_side, amount, entry_price, open_fee, update_time_ms"
-)
 _OPEN = "status IN ('NEW', 'PARTIALLY_FILLED')"
 
 
-# -- rows ----------------------------------------------------------------------------------------
+def _marks(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+class _Rows:
+    """A table whose columns are a frozen dataclass's fields, in order (the columns carry the
+    fields' names): its column list, and a row's conversion both ways. ``kinds`` names how
+    each non-text column converts: ``"money"`` (the dialect's money type), ``"int"``,
+    ``"bool"``, or an enum class (stored as its value)."""
+
+    def __init__(self, cls: type, kinds: Mapping[str, Any]) -> None:
+        self.cls = cls
+        fields = [f.name for f in dataclasses.fields(cls)]
+        names = [n for n in fields if n in kinds or n in _TEXT_FIELDS]
+        if names != fields[: len(names)]:  # a row builds the object from its fields in order
+            raise ValueError(f"{cls.__name__}: the stored fields must come first")
+        self.columns: str = ", ".join(names)
+        self.get = operator.attrgetter(*names)
+        self.money = [i for i, n in enumerate(names) if kinds.get(n) == "money"]
+        self.enums = [i for i, n in enumerate(names) if isinstance(kinds.get(n), type)]
+        self.read = [(i, kinds.get(n)) for i, n in enumerate(names)]
+
+    def row(self, db: Db, obj: Any) -> list[Any]:
+        """What the table stores of ``obj``."""
+        row = list(self.get(obj))
+        m = db.dialect.to_money
+        for i in self.money:
+            row[i] = m(row[i])
+        for i in self.enums:
+            row[i] = row[i].value
+        return row
+
+    def parse(self, db: Db, r: Sequence[Any]) -> Any:
+        """The object of a stored row (selected with :attr:`columns`)."""
+        m = db.dialect.from_money
+        values = []
+        for i, kind in self.read:
+            v = r[i]
+            if kind == "money":
+                v = m(v)
+            elif kind == "int":
+                v = int(v)
+            elif kind == "bool":
+                v = bool(v)
+            elif kind is not None:
+                v = kind(v)
+            values.append(v)
+        return self.cls(*values)
+
+
+#: Text columns (stored as they are).
+_TEXT_FIELDS = frozenset({"symbol", "client_order_id", "commission_asset"})
+_SIDES = {"side": Side, "position_side": PositionSide}
+_ORDERS = _Rows(
+    Order,
+    {"order_id": "int", "account_id": "int", **_SIDES, "type": OrderType,
+     "time_in_force": TimeInForce, "orig_qty": "money", "price": "money", "reduce_only": "bool",
+     "status": OrderStatus, "executed_qty": "money", "cum_quote": "money", "avg_price": "money",
+     "time_ms": "int", "update_time_ms": "int"},
+)  # fmt: skip
+_TRADES = _Rows(
+    Trade,
+    {"trade_id": "int", "account_id": "int", "order_id": "int", **_SIDES, "price": "money",
+     "qty": "money", "quote_qty": "money", "realized_pnl": "money", "commission": "money",
+     "maker": "bool", "time_ms": "int"},
+)  # fmt: skip
+_POSITIONS = _Rows(
+    Position,
+    {"account_id": "int", "position_side": PositionSide, "amount": "money",
+     "entry_price": "money", "open_fee": "money", "update_time_ms": "int"},
+)  # fmt: skip
+_ORDER_COLUMNS = _ORDERS.columns
+_TRADE_COLUMNS = _TRADES.columns
+_POSITION_COLUMNS = _POSITIONS.columns
+
+_UPSERT_ORDER = (
+    f"INSERT INTO um_orders ({_ORDER_COLUMNS}) VALUES ({_marks(17)})"
+    " ON CONFLICT (order_id) DO UPDATE SET status = excluded.status,"
+    " executed_qty = excluded.executed_qty, cum_quote = excluded.cum_quote,"
+    " avg_price = excluded.avg_price, update_time_ms = excluded.update_time_ms"
+)
+_UPSERT_POSITION = (
+    f"INSERT INTO um_positions ({_POSITION_COLUMNS}) VALUES ({_marks(7)})"
+    " ON CONFLICT (account_id, symbol, position_side) DO UPDATE SET"
+    " amount = excluded.amount, entry_price = excluded.entry_price,"
+    " open_fee = excluded.open_fee, update_time_ms = excluded.update_time_ms"
+)
 
 
 def _order(db: Db, r: Sequence[Any]) -> Order:
-    m = db.dialect.from_money
-    return Order(
-        order_id=int(r[0]),
-        account_id=int(r[1]),
-        symbol=r[2],
-        client_order_id=r[3],
-        side=Side(r[4]),
-        position_side=PositionSide(r[5]),
-        type=OrderType(r[6]),
-        time_in_force=TimeInForce(r[7]),
-        orig_qty=m(r[8]),
-        price=m(r[9]),
-        reduce_only=bool(r[10]),
-        status=OrderStatus(r[11]),
-        executed_qty=m(r[12]),
-        cum_quote=m(r[13]),
-        avg_price=m(r[14]),
-        time_ms=int(r[15]),
-        update_time_ms=int(r[16]),
-    )
-
-
-def _order_row(db: Db, o: Order) -> tuple[Any, ...]:
-    m = db.dialect.to_money
-    return (
-        o.order_id,
-        o.account_id,
-        o.symbol,
-        o.client_order_id,
-        o.side.value,
-        o.position_side.value,
-        o.type.value,
-        o.time_in_force.value,
-        m(o.orig_qty),
-        m(o.price),
-        o.reduce_only,
-        o.status.value,
-        m(o.executed_qty),
-        m(o.cum_quote),
-        m(o.avg_price),
-        o.time_ms,
-        o.update_time_ms,
-    )
+    order: Order = _ORDERS.parse(db, r)
+    return order
 
 
 def _trade(db: Db, r: Sequence[Any]) -> Trade:
-    m = db.dialect.from_money
-    return Trade(
-        trade_id=int(r[0]),
-        account_id=int(r[1]),
-        order_id=int(r[2]),
-        symbol=r[3],
-        side=Side(r[4]),
-        position_side=PositionSide(r[5]),
-        price=m(r[6]),
-        qty=m(r[7]),
-        quote_qty=m(r[8]),
-        realized_pnl=m(r[9]),
-        commission=m(r[10]),
-        commission_asset=r[11],
-        maker=bool(r[12]),
-        time_ms=int(r[13]),
-    )
+    trade: Trade = _TRADES.parse(db, r)
+    return trade
 
 
 def _position(db: Db, r: Sequence[Any]) -> Position:
-    m = db.dialect.from_money
-    return Position(int(r[0]), r[1], PositionSide(r[2]), m(r[3]), m(r[4]), m(r[5]), int(r[6]))
+    position: Position = _POSITIONS.parse(db, r)
+    return position
 
 
 # -- market prices -------------------------------------------------------------------------------
@@ -307,26 +337,44 @@ def crossed_accounts(db: Db, symbol: str, mark: Decimal) -> list[int]:
 
 
 def load_settings(db: Db, account_id: int) -> TradingSettings:
-    row = db.one(
-        "SELECT dual_side, maker_rate, taker_rate FROM um_settings WHERE account_id = ?",
-        (account_id,),
-    )
-    leverage = {
-        symbol: int(value)
-        for symbol, value in db.all(
-            "SELECT symbol, leverage FROM um_leverage WHERE account_id = ?", (account_id,)
-        )
-    }
-    defaults = TradingSettings()
-    if row is None:
-        return TradingSettings(leverage=leverage)
+    return _settings_of(db, [account_id])[account_id]
+
+
+def _in_lists(ids: Sequence[int]) -> Iterator[tuple[str, Sequence[int]]]:
+    """``ids`` in chunks of at most MAX_IN_LIST, each with its ``?, ?, ...`` marks."""
+    for start in range(0, len(ids), MAX_IN_LIST):
+        chunk = ids[start : start + MAX_IN_LIST]
+        yield ", ".join("?" * len(chunk)), chunk
+
+
+def _settings_of(db: Db, account_ids: Sequence[int]) -> dict[int, TradingSettings]:
+    """Each account's settings (defaults where it has none) and leverage per symbol."""
     m = db.dialect.from_money
-    return TradingSettings(
-        dual_side=bool(row[0]),
-        maker_rate=m(row[1]) if row[1] is not None else defaults.maker_rate,
-        taker_rate=m(row[2]) if row[2] is not None else defaults.taker_rate,
-        leverage=leverage,
-    )
+    defaults = TradingSettings()
+    rows: dict[int, Sequence[Any]] = {}
+    leverage: dict[int, dict[str, int]] = {a: {} for a in account_ids}
+    for marks, chunk in _in_lists(account_ids):
+        for r in db.all(
+            "SELECT account_id, dual_side, maker_rate, taker_rate FROM um_settings"
+            f" WHERE account_id IN ({marks})",
+            chunk,
+        ):
+            rows[int(r[0])] = r
+        for account_id, symbol, value in db.all(
+            f"SELECT account_id, symbol, leverage FROM um_leverage WHERE account_id IN ({marks})",
+            chunk,
+        ):
+            leverage[int(account_id)][symbol] = int(value)
+    result = {}
+    for account_id in account_ids:
+        r = rows.get(account_id)
+        result[account_id] = TradingSettings(
+            dual_side=bool(r[1]) if r else False,
+            maker_rate=m(r[2]) if r and r[2] is not None else defaults.maker_rate,
+            taker_rate=m(r[3]) if r and r[3] is not None else defaults.taker_rate,
+            leverage=leverage[account_id],
+        )
+    return result
 
 
 def load_positions(db: Db, account_id: int) -> list[Position]:
@@ -351,122 +399,195 @@ def open_orders(db: Db, account_id: int, symbol: str | None = None) -> list[Orde
 
 
 def load_book(db: Db, account_id: int) -> engine.AccountBook:
-    """Lock the account and read everything its trading rules see."""
-    lock_account(db, account_id)
-    return engine.AccountBook(
-        account_id,
-        load_settings(db, account_id),
-        load_balances(db, account_id),
-        {(p.symbol, p.position_side): p for p in load_positions(db, account_id)},
-        open_orders(db, account_id),
-    )
+    """Lock the account and read everything its trading rules see. Raises LedgerError when
+    the account does not exist."""
+    book = load_books(db, [account_id]).get(account_id)
+    if book is None:
+        raise LedgerError(f"account {account_id} does not exist")
+    return book
+
+
+def load_books(db: Db, account_ids: Iterable[int]) -> dict[int, engine.AccountBook]:
+    """Lock the accounts (in ascending order: two units never wait for each other in a cycle)
+    and read everything their trading rules see, a few statements per MAX_IN_LIST accounts.
+    An account that does not exist has no book."""
+    ids = sorted(set(account_ids))
+    existing: list[int] = []
+    for marks, chunk in _in_lists(ids):
+        existing += [
+            int(r[0])
+            for r in db.all(
+                f"SELECT id FROM accounts WHERE id IN ({marks}) ORDER BY id{db.dialect.lock}",
+                chunk,
+            )
+        ]
+    settings = _settings_of(db, existing)
+    balances = load_balances_of(db, existing)
+    books = {a: engine.AccountBook(a, settings[a], balances[a], {}, []) for a in existing}
+    for marks, chunk in _in_lists(existing):
+        for r in db.all(
+            f"SELECT {_POSITION_COLUMNS} FROM um_positions WHERE account_id IN ({marks})",
+            chunk,
+        ):
+            p = _position(db, r)
+            books[p.account_id].positions[(p.symbol, p.position_side)] = p
+        for r in db.all(
+            f"SELECT {_ORDER_COLUMNS} FROM um_orders WHERE account_id IN ({marks}) AND {_OPEN}"
+            " ORDER BY order_id",
+            chunk,
+        ):
+            o = _order(db, r)
+            books[o.account_id].open_orders.append(o)
+    return books
 
 
 def _ids(db: Db) -> engine.IdBlock:
-    """Order and trade ids from their id tables (a sequence in both stores)."""
+    """Order and trade ids, from their id tables' sequences (store/dialect.py)."""
+    return engine.IdBlock(
+        db.dialect.id_counter(
+            db,
+            "um_order_ids",
+            "SELECT MAX(i) FROM (SELECT MAX(order_id) AS i FROM um_orders"
+            " UNION ALL SELECT MAX(id) FROM um_order_ids) AS taken",
+        ),
+        db.dialect.id_counter(
+            db,
+            "um_trade_ids",
+            "SELECT MAX(i) FROM (SELECT MAX(trade_id) AS i FROM um_trades"
+            " UNION ALL SELECT MAX(id) FROM um_trade_ids) AS taken",
+        ),
+    )
 
-    def order_id() -> int:
-        return int(db.one("INSERT INTO um_order_ids DEFAULT VALUES RETURNING id")[0])
 
-    def trade_id() -> int:
-        return int(db.one("INSERT INTO um_trade_ids DEFAULT VALUES RETURNING id")[0])
+class Commits:
+    """Trading commits of one unit of work, planned in memory and written together
+    (:meth:`write`): the journal entries of all of them through
+    :func:`~papi_sandbox.store.journal.append_entries` (the one path of money), then one
+    statement each for the income records, orders, trades and positions. Each commit's
+    accounts were locked and read (:func:`load_books`) in this transaction. Each commit is
+    announced (at COMMIT) as its orders' executions, then its entries: the stream's order."""
 
-    return engine.IdBlock(order_id, trade_id)
+    def __init__(self, books: Mapping[int, engine.AccountBook]) -> None:
+        #: Each account's balance rows as read, before any of these commits.
+        self.read = {a: dict(b.balances.amounts) for a, b in books.items()}
+        self.planned: list[tuple[int, TradingCommit, int, list[OrderUpdate]]] = []
+
+    def add(self, book: engine.AccountBook, commit: TradingCommit, now_ms: int) -> None:
+        """Take ``commit`` (planned on ``book``, whose open orders it left) and apply its
+        bookings to the book's balances. Every resulting wallet balance is checked against the
+        bound first (docs/semantics.md, "Balance bounds"): raises AmountLimitExceeded, and
+        nothing is taken."""
+        postings = [p for b in commit.bookings for p in b.postings]
+        balances = book.balances.amounts
+        check_bounds(book.account_id, balances, postings)
+        for p in postings:
+            if p.account_id == book.account_id:
+                key = (p.wallet, p.asset)
+                balances[key] = money.add(balances.get(key, money.ZERO), p.amount)
+        updates = engine.order_updates(commit, book.open_orders)
+        self.planned.append((book.account_id, commit, now_ms, updates))
+
+    def write(self, db: Db) -> None:
+        """Write every commit taken, in order, and announce each."""
+        d = db.dialect
+        bookings = [(a, b, ms) for a, c, ms, _ in self.planned for b in c.bookings]
+        entries = iter(
+            append_entries(
+                db,
+                [(a, b.type, b.postings, ms) for a, b, ms in bookings],
+                {a: self.read[a] for a in {a for a, _, _ in bookings}},
+            )
+            if bookings
+            else []
+        )
+        income = []
+        for _, commit, _, updates in self.planned:
+            for update in updates:
+                d.announce(db, update)
+            for booking in commit.bookings:
+                committed = next(entries)
+                d.announce(db, committed)
+                income.append((committed.entry, booking))
+        if income:
+            db.many(
+                "INSERT INTO um_income"
+                " (tran_id, account_id, income_type, symbol, asset, income, trade_id, time_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (e.tran_id, e.account_id, b.type, b.symbol, b.asset, d.to_money(b.income),
+                     b.trade_id, e.time_ms)
+                    for e, b in income
+                ],
+            )  # fmt: skip
+        self._write_rows(db, [c for _, c, _, _ in self.planned])
+
+    @staticmethod
+    def _write_rows(db: Db, commits: list[TradingCommit]) -> None:
+        orders = [_ORDERS.row(db, o) for c in commits for o in c.orders]
+        if orders:
+            db.many(_UPSERT_ORDER, orders)
+        trades = [_TRADES.row(db, t) for c in commits for t in c.trades]
+        if trades:
+            db.many(f"INSERT INTO um_trades ({_TRADE_COLUMNS}) VALUES ({_marks(14)})", trades)
+        positions = [_POSITIONS.row(db, p) for c in commits for p in c.positions]
+        if positions:
+            db.many(_UPSERT_POSITION, positions)
 
 
 def write_commit(db: Db, book: engine.AccountBook, commit: TradingCommit, now_ms: int) -> None:
-    """Write one trading commit in the caller's transaction: each booking as a journal entry
-    (with its income record), then the order, trade and position rows. Every resulting wallet
-    balance is checked against the bound first (docs/semantics.md, "Balance bounds"): raises
-    :class:`~papi_sandbox.ledger.model.AmountLimitExceeded` before anything is written."""
-    check_bounds(
-        book.account_id, book.balances.amounts, [p for b in commit.bookings for p in b.postings]
-    )
-    d = db.dialect
-    m = d.to_money
-    # The stream reports the orders' executions first, then the entries (Binance's order).
-    for update in engine.order_updates(commit, book.open_orders):
-        d.announce(db, update)
-    before = dict(book.balances.amounts)
-    for booking in commit.bookings:
-        entry = append_entry(
-            db, book.account_id, booking.type, list(booking.postings), now_ms, before
-        )
-        for p in booking.postings:
-            if p.account_id == book.account_id:
-                key = (p.wallet, p.asset)
-                before[key] = money.add(before.get(key, money.ZERO), p.amount)
-        db.execute(
-            "INSERT INTO um_income"
-            " (tran_id, account_id, income_type, symbol, asset, income, trade_id, time_ms)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                entry.tran_id,
-                book.account_id,
-                booking.type,
-                booking.symbol,
-                booking.asset,
-                m(booking.income),
-                booking.trade_id,
-                now_ms,
-            ),
-        )
-    book.balances.amounts.update(before)
-    if commit.orders:
-        db.many(
-            f"INSERT INTO um_orders ({_ORDER_COLUMNS})"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (order_id) DO UPDATE SET status = excluded.status,"
-            " executed_qty = excluded.executed_qty, cum_quote = excluded.cum_quote,"
-            " avg_price = excluded.avg_price, update_time_ms = excluded.update_time_ms",
-            [_order_row(db, o) for o in commit.orders],
-        )
-    if commit.trades:
-        db.many(
-            f"INSERT INTO um_trades ({_TRADE_COLUMNS})"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    t.trade_id,
-                    t.account_id,
-                    t.order_id,
-                    t.symbol,
-                    t.side.value,
-                    t.position_side.value,
-                    m(t.price),
-                    m(t.qty),
-                    m(t.quote_qty),
-                    m(t.realized_pnl),
-                    m(t.commission),
-                    t.commission_asset,
-                    t.maker,
-                    t.time_ms,
-                )
-                for t in commit.trades
-            ],
-        )
-    if commit.positions:
-        db.many(
-            f"INSERT INTO um_positions ({_POSITION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (account_id, symbol, position_side) DO UPDATE SET"
-            " amount = excluded.amount, entry_price = excluded.entry_price,"
-            " open_fee = excluded.open_fee, update_time_ms = excluded.update_time_ms",
-            [
-                (
-                    p.account_id,
-                    p.symbol,
-                    p.position_side.value,
-                    m(p.amount),
-                    m(p.entry_price),
-                    m(p.open_fee),
-                    p.update_time_ms,
-                )
-                for p in commit.positions
-            ],
-        )
+    """Write one trading commit in the caller's transaction (:class:`Commits` of one). Raises
+    AmountLimitExceeded before anything is written when a balance would pass the bound."""
+    commits = Commits({book.account_id: book})
+    commits.add(book, commit, now_ms)
+    commits.write(db)
 
 
 # -- operations (each one unit of work) ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NewOrder:
+    """One new order for :func:`place_orders`: the account, the request, the market's filters
+    and collateral rates, and the time of the request (ms)."""
+
+    account_id: int
+    request: OrderRequest
+    specs: Mapping[str, SymbolSpec]
+    collateral: Mapping[str, Decimal]
+    now_ms: int
+
+
+#: An operation's result or the exception that refused it (nothing of it written).
+Outcome = tuple[Any, BaseException | None]
+
+
+def place_orders(db: Db, items: Sequence[NewOrder]) -> list[Outcome]:
+    """New orders through the fill model, in order, as one unit: every account read once, each
+    order planned in memory on the state the ones before it left, all written together. Each
+    outcome is ``(order as it stands, its fills)`` or the refusal (TradingRefused,
+    LedgerError for an unknown account, AmountLimitExceeded), which wrote nothing."""
+    books = load_books(db, [i.account_id for i in items])
+    prices = load_prices(db)
+    ids = _ids(db)
+    commits = Commits(books)
+    outcomes: list[Outcome] = []
+    for item in items:
+        book = books.get(item.account_id)
+        if book is None:
+            outcomes.append((None, LedgerError(f"account {item.account_id} does not exist")))
+            continue
+        saved = (dict(book.positions), list(book.open_orders))
+        try:
+            view = MarketView(item.specs, prices, item.collateral)
+            commit, order = engine.place_order(book, view, item.request, ids, item.now_ms)
+            commits.add(book, commit, item.now_ms)
+        except LedgerError as exc:  # refused before anything was taken: the book is restored
+            book.positions, book.open_orders = saved
+            outcomes.append((None, exc))
+            continue
+        outcomes.append(((order, commit.trades), None))
+    commits.write(db)
+    return outcomes
 
 
 def place_order(
@@ -478,12 +599,12 @@ def place_order(
     now_ms: int,
 ) -> tuple[Order, list[Trade]]:
     """A new order through the fill model; the order as it stands and its fills."""
-    book = load_book(db, account_id)
-    commit, order = engine.place_order(
-        book, _view(db, specs, collateral), request, _ids(db), now_ms
-    )
-    write_commit(db, book, commit, now_ms)
-    return order, commit.trades
+    item = NewOrder(account_id, request, specs, collateral, now_ms)
+    ((result, error),) = place_orders(db, [item])
+    if error is not None:
+        raise error
+    placed: tuple[Order, list[Trade]] = result
+    return placed
 
 
 def cancel(
@@ -522,16 +643,26 @@ def fill_crossed(
     collateral: Mapping[str, Decimal],
     now_ms: int,
 ) -> int:
-    """For each account (one transaction holds them all, so each is atomic): fill its resting
-    orders on ``symbol`` that the current mark crosses. Returns the number of fills."""
+    """For each account: fill its resting orders on ``symbol`` that the current mark crosses,
+    all accounts read at once, planned in memory and written together (one transaction, so
+    each account's fills are atomic). An account whose fills a balance bound refuses keeps its
+    orders resting (nothing of it is written). Returns the number of fills."""
     view = _view(db, specs, collateral)
+    books = load_books(db, account_ids)
     ids = _ids(db)
+    commits = Commits(books)
     fills = 0
-    for account_id in account_ids:
-        book = load_book(db, account_id)
+    for account_id in sorted(books):
+        book = books[account_id]
+        saved = (dict(book.positions), list(book.open_orders))
         commit = engine.fill_crossed(book, view, symbol, ids, now_ms)
-        write_commit(db, book, commit, now_ms)
+        try:
+            commits.add(book, commit, now_ms)
+        except AmountLimitExceeded:
+            book.positions, book.open_orders = saved
+            continue
         fills += len(commit.trades)
+    commits.write(db)
     return fills
 
 
@@ -599,6 +730,40 @@ def find_order(
     return _order(db, row) if row is not None else None
 
 
+def _history(
+    db: Db,
+    table: str,
+    columns: str,
+    key: str,
+    account_id: int,
+    symbol: str,
+    from_id: int | None,
+    start_ms: int | None,
+    end_ms: int | None,
+    limit: int,
+) -> list[Any]:
+    """Rows of ``table`` of the account on ``symbol``, ascending by ``key``: from ``from_id``
+    when given, else the most recent ``limit`` in the time window (Binance's rules for the
+    window are applied by the caller)."""
+    sql = f"SELECT {columns} FROM {table} WHERE account_id = ? AND symbol = ?"
+    args: list[Any] = [account_id, symbol]
+    for clause, value in (
+        (f"{key} >= ?", from_id),
+        ("time_ms >= ?", start_ms),
+        ("time_ms <= ?", end_ms),
+    ):
+        if value is not None:
+            sql += f" AND {clause}"
+            args.append(value)
+    order = "ASC" if from_id is not None else "DESC"
+    rows = db.all(f"{sql} ORDER BY {key} {order} LIMIT ?", [*args, _page(limit)])
+    return rows if from_id is not None else rows[::-1]
+
+
+def _page(limit: int) -> int:
+    return max(1, min(limit, MAX_HISTORY_ROWS))
+
+
 def all_orders(
     db: Db,
     account_id: int,
@@ -608,24 +773,12 @@ def all_orders(
     end_ms: int | None,
     limit: int,
 ) -> list[Order]:
-    """Orders of the account on ``symbol``, ascending by id: from ``from_order_id`` when given,
-    else the most recent ``limit`` in the time window."""
-    sql = f"SELECT {_ORDER_COLUMNS} FROM um_orders WHERE account_id = ? AND symbol = ?"
-    args: list[Any] = [account_id, symbol]
-    if from_order_id is not None:
-        sql += " AND order_id >= ?"
-        args.append(from_order_id)
-    if start_ms is not None:
-        sql += " AND time_ms >= ?"
-        args.append(start_ms)
-    if end_ms is not None:
-        sql += " AND time_ms <= ?"
-        args.append(end_ms)
-    order = "ASC" if from_order_id is not None else "DESC"
-    sql += f" ORDER BY order_id {order} LIMIT ?"
-    args.append(max(1, min(limit, MAX_HISTORY_ROWS)))
-    rows = [_order(db, r) for r in db.all(sql, args)]
-    return sorted(rows, key=lambda o: o.order_id)
+    """Orders of the account on ``symbol``, ascending by id (:func:`_history`)."""
+    rows = _history(
+        db, "um_orders", _ORDER_COLUMNS, "order_id", account_id, symbol, from_order_id,
+        start_ms, end_ms, limit,
+    )  # fmt: skip
+    return [_order(db, r) for r in rows]
 
 
 def user_trades(
@@ -637,23 +790,12 @@ def user_trades(
     end_ms: int | None,
     limit: int,
 ) -> list[Trade]:
-    """Trades of the account on ``symbol``, ascending by id (Binance's rules for the window
-    are applied by the caller)."""
-    sql = f"SELECT {_TRADE_COLUMNS} FROM um_trades WHERE account_id = ? AND symbol = ?"
-    args: list[Any] = [account_id, symbol]
-    if from_id is not None:
-        sql += " AND trade_id >= ?"
-        args.append(from_id)
-    if start_ms is not None:
-        sql += " AND time_ms >= ?"
-        args.append(start_ms)
-    if end_ms is not None:
-        sql += " AND time_ms <= ?"
-        args.append(end_ms)
-    order = "ASC" if from_id is not None else "DESC"
-    sql += f" ORDER BY trade_id {order} LIMIT ?"
-    args.append(max(1, min(limit, MAX_HISTORY_ROWS)))
-    return sorted((_trade(db, r) for r in db.all(sql, args)), key=lambda t: t.trade_id)
+    """Trades of the account on ``symbol``, ascending by id (:func:`_history`)."""
+    rows = _history(
+        db, "um_trades", _TRADE_COLUMNS, "trade_id", account_id, symbol, from_id, start_ms,
+        end_ms, limit,
+    )  # fmt: skip
+    return [_trade(db, r) for r in rows]
 
 
 def trades_of_orders(db: Db, order_ids: Sequence[int]) -> list[Trade]:
@@ -694,7 +836,7 @@ def income(
         sql += " AND income_type = ?"
         args.append(income_type)
     sql += " ORDER BY time_ms, tran_id LIMIT ? OFFSET ?"
-    args += [max(1, min(limit, MAX_HISTORY_ROWS)), max(0, offset)]
+    args += [_page(limit), max(0, offset)]
     m = db.dialect.from_money
     return [
         (int(r[0]), r[1], r[2], r[3], m(r[4]), int(r[5]) if r[5] is not None else None, int(r[6]))

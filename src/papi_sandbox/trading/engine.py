@@ -260,14 +260,7 @@ def place_order(
     if (reduce_only or hedge_close) and closable == 0:
         raise TradingRefused(Refusal.REDUCE_ONLY_REJECTED)
     limit_price = request.price if request.type is OrderType.LIMIT else None
-    marketable = limit_price is None or (
-        mark <= limit_price if request.side is Side.BUY else mark >= limit_price
-    )
-    if not marketable and tif is TimeInForce.FOK:
-        raise TradingRefused(Refusal.FOK_REJECTED)
-    if marketable and tif is TimeInForce.GTX:
-        raise TradingRefused(Refusal.GTX_REJECTED)
-    rests = not marketable and tif in (TimeInForce.GTC, TimeInForce.GTX)
+    marketable, rests = _on_arrival(request.side, limit_price, tif, mark)
     if rests and sum(1 for o in book.open_orders if o.symbol == spec.symbol) >= spec.max_num_orders:
         raise TradingRefused(Refusal.TOO_MANY_OPEN_ORDERS)
     if not (reduce_only or hedge_close) and (marketable or rests):
@@ -301,6 +294,21 @@ def place_order(
         book.open_orders.append(order)
     commit.orders.append(order)
     return commit, order
+
+
+def _on_arrival(
+    side: Side, limit_price: Decimal | None, tif: TimeInForce, mark: Decimal
+) -> tuple[bool, bool]:
+    """Whether a new order is marketable (a MARKET order, or a LIMIT the mark reaches) and
+    whether it rests; refuses a FOK that cannot fill (-5021) and a GTX that would (-5022)."""
+    marketable = limit_price is None or (
+        mark <= limit_price if side is Side.BUY else mark >= limit_price
+    )
+    if not marketable and tif is TimeInForce.FOK:
+        raise TradingRefused(Refusal.FOK_REJECTED)
+    if marketable and tif is TimeInForce.GTX:
+        raise TradingRefused(Refusal.GTX_REJECTED)
+    return marketable, not marketable and tif in (TimeInForce.GTC, TimeInForce.GTX)
 
 
 def _check_margin(
