@@ -53,8 +53,8 @@ if __name__ == "__main__":
         port=int(sys.argv[1]),
         lifespan="off",
         **server_options(
-            read_timeout_s=defaults.request_read_timeout_s,
-            keep_alive_timeout_s=defaults.keep_alive_timeout_s,
+            read_timeout_s=defaults.request_read_timeout,
+            keep_alive_timeout_s=defaults.keep_alive_timeout,
             max_connections=defaults.max_connections,
         ),
     )

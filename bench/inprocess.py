@@ -117,7 +117,7 @@ async def main_async(args: argparse.Namespace) -> None:
         db=f"sqlite:///{db}",
         ip_weight_limit=0,
         scheduler=False,
-        request_log=False,
+        access_log=False,
         durability="full",
     )
     app = create_app(settings, open_store(settings.db_url, durability=args.durability), "t" * 32)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -59,7 +60,7 @@ from run import (
 GRANIAN_OPTIONS = [
     "--workers", "1", "--loop", "uvloop", "--http", "1", "--no-access-log",
     "--http1-buffer-size", "32768",
-    "--http1-header-read-timeout", str(int(Settings().request_read_timeout_s * 1000)),
+    "--http1-header-read-timeout", str(int(Settings().request_read_timeout * 1000)),
     "--backpressure", str(Settings().max_connections),
 ]  # fmt: skip
 
@@ -117,12 +118,10 @@ class Pair:
     figures: dict[str, list[float]] = field(default_factory=lambda: {"uvicorn": [], "granian": []})
 
     def ratio(self) -> float:
-        ratios = sorted(
-            g / u
-            for u, g in zip(self.figures["uvicorn"], self.figures["granian"], strict=True)
-            if u
-        )
-        return ratios[len(ratios) // 2] if ratios else 0.0
+        """The median of the per-round ratios granian / uvicorn (0 without rounds)."""
+        pairs = zip(self.figures["uvicorn"], self.figures["granian"], strict=True)
+        ratios = [g / u for u, g in pairs if u]
+        return statistics.median(ratios) if ratios else 0.0
 
 
 def wrk_pair(name: str, procs: dict[str, Proc], pools: dict[str, Callable[[int], Path]],

@@ -16,6 +16,19 @@ from tests.support import (
 )
 
 
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A store of the test's own, once per store: a SQLite file, then a fresh PostgreSQL
+    database (dropped afterwards)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    admin = postgres_admin_url()
+    url = create_test_database(admin)
+    yield url
+    drop_test_database(admin, url)
+
+
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database of the test's own, dropped afterwards."""

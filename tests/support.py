@@ -4,12 +4,15 @@ this process."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
 import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,11 @@ import pytest
 
 from papi_sandbox.client import Account, PapiClient, now_ms, raw_request
 from papi_sandbox.client import hmac_signature as sign
+from papi_sandbox.ledger import rules
+from papi_sandbox.ledger.model import EntryType, Wallet
+from papi_sandbox.store import open_store
+from papi_sandbox.store.base import Planner
+from papi_sandbox.store.contract import Store
 from papi_sandbox.testing import Sandbox, free_port
 
 __all__ = ["Account", "Signer", "free_port", "now_ms", "raw_request", "sign"]
@@ -115,6 +123,38 @@ def drop_test_database(admin_url: str, url: str) -> None:
     assert name.startswith("papi_test_"), name  # never drop anything else
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def with_store(url: str, body: Callable[[Store], Awaitable[None]]) -> None:
+    """Open the store at ``url`` (``store_url``: SQLite file or PostgreSQL database), run
+    ``body(store)`` on a new event loop, and close the store whatever happens."""
+
+    async def main() -> None:
+        store = open_store(url)
+        await store.open()
+        try:
+            await body(store)
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def adjustment(
+    account_id: int,
+    amount: str | Decimal,
+    wallet: Wallet = Wallet.MARGIN,
+    asset: str = "USDT",
+    reason: EntryType | None = None,
+) -> Planner:
+    """The operator's adjustment rule bound to its arguments, for ``Store.transact``: a DEPOSIT
+    when ``amount`` is positive, else a REALIZED_PNL, unless ``reason`` says otherwise."""
+    value = Decimal(amount)
+    if reason is None:
+        reason = EntryType.DEPOSIT if value > 0 else EntryType.REALIZED_PNL
+    return functools.partial(
+        rules.plan_adjustment, account_id, wallet=wallet, asset=asset, amount=value, reason=reason
+    )
 
 
 def sdk_client(server: Server, account: Account) -> Any:

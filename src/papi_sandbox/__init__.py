@@ -8,6 +8,6 @@ from papi_sandbox.api.app import create_app
 from papi_sandbox.service import Service
 from papi_sandbox.settings import Settings
 from papi_sandbox.store.sqlite import SQLiteStore
+from papi_sandbox.version import __version__
 
-__all__ = ["SQLiteStore", "Service", "Settings", "create_app"]
-__version__ = "0.1.0"
+__all__ = ["SQLiteStore", "Service", "Settings", "__version__", "create_app"]

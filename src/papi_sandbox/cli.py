@@ -6,18 +6,18 @@ against a local SQLite service or a remote one.
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from decimal import Decimal
-from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from papi_sandbox import grammar
 from papi_sandbox import settings as settings_mod
@@ -27,16 +27,14 @@ from papi_sandbox.progress import Progress, progress_for
 from papi_sandbox.settings import Settings
 
 if TYPE_CHECKING:
+    from papi_sandbox.preflight import Startup
     from papi_sandbox.store.contract import Store
-from papi_sandbox.wire.limits import DEFAULT_BAN_AFTER_429S
 
 app = typer.Typer(help="A self-hosted Binance Portfolio Margin API sandbox.", no_args_is_help=True)
 account_app = typer.Typer(help="Operator commands on accounts (through the operator API).")
 app.add_typer(account_app, name="account")
 db_app = typer.Typer(help="Database schema commands.")
 app.add_typer(db_app, name="db")
-#: Most processes ``serve --workers`` starts (each holds a pool of database connections).
-MAX_WORKERS = 64
 keys_app = typer.Typer(help="Keys at rest: the encryption key of the stored HMAC secrets.")
 app.add_typer(keys_app, name="keys")
 # Piped output keeps full rows instead of folding tables to 80 columns.
@@ -56,32 +54,6 @@ def _integer(bounds: tuple[int, int], what: str) -> Callable[[Any], int]:
             return value
         try:
             return grammar.parse_integer(value, low=bounds[0], high=bounds[1], what=what)
-        except grammar.GrammarError as exc:
-            raise typer.BadParameter(str(exc)) from None
-
-    return parse
-
-
-def _flag(what: str) -> Callable[[Any], bool]:
-    """A typer ``parser`` for on/off options set from the environment: true/1/yes, false/0/no."""
-
-    def parse(value: Any) -> bool:
-        if isinstance(value, bool):
-            return value
-        try:
-            return grammar.parse_flag(value, what=what)
-        except grammar.GrammarError as exc:
-            raise typer.BadParameter(str(exc)) from None
-
-    return parse
-
-
-def _seconds(bounds: tuple[Decimal, Decimal], what: str) -> Callable[[Any], float]:
-    def parse(value: Any) -> float:
-        if isinstance(value, float | int) and not isinstance(value, bool):
-            return float(value)
-        try:
-            return grammar.parse_seconds(value, low=bounds[0], high=bounds[1], what=what)
         except grammar.GrammarError as exc:
             raise typer.BadParameter(str(exc)) from None
 
@@ -121,28 +93,15 @@ _ACCOUNT_ID = (1, 10**18 - 1)
 AccountId = Annotated[int, typer.Argument(parser=_integer(_ACCOUNT_ID, "account id"))]
 
 
-class Durability(StrEnum):
-    """``serve --durability``; see ``store.sqlite.DURABILITY_MODES``."""
+def _spec_option(name: str) -> Any:
+    """A typer option of another command for one option of the settings spec: the same
+    variable and help as ``serve``'s flag."""
+    info = Settings.model_fields[name]
+    return typer.Option(envvar=settings_mod.env_name(name), help=info.description)
 
-    full = "full"
-    normal = "normal"
-    off = "off"
 
-
-DataDir = Annotated[
-    Path,
-    typer.Option(
-        envvar=settings_mod.DATA_DIR_ENV,
-        help="Folder for the default SQLite file and the operator token.",
-    ),
-]
-Db = Annotated[
-    str | None,
-    typer.Option(
-        envvar="PAPI_SANDBOX_DB",
-        help="sqlite:///path/to/file.db (default: in --data-dir) or postgresql://...",
-    ),
-]
+DataDir = Annotated[Path, _spec_option("data_dir")]
+Db = Annotated[str | None, _spec_option("db")]
 
 
 ProgressOpt = Annotated[
@@ -153,14 +112,7 @@ ProgressOpt = Annotated[
         show_default=False,
     ),
 ]
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        envvar="PAPI_SANDBOX_CONFIG",
-        help="TOML file with the jobs' times, thresholds and rates (docs/jobs.md).",
-    ),
-]
+ConfigOpt = Annotated[Path | None, _spec_option("config")]
 
 
 def _load_jobs_config(path: Path | None) -> Any:
@@ -179,256 +131,99 @@ def open_store(db_url: str, durability: str = "full", timeout_s: float | None = 
     return store_for_url(db_url, durability=durability, timeout_s=timeout_s)
 
 
-@app.command()
-def serve(
-    host: Annotated[str, typer.Option(envvar="PAPI_SANDBOX_HOST")] = "127.0.0.1",
-    port: Annotated[
-        int,
-        typer.Option(envvar="PAPI_SANDBOX_PORT", parser=_integer(settings_mod.PORT_RANGE, "port")),
-    ] = 8765,
-    db: Db = None,
-    data_dir: DataDir = settings_mod.DEFAULT_DATA_DIR,
-    ip_weight_limit: Annotated[
-        int,
-        typer.Option(
-            envvar="PAPI_SANDBOX_IP_WEIGHT_LIMIT",
-            help="Weight per IP per minute; 0 = off.",
-            parser=_integer(settings_mod.WEIGHT_LIMIT_RANGE, "ip-weight-limit"),
-        ),
-    ] = 6000,
-    demo: Annotated[
-        bool,
-        typer.Option(
-            envvar="PAPI_SANDBOX_DEMO",
-            parser=_flag("demo"),
-            help="Create a demo account with negative futures wallets and print how to call it.",
-        ),
-    ] = False,
-    access_log: Annotated[
-        bool,
-        typer.Option(
-            envvar="PAPI_SANDBOX_ACCESS_LOG",
-            parser=_flag("access-log"),
-            help="One JSON log line per request (never the query string or any secret).",
-        ),
-    ] = True,
-    ban_after_429s: Annotated[
-        int,
-        typer.Option(
-            envvar="PAPI_SANDBOX_BAN_AFTER_429S",
-            parser=_integer(settings_mod.BAN_AFTER_429S_RANGE, "ban-after-429s"),
-            help="429s per IP per minute before the IP is banned (418); 0 = never ban.",
-        ),
-    ] = DEFAULT_BAN_AFTER_429S,
-    max_api_keys_per_account: Annotated[
-        int,
-        typer.Option(
-            envvar="PAPI_SANDBOX_MAX_API_KEYS_PER_ACCOUNT",
-            parser=_integer(settings_mod.MAX_API_KEYS_RANGE, "max-api-keys-per-account"),
-        ),
-    ] = settings_mod.DEFAULT_MAX_API_KEYS_PER_ACCOUNT,
-    request_read_timeout: Annotated[
-        float,
-        typer.Option(
-            envvar="PAPI_SANDBOX_REQUEST_READ_TIMEOUT",
-            parser=_seconds(settings_mod.READ_TIMEOUT_RANGE, "request-read-timeout"),
-            help="Seconds a request may take to arrive whole; then its connection is closed.",
-        ),
-    ] = settings_mod.DEFAULT_REQUEST_READ_TIMEOUT_S,
-    keep_alive_timeout: Annotated[
-        int,
-        typer.Option(
-            envvar="PAPI_SANDBOX_KEEP_ALIVE_TIMEOUT",
-            parser=_integer(settings_mod.KEEP_ALIVE_RANGE, "keep-alive-timeout"),
-        ),
-    ] = settings_mod.DEFAULT_KEEP_ALIVE_TIMEOUT_S,
-    max_connections: Annotated[
-        int,
-        typer.Option(
-            envvar="PAPI_SANDBOX_MAX_CONNECTIONS",
-            parser=_integer(settings_mod.MAX_CONNECTIONS_RANGE, "max-connections"),
-        ),
-    ] = settings_mod.DEFAULT_MAX_CONNECTIONS,
-    config: ConfigOpt = None,
-    scheduler: Annotated[
-        bool,
-        typer.Option(
-            envvar="PAPI_SANDBOX_SCHEDULER",
-            parser=_flag("scheduler"),
-            help="Run auto-repay and interest at their scheduled times (docs/jobs.md).",
-        ),
-    ] = True,
-    limits: Annotated[
-        str | None,
-        typer.Option(
-            envvar=settings_mod.LIMITS_ENV,
-            help="redis://... to share IP weight and bans across processes (default: in-process).",
-        ),
-    ] = None,
-    limits_prefix: Annotated[
-        str,
-        typer.Option(envvar=settings_mod.LIMITS_PREFIX_ENV, help="Key prefix in that Redis."),
-    ] = "papi:",
-    workers: Annotated[
-        int,
-        typer.Option(
-            envvar="PAPI_SANDBOX_WORKERS",
-            parser=_integer((1, MAX_WORKERS), "workers"),
-            help="Server processes on this port (more than 1 needs --db postgresql://...).",
-        ),
-    ] = 1,
-    durability: Annotated[
-        Durability,
-        typer.Option(
-            envvar="PAPI_SANDBOX_DURABILITY",
-            help="full: fsync every commit before answering (group commit); normal: no fsync"
-            " per commit (a power loss may lose the last changes); off: never fsync.",
-        ),
-    ] = Durability.full,
-    forwarded_allow_ips: Annotated[
-        str,
-        typer.Option(
-            envvar=settings_mod.FORWARDED_ALLOW_IPS_ENV,
-            help="Proxies (comma-separated IPs or CIDR ranges, or *) whose X-Forwarded-For"
-            " names the client; default none: the client is the TCP peer.",
-        ),
-    ] = "",
-    store_timeout: Annotated[
-        float,
-        typer.Option(
-            envvar=settings_mod.STORE_TIMEOUT_ENV,
-            parser=_seconds(settings_mod.STORE_TIMEOUT_RANGE, "store-timeout"),
-            help="Seconds a request may wait for the store before it is refused (503 -1001).",
-        ),
-    ] = settings_mod.DEFAULT_STORE_TIMEOUT_S,
-    admin_auth_failures_per_minute: Annotated[
-        int,
-        typer.Option(
-            envvar=settings_mod.ADMIN_AUTH_FAILURES_ENV,
-            parser=_integer(
-                settings_mod.ADMIN_AUTH_FAILURES_RANGE, "admin-auth-failures-per-minute"
-            ),
-            help="Failed operator authentications per IP per minute before that IP is refused"
-            " (429) until the minute ends.",
-        ),
-    ] = settings_mod.DEFAULT_ADMIN_AUTH_FAILURES_PER_MINUTE,
-) -> None:
-    """Run the service."""
-    import uvicorn
+_METAVARS = {int: "INTEGER", float: "SECONDS", Path: "PATH"}
 
+
+def _serve_option(name: str, info: Any) -> inspect.Parameter:
+    """One ``serve`` flag, generated from the settings spec (papi_sandbox.settings.Settings):
+    its text goes to the spec unparsed, so the flag and its variable share one rule."""
+    env = settings_mod.env_name(name)
+    flag = settings_mod.flag_name(name)
+    default = info.default if info.default not in (None, "") else "none"
+    help_text = f"{info.description} (env {env}; default {default})"
+    if info.annotation is bool:
+        option = typer.Option(f"{flag}/--no-{flag[2:]}", help=help_text, show_default=False)
+        annotation: Any = Annotated[bool | None, option]
+    else:
+        metavar = _METAVARS.get(info.annotation, "TEXT")
+        option = typer.Option(flag, help=help_text, show_default=False, metavar=metavar)
+        annotation = Annotated[str | None, option]
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation
+    )
+
+
+def _cannot_start(message: str) -> NoReturn:
+    """One line on stderr (never folded to the terminal's width), exit 2."""
+    err_console.print(Text(f"Cannot start: {message}", style="red"), soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def serve(**flags: Any) -> None:
+    """Run the service. Every option also reads its PAPI_SANDBOX_* variable (a flag wins)."""
+    from papi_sandbox.observability import configure_logging
+    from papi_sandbox.preflight import CannotStart, prepare, read_settings
+
+    try:
+        startup = prepare(read_settings(**flags))
+    except CannotStart as exc:
+        _cannot_start(str(exc))
+    settings = startup.settings
+    log_config = configure_logging()
+    if startup.token_generated:
+        token_file = settings.data_dir / settings_mod.ADMIN_TOKEN_FILE_NAME
+        console.print(
+            f"Operator token (printed once, kept in {token_file}): [bold]{startup.token}[/bold]"
+        )
+    if settings.workers > 1:
+        _serve_workers(settings, log_config)
+    else:
+        _serve_one(startup, log_config)
+
+
+_serve_parameters = [_serve_option(n, i) for n, i in settings_mod.serve_fields().items()]
+serve.__signature__ = inspect.Signature(_serve_parameters, return_annotation=None)  # type: ignore[attr-defined]
+serve.__annotations__ = {p.name: p.annotation for p in _serve_parameters} | {"return": None}
+app.command()(serve)
+
+
+def _serve_one(startup: Startup, log_config: Any) -> None:
+    """One server process with the app built here (the demo account announced once ready)."""
     from papi_sandbox.api.app import create_app
     from papi_sandbox.demo import announce_demo
-    from papi_sandbox.files import make_private_dir
-    from papi_sandbox.observability import configure_logging
-    from papi_sandbox.store import is_postgres_url
-    from papi_sandbox.transport import server_options
-    from papi_sandbox.wire.client_ip import ClientIdentity, ForwardedAllowIpsError
 
-    _load_jobs_config(config)  # a bad file stops here, with its message, before serving
-    settings = Settings(
-        host=host,
-        port=port,
-        data_dir=data_dir,
-        db=db,
-        ip_weight_limit=ip_weight_limit,
-        config_path=config,
-        scheduler=scheduler,
-        limits=limits,
-        limits_prefix=limits_prefix,
-        ip_ban_after_429s=ban_after_429s,
-        max_api_keys_per_account=max_api_keys_per_account,
-        request_read_timeout_s=request_read_timeout,
-        keep_alive_timeout_s=keep_alive_timeout,
-        max_connections=max_connections,
-        request_log=access_log,
-        durability=durability.value,
-        forwarded_allow_ips=forwarded_allow_ips,
-        store_timeout_s=store_timeout,
-        admin_auth_failures_per_minute=admin_auth_failures_per_minute,
-    )
-    try:
-        ClientIdentity(forwarded_allow_ips)
-    except ForwardedAllowIpsError as exc:
-        err_console.print(f"[red]Bad --forwarded-allow-ips: {exc}[/red]")
-        raise typer.Exit(2) from None
-    if workers > 1 and not is_postgres_url(settings.db_url):
-        err_console.print(
-            "[red]--workers > 1 needs --db postgresql://...: the SQLite store has one writer "
-            "thread in one process.[/red]"
-        )
-        raise typer.Exit(2)
-    if workers > 1 and demo:
-        err_console.print("[red]--demo runs with one worker only.[/red]")
-        raise typer.Exit(2)
-    log_config = configure_logging()
-    try:
-        make_private_dir(data_dir, narrow=True)
-        token, generated = settings_mod.ensure_admin_token(data_dir)
-        settings_mod.check_admin_token(token)
-    except OSError as exc:  # e.g. a read-only file system: said with the path, no traceback
-        err_console.print(f"[red]Cannot start: {_os_error_text(exc)}[/red]")
-        raise typer.Exit(2) from None
-    except settings_mod.AdminTokenError as exc:
-        err_console.print(f"[red]Cannot start: {exc}.[/red]")
-        raise typer.Exit(2) from None
-    if generated:
-        token_file = data_dir / settings_mod.ADMIN_TOKEN_FILE_NAME
-        console.print(f"Operator token (printed once, kept in {token_file}): [bold]{token}[/bold]")
-    _check_before_start(settings)
-    if workers > 1:
-        _serve_workers(settings, workers, log_config)
-        return
-    store = open_store(settings.db_url, settings.durability, settings.store_timeout_s)
+    settings = startup.settings
+    store = open_store(settings.db_url, settings.durability, settings.store_timeout)
 
     async def on_ready(state: Any) -> None:
-        if demo:
+        if settings.demo:
             await announce_demo(state, console)
 
-    application = create_app(settings, store, token, on_ready=on_ready)
+    application = create_app(settings, store, startup.token, on_ready=on_ready, jobs=startup.jobs)
+    _run_server(application, settings, log_config)
+
+
+def _run_server(application: Any, settings: Settings, log_config: Any) -> None:
+    """The server launch: ``application`` on ``settings.host:port`` with the server stack of
+    ``transport.server_options``, until Ctrl-C or SIGTERM."""
+    import uvicorn
+
+    from papi_sandbox.transport import server_options
+
     uvicorn.run(
         application,
-        host=host,
-        port=port,
+        host=settings.host,
+        port=settings.port,
         log_config=log_config,
         **server_options(
-            read_timeout_s=settings.request_read_timeout_s,
-            keep_alive_timeout_s=settings.keep_alive_timeout_s,
+            read_timeout_s=settings.request_read_timeout,
+            keep_alive_timeout_s=settings.keep_alive_timeout,
             max_connections=settings.max_connections,
         ),
     )
 
 
-def _check_before_start(settings: Settings) -> None:
-    """Refuse to start, with one line naming the path and no traceback, on what would make
-    the service fail later: a damaged SQLite file, a database or data folder that cannot be
-    written (a read-only file system), an encryption key file that cannot be created."""
-    import sqlite3
-
-    from papi_sandbox.secretbox import SecretBoxError, load_or_create_key
-    from papi_sandbox.store import is_postgres_url
-    from papi_sandbox.store.base import StoreDamaged
-    from papi_sandbox.store.sqlite import check_before_start, path_from_url
-
-    try:
-        load_or_create_key(settings.data_dir)
-        if not is_postgres_url(settings.db_url):
-            path = path_from_url(settings.db_url)
-            try:
-                check_before_start(path, durability=settings.durability)
-            except sqlite3.Error as exc:
-                raise StoreDamaged(f"{path}: {exc}") from None
-    except StoreDamaged as exc:
-        err_console.print(f"[red]Cannot start: {exc}[/red]")
-        raise typer.Exit(2) from None
-    except OSError as exc:
-        err_console.print(f"[red]Cannot start: {_os_error_text(exc)}[/red]")
-        raise typer.Exit(2) from None
-    except SecretBoxError as exc:
-        err_console.print(f"[red]Cannot start: {exc}[/red]")
-        raise typer.Exit(2) from None
-
-
-def _serve_workers(settings: Settings, workers: int, log_config: Any) -> None:
+def _serve_workers(settings: Settings, log_config: Any) -> None:
     """N processes on one port: uvicorn's supervisor re-imports the app in each from the
     environment (papi_sandbox.api.app:app_from_env), so the settings travel as variables."""
     import os
@@ -442,29 +237,12 @@ def _serve_workers(settings: Settings, workers: int, log_config: Any) -> None:
     upgrade(settings.db_url)  # once, before the workers race to do it
     load_or_create_key(settings.data_dir)  # likewise the encryption key they must all share
     os.environ.update(
-        {
-            "PAPI_SANDBOX_DB": settings.db_url,
-            settings_mod.DATA_DIR_ENV: str(settings.data_dir),
-            "PAPI_SANDBOX_IP_WEIGHT_LIMIT": str(settings.ip_weight_limit),
-        }
+        settings_mod.settings_to_env(settings.model_copy(update={"db": settings.db_url}))
     )
-    os.environ["PAPI_SANDBOX_SCHEDULER"] = "true" if settings.scheduler else "false"
-    os.environ["PAPI_SANDBOX_ACCESS_LOG"] = "true" if settings.request_log else "false"
-    os.environ["PAPI_SANDBOX_BAN_AFTER_429S"] = str(settings.ip_ban_after_429s)
-    os.environ["PAPI_SANDBOX_MAX_API_KEYS_PER_ACCOUNT"] = str(settings.max_api_keys_per_account)
-    os.environ["PAPI_SANDBOX_REQUEST_READ_TIMEOUT"] = str(settings.request_read_timeout_s)
-    os.environ[settings_mod.FORWARDED_ALLOW_IPS_ENV] = settings.forwarded_allow_ips
-    os.environ[settings_mod.STORE_TIMEOUT_ENV] = str(settings.store_timeout_s)
-    os.environ[settings_mod.ADMIN_AUTH_FAILURES_ENV] = str(settings.admin_auth_failures_per_minute)
-    if settings.config_path is not None:
-        os.environ["PAPI_SANDBOX_CONFIG"] = str(settings.config_path)
-    if settings.limits:
-        os.environ[settings_mod.LIMITS_ENV] = settings.limits
-        os.environ[settings_mod.LIMITS_PREFIX_ENV] = settings.limits_prefix
     uvicorn.run(
         "papi_sandbox.api.app:app_from_env",
         factory=True,
-        workers=workers,
+        workers=settings.workers,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
@@ -473,17 +251,11 @@ def _serve_workers(settings: Settings, workers: int, log_config: Any) -> None:
         log_config=log_config,
         access_log=False,  # uvicorn's line holds the signature; ours replaces it
         proxy_headers=False,  # who the client is: wire/client_ip.py (--forwarded-allow-ips)
-        timeout_keep_alive=settings.keep_alive_timeout_s,
+        timeout_keep_alive=settings.keep_alive_timeout,
         limit_concurrency=settings.max_connections,
         timeout_graceful_shutdown=5,
         **websocket_server_options(),
     )
-
-
-def _os_error_text(exc: OSError) -> str:
-    """An OSError as one line naming the path it is about."""
-    where = f"{exc.filename}: " if exc.filename else ""
-    return f"{where}{exc.strerror or exc}"
 
 
 @db_app.command("upgrade")
@@ -495,10 +267,10 @@ def db_upgrade(
     """Apply pending schema migrations (the service also applies them when it starts)."""
     from papi_sandbox.store import upgrade
 
-    settings = Settings(data_dir=data_dir, db=db)
+    db_url = settings_mod.database_url(db, data_dir)
     try:
         with progress_for(progress) as shown:
-            before, after = upgrade(settings.db_url, shown)
+            before, after = upgrade(db_url, shown)
     except Exception as exc:  # shown, not a traceback: a wrong URL is the usual cause
         err_console.print(f"[red]Cannot upgrade the database: {type(exc).__name__}: {exc}[/red]")
         raise typer.Exit(2) from None
@@ -515,8 +287,8 @@ def verify(
     progress: ProgressOpt = None,
 ) -> None:
     """Replay the journal; check balances equal it and every asset sums to zero."""
-    settings = Settings(data_dir=data_dir, db=db)
-    store = open_store(settings.db_url)
+    db_url = settings_mod.database_url(db, data_dir)
+    store = open_store(db_url)
     try:
         with progress_for(progress) as shown:
             report = store.verify_sync(shown)
@@ -810,10 +582,10 @@ def jobs_run(
     from papi_sandbox.jobs.runner import run_on_demand
 
     jobs_config = _load_jobs_config(config)
-    settings = Settings(data_dir=data_dir, db=db)
-    store = open_store(settings.db_url)
+    db_url = settings_mod.database_url(db, data_dir)
+    store = open_store(db_url)
     if not store.exists_sync():  # never create an empty ledger just to sweep it
-        err_console.print(f"[red]No database at {settings.db_url}[/red]")
+        err_console.print(f"[red]No database at {db_url}[/red]")
         raise typer.Exit(2)
 
     async def go(shown: Progress) -> Any:
@@ -855,7 +627,6 @@ def rotate_encryption_key(
 
     from papi_sandbox import secretbox
 
-    settings = Settings(data_dir=data_dir, db=db)
     key_file = data_dir / secretbox.SECRET_KEY_FILE_NAME
     from_env = bool(os.environ.get(secretbox.SECRET_KEY_ENV))
     if not from_env and not key_file.exists():
@@ -870,42 +641,48 @@ def rotate_encryption_key(
     except secretbox.SecretBoxError as exc:
         err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
-    store = open_store(settings.db_url)
-
-    async def rotate() -> int:
-        await store.open()
-        try:
-            changed: int = await store.rewrite_api_key_secrets(
-                lambda secret, api_key: new.reseal(secret, api_key, old)
-            )
-            await store.claim_setting("secret_key_id", new.key_id, replace=True)
-            return changed
-        finally:
-            await store.close()
-
+    store = open_store(settings_mod.database_url(db, data_dir))
     try:
-        changed = asyncio.run(rotate())
+        changed = asyncio.run(_reseal_all(store, old, new))
     except secretbox.SecretBoxError as exc:
         err_console.print(f"[red]Nothing changed: {exc}[/red]")
         raise typer.Exit(1) from None
-    if new_key is None:
-        if key_file.exists():
-            secretbox.write_key_file(
-                key_file.with_name(key_file.name + ".old"), key_file.read_text().strip()
-            )
-        secretbox.write_key_file(key_file, new_text)
-        console.print(
-            f"re-sealed {changed} secret(s) under key {new.key_id}, written to {key_file}"
-        )
-        if from_env:
-            console.print(
-                f"unset {secretbox.SECRET_KEY_ENV} (or set it to the new key) before starting"
-            )
-    else:
+    if new_key is not None:
         console.print(
             f"re-sealed {changed} secret(s) under key {new.key_id}; set {secretbox.SECRET_KEY_ENV}"
             " to the new key before the next start"
         )
+        return
+    _replace_key_file(key_file, new_text)
+    console.print(f"re-sealed {changed} secret(s) under key {new.key_id}, written to {key_file}")
+    if from_env:
+        console.print(
+            f"unset {secretbox.SECRET_KEY_ENV} (or set it to the new key) before starting"
+        )
+
+
+async def _reseal_all(store: Store, old: Any, new: Any) -> int:
+    """Every stored secret re-sealed from ``old`` to ``new`` (SecretBox) and the ledger's key
+    id moved to ``new``'s; the number of secrets changed."""
+    await store.open()
+    try:
+        changed: int = await store.rewrite_api_key_secrets(
+            lambda secret, api_key: new.reseal(secret, api_key, old)
+        )
+        await store.claim_setting("secret_key_id", new.key_id, replace=True)
+        return changed
+    finally:
+        await store.close()
+
+
+def _replace_key_file(key_file: Path, new_text: str) -> None:
+    """The new key into ``key_file``; the old one kept beside it as ``secret-key.old``."""
+    from papi_sandbox import secretbox
+
+    if key_file.exists():
+        old_copy = key_file.with_name(key_file.name + ".old")
+        secretbox.write_key_file(old_copy, key_file.read_text().strip())
+    secretbox.write_key_file(key_file, new_text)
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from rich.console import Console
 from papi_sandbox.ledger.model import EntryType, Wallet
 
 if TYPE_CHECKING:
-    from papi_sandbox.api.app import AppState
+    from papi_sandbox.api.state import AppState
 
 #: (wallet, asset, amount, reason) applied to every new demo account, in order.
 DEMO_ADJUSTMENTS = (

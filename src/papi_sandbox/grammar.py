@@ -175,11 +175,15 @@ def parse_boolean(text: object, *, what: str = "value") -> bool:
     return BOOLEANS[parse_enum(text, BOOLEANS, what=what)]
 
 
+#: On/off texts of a setting (``PAPI_SANDBOX_SCHEDULER=off``), exact and lower-case.
+FLAGS = {"true": True, "1": True, "yes": True, "on": True}
+FLAGS |= {"false": False, "0": False, "no": False, "off": False}
+
+
 def parse_flag(text: object, *, what: str = "value") -> bool:
-    """An on/off environment value: ``true``/``1``/``yes`` or ``false``/``0``/``no``,
-    lower-case ASCII. Raises GrammarError."""
-    choice = parse_enum(text, ("true", "1", "yes", "false", "0", "no"), what=what)
-    return choice in ("true", "1", "yes")
+    """An on/off setting: ``true``/``1``/``yes``/``on`` or ``false``/``0``/``no``/``off``,
+    exactly (lower-case ASCII, nothing around it). Raises GrammarError."""
+    return FLAGS[parse_enum(text, FLAGS, what=what)]
 
 
 def parse_seconds(text: object, *, low: Decimal, high: Decimal, what: str = "value") -> float:

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from papi_sandbox.client import Account, AdminClient, PapiClient
-from papi_sandbox.testing import Sandbox
+from papi_sandbox.sandbox import Sandbox
 
 
 @pytest.fixture(scope="session")

@@ -1,23 +1,50 @@
-"""One settings object for the service, filled from CLI flags and ``PAPI_SANDBOX_*`` variables."""
+"""The one settings spec of the service (pydantic-settings): every option declared once, with its
+name, type, default, environment variable (``PAPI_SANDBOX_<NAME>``), ``serve`` flag
+(``--<name>``) and help.
+
+Three readers share it: ``papi-sandbox serve`` (its flags are generated from :class:`Settings`,
+:func:`serve_options`), the environment loader of ``uvicorn --factory
+papi_sandbox.api.app:app_from_env`` (and granian's ``--factory``), and each process of
+``serve --workers N``, which gets the parent's settings back through the environment
+(:func:`settings_to_env`). A flag wins over its variable; an unset or empty variable means the
+default.
+
+Every number, flag and duration goes through the one grammar (:mod:`papi_sandbox.grammar`), not
+pydantic's own int/float/bool parsing, which accepts Unicode digits, ``1_000``, surrounding
+whitespace and exponents. A refusal is :class:`SettingError`: one line naming the variable and
+the flag.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
-from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasGenerator, BeforeValidator, Field, ValidationError, ValidationInfo
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from papi_sandbox import grammar
 from papi_sandbox.files import make_private_dir
 from papi_sandbox.wire.limits import DEFAULT_BAN_AFTER_429S, DEFAULT_WEIGHT_LIMIT_PER_MINUTE
 
+ENV_PREFIX = "PAPI_SANDBOX_"
 DATA_DIR_ENV = "PAPI_SANDBOX_DATA_DIR"
 ADMIN_TOKEN_ENV = "PAPI_SANDBOX_ADMIN_TOKEN"
-LIMITS_ENV = "PAPI_SANDBOX_LIMITS"
-LIMITS_PREFIX_ENV = "PAPI_SANDBOX_LIMITS_PREFIX"
 DEFAULT_DATA_DIR = Path(".papi-sandbox")
 DB_FILE_NAME = "papi-sandbox.db"
+ADMIN_TOKEN_FILE_NAME = "admin-token"
+#: Shortest operator token accepted (characters); a generated one has 43.
+MIN_ADMIN_TOKEN_CHARS = 32
+#: Longest operator token accepted (characters).
+MAX_ADMIN_TOKEN_CHARS = 512
+#: An operator token: visible ASCII only (no spaces, no control characters).
+_TOKEN = re.compile(r"[\x21-\x7e]+", re.ASCII)
+#: Most processes ``serve --workers`` starts (each holds a pool of database connections).
+MAX_WORKERS = 64
 #: Live API keys one account may hold (Binance allows 30 per account).
 DEFAULT_MAX_API_KEYS_PER_ACCOUNT = 30
 #: Seconds a request may take to arrive whole (headers and body) from its first byte, or from
@@ -27,12 +54,6 @@ DEFAULT_REQUEST_READ_TIMEOUT_S = 10.0
 DEFAULT_KEEP_ALIVE_TIMEOUT_S = 30
 #: Most open connections; past it new ones are answered 503 by the server.
 DEFAULT_MAX_CONNECTIONS = 2048
-ADMIN_TOKEN_FILE_NAME = "admin-token"
-FORWARDED_ALLOW_IPS_ENV = "PAPI_SANDBOX_FORWARDED_ALLOW_IPS"
-STORE_TIMEOUT_ENV = "PAPI_SANDBOX_STORE_TIMEOUT"
-ADMIN_AUTH_FAILURES_ENV = "PAPI_SANDBOX_ADMIN_AUTH_FAILURES_PER_MINUTE"
-#: Shortest operator token accepted (characters); a generated one has 43.
-MIN_ADMIN_TOKEN_CHARS = 32
 #: Longest a request waits for the store (a lock, a pooled connection, the writer) before it is
 #: refused with 503 -1001 and nothing applied (seconds).
 DEFAULT_STORE_TIMEOUT_S = 5.0
@@ -41,62 +62,282 @@ DEFAULT_STORE_TIMEOUT_S = 5.0
 DEFAULT_ADMIN_AUTH_FAILURES_PER_MINUTE = 10
 
 
-class AdminTokenError(ValueError):
-    """The operator token is unusable (too short); the message says why."""
+class SettingError(ValueError):
+    """A setting outside its rule; the message (one line) names the variable and the flag."""
 
 
-def check_admin_token(token: str) -> str:
-    """``token`` if it is long enough to resist guessing; raises AdminTokenError otherwise."""
-    if len(token) < MIN_ADMIN_TOKEN_CHARS:
+class AdminTokenError(SettingError):
+    """The operator token is unusable (too short, spaces...); the message says why."""
+
+
+def env_name(field: str) -> str:
+    """``port`` -> ``PAPI_SANDBOX_PORT``."""
+    return ENV_PREFIX + field.upper()
+
+
+def flag_name(field: str) -> str:
+    """``ban_after_429s`` -> ``--ban-after-429s``."""
+    return "--" + field.replace("_", "-")
+
+
+#: Options read from the environment only (``serve`` has no flag for them).
+ENV_ONLY = frozenset({"admin_token"})
+
+
+def _what(info: ValidationInfo) -> str:
+    field = info.field_name or "value"
+    return env_name(field) if field in ENV_ONLY else f"{env_name(field)} ({flag_name(field)})"
+
+
+def _grammar(parse: Any) -> BeforeValidator:
+    """A validator that sends text through the grammar and turns its refusal into the
+    field's one-line message; a Python value of the right type (a default, a caller's
+    argument) goes through the same rule as its text."""
+
+    def check(value: Any, info: ValidationInfo) -> Any:
+        try:
+            return parse(value, _what(info))
+        except grammar.GrammarError as exc:
+            raise ValueError(str(exc)) from None
+
+    return BeforeValidator(check)
+
+
+def Integer(low: int, high: int) -> BeforeValidator:
+    """ASCII digits within ``low..high`` (papi_sandbox.grammar.parse_integer)."""
+
+    def parse(value: Any, what: str) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        return grammar.parse_integer(value, low=low, high=high, what=what)
+
+    return _grammar(parse)
+
+
+def Seconds(low: str, high: str) -> BeforeValidator:
+    """A duration: a decimal in the grammar (no exponent, at most 3 fractional digits)."""
+
+    def parse(value: Any, what: str) -> float:
+        if isinstance(value, float | int) and not isinstance(value, bool):
+            value = format(Decimal(str(value)), "f")
+        return grammar.parse_seconds(value, low=Decimal(low), high=Decimal(high), what=what)
+
+    return _grammar(parse)
+
+
+def _flag(value: Any, what: str) -> bool:
+    return value if isinstance(value, bool) else grammar.parse_flag(value, what=what)
+
+
+Flag = _grammar(_flag)
+
+
+def _text(value: Any, what: str) -> Any:
+    """Free text (a host, a URL, a prefix, a path): printable, no control characters or line
+    feeds. A ``Path`` given from Python is checked by its text and kept."""
+    text = str(value) if isinstance(value, Path) else value
+    if not isinstance(text, str) or not text.isprintable():
+        raise grammar.GrammarError(f"{what} must be printable text, not {value!r:.40}")
+    return value
+
+
+Text = _grammar(_text)
+
+
+def _token(value: Any, what: str) -> str:
+    return check_admin_token(value, what=what)
+
+
+class Settings(BaseSettings):
+    """Every option of the service. Build it with keyword arguments (flags; they win) over
+    ``PAPI_SANDBOX_*`` variables; :func:`load` turns a refusal into :class:`SettingError`."""
+
+    model_config = SettingsConfigDict(
+        # Each option's variable is exactly PAPI_SANDBOX_<NAME> (upper case), and keyword
+        # arguments use the option's name.
+        alias_generator=AliasGenerator(validation_alias=lambda field: env_name(field)),
+        validate_by_name=True,
+        validate_by_alias=True,
+        case_sensitive=True,
+        env_ignore_empty=True,  # PAPI_SANDBOX_X= means the default, as if unset
+        extra="forbid",
+        validate_default=False,
+    )
+
+    host: Annotated[str, Text] = Field("127.0.0.1", description="Address to listen on.")
+    port: Annotated[int, Integer(1, 65535)] = Field(8765, description="Port to listen on.")
+    db: Annotated[str | None, Text] = Field(
+        None,
+        description="sqlite:///path/to/file.db (default: in --data-dir) or postgresql://...",
+    )
+    data_dir: Annotated[Path, Text] = Field(
+        DEFAULT_DATA_DIR,
+        description="Folder for the default SQLite file, the operator token and the key file.",
+    )
+    ip_weight_limit: Annotated[int, Integer(0, 10**9)] = Field(
+        DEFAULT_WEIGHT_LIMIT_PER_MINUTE, description="Weight per IP per minute; 0 = off."
+    )
+    ban_after_429s: Annotated[int, Integer(0, 10**6)] = Field(
+        DEFAULT_BAN_AFTER_429S,
+        description="429s per IP per minute before the IP is banned (418); 0 = never ban.",
+    )
+    max_api_keys_per_account: Annotated[int, Integer(1, 10**4)] = Field(
+        DEFAULT_MAX_API_KEYS_PER_ACCOUNT, description="Live API keys one account may hold."
+    )
+    request_read_timeout: Annotated[float, Seconds("0.001", "3600")] = Field(
+        DEFAULT_REQUEST_READ_TIMEOUT_S,
+        description="Seconds a request may take to arrive whole; then its connection is closed.",
+    )
+    keep_alive_timeout: Annotated[int, Integer(1, 3600)] = Field(
+        DEFAULT_KEEP_ALIVE_TIMEOUT_S, description="Seconds an idle keep-alive connection stays."
+    )
+    max_connections: Annotated[int, Integer(1, 10**6)] = Field(
+        DEFAULT_MAX_CONNECTIONS, description="Most open connections; past it new ones get 503."
+    )
+    store_timeout: Annotated[float, Seconds("0.1", "60")] = Field(
+        DEFAULT_STORE_TIMEOUT_S,
+        description="Seconds a request may wait for the store before it is refused (503 -1001).",
+    )
+    admin_auth_failures_per_minute: Annotated[int, Integer(1, 10**6)] = Field(
+        DEFAULT_ADMIN_AUTH_FAILURES_PER_MINUTE,
+        description="Failed operator authentications per IP per minute before that IP is"
+        " refused (429) until the minute ends.",
+    )
+    workers: Annotated[int, Integer(1, MAX_WORKERS)] = Field(
+        1, description="Server processes on this port (more than 1 needs --db postgresql://...)."
+    )
+    access_log: Annotated[bool, Flag] = Field(
+        True, description="One JSON log line per request (never the query string or any secret)."
+    )
+    scheduler: Annotated[bool, Flag] = Field(
+        True, description="Run auto-repay, interest and funding at their times (docs/jobs.md)."
+    )
+    demo: Annotated[bool, Flag] = Field(
+        False,
+        description="Create a demo account with negative futures wallets and print how to call"
+        " it (one worker only).",
+    )
+    config: Annotated[Path | None, Text] = Field(
+        None, description="TOML file with the jobs' times, thresholds and rates (docs/jobs.md)."
+    )
+    limits: Annotated[str | None, Text] = Field(
+        None,
+        description="redis://... to share IP weight and bans across processes (default:"
+        " in-process).",
+    )
+    limits_prefix: Annotated[str, Text] = Field(
+        "papi:", description="Key prefix in that Redis (several sandboxes can share one)."
+    )
+    durability: Literal["full", "normal", "off"] = Field(
+        "full",
+        description="full: fsync every commit before answering (group commit); normal: no"
+        " fsync per commit (a power loss may lose the last changes); off: never fsync.",
+    )
+    forwarded_allow_ips: Annotated[str, Text] = Field(
+        "",
+        description="Proxies (comma-separated IPs or CIDR ranges, or *) whose X-Forwarded-For"
+        " names the client; default none: the client is the TCP peer.",
+    )
+    admin_token: Annotated[str | None, _grammar(_token)] = Field(
+        None,
+        description="Operator token (at least 32 visible ASCII characters); default: the data"
+        " folder's admin-token file, generated at first start.",
+    )
+
+    @property
+    def db_url(self) -> str:
+        """The ledger's URL: ``db``, else the SQLite file in ``data_dir``."""
+        return database_url(self.db, self.data_dir)
+
+
+def serve_fields() -> dict[str, Any]:
+    """Field name -> pydantic FieldInfo of every option ``serve`` shows as a flag."""
+    return {name: info for name, info in Settings.model_fields.items() if name not in ENV_ONLY}
+
+
+def _one_line(exc: ValidationError) -> str:
+    """A ValidationError as one line: each refused setting with the grammar's words."""
+    parts = []
+    for error in exc.errors():
+        cause = (error.get("ctx") or {}).get("error")
+        field = str(error["loc"][0]) if error["loc"] else ""
+        field = field.removeprefix(ENV_PREFIX).lower() if field.startswith(ENV_PREFIX) else field
+        if cause is not None:
+            parts.append(str(cause))
+        elif field in Settings.model_fields:
+            parts.append(f"{env_name(field)} ({flag_name(field)}): {error['msg']}")
+        else:
+            parts.append(str(error["msg"]))
+    return "; ".join(parts).replace("\n", " ")
+
+
+def load(**given: Any) -> Settings:
+    """Settings from ``given`` (flags; None means not given) over ``PAPI_SANDBOX_*`` variables.
+    Raises SettingError with one line naming what is wrong."""
+    try:
+        return Settings(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        raise SettingError(_one_line(exc)) from None
+
+
+def settings_from_env() -> Settings:
+    """Settings from ``PAPI_SANDBOX_*`` variables alone: what ``uvicorn --factory
+    papi_sandbox.api.app:app_from_env`` and each process of ``serve --workers N`` read.
+    Raises SettingError."""
+    return load()
+
+
+def settings_to_env(settings: Settings) -> dict[str, str]:
+    """The variables that give :func:`settings_from_env` back ``settings`` (for the processes
+    of ``serve --workers N``); the operator token is left to the data folder or its variable."""
+    env: dict[str, str] = {}
+    for name in serve_fields():
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, float):
+            text = format(Decimal(str(value)), "f")
+        else:
+            text = str(value)
+        env[env_name(name)] = text
+    return env
+
+
+def database_url(db: str | None, data_dir: Path) -> str:
+    """``db``, else the SQLite file of ``data_dir`` as a ``sqlite:///`` URL."""
+    return db or f"sqlite:///{(data_dir / DB_FILE_NAME).resolve()}"
+
+
+def check_admin_token(token: object, *, what: str = ADMIN_TOKEN_ENV) -> str:
+    """``token`` if it can serve as the operator token: 32 to 512 visible ASCII characters (no
+    spaces: a padded or blank value is refused, not trimmed). Raises AdminTokenError."""
+    if not isinstance(token, str) or _TOKEN.fullmatch(token) is None:
+        raise AdminTokenError(
+            f"{what}: the operator token must be visible ASCII characters only (no spaces or"
+            f" control characters)"
+        )
+    if not MIN_ADMIN_TOKEN_CHARS <= len(token) <= MAX_ADMIN_TOKEN_CHARS:
         raise AdminTokenError(
             f"the operator token has {len(token)} characters; it needs at least"
-            f" {MIN_ADMIN_TOKEN_CHARS} (set {ADMIN_TOKEN_ENV} to a longer value, or delete"
-            f" the {ADMIN_TOKEN_FILE_NAME} file of the data folder to have one generated)"
+            f" {MIN_ADMIN_TOKEN_CHARS} and at most {MAX_ADMIN_TOKEN_CHARS} (set"
+            f" {ADMIN_TOKEN_ENV} to another value, or delete the {ADMIN_TOKEN_FILE_NAME} file"
+            " of the data folder to have one generated)"
         )
     return token
 
 
-def default_data_dir() -> Path:
-    return Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
-
-
-@dataclass(slots=True)
-class Settings:
-    host: str = "127.0.0.1"
-    port: int = 8765
-    data_dir: Path = field(default_factory=default_data_dir)
-    db: str | None = None  # None: a SQLite file in data_dir
-    ip_weight_limit: int = DEFAULT_WEIGHT_LIMIT_PER_MINUTE  # 0 turns the limit off
-    admin_token: str | None = None  # None: PAPI_SANDBOX_ADMIN_TOKEN, else the data_dir file
-    config_path: Path | None = None  # the jobs' TOML file (PAPI_SANDBOX_CONFIG); None: defaults
-    scheduler: bool = True  # run the scheduled jobs inside the server (PAPI_SANDBOX_SCHEDULER)
-    limits: str | None = None  # redis://... shares IP weight and bans; None: in-process
-    limits_prefix: str = "papi:"  # Redis key prefix: several sandboxes can share one Redis
-    ip_ban_after_429s: int = DEFAULT_BAN_AFTER_429S  # 0 turns bans off
-    max_api_keys_per_account: int = DEFAULT_MAX_API_KEYS_PER_ACCOUNT
-    request_read_timeout_s: float = DEFAULT_REQUEST_READ_TIMEOUT_S
-    keep_alive_timeout_s: int = DEFAULT_KEEP_ALIVE_TIMEOUT_S
-    max_connections: int = DEFAULT_MAX_CONNECTIONS
-    request_log: bool = True  # one JSON line per request (never secrets)
-    durability: str = "full"  # full | normal | off (store.sqlite.DURABILITY_MODES)
-    # Trusted proxies whose X-Forwarded-For names the client (wire/client_ip.py); "" = none.
-    forwarded_allow_ips: str = ""
-    store_timeout_s: float = DEFAULT_STORE_TIMEOUT_S
-    admin_auth_failures_per_minute: int = DEFAULT_ADMIN_AUTH_FAILURES_PER_MINUTE
-
-    @property
-    def db_url(self) -> str:
-        return self.db or f"sqlite:///{(self.data_dir / DB_FILE_NAME).resolve()}"
-
-
 def read_admin_token(data_dir: Path) -> str | None:
-    """The operator token from the environment or the data folder, if either has one."""
+    """The operator token from the environment or the data folder, if either has one (the
+    file's final line feed is not part of it)."""
     token = os.environ.get(ADMIN_TOKEN_ENV)
     if token:
         return token
     path = data_dir / ADMIN_TOKEN_FILE_NAME
     if path.exists():
-        return path.read_text().strip() or None
+        text = path.read_text()
+        return text.removesuffix("\n") or None
     return None
 
 
@@ -115,101 +356,3 @@ def ensure_admin_token(data_dir: Path) -> tuple[str, bool]:
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
     return token, True
-
-
-#: Ranges of the numeric settings, shared by the CLI's options and the environment.
-PORT_RANGE = (1, 65535)
-WEIGHT_LIMIT_RANGE = (0, 10**9)
-BAN_AFTER_429S_RANGE = (0, 10**6)
-MAX_API_KEYS_RANGE = (1, 10**4)
-KEEP_ALIVE_RANGE = (1, 3600)
-MAX_CONNECTIONS_RANGE = (1, 10**6)
-READ_TIMEOUT_RANGE = (Decimal("0.001"), Decimal(3600))
-STORE_TIMEOUT_RANGE = (Decimal("0.1"), Decimal(60))
-ADMIN_AUTH_FAILURES_RANGE = (1, 10**6)
-
-
-class SettingError(ValueError):
-    """An environment value outside the grammar; the message names the variable."""
-
-
-def env_integer(name: str, default: int, bounds: tuple[int, int]) -> int:
-    """``PAPI_SANDBOX_*`` integer: ASCII digits in ``bounds`` (papi_sandbox.grammar)."""
-    text = os.environ.get(name)
-    if text is None or text == "":
-        return default
-    try:
-        return grammar.parse_integer(text, low=bounds[0], high=bounds[1], what=name)
-    except grammar.GrammarError as exc:
-        raise SettingError(str(exc)) from None
-
-
-def env_flag(name: str, default: bool) -> bool:
-    """``PAPI_SANDBOX_*`` on/off value: true/1/yes or false/0/no, exactly."""
-    text = os.environ.get(name)
-    if text is None or text == "":
-        return default
-    try:
-        return grammar.parse_flag(text, what=name)
-    except grammar.GrammarError as exc:
-        raise SettingError(str(exc)) from None
-
-
-def env_seconds(name: str, default: float, bounds: tuple[Decimal, Decimal]) -> float:
-    """``PAPI_SANDBOX_*`` duration in seconds: a decimal in the grammar within ``bounds``."""
-    text = os.environ.get(name)
-    if text is None or text == "":
-        return default
-    try:
-        return grammar.parse_seconds(text, low=bounds[0], high=bounds[1], what=name)
-    except grammar.GrammarError as exc:
-        raise SettingError(str(exc)) from None
-
-
-def settings_from_env() -> Settings:
-    """Settings from ``PAPI_SANDBOX_*`` variables alone: what each worker process of
-    ``serve --workers N`` (and ``uvicorn --factory papi_sandbox.api.app:app_from_env``) reads."""
-    env = os.environ
-    settings = Settings()
-    settings.host = env.get("PAPI_SANDBOX_HOST", settings.host)
-    settings.port = env_integer("PAPI_SANDBOX_PORT", settings.port, PORT_RANGE)
-    settings.db = env.get("PAPI_SANDBOX_DB") or None
-    settings.ip_weight_limit = env_integer(
-        "PAPI_SANDBOX_IP_WEIGHT_LIMIT", settings.ip_weight_limit, WEIGHT_LIMIT_RANGE
-    )
-    settings.admin_token = env.get(ADMIN_TOKEN_ENV) or None
-    settings.limits = env.get(LIMITS_ENV) or None
-    settings.limits_prefix = env.get(LIMITS_PREFIX_ENV) or settings.limits_prefix
-    settings.ip_ban_after_429s = env_integer(
-        "PAPI_SANDBOX_BAN_AFTER_429S", settings.ip_ban_after_429s, BAN_AFTER_429S_RANGE
-    )
-    settings.max_api_keys_per_account = env_integer(
-        "PAPI_SANDBOX_MAX_API_KEYS_PER_ACCOUNT",
-        settings.max_api_keys_per_account,
-        MAX_API_KEYS_RANGE,
-    )
-    settings.request_read_timeout_s = env_seconds(
-        "PAPI_SANDBOX_REQUEST_READ_TIMEOUT", settings.request_read_timeout_s, READ_TIMEOUT_RANGE
-    )
-    settings.keep_alive_timeout_s = env_integer(
-        "PAPI_SANDBOX_KEEP_ALIVE_TIMEOUT", settings.keep_alive_timeout_s, KEEP_ALIVE_RANGE
-    )
-    settings.max_connections = env_integer(
-        "PAPI_SANDBOX_MAX_CONNECTIONS", settings.max_connections, MAX_CONNECTIONS_RANGE
-    )
-    settings.request_log = env_flag("PAPI_SANDBOX_ACCESS_LOG", True)
-    data_dir = env.get(DATA_DIR_ENV)
-    if data_dir:
-        settings.data_dir = Path(data_dir)
-    settings.durability = env.get("PAPI_SANDBOX_DURABILITY") or settings.durability
-    settings.forwarded_allow_ips = env.get(FORWARDED_ALLOW_IPS_ENV, "")
-    settings.store_timeout_s = env_seconds(
-        STORE_TIMEOUT_ENV, settings.store_timeout_s, STORE_TIMEOUT_RANGE
-    )
-    settings.admin_auth_failures_per_minute = env_integer(
-        ADMIN_AUTH_FAILURES_ENV, settings.admin_auth_failures_per_minute, ADMIN_AUTH_FAILURES_RANGE
-    )
-    config = env.get("PAPI_SANDBOX_CONFIG")
-    settings.config_path = Path(config) if config else None
-    settings.scheduler = env_flag("PAPI_SANDBOX_SCHEDULER", True)
-    return settings

@@ -251,13 +251,7 @@ def guarded_protocol(read_timeout_s: float) -> type[HttpToolsProtocol]:
 
 #: The protocol for ``serve --workers N``: each worker process imports it by name
 #: (``papi_sandbox.transport:GuardedFromEnv``) with the read deadline from the environment.
-GuardedFromEnv = guarded_protocol(
-    _settings.env_seconds(
-        "PAPI_SANDBOX_REQUEST_READ_TIMEOUT",
-        _settings.DEFAULT_REQUEST_READ_TIMEOUT_S,
-        _settings.READ_TIMEOUT_RANGE,
-    )
-)
+GuardedFromEnv = guarded_protocol(_settings.settings_from_env().request_read_timeout)
 
 
 #: gc.set_threshold for a server process (Python's default is 700, 10, 10). Refcounting frees

@@ -392,6 +392,33 @@ def test_serve_refuses_a_bad_config_file(tmp_path: Path) -> None:
     assert done.returncode == 2 and "Bad configuration" in done.stderr
 
 
+#: Where a decimal is read from the TOML file: (table, key, a TOML line's prefix).
+TOML_DECIMALS = [
+    ("[interest]", "default_daily_rate"),
+    ("[interest]", "default_threshold"),
+    ("[interest.daily_rates]", "BTC"),
+    ('[market.feed]\nkind = "random_walk"\nsymbols = ["BTCUSDT"]', "step"),
+    ('[market]\ncollateral_rates = { BTC = "0.9" }\n[market.symbols.BTCUSDT]', "tick_size"),
+]
+
+
+@pytest.mark.parametrize(("table", "key"), TOML_DECIMALS, ids=[k for _, k in TOML_DECIMALS])
+def test_toml_numbers_are_read_by_their_own_text(tmp_path: Path, table: str, key: str) -> None:
+    """A TOML float goes through the grammar as its text, like a string and like a variable:
+    an exponent, an underscore, a sign or inf/nan is refused whatever its value, and a plain
+    decimal is taken even where Python's Decimal would print it with an exponent (1E-7)."""
+    path = tmp_path / "c.toml"
+    for number in ("1e-3", "1E-3", "5e-1", "1_0.5", "+0.5", "inf", "nan", "0.1e1"):
+        path.write_text(f"{table}\n{key} = {number}\n")
+        with pytest.raises(ConfigError):
+            load_config(path)
+    path.write_text(f"{table}\n{key} = 0.0000001\n")
+    load_config(path)
+    path.write_text(f'{table}\n{key} = "1e-3"\n')  # the same rule as a string
+    with pytest.raises(ConfigError):
+        load_config(path)
+
+
 # -- the clock ------------------------------------------------------------------------------------
 
 

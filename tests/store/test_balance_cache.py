@@ -14,11 +14,12 @@ import pytest
 from papi_sandbox.api.http import EncodedJson, json_response
 from papi_sandbox.api.serialize import BalanceObjects
 from papi_sandbox.ledger import rules
-from papi_sandbox.ledger.model import EntryType, InsufficientBalance, Wallet
+from papi_sandbox.ledger.model import InsufficientBalance, Wallet
 from papi_sandbox.store import sqlite as sqlite_store
 from papi_sandbox.store.base import ApiKeyRecord, JobPlan
 from papi_sandbox.store.sqlite import SQLiteStore
 from papi_sandbox.store.versions import ChangeVersions, SnapshotCache
+from tests.support import adjustment
 
 
 def _key(n: int) -> ApiKeyRecord:
@@ -26,15 +27,7 @@ def _key(n: int) -> ApiKeyRecord:
 
 
 async def _adjust(store: SQLiteStore, account: int, wallet: Wallet, amount: str) -> None:
-    planner = functools.partial(
-        rules.plan_adjustment,
-        account,
-        wallet=wallet,
-        asset="USDT",
-        amount=Decimal(amount),
-        reason=EntryType.DEPOSIT if Decimal(amount) > 0 else EntryType.REALIZED_PNL,
-    )
-    await store.transact(account, "ADJ", planner)
+    await store.transact(account, "ADJ", adjustment(account, amount, wallet))
 
 
 def test_snapshots_are_reused_until_the_writer_changes_the_account(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -21,60 +20,28 @@ from papi_sandbox.store.base import ApiKeyRecord, JobAccount, JobPlan
 from papi_sandbox.store.contract import KeyRevocations, SharedJobStore, Store
 from papi_sandbox.store.dialect import Db
 from papi_sandbox.store.schema import MIGRATIONS
-from tests.support import BACKENDS, create_test_database, drop_test_database, postgres_admin_url
+from tests.support import (
+    adjustment,
+    with_store,
+)
 
 D = Decimal
-
-
-@pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'store.db'}"
-        return
-    admin = postgres_admin_url()
-    url = create_test_database(admin)
-    yield url
-    drop_test_database(admin, url)
-
-
-def with_store(url: str, body: Callable[[Store], Awaitable[None]]) -> None:
-    async def main() -> None:
-        store = open_store(url)
-        await store.open()
-        try:
-            await body(store)
-        finally:
-            await store.close()
-
-    asyncio.run(main())
 
 
 def key(name: str, account_id: int = 0, secret: str | None = "s") -> ApiKeyRecord:
     return ApiKeyRecord(name.ljust(64, "0"), account_id, "HMAC", secret, None, True, True, ())
 
 
-def deposit(account_id: int, amount: str, wallet: Wallet = Wallet.MARGIN, asset: str = "USDT"):  # type: ignore[no-untyped-def]
-    reason = EntryType.DEPOSIT if D(amount) > 0 else EntryType.REALIZED_PNL
-    return functools.partial(
-        rules.plan_adjustment,
-        account_id,
-        wallet=wallet,
-        asset=asset,
-        amount=D(amount),
-        reason=reason,
-    )
-
-
 def test_an_entry_for_a_missing_account_is_refused(store_url: str) -> None:
     async def body(store: Store) -> None:
         missing = 424242
         with pytest.raises(LedgerError, match="does not exist"):
-            await store.transact(missing, "DEPOSIT", deposit(missing, "5"))
+            await store.transact(missing, "DEPOSIT", adjustment(missing, "5"))
         # Queued together with a good change (SQLite: one batch, one in-memory run).
         good = await store.create_account("good", None)
         results = await asyncio.gather(
-            store.transact(good, "DEPOSIT", deposit(good, "1")),
-            store.transact(missing, "DEPOSIT", deposit(missing, "5")),
+            store.transact(good, "DEPOSIT", adjustment(good, "1")),
+            store.transact(missing, "DEPOSIT", adjustment(missing, "5")),
             return_exceptions=True,
         )
         assert not isinstance(results[0], BaseException)
@@ -135,7 +102,7 @@ def test_accounts_keys_and_settings(store_url: str) -> None:
 def test_journal_pages_counts_and_units(store_url: str) -> None:
     async def body(store: Store) -> None:
         a = await store.create_account(None, None)
-        entries = [await store.transact(a, "DEPOSIT", deposit(a, str(i + 1))) for i in range(5)]
+        entries = [await store.transact(a, "DEPOSIT", adjustment(a, str(i + 1))) for i in range(5)]
         assert all(e is not None for e in entries)
         ids = [e.tran_id for e in entries if e is not None]
         assert [e.tran_id for e in await store.journal(a, 2)] == ids[::-1][:2]
@@ -177,9 +144,9 @@ def test_job_batches_interest_history_and_marks(store_url: str) -> None:
     async def body(store: Store) -> None:
         owing = [await store.create_account(None, None) for _ in range(3)]
         clean = await store.create_account(None, None)
-        await store.transact(clean, "DEPOSIT", deposit(clean, "5"))
+        await store.transact(clean, "DEPOSIT", adjustment(clean, "5"))
         for a in owing:
-            await store.transact(a, "PNL", deposit(a, "-2", Wallet.UM))
+            await store.transact(a, "PNL", adjustment(a, "-2", Wallet.UM))
         assert await store.job_candidates(0, 10) == owing
         assert await store.job_candidates(owing[0], 1) == [owing[1]]
 
@@ -394,7 +361,7 @@ def test_an_old_postgres_ledger_upgrades_in_place(pg_url: str) -> None:
     assert "sweep_claims" not in tables and "leases" in tables
 
     async def body(store: Store) -> None:
-        await store.transact(1, "DEPOSIT", deposit(1, "2"))
+        await store.transact(1, "DEPOSIT", adjustment(1, "2"))
         assert (await store.balances(1)).amounts[(Wallet.MARGIN, "USDT")] == D(2)
 
     with_store(pg_url, body)
@@ -465,7 +432,7 @@ def test_um_trading_units(store_url: str) -> None:
     async def body(store: Store) -> None:
         await store.write(trading.ensure_markets, market.initial_prices())
         account = await store.create_account("trader", None)
-        await store.transact(account, "DEPOSIT", deposit(account, "10000"))
+        await store.transact(account, "DEPOSIT", adjustment(account, "10000"))
         order, trades = await store.write(
             trading.place_order,
             account,

@@ -18,6 +18,7 @@ from papi_sandbox.ledger.model import EntryType, LedgerError, Posting, Wallet
 from papi_sandbox.store.base import ApiKeyRecord
 from papi_sandbox.store.dialect import Db
 from papi_sandbox.store.sqlite import SQLiteStore, verify_connection
+from tests.support import adjustment
 
 ASSETS = ("BTC", "USDT")
 ops = st.lists(
@@ -51,14 +52,7 @@ async def run_ops(path: Path, operations: list[tuple[object, ...]]) -> None:
             if op[0] == "adjust":
                 _, _, wallet, asset, amount = op
                 reason = EntryType.DEPOSIT if amount > 0 else EntryType.REALIZED_PNL  # type: ignore[operator]
-                planner = functools.partial(
-                    rules.plan_adjustment,
-                    account_id,
-                    wallet=wallet,
-                    asset=asset,
-                    amount=amount,
-                    reason=reason,
-                )
+                planner = adjustment(account_id, amount, wallet, asset, reason)  # type: ignore[arg-type]
             else:
                 reason = EntryType.REPAY_FUTURES_NEGATIVE_BALANCE
                 planner = functools.partial(rules.plan_repay, account_id)
@@ -286,14 +280,7 @@ async def run_concurrently(path: Path, operations: list[tuple[object, ...]]) -> 
             if op[0] == "adjust":
                 _, _, wallet, asset, amount = op
                 reason = EntryType.DEPOSIT if amount > 0 else EntryType.REALIZED_PNL  # type: ignore[operator]
-                planner = functools.partial(
-                    rules.plan_adjustment,
-                    account_id,
-                    wallet=wallet,
-                    asset=asset,
-                    amount=amount,
-                    reason=reason,
-                )
+                planner = adjustment(account_id, amount, wallet, asset, reason)  # type: ignore[arg-type]
             else:
                 reason = EntryType.REPAY_FUTURES_NEGATIVE_BALANCE
                 planner = functools.partial(rules.plan_repay, account_id)

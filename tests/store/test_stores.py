@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -21,47 +20,16 @@ from papi_sandbox.ledger.model import (
     Posting,
     Wallet,
 )
-from papi_sandbox.store import open_store, upgrade
+from papi_sandbox.store import upgrade
 from papi_sandbox.store.dialect import SYSTEM_BALANCE_BUCKETS
 from papi_sandbox.store.postgres import PostgresStore
 from papi_sandbox.store.schema import MIGRATIONS
-from tests.support import BACKENDS, create_test_database, drop_test_database, postgres_admin_url
+from tests.support import (
+    adjustment,
+    with_store,
+)
 
 D = Decimal
-
-
-@pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'store.db'}"
-        return
-    admin = postgres_admin_url()
-    url = create_test_database(admin)
-    yield url
-    drop_test_database(admin, url)
-
-
-def run_with_store(url: str, body: Callable[[Any], Awaitable[None]]) -> None:
-    async def main() -> None:
-        store = open_store(url)
-        await store.open()
-        try:
-            await body(store)
-        finally:
-            await store.close()
-
-    asyncio.run(main())
-
-
-def adjust(account_id: int, wallet: Wallet, asset: str, amount: str, reason: EntryType) -> Any:
-    return functools.partial(
-        rules.plan_adjustment,
-        account_id,
-        wallet=wallet,
-        asset=asset,
-        amount=D(amount),
-        reason=reason,
-    )
 
 
 def test_transact_refusal_journal_and_verify(store_url: str) -> None:
@@ -69,12 +37,8 @@ def test_transact_refusal_journal_and_verify(store_url: str) -> None:
         a = await store.create_account("a", None)
         assert (await store.account(a)).label == "a"
         assert await store.account(SYSTEM_ACCOUNT_ID) is None
-        deposit = await store.transact(
-            a, "DEPOSIT", adjust(a, Wallet.MARGIN, "USDT", "100.5", EntryType.DEPOSIT)
-        )
-        await store.transact(
-            a, "REALIZED_PNL", adjust(a, Wallet.UM, "USDT", "-0.00000001", EntryType.REALIZED_PNL)
-        )
+        deposit = await store.transact(a, "DEPOSIT", adjustment(a, "100.5"))
+        await store.transact(a, "REALIZED_PNL", adjustment(a, "-0.00000001", Wallet.UM))
         repay = await store.transact(
             a, "REPAY_FUTURES_NEGATIVE_BALANCE", functools.partial(rules.plan_repay, a)
         )
@@ -83,7 +47,7 @@ def test_transact_refusal_journal_and_verify(store_url: str) -> None:
         assert await store.transact(a, "REPAY", functools.partial(rules.plan_repay, a)) is None
         with pytest.raises(InsufficientBalance):
             await store.transact(
-                a, "WITHDRAW", adjust(a, Wallet.MARGIN, "USDT", "-1000", EntryType.WITHDRAW)
+                a, "WITHDRAW", adjustment(a, "-1000", Wallet.MARGIN, "USDT", EntryType.WITHDRAW)
             )
         balances = await store.balances(a)
         assert balances.amounts[(Wallet.MARGIN, "USDT")] == D("100.49999999")
@@ -106,7 +70,7 @@ def test_transact_refusal_journal_and_verify(store_url: str) -> None:
         assert report.ok, report.problems
         assert (report.entries, report.postings, report.accounts) == (3, 6, 1)
 
-    run_with_store(store_url, body)
+    with_store(store_url, body)
 
 
 def test_amounts_at_the_limit_stay_exact(store_url: str) -> None:
@@ -115,24 +79,22 @@ def test_amounts_at_the_limit_stay_exact(store_url: str) -> None:
         await store.transact(
             a,
             "DEPOSIT",
-            adjust(a, Wallet.MARGIN, "X", "999999999999999.99999999", EntryType.DEPOSIT),
+            adjustment(a, "999999999999999.99999999", Wallet.MARGIN, "X"),
         )
-        await store.transact(
-            a, "PNL", adjust(a, Wallet.UM, "X", "-999999999999999.99999998", EntryType.REALIZED_PNL)
-        )
+        await store.transact(a, "PNL", adjustment(a, "-999999999999999.99999998", Wallet.UM, "X"))
         await store.transact(a, "REPAY", functools.partial(rules.plan_repay, a))
         amounts = (await store.balances(a)).amounts
         assert amounts[(Wallet.MARGIN, "X")] == D("0.00000001")
         assert (await store.verify()).ok
 
-    run_with_store(store_url, body)
+    with_store(store_url, body)
 
 
 def test_upgrade_is_idempotent(store_url: str) -> None:
     before, after = upgrade(store_url)
     assert before == 0 and after >= 1
     assert upgrade(store_url) == (after, after)
-    run_with_store(store_url, lambda store: asyncio.sleep(0))  # opening migrates nothing more
+    with_store(store_url, lambda store: asyncio.sleep(0))  # opening migrates nothing more
     assert upgrade(store_url) == (after, after)
 
 
@@ -163,7 +125,7 @@ def run_with_two_stores(
 
 
 def test_migrations_are_recorded(pg: str) -> None:
-    run_with_store(pg, lambda store: asyncio.sleep(0))
+    with_store(pg, lambda store: asyncio.sleep(0))
     with psycopg.connect(pg) as conn:
         rows = conn.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()
         types = conn.execute(
@@ -182,9 +144,7 @@ def test_concurrent_changes_from_two_processes_give_the_serial_result(pg: str) -
     async def body(one: PostgresStore, two: PostgresStore) -> None:
         accounts = [await one.create_account(f"shared{i}", None) for i in range(3)]
         for a in accounts:
-            await one.transact(
-                a, "DEPOSIT", adjust(a, Wallet.MARGIN, "USDT", "50", EntryType.DEPOSIT)
-            )
+            await one.transact(a, "DEPOSIT", adjustment(a, "50"))
         ops: list[Awaitable[Any]] = []
         for i in range(240):
             store = (one, two)[i % 2]
@@ -198,21 +158,19 @@ def test_concurrent_changes_from_two_processes_give_the_serial_result(pg: str) -
                     store.transact(
                         a,
                         "REALIZED_PNL",
-                        adjust(a, Wallet.UM, "USDT", "-1.5", EntryType.REALIZED_PNL),
+                        adjustment(a, "-1.5", Wallet.UM),
                     )
                 )
             elif kind == 2:
                 ops.append(
                     store.transact(
-                        a, "WITHDRAW", adjust(a, Wallet.MARGIN, "USDT", "-2.25", EntryType.WITHDRAW)
+                        a,
+                        "WITHDRAW",
+                        adjustment(a, "-2.25", Wallet.MARGIN, "USDT", EntryType.WITHDRAW),
                     )
                 )
             else:
-                ops.append(
-                    store.transact(
-                        a, "DEPOSIT", adjust(a, Wallet.MARGIN, "USDT", "1", EntryType.DEPOSIT)
-                    )
-                )
+                ops.append(store.transact(a, "DEPOSIT", adjustment(a, "1")))
         results = await asyncio.gather(*ops, return_exceptions=True)
         refused = [r for r in results if isinstance(r, BaseException)]
         assert all(isinstance(r, InsufficientBalance) for r in refused), refused
@@ -300,13 +258,11 @@ def test_verify_streams_and_catches_tampering(pg: str) -> None:
     async def body(store: PostgresStore) -> None:
         a = await store.create_account(None, None)
         for i in range(25):
-            await store.transact(
-                a, "DEPOSIT", adjust(a, Wallet.MARGIN, "USDT", f"{i + 1}", EntryType.DEPOSIT)
-            )
+            await store.transact(a, "DEPOSIT", adjustment(a, f"{i + 1}"))
         report = await store.verify()
         assert report.ok and report.entries == 25 and report.postings == 50
 
-    run_with_store(pg, body)  # type: ignore[arg-type]
+    with_store(pg, body)  # type: ignore[arg-type]
     with psycopg.connect(pg) as conn:
         conn.execute("UPDATE balances SET amount = amount + 0.00000001 WHERE wallet = 'MARGIN'")
     report = PostgresStore(pg).verify_sync()

@@ -26,9 +26,7 @@ from papi_sandbox.trading.model import (
     TimeInForce,
     TradingRefused,
 )
-from tests.store.test_contract import deposit, store_url, with_store
-
-__all__ = ["store_url"]  # the fixture, parametrised over both stores
+from tests.support import adjustment, with_store
 
 MARKET = Market()
 SPECS, COLLATERAL = MARKET.specs, MARKET.config.collateral_rates
@@ -80,8 +78,8 @@ async def _accounts(store: Store) -> tuple[int, int]:
     await store.write(trading_store.ensure_markets, MARKET.initial_prices())
     a = await store.create_account("a", None)
     b = await store.create_account("b", None)
-    await store.transact(a, "DEPOSIT", deposit(a, "10000"))
-    await store.transact(b, "DEPOSIT", deposit(b, "100"))
+    await store.transact(a, "DEPOSIT", adjustment(a, "10000"))
+    await store.transact(b, "DEPOSIT", adjustment(b, "100"))
     return a, b
 
 
@@ -171,7 +169,7 @@ def test_a_sweep_leaves_an_account_the_bound_refuses_resting(store_url: str) -> 
                 2_000,
             )
             assert placed.status is OrderStatus.NEW
-        await store.transact(b, "REALIZED_PNL", deposit(b, "-999999999999999.99", Wallet.UM))
+        await store.transact(b, "REALIZED_PNL", adjustment(b, "-999999999999999.99", Wallet.UM))
         entries_of_b = len(await store.journal(b, 100))
         await store.write(trading_store.set_price, "BTCUSDT", D("58000"), D("58000"), None, 3_000)
         fills = await store.write(

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +26,12 @@ from papi_sandbox.store.base import JobAccount, JobPlan
 from papi_sandbox.store.dialect import NOTIFY_PAYLOAD_LIMIT
 from papi_sandbox.store.postgres import PostgresStore
 from papi_sandbox.stream.hub import EventHub, SubscriberDropped, TooManySubscribers
-from tests.support import BACKENDS, create_test_database, drop_test_database, postgres_admin_url
+from tests.support import (
+    adjustment,
+    create_test_database,
+    drop_test_database,
+    postgres_admin_url,
+)
 
 D = Decimal
 
@@ -87,28 +90,6 @@ def test_hub_subscriber_limit_and_publish_from_another_thread() -> None:
     asyncio.run(main())
 
 
-@pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'store.db'}"
-        return
-    admin = postgres_admin_url()
-    url = create_test_database(admin)
-    yield url
-    drop_test_database(admin, url)
-
-
-def _adjust(account_id: int, wallet: Wallet, asset: str, amount: str, reason: EntryType) -> Any:
-    return functools.partial(
-        rules.plan_adjustment,
-        account_id,
-        wallet=wallet,
-        asset=asset,
-        amount=D(amount),
-        reason=reason,
-    )
-
-
 async def _next(sub: Any) -> CommittedEntry:
     result: CommittedEntry = await asyncio.wait_for(anext(sub), 10)
     return result
@@ -134,14 +115,14 @@ def test_store_commits_reach_the_hub_in_order_with_resulting_balances(store_url:
                     store.transact(
                         account,
                         EntryType.DEPOSIT,
-                        _adjust(account, Wallet.MARGIN, "USDT", "10.5", EntryType.DEPOSIT),
+                        adjustment(account, "10.5"),
                     )
                     for _ in range(20)
                 ),
                 store.transact(
                     other,
                     EntryType.DEPOSIT,
-                    _adjust(other, Wallet.MARGIN, "BTC", "1", EntryType.DEPOSIT),
+                    adjustment(other, "1", Wallet.MARGIN, "BTC"),
                 ),
             )
             seen = [await _next(sub) for _ in range(20)]
@@ -159,12 +140,12 @@ def test_store_commits_reach_the_hub_in_order_with_resulting_balances(store_url:
             await store.transact(
                 account,
                 EntryType.REALIZED_PNL,
-                _adjust(account, Wallet.UM, "USDT", "-3", EntryType.REALIZED_PNL),
+                adjustment(account, "-3", Wallet.UM),
             )
             await store.transact(
                 other,
                 EntryType.REALIZED_PNL,
-                _adjust(other, Wallet.UM, "USDT", "-1", EntryType.REALIZED_PNL),
+                adjustment(other, "-1", Wallet.UM),
             )
             with pytest.raises(InsufficientBalance):  # other has no USDT to repay with
                 await store.transact(
@@ -198,7 +179,7 @@ def test_store_commits_reach_the_hub_in_order_with_resulting_balances(store_url:
             await store.transact(
                 account,
                 EntryType.REALIZED_PNL,
-                _adjust(account, Wallet.CM, "USDT", "-1", EntryType.REALIZED_PNL),
+                adjustment(account, "-1", Wallet.CM),
             )
             await _next(sub)
 
@@ -248,7 +229,7 @@ def test_postgres_delivers_to_every_process_even_past_the_payload_limit() -> Non
             small = await stores[1].transact(
                 account,
                 EntryType.DEPOSIT,
-                _adjust(account, Wallet.UM, "USDT", "1", EntryType.DEPOSIT),
+                adjustment(account, "1", Wallet.UM),
             )
             big = await stores[1].transact(
                 account, EntryType.DEPOSIT, _many_assets_plan(account, 120)

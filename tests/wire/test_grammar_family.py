@@ -392,7 +392,7 @@ ENV_VALUES = [
     ("PAPI_SANDBOX_BAN_AFTER_429S", INTEGERS),
     ("PAPI_SANDBOX_MAX_API_KEYS_PER_ACCOUNT", INTEGERS),
     ("PAPI_SANDBOX_REQUEST_READ_TIMEOUT", DECIMALS),
-    ("PAPI_SANDBOX_SCHEDULER", ["TRUE", " true", "true\n", "on", "\u0661", "ｔｒｕｅ"]),
+    ("PAPI_SANDBOX_SCHEDULER", ["TRUE", " true", "true\n", "ON", " off", "\u0661", "ｔｒｕｅ"]),
     ("PAPI_SANDBOX_ACCESS_LOG", ["False", "0\n", "\u0660"]),
 ]
 

@@ -11,6 +11,7 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -19,7 +20,13 @@ from starlette.routing import Route
 
 from papi_sandbox import grammar, money
 from papi_sandbox.admin.markets import market_routes
-from papi_sandbox.api.http import client_ip, error_response, json_response, read_body
+from papi_sandbox.api.http import (
+    AdminHandler,
+    client_ip,
+    error_response,
+    json_response,
+    read_body,
+)
 from papi_sandbox.api.serialize import balance_object, entry_object
 from papi_sandbox.jobs.config import MAX_VIP_LEVEL
 from papi_sandbox.jobs.runner import JobReport, UnknownJob, run_on_demand
@@ -35,7 +42,7 @@ from papi_sandbox.wire import auth, errors
 from papi_sandbox.wire.errors import ApiError
 
 if TYPE_CHECKING:
-    from papi_sandbox.api.app import AppState
+    from papi_sandbox.api.state import AppState
 
 #: Largest operator request body (bytes).
 MAX_ADMIN_BODY_BYTES = 64 * 1024
@@ -47,8 +54,6 @@ MAX_IP_WHITELIST_ENTRIES = 30
 KEY_FIELDS = frozenset(
     {"type", "publicKey", "enableReading", "enablePortfolioMarginTrading", "ipWhitelist"}
 )
-
-AdminHandler = Callable[[Request], Awaitable[Response]]
 
 
 def _bad(msg: str) -> ApiError:
@@ -274,139 +279,156 @@ async def revoke_key(state: AppState, account_id: int, api_key: str) -> None:
         state.streams.api_key_revoked(api_key)
 
 
-def admin_routes(state: AppState) -> list[Route]:
-    service = state.service
+async def _create_account(state: AppState, request: Request) -> Response:
+    issued = await state.service.create_account(parse_new_account(await _json_body(request)))
+    return json_response(
+        201,
+        {
+            "accountId": issued.account_id,
+            "apiKey": issued.api_key,
+            "secretKey": issued.secret_key,
+        },
+    )
 
-    async def create_account(request: Request) -> Response:
-        issued = await service.create_account(parse_new_account(await _json_body(request)))
-        return json_response(
-            201,
+
+async def _adjust(state: AppState, request: Request) -> Response:
+    account_id = path_account_id(request)
+    a = parse_adjustment(await _json_body(request))
+    entry = await state.service.adjust(account_id, a.wallet, a.asset, a.amount, a.reason)
+    row = await state.service.balance_row(account_id, a.asset)
+    return json_response(200, {"tranId": entry.tran_id, "balance": balance_object(row)})
+
+
+async def _balances(state: AppState, request: Request) -> Response:
+    account_id = path_account_id(request)
+    await state.service.require_account(account_id)
+    rows = await state.service.balance_rows(account_id)
+    return json_response(200, [balance_object(row) for row in rows])
+
+
+async def _journal(state: AppState, request: Request) -> Response:
+    account_id = path_account_id(request)
+    unknown = set(request.query_params) - {"limit", "beforeTranId"}
+    if unknown:
+        raise _bad(f"Unknown query parameter(s): {', '.join(sorted(unknown))[:200]}.")
+    limit = query_integer(request, "limit", DEFAULT_JOURNAL_PAGE, 1, MAX_JOURNAL_PAGE)
+    before = query_integer(request, "beforeTranId", None, 1, MAX_ACCOUNT_ID)
+    assert limit is not None
+    entries = await state.service.journal(account_id, limit, before)
+    return json_response(200, [entry_object(e) for e in entries])
+
+
+async def _verify(state: AppState, request: Request) -> Response:
+    report = await state.store.verify()
+    return json_response(200 if report.ok else 409, verify_object(report))
+
+
+async def _settings(state: AppState, request: Request) -> Response:
+    account_id = path_account_id(request)
+    if request.method == "PUT":
+        auto_repay, vip_level = parse_settings(await _json_body(request))
+        await state.service.set_settings(account_id, auto_repay=auto_repay, vip_level=vip_level)
+    info = await state.service.require_account(account_id)
+    return json_response(200, {"autoRepay": info.auto_repay, "vipLevel": info.vip_level})
+
+
+async def _run_job_now(state: AppState, request: Request) -> Response:
+    report = await run_job_as_of(state, request.path_params["job"], await _json_body(request))
+    return json_response(200, report.to_json())
+
+
+async def _create_api_key(state: AppState, request: Request) -> Response:
+    account_id = path_account_id(request)
+    data = await _json_body(request)
+    unknown = set(data) - KEY_FIELDS
+    if unknown:
+        raise _bad(f"Unknown field(s): {', '.join(sorted(unknown))[:200]}.")
+    key_type = data.get("type", "HMAC")
+    if key_type not in auth.KEY_TYPES:
+        raise _bad(f"'type' must be one of {', '.join(auth.KEY_TYPES)}.")
+    public_key = data.get("publicKey")
+    if public_key is not None and not isinstance(public_key, str):
+        raise _bad("'publicKey' must be a PEM string.")
+    flags = {}
+    for name in ("enableReading", "enablePortfolioMarginTrading"):
+        value = data.get(name, True)  # a sandbox convenience: unsaid means allowed
+        if not isinstance(value, bool):
+            raise _bad(f"'{name}' must be true or false.")
+        flags[name] = value
+    whitelist = data.get("ipWhitelist", [])
+    if (
+        not isinstance(whitelist, list)
+        or len(whitelist) > MAX_IP_WHITELIST_ENTRIES
+        or not all(isinstance(e, str) and auth.allowed_ip_entry(e) for e in whitelist)
+    ):
+        raise _bad(
+            f"'ipWhitelist' must be a list of at most {MAX_IP_WHITELIST_ENTRIES} IP addresses"
+            " or CIDR ranges."
+        )
+    api_key, secret = await state.service.issue_api_key(
+        account_id,
+        key_type,
+        public_key,
+        can_read=flags["enableReading"],
+        can_trade=flags["enablePortfolioMarginTrading"],
+        ip_whitelist=tuple(whitelist),
+        max_keys_per_account=state.settings.max_api_keys_per_account,
+    )
+    body: dict[str, Any] = {"accountId": account_id, "apiKey": api_key, "type": key_type}
+    if secret is not None:
+        body["secretKey"] = secret  # shown this once; stored sealed
+    return json_response(201, body)
+
+
+async def _list_api_keys(state: AppState, request: Request) -> Response:
+    account_id = path_account_id(request)
+    await state.service.require_account(account_id)
+    return json_response(
+        200,
+        [
             {
-                "accountId": issued.account_id,
-                "apiKey": issued.api_key,
-                "secretKey": issued.secret_key,
-            },
-        )
+                "apiKey": k.api_key,
+                "type": k.key_type,
+                "enableReading": k.can_read,
+                "enablePortfolioMarginTrading": k.can_trade,
+                "ipWhitelist": list(k.ip_whitelist),
+                "revoked": k.revoked,
+            }
+            for k in await state.store.api_keys(account_id)
+        ],
+    )
 
-    async def adjust(request: Request) -> Response:
-        account_id = path_account_id(request)
-        a = parse_adjustment(await _json_body(request))
-        entry = await service.adjust(account_id, a.wallet, a.asset, a.amount, a.reason)
-        row = await service.balance_row(account_id, a.asset)
-        return json_response(200, {"tranId": entry.tran_id, "balance": balance_object(row)})
 
-    async def balances(request: Request) -> Response:
-        account_id = path_account_id(request)
-        await service.require_account(account_id)
-        rows = await service.balance_rows(account_id)
-        return json_response(200, [balance_object(row) for row in rows])
+async def _revoke_api_key(state: AppState, request: Request) -> Response:
+    account_id = path_account_id(request)
+    await revoke_key(state, account_id, request.path_params["api_key"])
+    return json_response(200, {})
 
-    async def journal(request: Request) -> Response:
-        account_id = path_account_id(request)
-        unknown = set(request.query_params) - {"limit", "beforeTranId"}
-        if unknown:
-            raise _bad(f"Unknown query parameter(s): {', '.join(sorted(unknown))[:200]}.")
-        limit = query_integer(request, "limit", DEFAULT_JOURNAL_PAGE, 1, MAX_JOURNAL_PAGE)
-        before = query_integer(request, "beforeTranId", None, 1, MAX_ACCOUNT_ID)
-        assert limit is not None
-        entries = await service.journal(account_id, limit, before)
-        return json_response(200, [entry_object(e) for e in entries])
 
-    async def verify(request: Request) -> Response:
-        report = await state.store.verify()
-        return json_response(200 if report.ok else 409, verify_object(report))
+#: The operator API's own routes (path, handler, method); the market routes join them
+#: (:func:`papi_sandbox.admin.markets.market_routes`).
+ADMIN_ROUTES: tuple[tuple[str, Callable[[AppState, Request], Awaitable[Response]], str], ...] = (
+    ("/accounts", _create_account, "POST"),
+    ("/accounts/{account_id}/adjustments", _adjust, "POST"),
+    ("/accounts/{account_id}/balances", _balances, "GET"),
+    ("/accounts/{account_id}/journal", _journal, "GET"),
+    ("/verify", _verify, "GET"),
+    ("/accounts/{account_id}/settings", _settings, "GET"),
+    ("/accounts/{account_id}/settings", _settings, "PUT"),
+    ("/jobs/{job}", _run_job_now, "POST"),
+    ("/accounts/{account_id}/api-keys", _create_api_key, "POST"),
+    ("/accounts/{account_id}/api-keys", _list_api_keys, "GET"),
+    ("/accounts/{account_id}/api-keys/{api_key}", _revoke_api_key, "DELETE"),
+)
 
-    async def settings(request: Request) -> Response:
-        account_id = path_account_id(request)
-        if request.method == "PUT":
-            auto_repay, vip_level = parse_settings(await _json_body(request))
-            await service.set_settings(account_id, auto_repay=auto_repay, vip_level=vip_level)
-        info = await service.require_account(account_id)
-        return json_response(200, {"autoRepay": info.auto_repay, "vipLevel": info.vip_level})
 
-    async def run_job_now(request: Request) -> Response:
-        report = await run_job_as_of(state, request.path_params["job"], await _json_body(request))
-        return json_response(200, report.to_json())
-
-    async def create_api_key(request: Request) -> Response:
-        account_id = path_account_id(request)
-        data = await _json_body(request)
-        unknown = set(data) - KEY_FIELDS
-        if unknown:
-            raise _bad(f"Unknown field(s): {', '.join(sorted(unknown))[:200]}.")
-        key_type = data.get("type", "HMAC")
-        if key_type not in auth.KEY_TYPES:
-            raise _bad(f"'type' must be one of {', '.join(auth.KEY_TYPES)}.")
-        public_key = data.get("publicKey")
-        if public_key is not None and not isinstance(public_key, str):
-            raise _bad("'publicKey' must be a PEM string.")
-        flags = {}
-        for name in ("enableReading", "enablePortfolioMarginTrading"):
-            value = data.get(name, True)  # a sandbox convenience: unsaid means allowed
-            if not isinstance(value, bool):
-                raise _bad(f"'{name}' must be true or false.")
-            flags[name] = value
-        whitelist = data.get("ipWhitelist", [])
-        if (
-            not isinstance(whitelist, list)
-            or len(whitelist) > MAX_IP_WHITELIST_ENTRIES
-            or not all(isinstance(e, str) and auth.allowed_ip_entry(e) for e in whitelist)
-        ):
-            raise _bad(
-                f"'ipWhitelist' must be a list of at most {MAX_IP_WHITELIST_ENTRIES} IP addresses"
-                " or CIDR ranges."
-            )
-        api_key, secret = await service.issue_api_key(
-            account_id,
-            key_type,
-            public_key,
-            can_read=flags["enableReading"],
-            can_trade=flags["enablePortfolioMarginTrading"],
-            ip_whitelist=tuple(whitelist),
-            max_keys_per_account=state.settings.max_api_keys_per_account,
-        )
-        body: dict[str, Any] = {"accountId": account_id, "apiKey": api_key, "type": key_type}
-        if secret is not None:
-            body["secretKey"] = secret  # shown this once; stored sealed
-        return json_response(201, body)
-
-    async def list_api_keys(request: Request) -> Response:
-        account_id = path_account_id(request)
-        await service.require_account(account_id)
-        return json_response(
-            200,
-            [
-                {
-                    "apiKey": k.api_key,
-                    "type": k.key_type,
-                    "enableReading": k.can_read,
-                    "enablePortfolioMarginTrading": k.can_trade,
-                    "ipWhitelist": list(k.ip_whitelist),
-                    "revoked": k.revoked,
-                }
-                for k in await state.store.api_keys(account_id)
-            ],
-        )
-
-    async def revoke_api_key(request: Request) -> Response:
-        account_id = path_account_id(request)
-        await revoke_key(state, account_id, request.path_params["api_key"])
-        return json_response(200, {})
+def admin_routes(state: AppState) -> list[Route]:
+    """The operator API's routes (mounted at ``/admin/v1``), each behind :func:`_guarded`."""
 
     def route(path: str, handler: AdminHandler, method: str) -> Route:
         return Route(path, _guarded(state, handler), methods=[method])
 
     return [
-        route("/accounts", create_account, "POST"),
-        route("/accounts/{account_id}/adjustments", adjust, "POST"),
-        route("/accounts/{account_id}/balances", balances, "GET"),
-        route("/accounts/{account_id}/journal", journal, "GET"),
-        route("/verify", verify, "GET"),
-        route("/accounts/{account_id}/settings", settings, "GET"),
-        route("/accounts/{account_id}/settings", settings, "PUT"),
-        route("/jobs/{job}", run_job_now, "POST"),
-        route("/accounts/{account_id}/api-keys", create_api_key, "POST"),
-        route("/accounts/{account_id}/api-keys", list_api_keys, "GET"),
-        route("/accounts/{account_id}/api-keys/{api_key}", revoke_api_key, "DELETE"),
+        *(route(path, partial(handler, state), method) for path, handler, method in ADMIN_ROUTES),
         *market_routes(state, route, _json_body, path_account_id),
     ]

@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from papi_sandbox import money
-from papi_sandbox.api.http import json_response
+from papi_sandbox.api.http import AdminHandler, json_response
 from papi_sandbox.market.prices import MarketPrice, next_funding_time
 from papi_sandbox.market.state import Market
 from papi_sandbox.trading.margin import position_figures
@@ -31,8 +31,7 @@ from papi_sandbox.wire import errors
 from papi_sandbox.wire.errors import ApiError
 
 if TYPE_CHECKING:
-    from papi_sandbox.admin.api import AdminHandler
-    from papi_sandbox.api.app import AppState
+    from papi_sandbox.api.state import AppState
 
 
 def _bad(msg: str) -> ApiError:

@@ -62,6 +62,8 @@ def client_ip(request: Request) -> str:
 # -- raw ASGI (the public API's direct path: no Request/Response objects per request) ----------
 
 Message = MutableMapping[str, Any]
+#: A Starlette endpoint of the operator API or the dashboard.
+AdminHandler = Callable[[Request], Awaitable[Response]]
 RawHeaders = list[tuple[bytes, bytes]]
 
 _JSON_TYPE = (b"content-type", b"application/json")

@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from papi_sandbox.api.endpoints import ENDPOINTS, Endpoint
+from papi_sandbox.version import __version__
 from papi_sandbox.wire import params
 from papi_sandbox.wire.params import Kind, Param
 
@@ -83,8 +84,6 @@ def _operation(endpoint: Endpoint) -> dict[str, Any]:
 
 
 def openapi_document(endpoints: tuple[Endpoint, ...] = ENDPOINTS) -> dict[str, Any]:
-    from papi_sandbox import __version__  # here: the package imports this module while loading
-
     paths: dict[str, dict[str, Any]] = {}
     for endpoint in endpoints:
         paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = _operation(endpoint)

@@ -16,13 +16,12 @@ BTC = "0.0003"
 USDT = "1000"
 ```
 
-Amounts may be written as strings or TOML numbers; numbers are read as exact decimals, never
-floats.
+Amounts may be written as strings or TOML numbers; a number is read by its own text through the
+grammar (as a string would be: no exponent, no underscore), never as a float.
 """
 
 from __future__ import annotations
 
-import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,7 +34,6 @@ from papi_sandbox import grammar, money
 from papi_sandbox.ledger.interest import DEFAULT_DAILY_RATE, DEFAULT_THRESHOLD, InterestPolicy
 from papi_sandbox.market.config import MarketConfig, MarketConfigError, parse_market
 
-CONFIG_ENV = "PAPI_SANDBOX_CONFIG"
 #: Largest config file read (bytes).
 MAX_CONFIG_BYTES = 1024 * 1024
 #: Most scheduled times per job per day.
@@ -65,11 +63,6 @@ class JobsConfig:
     market: MarketConfig = field(default_factory=MarketConfig)
 
 
-def config_path_from_env() -> Path | None:
-    value = os.environ.get(CONFIG_ENV)
-    return Path(value) if value else None
-
-
 def load_config(path: Path | None) -> JobsConfig:
     """The configuration in ``path``, or the defaults when ``path`` is None."""
     if path is None:
@@ -78,7 +71,7 @@ def load_config(path: Path | None) -> JobsConfig:
 
 
 def read_toml(path: Path) -> dict[str, Any]:
-    """The configuration file's tables (numbers as exact decimals), or ConfigError."""
+    """The configuration file's tables (a float as its own text), or ConfigError."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -86,7 +79,10 @@ def read_toml(path: Path) -> dict[str, Any]:
     if len(raw) > MAX_CONFIG_BYTES:
         raise ConfigError(f"{path} is larger than {MAX_CONFIG_BYTES} bytes")
     try:
-        return tomllib.loads(raw.decode("utf-8"), parse_float=Decimal)
+        # A TOML float is kept as its own text and read by the grammar like a string, so
+        # 0.0000001 is taken and 1e-3, 1_000.5, inf are refused (Decimal would have accepted
+        # 1e-3 and refused 0.0000001, whose str() is 1E-7).
+        return tomllib.loads(raw.decode("utf-8"), parse_float=str)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
 
@@ -166,8 +162,8 @@ def _asset(text: str, where: str) -> str:
 
 
 def _decimal(value: Any, what: str) -> Decimal:
-    """A TOML string in the grammar, or a TOML integer or float (read as an exact Decimal) whose
-    plain text is in the grammar (no exponent, no sign but '-')."""
+    """A TOML string in the grammar, or a TOML integer or float whose own text is in the grammar
+    (no exponent, no underscore, no sign but '-')."""
     if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
         raise ConfigError(f"{what} must be a decimal number")
     text = value if isinstance(value, str) else str(value)

@@ -24,7 +24,7 @@ step = "0.001"                           # random_walk: largest relative move pe
 path = "btc.csv"                         # replay: lines "time,price" (time in ms from start)
 ```
 
-Amounts are exact decimals (strings or TOML numbers read as Decimal, never floats).
+Amounts are exact decimals (strings, or TOML numbers read by their own text, never floats).
 """
 
 from __future__ import annotations

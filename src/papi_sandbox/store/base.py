@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from papi_sandbox import grammar
 from papi_sandbox.ledger.interest import InterestCharge
-from papi_sandbox.ledger.model import Balances, CommittedEntry, Entry, LedgerError, Posting
+from papi_sandbox.ledger.model import Balances, CommittedEntry, Entry, Posting
 
 #: A pure rule bound to its arguments: the account's balances in, postings out (or a LedgerError).
 Planner = Callable[[Balances], list[Posting]]
@@ -204,12 +204,3 @@ class JobBatchResult:
     already_done: int = 0  # accounts this (job, slot) had already handled: skipped
     refused: int = 0  # accounts the rule refused (e.g. nothing in MARGIN to repay with)
     entries: list[Entry] = field(default_factory=list)
-
-    def decide(self, plan: JobPlanner, account: JobAccount) -> JobPlan:
-        """The rule's plan for one account; a refusal (LedgerError) is counted and plans
-        nothing. Shared by every store's ``run_job_batch``."""
-        try:
-            return plan(account)
-        except LedgerError:
-            self.refused += 1
-            return JobPlan([])

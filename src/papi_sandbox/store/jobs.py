@@ -6,13 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from papi_sandbox.ledger.model import SYSTEM_ACCOUNT_ID
+from papi_sandbox.ledger.interest import InterestCharge
+from papi_sandbox.ledger.model import SYSTEM_ACCOUNT_ID, LedgerError
 from papi_sandbox.store.base import (
     MAX_INTEREST_PAGE,
     MAX_JOB_BATCH_ACCOUNTS,
     InterestRecord,
     JobAccount,
     JobBatchResult,
+    JobPlan,
     JobPlanner,
 )
 from papi_sandbox.store.dialect import Db
@@ -70,11 +72,50 @@ def run_job_batch(
     if len(account_ids) > MAX_JOB_BATCH_ACCOUNTS:
         raise ValueError(f"a job batch carries at most {MAX_JOB_BATCH_ACCOUNTS} accounts")
     result = JobBatchResult()
-    ids = sorted(set(account_ids) - {SYSTEM_ACCOUNT_ID})
+    settings, done = _lock_batch(db, job, slot_ms, sorted(set(account_ids) - {SYSTEM_ACCOUNT_ID}))
+    for account_id in account_ids:
+        if account_id == SYSTEM_ACCOUNT_ID:
+            continue
+        result.accounts += 1
+        if account_id in done:
+            result.already_done += 1
+            continue
+        if account_id not in settings:
+            continue
+        snapshot = load_balances(db, account_id)
+        auto_repay, vip_level = settings[account_id]
+        try:
+            decision = plan(JobAccount(account_id, auto_repay, vip_level, snapshot.amounts))
+        except LedgerError:  # the rule refused: counted, nothing planned
+            result.refused += 1
+            decision = JobPlan([])
+        tran_id: int | None = None
+        if decision.postings:
+            entry = append_entry(
+                db, account_id, entry_type, decision.postings, clock_ms(), snapshot.amounts
+            )
+            tran_id = entry.tran_id
+            result.entries.append(entry)
+            _record_interest(db, account_id, slot_ms, tran_id, decision.interest)
+        # Same transaction as the entry: after a crash both exist or neither does.
+        db.execute(
+            "INSERT INTO job_marks (job, slot_ms, account_id, tran_id) VALUES (?, ?, ?, ?)",
+            (job, slot_ms, account_id, tran_id),
+        )
+        done.add(account_id)
+    return result
+
+
+def _lock_batch(
+    db: Db, job: str, slot_ms: int, ids: list[int]
+) -> tuple[dict[int, tuple[bool, int]], set[int]]:
+    """Lock the batch's accounts (``ids``, ascending); their (auto_repay, vip_level) by id, and
+    the ids already marked for (job, slot).
+
+    Every account of the batch is locked first, in id order, before any shared (system) balance
+    row: a request locks its one account first too, so no cycle of waits can form. The markers
+    are read under those locks: another process's batch has committed its marks by then."""
     marks = ", ".join("?" * len(ids)) or "NULL"
-    # Lock every account of the batch first, in id order, before any shared (system) balance
-    # row: a request locks its one account first too, so no cycle of waits can form. Then read
-    # the markers under those locks: another process's batch has committed its marks by then.
     settings = {
         int(r[0]): (bool(r[1]), int(r[2]))
         for r in db.all(
@@ -91,50 +132,22 @@ def run_job_batch(
             [job, slot_ms, *ids],
         )
     }
-    for account_id in account_ids:
-        if account_id == SYSTEM_ACCOUNT_ID:
-            continue
-        result.accounts += 1
-        if account_id in done:
-            result.already_done += 1
-            continue
-        if account_id not in settings:
-            continue
-        snapshot = load_balances(db, account_id)
-        auto_repay, vip_level = settings[account_id]
-        decision = result.decide(
-            plan, JobAccount(account_id, auto_repay, vip_level, snapshot.amounts)
-        )
-        tran_id: int | None = None
-        if decision.postings:
-            entry = append_entry(
-                db, account_id, entry_type, decision.postings, clock_ms(), snapshot.amounts
-            )
-            tran_id = entry.tran_id
-            result.entries.append(entry)
-            db.many(
-                "INSERT INTO interest_records (account_id, asset, interest, rate, principal,"
-                " accrued_ms, tran_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        account_id,
-                        c.asset,
-                        db.dialect.to_money(c.interest),
-                        db.dialect.to_money(c.rate),
-                        db.dialect.to_money(c.principal),
-                        slot_ms,
-                        tran_id,
-                    )
-                    for c in decision.interest
-                ],
-            )
-        # Same transaction as the entry: after a crash both exist or neither does.
-        db.execute(
-            "INSERT INTO job_marks (job, slot_ms, account_id, tran_id) VALUES (?, ?, ?, ?)",
-            (job, slot_ms, account_id, tran_id),
-        )
-        done.add(account_id)
-    return result
+    return settings, done
+
+
+def _record_interest(
+    db: Db, account_id: int, slot_ms: int, tran_id: int, charges: list[InterestCharge]
+) -> None:
+    """The interest rows of one job entry (``GET /papi/v1/portfolio/interest-history``)."""
+    m = db.dialect.to_money
+    db.many(
+        "INSERT INTO interest_records (account_id, asset, interest, rate, principal,"
+        " accrued_ms, tran_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (account_id, c.asset, m(c.interest), m(c.rate), m(c.principal), slot_ms, tran_id)
+            for c in charges
+        ],
+    )
 
 
 def prune_job_marks(db: Db, before_slot_ms: int) -> int:

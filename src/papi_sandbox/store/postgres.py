@@ -224,70 +224,59 @@ class PostgresStore(Store):
     async def read(
         self, unit: Callable[Concatenate[Db, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
-        def run() -> T:
-            # A read on a connection the database dropped is made once more on a fresh one
-            # (reads change nothing); failures of the database are StoreUnavailable.
-            pool = self._require_pool()
-            for attempt in (1, 2):
-                used: psycopg.Connection[Any] | None = None
-                try:
-                    with pool.connection() as conn:
-                        used = conn
-                        return unit(Db(conn, POSTGRES), *args, **kwargs)
-                except psycopg.OperationalError as exc:
-                    if attempt == 2 or used is None or not used.broken:
-                        raise _unavailable(exc, committing=False) from exc
-                    pool.check()
-            raise AssertionError("unreachable")
-
-        return await self._run(run)
+        return await self._run(lambda: self._attempts(unit, args, kwargs, write=False))
 
     async def write(
         self, unit: Callable[Concatenate[Db, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """Shielded: a client that disconnects does not cancel a change half-way; it commits or
         rolls back on its own, and only then is it reported (to nobody)."""
-        return await asyncio.shield(self._run(lambda: self._transaction(unit, args, kwargs)))
+        return await asyncio.shield(
+            self._run(lambda: self._attempts(unit, args, kwargs, write=True))
+        )
 
     async def _run(self, fn: Callable[[], T]) -> T:
         if self._threads is None:
             raise RuntimeError("store is not open")
         return await asyncio.get_running_loop().run_in_executor(self._threads, fn)
 
-    def _transaction(
-        self, unit: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
+    def _attempts(
+        self, unit: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any], *, write: bool
     ) -> T:
-        """``unit`` in one transaction. Deadlocks and serialization failures are retried, and so
-        is a connection lost before COMMIT was sent (the transaction cannot have committed:
-        PostgreSQL rolls back what a dead session left open), on a fresh connection, within the
-        same MAX_TX_ATTEMPTS. Any other failure of the database (a connection lost during
-        COMMIT, a lock or pooled connection not obtained within the store timeout, a full disk)
-        is StoreUnavailable."""
+        """``unit`` on a pooled connection, in one transaction when ``write``. A connection lost
+        before COMMIT was sent is retried on a fresh one (the transaction cannot have committed:
+        PostgreSQL rolls back what a dead session left open; a read changes nothing), and so are
+        deadlocks and serialization failures, within MAX_TX_ATTEMPTS (a read: one retry, at
+        once). Any other failure of the database (a connection lost during COMMIT, a lock or
+        pooled connection not obtained within the store timeout, a full disk) is
+        StoreUnavailable."""
         pool = self._require_pool()
-        for attempt in range(1, MAX_TX_ATTEMPTS + 1):
+        attempts = MAX_TX_ATTEMPTS if write else 2
+        for attempt in range(1, attempts + 1):
             used: psycopg.Connection[Any] | None = None
             committing = False
             try:
                 with pool.connection() as conn:
                     used = conn
-                    with conn.transaction():
+                    with conn.transaction() if write else contextlib.nullcontext():
                         result = unit(Db(conn, POSTGRES), *args, **kwargs)
-                        committing = True  # leaving the block sends COMMIT
+                        committing = write  # leaving the block sends COMMIT
                 return result
             except _RETRYABLE as exc:
-                if attempt == MAX_TX_ATTEMPTS:
+                if attempt == attempts:
                     raise StoreUnavailable(f"PostgreSQL: {exc}") from exc
                 reason = type(exc).__name__
             except psycopg.OperationalError as exc:
                 lost = used is not None and used.broken
-                if not lost or committing or attempt == MAX_TX_ATTEMPTS:
+                if not lost or committing or attempt == attempts:
                     raise _unavailable(exc, committing=lost and committing) from exc
                 pool.check()  # drop every other pooled connection the database lost
                 reason = "connection lost before COMMIT"
-            self.retries_total += 1
-            delay = RETRY_BASE_DELAY_S * 2 ** (attempt - 1) * (0.5 + random.random())
-            log.info("retrying transaction (%s), attempt %d", reason, attempt)
-            time.sleep(delay)
+            if write:
+                self.retries_total += 1
+                delay = RETRY_BASE_DELAY_S * 2 ** (attempt - 1) * (0.5 + random.random())
+                log.info("retrying transaction (%s), attempt %d", reason, attempt)
+                time.sleep(delay)
         raise AssertionError("unreachable")
 
     def _require_pool(self) -> ConnectionPool[psycopg.Connection[Any]]:

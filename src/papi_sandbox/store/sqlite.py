@@ -105,12 +105,19 @@ def connect(
     return conn
 
 
-def upgrade(path: Path, progress: Progress = NO_PROGRESS) -> tuple[int, int]:
-    """Apply pending migrations to the file at ``path`` (created if missing, 0600 in a folder
-    created 0700); (before, after). ``progress``: one stage per pending migration."""
+def open_writable(
+    path: Path, *, durability: str = DEFAULT_DURABILITY, timeout_s: float = DEFAULT_STORE_TIMEOUT_S
+) -> sqlite3.Connection:
+    """:func:`connect`, the file made first if missing: 0600 in a folder made 0700 (not 0644)."""
     make_private_dir(path.parent)
     make_private_file(path)
-    conn = connect(path)
+    return connect(path, durability=durability, timeout_s=timeout_s)
+
+
+def upgrade(path: Path, progress: Progress = NO_PROGRESS) -> tuple[int, int]:
+    """Apply pending migrations to the file at ``path`` (created if missing); (before, after).
+    ``progress``: one stage per pending migration."""
+    conn = open_writable(path)
     try:
         return migrate(conn, SQLITE, progress)
     finally:
@@ -181,9 +188,7 @@ def check_before_start(path: Path, *, durability: str = DEFAULT_DURABILITY) -> N
     """What ``serve`` checks before it listens: the file can be created or opened for writing
     and migrated, and passes ``PRAGMA quick_check``. Raises StoreDamaged (a damaged file),
     sqlite3.Error or OSError (e.g. a read-only file system), each naming the path."""
-    make_private_dir(path.parent)
-    make_private_file(path)
-    conn = connect(path, durability=durability)
+    conn = open_writable(path, durability=durability)
     try:
         damage = integrity_problems(conn, quick=True)
         if damage:
@@ -272,9 +277,7 @@ class SQLiteStore(Store):
     # -- lifecycle ---------------------------------------------------------------------------
 
     def open_sync(self) -> None:
-        make_private_dir(self.path.parent)
-        make_private_file(self.path)  # before SQLite creates it 0644 (its -wal/-shm follow)
-        conn = connect(self.path, durability=self.durability, timeout_s=self.timeout_s)
+        conn = open_writable(self.path, durability=self.durability, timeout_s=self.timeout_s)
         migrate(conn, SQLITE)
         # Stream from here on: what other processes committed before this start is not news.
         self._outbox_id = outbox.last_id(Db(conn, SQLITE))

@@ -517,7 +517,7 @@ def _error(code: int, msg: str, request_id: Any) -> str:
     return orjson.dumps({"error": {"code": code, "msg": msg}, "id": request_id}).decode()
 
 
-def websocket_app(server: Callable[[], StreamServer]) -> ASGIApp:
+def websocket_app(server: Callable[[], StreamServer | None]) -> ASGIApp:
     """The ASGI app of the stream's paths (``/pm/ws/<listenKey>``, ``/pm/ws``, ``/pm/stream``),
     called for every WebSocket without Starlette's middleware and router, whose frames would
     stay alive as long as each connection (measured: docs/performance.md); ``server()`` returns
@@ -526,10 +526,13 @@ def websocket_app(server: Callable[[], StreamServer]) -> ASGIApp:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         ws = WebSocket(scope, receive, send)
-        if path.startswith("/pm/ws/") and "/" not in path[7:]:
-            await server().serve(ws, path[7:], combined=False)
+        streams = server()
+        if streams is None:  # not started: no stream yet
+            await ws.close(CLOSE_GOING_AWAY, "The server is starting.")
+        elif path.startswith("/pm/ws/") and "/" not in path[7:]:
+            await streams.serve(ws, path[7:], combined=False)
         elif path in ("/pm/ws", "/pm/stream"):
-            await server().serve(ws, None, combined=path == "/pm/stream")
+            await streams.serve(ws, None, combined=path == "/pm/stream")
         else:
             await ws.close(CLOSE_POLICY, "Unknown stream path.")
 

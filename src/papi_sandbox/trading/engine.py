@@ -449,35 +449,48 @@ def order_updates(commit: TradingCommit, open_orders: Iterable[Order]) -> list[O
     for o in open_orders:
         key = (o.symbol, o.side)
         notional[key] = notional.get(key, ZERO) + o.price * (o.orig_qty - o.executed_qty)
+    fills: dict[int, list[Trade]] = {}
+    for t in commit.trades:
+        fills.setdefault(t.order_id, []).append(t)
+    books: dict[str, tuple[Decimal, Decimal]] = {}
     updates: list[OrderUpdate] = []
     for order in commit.orders:
-        bids = round_half_even(notional.get((order.symbol, Side.BUY), ZERO))
-        asks = round_half_even(notional.get((order.symbol, Side.SELL), ZERO))
-        trades = [t for t in commit.trades if t.order_id == order.order_id]
+        if (book := books.get(order.symbol)) is None:
+            book = books[order.symbol] = (
+                round_half_even(notional.get((order.symbol, Side.BUY), ZERO)),
+                round_half_even(notional.get((order.symbol, Side.SELL), ZERO)),
+            )
+        trades = fills.get(order.order_id, [])
         if commit.placed is not None and commit.placed.order_id == order.order_id:
-            state = commit.placed
-            updates.append(OrderUpdate(Execution.NEW, state, None, bids, asks))
+            updates.append(OrderUpdate(Execution.NEW, commit.placed, None, *book))
+            executed, cum = commit.placed.executed_qty, commit.placed.cum_quote
         else:  # what it was before this commit's fills
             executed = order.executed_qty - sum((t.qty for t in trades), ZERO)
             cum = order.cum_quote - sum((t.quote_qty for t in trades), ZERO)
-            state = dataclasses.replace(order, executed_qty=executed, cum_quote=cum)
         for index, trade in enumerate(trades):
-            if index == len(trades) - 1:  # the last fill leaves the order's own figures
-                executed, cum, avg = order.executed_qty, order.cum_quote, order.avg_price
-            else:
-                executed = state.executed_qty + trade.qty
-                cum = state.cum_quote + trade.quote_qty
-                avg = round_half_even(_WIDE.divide(cum, executed))
-            filled = executed == order.orig_qty
-            state = dataclasses.replace(
-                order,
-                status=OrderStatus.FILLED if filled else OrderStatus.PARTIALLY_FILLED,
-                executed_qty=executed,
-                cum_quote=cum,
-                avg_price=avg,
-                update_time_ms=trade.time_ms,
-            )
-            updates.append(OrderUpdate(Execution.TRADE, state, trade, bids, asks))
+            executed, cum = executed + trade.qty, cum + trade.quote_qty
+            state = _after_fill(order, trade, executed, cum, last=index == len(trades) - 1)
+            updates.append(OrderUpdate(Execution.TRADE, state, trade, *book))
         if order.status in (OrderStatus.CANCELED, OrderStatus.EXPIRED):
-            updates.append(OrderUpdate(Execution(order.status.value), order, None, bids, asks))
+            updates.append(OrderUpdate(Execution(order.status.value), order, None, *book))
     return updates
+
+
+def _after_fill(order: Order, trade: Trade, executed: Decimal, cum: Decimal, last: bool) -> Order:
+    """``order`` as it stood right after ``trade`` (``executed``/``cum`` filled by then); the
+    last fill of a commit leaves the order's own figures."""
+    if last:
+        executed, cum, avg = order.executed_qty, order.cum_quote, order.avg_price
+    else:
+        avg = round_half_even(_WIDE.divide(cum, executed))
+    status = OrderStatus.FILLED if executed == order.orig_qty else OrderStatus.PARTIALLY_FILLED
+    if last and status is order.status and trade.time_ms == order.update_time_ms:
+        return order  # exactly the order as committed
+    return dataclasses.replace(
+        order,
+        status=status,
+        executed_qty=executed,
+        cum_quote=cum,
+        avg_price=avg,
+        update_time_ms=trade.time_ms,
+    )

@@ -152,6 +152,45 @@ def summarize(
     market: MarketView,
 ) -> MarginSummary:
     """The account's margin figures from its balances, positions, open orders and the market."""
+    assets, figures = _asset_margins(positions, open_orders, settings, market)
+    actual, account, margin_free_usd, negative_total = _equity(balances, assets, market)
+    initial = sum(
+        (_WIDE.multiply(m.initial_margin, market.asset_price(a)) for a, m in assets.items()), ZERO
+    )
+    maint = sum(
+        (_WIDE.multiply(m.maint_margin, market.asset_price(a)) for a, m in assets.items()), ZERO
+    )
+    account_equity = round_half_even(account)
+    initial = round_half_even(initial)
+    maint = round_half_even(maint)
+    uni_mmr = (
+        UNI_MMR_WITHOUT_MARGIN
+        if maint == 0
+        else round_half_even(_WIDE.divide(account_equity, maint))
+    )
+    available = account_equity - initial
+    return MarginSummary(
+        account_equity=account_equity,
+        actual_equity=round_half_even(actual),
+        initial_margin=initial,
+        maint_margin=maint,
+        uni_mmr=uni_mmr,
+        status=account_status(uni_mmr, negative_total),
+        total_available=available,
+        virtual_max_withdraw=min(margin_free_usd, max(ZERO, available)),
+        positions=tuple(figures),
+        assets=assets,
+    )
+
+
+def _asset_margins(
+    positions: Iterable[Position],
+    open_orders: Iterable[Order],
+    settings: TradingSettings,
+    market: MarketView,
+) -> tuple[dict[str, AssetMargin], list[PositionFigures]]:
+    """Per margin asset, the positions' and open orders' margins and unrealized PnL; and each
+    open position's figures (positions without a market or a mark price are left out)."""
     assets: dict[str, AssetMargin] = {}
     figures: list[PositionFigures] = []
     for position in positions:
@@ -181,6 +220,14 @@ def summarize(
             current.open_order_initial_margin + order_initial_margin(order, settings),
             current.maint_margin,
         )
+    return assets, figures
+
+
+def _equity(
+    balances: AccountBalances, assets: Mapping[str, AssetMargin], market: MarketView
+) -> tuple[Decimal, Decimal, Decimal, bool]:
+    """(actual equity, account equity (collateral rates applied), MARGIN free of the valuation
+    asset, whether some asset's total wallet balance is negative), in USD, unrounded."""
     actual = account = ZERO
     margin_free_usd = ZERO
     negative_total = False
@@ -203,33 +250,7 @@ def summarize(
             actual += value
             rate = market.collateral_rates.get(asset, ZERO) if value > 0 else Decimal(1)
             account += _WIDE.multiply(value, rate)
-    initial = sum(
-        (_WIDE.multiply(m.initial_margin, market.asset_price(a)) for a, m in assets.items()), ZERO
-    )
-    maint = sum(
-        (_WIDE.multiply(m.maint_margin, market.asset_price(a)) for a, m in assets.items()), ZERO
-    )
-    account_equity = round_half_even(account)
-    initial = round_half_even(initial)
-    maint = round_half_even(maint)
-    uni_mmr = (
-        UNI_MMR_WITHOUT_MARGIN
-        if maint == 0
-        else round_half_even(_WIDE.divide(account_equity, maint))
-    )
-    available = account_equity - initial
-    return MarginSummary(
-        account_equity=account_equity,
-        actual_equity=round_half_even(actual),
-        initial_margin=initial,
-        maint_margin=maint,
-        uni_mmr=uni_mmr,
-        status=account_status(uni_mmr, negative_total),
-        total_available=available,
-        virtual_max_withdraw=min(margin_free_usd, max(ZERO, available)),
-        positions=tuple(figures),
-        assets=assets,
-    )
+    return actual, account, margin_free_usd, negative_total
 
 
 def account_status(uni_mmr: Decimal, negative_total: bool) -> str:

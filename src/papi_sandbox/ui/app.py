@@ -65,7 +65,7 @@ from papi_sandbox.ui import session
 from papi_sandbox.wire.errors import ApiError
 
 if TYPE_CHECKING:
-    from papi_sandbox.api.app import AppState
+    from papi_sandbox.api.state import AppState
 
 log = logging.getLogger("papi_sandbox.ui")
 
@@ -229,12 +229,18 @@ async def _feed(hub: EventHub, account_id: int | None, feeds: list[int]) -> Asyn
         feeds[0] -= 1
 
 
-def ui_routes(state: AppState) -> list[BaseRoute]:
-    """The dashboard's routes, mounted at ``/ui`` by the composition root (api/app.py)."""
-    env = _environment()
-    service = state.service
+class _Dashboard:
+    """The dashboard's handlers over one service: pages (:meth:`page`), form actions
+    (:meth:`action`), the login and the live feed."""
+
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+        self.service = state.service
+        self.env = _environment()
+        self.feeds = [0]  # open live feeds of this process
 
     def render(
+        self,
         request: Request,
         template: str,
         status: int = 200,
@@ -245,8 +251,8 @@ def ui_routes(state: AppState) -> list[BaseRoute]:
         # Every page carries the CSRF token its forms post back; the nonce cookie is created
         # (or kept) here.
         nonce = session.request_nonce(request) or session.new_nonce()
-        body = env.get_template(template).render(
-            csrf=session.csrf_token(state.admin_token, purpose, nonce),
+        body = self.env.get_template(template).render(
+            csrf=session.csrf_token(self.state.admin_token, purpose, nonce),
             csrf_field=session.CSRF_FIELD,
             logged_in=purpose == session.SESSION,
             insecure=session.cookie_dropped(request),
@@ -257,22 +263,22 @@ def ui_routes(state: AppState) -> list[BaseRoute]:
             session.set_cookie(response, session.NONCE_COOKIE, nonce, None)
         return response
 
-    def refused(request: Request, status: int, message: str) -> Response:
-        return render(
+    def refused(self, request: Request, status: int, message: str) -> Response:
+        return self.render(
             request,
             "error.html",
             status,
-            purpose=session.SESSION if session.logged_in(request, state.admin_token) else "",
+            purpose=session.SESSION if session.logged_in(request, self.state.admin_token) else "",
             message=message,
         )
 
-    def throttled(request: Request) -> Response | None:
+    def throttled(self, request: Request) -> Response | None:
         """The answer for an IP past its failed operator authentications of this minute (the
         throttle the operator API shares, docs/security.md), else None."""
-        retry_after_s = state.admin_auth.refuse(client_ip(request))
+        retry_after_s = self.state.admin_auth.refuse(client_ip(request))
         if retry_after_s is None:
             return None
-        answer = render(
+        answer = self.render(
             request,
             "login.html",
             429,
@@ -283,22 +289,22 @@ def ui_routes(state: AppState) -> list[BaseRoute]:
         answer.headers["Retry-After"] = str(retry_after_s)
         return answer
 
-    def signed_in(request: Request) -> bool:
+    def signed_in(self, request: Request) -> bool:
         """The session cookie holds the token; a wrong one counts as a failed authentication."""
-        if session.logged_in(request, state.admin_token):
+        if session.logged_in(request, self.state.admin_token):
             return True
         if request.cookies.get(session.SESSION_COOKIE):
-            state.admin_auth.fail(client_ip(request))
+            self.state.admin_auth.fail(client_ip(request))
         return False
 
-    def page(handler: Handler) -> Handler:
+    def page(self, handler: Handler) -> Handler:
         """A page or fragment read: logged-in sessions only (others go to the login form)."""
 
         async def endpoint(request: Request) -> Response:
-            refusal = throttled(request)
+            refusal = self.throttled(request)
             if refusal is not None:
                 return refusal
-            if not signed_in(request):
+            if not self.signed_in(request):
                 if request.headers.get("x-papi-ui-fragment"):
                     return Response(status_code=401, headers=PAGE_HEADERS)
                 return RedirectResponse("/ui/login", 303, headers=PAGE_HEADERS)
@@ -306,23 +312,23 @@ def ui_routes(state: AppState) -> list[BaseRoute]:
 
         return endpoint
 
-    def action(handler: Callable[[Request, dict[str, str]], Awaitable[Response]]) -> Handler:
+    def action(self, handler: Callable[[Request, dict[str, str]], Awaitable[Response]]) -> Handler:
         """A state-changing form post: a session, a valid CSRF token, a well-formed form."""
 
         async def endpoint(request: Request) -> Response:
-            refusal = throttled(request)
+            refusal = self.throttled(request)
             if refusal is not None:
                 return refusal
-            if not signed_in(request):
-                return refused(request, 401, "Log in first.")
+            if not self.signed_in(request):
+                return self.refused(request, 401, "Log in first.")
             try:
                 form = session.parse_form(await read_body(request, session.MAX_FORM_BYTES))
             except session.FormError as exc:
-                return refused(request, 400, f"Refused: {exc}.")
+                return self.refused(request, 400, f"Refused: {exc}.")
             except ApiError as error:
-                return refused(request, error.status, error.msg)
-            if not session.csrf_ok(request, form, state.admin_token, session.SESSION):
-                return refused(
+                return self.refused(request, error.status, error.msg)
+            if not session.csrf_ok(request, form, self.state.admin_token, session.SESSION):
+                return self.refused(
                     request,
                     403,
                     "Refused: the form's CSRF token is missing or wrong. Reload"
@@ -334,43 +340,43 @@ def ui_routes(state: AppState) -> list[BaseRoute]:
 
     # -- login --------------------------------------------------------------------------------
 
-    async def login_form(request: Request) -> Response:
-        if session.logged_in(request, state.admin_token):
+    async def login_form(self, request: Request) -> Response:
+        if session.logged_in(request, self.state.admin_token):
             return RedirectResponse("/ui/", 303, headers=PAGE_HEADERS)
-        return render(request, "login.html", purpose=session.LOGIN, error=None)
+        return self.render(request, "login.html", purpose=session.LOGIN, error=None)
 
-    async def login(request: Request) -> Response:
+    async def login(self, request: Request) -> Response:
         try:
             form = session.parse_form(await read_body(request, session.MAX_FORM_BYTES))
         except (session.FormError, ApiError):
             form = {}
-        if not session.csrf_ok(request, form, state.admin_token, session.LOGIN):
-            return render(
+        if not session.csrf_ok(request, form, self.state.admin_token, session.LOGIN):
+            return self.render(
                 request,
                 "login.html",
                 403,
                 purpose=session.LOGIN,
                 error="The login form expired or came from another page; try again.",
             )
-        refusal = throttled(request)
+        refusal = self.throttled(request)
         if refusal is not None:
             return refusal
-        if not token_matches(state, form.get("token", "")):
+        if not token_matches(self.state, form.get("token", "")):
             # Counted like every failed operator authentication; the token is never logged.
-            state.admin_auth.fail(client_ip(request))
+            self.state.admin_auth.fail(client_ip(request))
             log.warning("dashboard login refused (wrong operator token)")
-            return render(
+            return self.render(
                 request, "login.html", 401, purpose=session.LOGIN, error="Wrong operator token."
             )
         response = RedirectResponse("/ui/", 303, headers=PAGE_HEADERS)
         session.set_cookie(
-            response, session.SESSION_COOKIE, state.admin_token, session.SESSION_MAX_AGE_S
+            response, session.SESSION_COOKIE, self.state.admin_token, session.SESSION_MAX_AGE_S
         )
         # A fresh nonce for the session: a nonce planted before login is not carried over.
         session.set_cookie(response, session.NONCE_COOKIE, session.new_nonce(), None)
         return response
 
-    async def logout(request: Request, form: dict[str, str]) -> Response:
+    async def logout(self, request: Request, form: dict[str, str]) -> Response:
         response = RedirectResponse("/ui/login", 303, headers=PAGE_HEADERS)
         session.clear_cookie(response, session.SESSION_COOKIE)
         session.clear_cookie(response, session.NONCE_COOKIE)
@@ -378,15 +384,15 @@ def ui_routes(state: AppState) -> list[BaseRoute]:
 
     # -- accounts -----------------------------------------------------------------------------
 
-    async def accounts_context(request: Request) -> dict[str, Any]:
+    async def accounts_context(self, request: Request) -> dict[str, Any]:
         text = request.query_params.get("q", "").strip()[:MAX_ACCOUNT_SEARCH_CHARS]
         after = _positive_int(request.query_params.get("after")) or 0
-        found = await state.store.list_accounts(AccountSearch(text), after, ACCOUNTS_PAGE + 1)
+        found = await self.state.store.list_accounts(AccountSearch(text), after, ACCOUNTS_PAGE + 1)
         more = len(found) > ACCOUNTS_PAGE
         rows = []
         for info in found[:ACCOUNTS_PAGE]:
-            balances = await service.balance_rows(info.account_id)
-            summary = await service.account_summary(info.account_id)
+            balances = await self.service.balance_rows(info.account_id)
+            summary = await self.service.account_summary(info.account_id)
             rows.append(
                 {
                     "info": info,
@@ -403,35 +409,37 @@ def ui_routes(state: AppState) -> list[BaseRoute]:
             "next_after": found[ACCOUNTS_PAGE - 1].account_id if more else None,
         }
 
-    async def accounts(request: Request) -> Response:
-        return render(request, "accounts.html", **(await accounts_context(request)))
+    async def accounts(self, request: Request) -> Response:
+        return self.render(request, "accounts.html", **(await self.accounts_context(request)))
 
-    async def accounts_fragment(request: Request) -> Response:
-        return render(request, "_accounts_table.html", **(await accounts_context(request)))
+    async def accounts_fragment(self, request: Request) -> Response:
+        return self.render(
+            request, "_accounts_table.html", **(await self.accounts_context(request))
+        )
 
-    async def create_account(request: Request, form: dict[str, str]) -> Response:
+    async def create_account(self, request: Request, form: dict[str, str]) -> Response:
         label = form.get("label", "").strip()
         try:
-            issued = await service.create_account(parse_new_account({"label": label or None}))
+            issued = await self.service.create_account(parse_new_account({"label": label or None}))
         except ApiError as error:
-            return refused(request, error.status, error.msg)
-        return render(request, "created.html", 201, issued=issued)
+            return self.refused(request, error.status, error.msg)
+        return self.render(request, "created.html", 201, issued=issued)
 
     # -- one account --------------------------------------------------------------------------
 
-    async def account_context(request: Request, account_id: int) -> dict[str, Any]:
-        info = await service.require_account(account_id)
-        snapshot = await service.balances(account_id)
+    async def account_context(self, request: Request, account_id: int) -> dict[str, Any]:
+        info = await self.service.require_account(account_id)
+        snapshot = await self.service.balances(account_id)
         rows = snapshot.rows()
-        summary = await service.account_summary(account_id)
+        summary = await self.service.account_summary(account_id)
         before = _positive_int(request.query_params.get("before"))
-        entries = await service.journal(account_id, JOURNAL_PAGE + 1, before)
+        entries = await self.service.journal(account_id, JOURNAL_PAGE + 1, before)
         more = len(entries) > JOURNAL_PAGE
         entries = entries[:JOURNAL_PAGE]
         now_ms = time.time_ns() // 1_000_000
-        interest = await service.interest_history(account_id, None, 0, now_ms, INTEREST_ROWS)
-        keys = await state.store.api_keys(account_id)
-        trading = service.trading
+        interest = await self.service.interest_history(account_id, None, 0, now_ms, INTEREST_ROWS)
+        keys = await self.state.store.api_keys(account_id)
+        trading = self.service.trading
         um = positions_object(await trading.account(account_id), trading.market)
         return {
             "info": info,
@@ -454,26 +462,27 @@ def ui_routes(state: AppState) -> list[BaseRoute]:
             "form": {},
         }
 
-    async def account_page(request: Request) -> Response:
+    async def account_page(self, request: Request) -> Response:
         try:
             account_id = path_account_id(request)
-            context = await account_context(request, account_id)
+            context = await self.account_context(request, account_id)
         except (ApiError, LedgerError) as exc:
             error = domain_error(exc)
             assert error is not None
-            return refused(request, error.status, error.msg)
-        return render(request, "account.html", **context)
+            return self.refused(request, error.status, error.msg)
+        return self.render(request, "account.html", **context)
 
-    async def account_fragment(request: Request) -> Response:
+    async def account_fragment(self, request: Request) -> Response:
         try:
-            context = await account_context(request, path_account_id(request))
+            context = await self.account_context(request, path_account_id(request))
         except (ApiError, LedgerError) as exc:
             error = domain_error(exc)
             assert error is not None
             return Response(error.msg, error.status, headers=PAGE_HEADERS)
-        return render(request, "_account_live.html", **context)
+        return self.render(request, "_account_live.html", **context)
 
     async def account_action(
+        self,
         request: Request,
         form: dict[str, str],
         run: Callable[[int], Awaitable[None]],
@@ -484,29 +493,29 @@ def ui_routes(state: AppState) -> list[BaseRoute]:
         try:
             account_id = path_account_id(request)
         except ApiError as bad_path:
-            return refused(request, bad_path.status, bad_path.msg)
+            return self.refused(request, bad_path.status, bad_path.msg)
         try:
             await run(account_id)
         except (ApiError, LedgerError) as exc:
             error = domain_error(exc)
             assert error is not None
             try:
-                context = await account_context(request, account_id)
+                context = await self.account_context(request, account_id)
             except (ApiError, LedgerError):
-                return refused(request, error.status, error.msg)
+                return self.refused(request, error.status, error.msg)
             context.update(error=error.msg, form=form)
-            return render(request, "account.html", error.status, **context)
+            return self.render(request, "account.html", error.status, **context)
         return RedirectResponse(f"/ui/accounts/{account_id}?done={done}", 303, headers=PAGE_HEADERS)
 
-    async def adjust(request: Request, form: dict[str, str]) -> Response:
+    async def adjust(self, request: Request, form: dict[str, str]) -> Response:
         async def run(account_id: int) -> None:
             fields = {k: form.get(k, "").strip() for k in ("wallet", "asset", "amount", "reason")}
             a = parse_adjustment(fields)
-            await service.adjust(account_id, a.wallet, a.asset, a.amount, a.reason)
+            await self.service.adjust(account_id, a.wallet, a.asset, a.amount, a.reason)
 
-        return await account_action(request, form, run, "adjusted")
+        return await self.account_action(request, form, run, "adjusted")
 
-    async def settings(request: Request, form: dict[str, str]) -> Response:
+    async def settings(self, request: Request, form: dict[str, str]) -> Response:
         async def run(account_id: int) -> None:
             # The form's text, in the operator API's JSON types; the rules are parse_settings's.
             data: dict[str, Any] = {}
@@ -518,25 +527,25 @@ def ui_routes(state: AppState) -> list[BaseRoute]:
                 digits = grammar.is_integer(vip, 9)
                 data["vipLevel"] = int(vip) if digits else vip
             auto_repay, vip_level = parse_settings(data)
-            await service.set_settings(account_id, auto_repay=auto_repay, vip_level=vip_level)
+            await self.service.set_settings(account_id, auto_repay=auto_repay, vip_level=vip_level)
 
-        return await account_action(request, form, run, "settings")
+        return await self.account_action(request, form, run, "settings")
 
-    async def revoke(request: Request, form: dict[str, str]) -> Response:
+    async def revoke(self, request: Request, form: dict[str, str]) -> Response:
         async def run(account_id: int) -> None:
-            await revoke_key(state, account_id, form.get("apiKey", ""))
+            await revoke_key(self.state, account_id, form.get("apiKey", ""))
 
-        return await account_action(request, form, run, "revoked")
+        return await self.account_action(request, form, run, "revoked")
 
     # -- operations: jobs and verify ------------------------------------------------------------
 
     async def operations_page(
-        request: Request, status: int = 200, form: dict[str, str] | None = None, **result: Any
+        self, request: Request, status: int = 200, form: dict[str, str] | None = None, **result: Any
     ) -> Response:
         """The markets, jobs and verify page, with what an action just did (``result``)."""
-        market = await service.trading.prices()
+        market = await self.service.trading.prices()
         context: dict[str, Any] = {"report": None, "error": None, "done": None, **result}
-        return render(
+        return self.render(
             request,
             "operations.html",
             status,
@@ -546,49 +555,47 @@ def ui_routes(state: AppState) -> list[BaseRoute]:
             **context,
         )
 
-    async def operations(request: Request) -> Response:
-        return await operations_page(request)
+    async def operations(self, request: Request) -> Response:
+        return await self.operations_page(request)
 
-    async def run_job(request: Request, form: dict[str, str]) -> Response:
+    async def run_job(self, request: Request, form: dict[str, str]) -> Response:
         as_of = form.get("asOf", "").strip()
         try:
-            report = await run_job_as_of(state, form.get("job", ""), {"asOf": as_of or None})
+            report = await run_job_as_of(self.state, form.get("job", ""), {"asOf": as_of or None})
         except ApiError as error:
-            return await operations_page(request, error.status, form, error=error.msg)
-        return await operations_page(request, form=form, report=report.to_json())
+            return await self.operations_page(request, error.status, form, error=error.msg)
+        return await self.operations_page(request, form=form, report=report.to_json())
 
-    async def set_price(request: Request, form: dict[str, str]) -> Response:
+    async def set_price(self, request: Request, form: dict[str, str]) -> Response:
         # The form's text in the operator API's JSON shape; the rules are parse_price_change's
         # and the trading service's (an unknown symbol is refused there).
         data = {"markPrice": form.get("markPrice", "").strip()}
         if form.get("indexPrice", "").strip():
             data["indexPrice"] = form["indexPrice"].strip()
         try:
-            symbol = market_symbol(service.trading, form.get("symbol", ""))
+            symbol = market_symbol(self.service.trading, form.get("symbol", ""))
             mark, index = parse_price_change(data)
-            change = await service.trading.set_price(symbol, mark, index)
+            change = await self.service.trading.set_price(symbol, mark, index)
         except (ApiError, LedgerError, TradingRefused) as exc:
             error = domain_error(exc)
             assert error is not None
-            return await operations_page(request, error.status, form, error=error.msg)
+            return await self.operations_page(request, error.status, form, error=error.msg)
         done = (
             f"{symbol}: mark price {money.format_amount(change.price.mark_price)};"
             f" {change.fills} fill(s) on {change.accounts} account(s)."
         )
-        return await operations_page(request, done=done)
+        return await self.operations_page(request, done=done)
 
-    async def verify(request: Request, form: dict[str, str]) -> Response:
-        result = verify_object(await state.store.verify())
-        return await operations_page(request, 200 if result["ok"] else 409, verify=result)
+    async def verify(self, request: Request, form: dict[str, str]) -> Response:
+        result = verify_object(await self.state.store.verify())
+        return await self.operations_page(request, 200 if result["ok"] else 409, verify=result)
 
-    async def not_found(request: Request) -> Response:
-        return refused(request, 404, "There is no such page of the dashboard.")
+    async def not_found(self, request: Request) -> Response:
+        return self.refused(request, 404, "There is no such page of the dashboard.")
 
     # -- live feed ------------------------------------------------------------------------------
 
-    feeds = [0]  # open live feeds of this process
-
-    async def events(request: Request) -> Response:
+    async def events(self, request: Request) -> Response:
         """``text/event-stream`` of the committed journal entries of one account
         (``?account=<id>``) or of every account, from the event hub the user data stream uses.
         Each event says only which entry committed; the page fetches its fragment again."""
@@ -596,31 +603,35 @@ def ui_routes(state: AppState) -> list[BaseRoute]:
         account_id = _positive_int(text) if text is not None else None
         if text is not None and account_id is None:
             return Response("unknown account", 404, headers=PAGE_HEADERS)
-        if feeds[0] >= MAX_LIVE_FEEDS:
-            return Response("too many live feeds", 503, headers=PAGE_HEADERS)
+        if self.feeds[0] >= MAX_LIVE_FEEDS:
+            return Response("too many live self.feeds", 503, headers=PAGE_HEADERS)
         return StreamingResponse(
-            _feed(state.hub, account_id, feeds),
+            _feed(self.state.hub, account_id, self.feeds),
             media_type="text/event-stream",
             headers={**PAGE_HEADERS, "X-Accel-Buffering": "no"},
         )
 
+
+def ui_routes(state: AppState) -> list[BaseRoute]:
+    """The dashboard's routes, mounted at ``/ui`` by the composition root (api/app.py)."""
+    ui = _Dashboard(state)
     return [
-        Route("/", page(accounts), methods=["GET"]),
-        Route("/events", page(events), methods=["GET"]),
-        Route("/accounts/fragment", page(accounts_fragment), methods=["GET"]),
-        Route("/login", login_form, methods=["GET"]),
-        Route("/login", login, methods=["POST"]),
-        Route("/logout", action(logout), methods=["POST"]),
-        Route("/accounts", action(create_account), methods=["POST"]),
-        Route("/accounts/{account_id}", page(account_page), methods=["GET"]),
-        Route("/accounts/{account_id}/fragment", page(account_fragment), methods=["GET"]),
-        Route("/accounts/{account_id}/adjust", action(adjust), methods=["POST"]),
-        Route("/accounts/{account_id}/settings", action(settings), methods=["POST"]),
-        Route("/accounts/{account_id}/revoke", action(revoke), methods=["POST"]),
-        Route("/operations", page(operations), methods=["GET"]),
-        Route("/operations/job", action(run_job), methods=["POST"]),
-        Route("/operations/verify", action(verify), methods=["POST"]),
-        Route("/operations/price", action(set_price), methods=["POST"]),
+        Route("/", ui.page(ui.accounts), methods=["GET"]),
+        Route("/events", ui.page(ui.events), methods=["GET"]),
+        Route("/accounts/fragment", ui.page(ui.accounts_fragment), methods=["GET"]),
+        Route("/login", ui.login_form, methods=["GET"]),
+        Route("/login", ui.login, methods=["POST"]),
+        Route("/logout", ui.action(ui.logout), methods=["POST"]),
+        Route("/accounts", ui.action(ui.create_account), methods=["POST"]),
+        Route("/accounts/{account_id}", ui.page(ui.account_page), methods=["GET"]),
+        Route("/accounts/{account_id}/fragment", ui.page(ui.account_fragment), methods=["GET"]),
+        Route("/accounts/{account_id}/adjust", ui.action(ui.adjust), methods=["POST"]),
+        Route("/accounts/{account_id}/settings", ui.action(ui.settings), methods=["POST"]),
+        Route("/accounts/{account_id}/revoke", ui.action(ui.revoke), methods=["POST"]),
+        Route("/operations", ui.page(ui.operations), methods=["GET"]),
+        Route("/operations/job", ui.action(ui.run_job), methods=["POST"]),
+        Route("/operations/verify", ui.action(ui.verify), methods=["POST"]),
+        Route("/operations/price", ui.action(ui.set_price), methods=["POST"]),
         Mount("/static", StaticFiles(packages=[("papi_sandbox.ui", "static")]), name="static"),
-        Route("/{rest:path}", page(not_found), methods=["GET"]),
+        Route("/{rest:path}", ui.page(ui.not_found), methods=["GET"]),
     ]

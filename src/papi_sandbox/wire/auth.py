@@ -8,9 +8,11 @@ import functools
 import hashlib
 import hmac
 import ipaddress
+import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -19,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from papi_sandbox import grammar
+from papi_sandbox.secretbox import SecretBox, SecretBoxError
 from papi_sandbox.store.base import ApiKeyRecord
 from papi_sandbox.wire import errors
 
@@ -176,6 +179,45 @@ def ip_allowed(key: ApiKeyRecord, client_ip: str) -> bool:
         except ValueError:
             continue
     return False
+
+
+class KeyFinder(Protocol):
+    """The store's key lookup (``Store.find_api_key``): the record, its secret still sealed."""
+
+    async def find_api_key(self, api_key: str) -> ApiKeyRecord | None: ...
+
+
+class SealedKeyLoader:
+    """What :class:`KeyCache` loads a missing key with: the store's record with its HMAC
+    secret opened by the process's encryption key (``papi_sandbox.secretbox``). A secret
+    that will not open (the key was rotated under a running process) is logged and refused
+    with -1001 "internal error; retry" (``errors.internal_retry``)."""
+
+    def __init__(self, store: KeyFinder, box: SecretBox) -> None:
+        self._store = store
+        self._box = box
+
+    async def __call__(self, api_key: str) -> ApiKeyRecord | None:
+        record = await self._store.find_api_key(api_key)
+        if record is None or record.secret is None:
+            return record
+        try:
+            secret = self._box.open(record.secret, record.api_key)
+        except SecretBoxError as exc:
+            logging.getLogger("papi_sandbox").error("cannot open the secret of an API key: %s", exc)
+            raise errors.internal_retry() from None
+        # Built field by field: dataclasses.replace costs several µs, on every key miss.
+        return ApiKeyRecord(
+            record.api_key,
+            record.account_id,
+            record.key_type,
+            secret,
+            record.public_key,
+            record.can_read,
+            record.can_trade,
+            record.ip_whitelist,
+            record.revoked,
+        )
 
 
 class KeyCache:

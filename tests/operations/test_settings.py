@@ -1,0 +1,241 @@
+"""The one settings spec (papi_sandbox.settings): ``serve``'s flags, the environment loader of
+``uvicorn --factory papi_sandbox.api.app:app_from_env`` and the ``--workers`` processes read the
+same options through the same grammar."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from papi_sandbox import settings
+from papi_sandbox.cli import app as cli_app
+from papi_sandbox.testing import free_port
+from tests.support import ADMIN_TOKEN, Server
+
+#: Every numeric option of the spec (integers and durations): the family the grammar guards.
+NUMERIC = [
+    name for name, info in settings.Settings.model_fields.items() if info.annotation in (int, float)
+]
+#: Text each of them must refuse: a Unicode digit, a trailing line feed, and pydantic's own
+#: leniencies (underscores, surrounding spaces, an exponent, a sign).
+REFUSED = ["\u0661", "\u0661\u0662", "5\n", " 5", "5 ", "1_0", "1e1", "+5", "\uff15"]
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(settings.ENV_PREFIX)}
+    return {**env, **extra}
+
+
+def test_the_spec_covers_every_numeric_option() -> None:
+    assert len(NUMERIC) >= 10, NUMERIC
+    for name in ("port", "workers", "store_timeout", "request_read_timeout"):
+        assert name in NUMERIC
+
+
+@pytest.mark.parametrize("name", NUMERIC)
+def test_numeric_options_refuse_what_the_grammar_refuses(
+    name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """From the environment (the factory's loader) and from the flag (``serve``), each
+    refusal is one ``Cannot start:`` line naming the variable and the flag, exit status 2."""
+    runner = CliRunner()
+    env_var, flag = settings.env_name(name), settings.flag_name(name)
+    for value in REFUSED:
+        monkeypatch.setenv(env_var, value)
+        with pytest.raises(settings.SettingError) as info:
+            settings.settings_from_env()
+        assert env_var in str(info.value) and "\n" not in str(info.value)
+        monkeypatch.delenv(env_var)
+        env = _clean_env(PAPI_SANDBOX_DATA_DIR=str(tmp_path), COLUMNS="60")
+        by_env = runner.invoke(cli_app, ["serve"], env={**env, env_var: value})
+        by_flag = runner.invoke(cli_app, ["serve", flag, value], env=env)
+        for result in (by_env, by_flag):
+            assert result.exit_code == 2, (value, result.output)
+            lines = result.output.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("Cannot start: "), result.output
+            assert env_var in lines[0] and flag in lines[0], lines[0]
+
+
+def test_flags_win_over_variables_and_both_read_the_same_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PAPI_SANDBOX_PORT", "9001")
+    monkeypatch.setenv("PAPI_SANDBOX_SCHEDULER", "off")
+    assert settings.load().port == 9001
+    assert settings.load(port="9002").port == 9002
+    assert settings.load().scheduler is False
+    assert settings.load(scheduler=True).scheduler is True
+    monkeypatch.setenv("papi_sandbox_port", "9003")  # the names are exact, upper case
+    monkeypatch.delenv("PAPI_SANDBOX_PORT")
+    assert settings.load().port == settings.Settings.model_fields["port"].default
+
+
+def test_workers_get_back_every_setting_through_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``serve --workers N`` hands its settings to each process as variables: every option,
+    set away from its default, comes back equal from the factory's loader."""
+    given = {
+        "host": "0.0.0.0",
+        "port": "9100",
+        "db": "postgresql://u@h/db",
+        "data_dir": "/tmp/papi-x",
+        "ip_weight_limit": "0",
+        "ban_after_429s": "3",
+        "max_api_keys_per_account": "7",
+        "request_read_timeout": "2.5",
+        "keep_alive_timeout": "9",
+        "max_connections": "77",
+        "store_timeout": "0.25",
+        "admin_auth_failures_per_minute": "4",
+        "workers": "3",
+        "access_log": False,
+        "scheduler": False,
+        "demo": True,
+        "config": "/tmp/jobs.toml",
+        "limits": "redis://127.0.0.1:6379/0",
+        "limits_prefix": "other:",
+        "durability": "normal",
+        "forwarded_allow_ips": "10.0.0.0/8",
+    }
+    assert set(given) == set(settings.serve_fields()), "a new option needs a value here"
+    for name in list(os.environ):
+        if name.startswith(settings.ENV_PREFIX):
+            monkeypatch.delenv(name)
+    sent = settings.load(**given)
+    for name, value in settings.settings_to_env(sent).items():
+        monkeypatch.setenv(name, value)
+    assert settings.settings_from_env() == sent
+
+
+def test_settings_built_from_python_take_python_values(tmp_path: Path) -> None:
+    """``papi_sandbox.Settings`` is a public name: paths, numbers and booleans given from Python
+    (as bench/inprocess.py and an embedding application do) pass the same rules."""
+    built = settings.Settings(
+        data_dir=tmp_path, config=tmp_path / "jobs.toml", port=9000, store_timeout=0.5,
+        scheduler=False, access_log=False,
+    )  # fmt: skip
+    assert built.data_dir == tmp_path and built.config == tmp_path / "jobs.toml"
+    assert (built.port, built.store_timeout, built.scheduler) == (9000, 0.5, False)
+    for bad in ({"port": 0}, {"port": True}, {"store_timeout": 1e9}, {"data_dir": Path("a\nb")}):
+        with pytest.raises(settings.SettingError):
+            settings.load(**bad)
+
+
+@pytest.mark.parametrize("token", [" " * 40, "x" * 40 + "\n", "x" * 20 + " " + "x" * 20, "x" * 31])
+def test_the_operator_token_rule(token: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At least 32 visible ASCII characters: blanks and padding are refused, not trimmed."""
+    monkeypatch.setenv(settings.ADMIN_TOKEN_ENV, token)
+    with pytest.raises(settings.SettingError) as info:
+        settings.settings_from_env()
+    assert settings.ADMIN_TOKEN_ENV in str(info.value) or "at least 32" in str(info.value)
+
+
+def test_a_blank_token_file_is_refused_by_serve(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    (data / settings.ADMIN_TOKEN_FILE_NAME).write_text(" " * 40 + "\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "papi_sandbox", "serve", "--port", str(free_port())],
+        env=_clean_env(PAPI_SANDBOX_DATA_DIR=str(data)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("Cannot start: ") and "Traceback" not in done.stderr
+
+
+# -- the factory path, as a real server process ----------------------------------------------
+
+
+def _factory(data_dir: Path, port: int, **env: str) -> subprocess.Popen[bytes]:
+    log = open(data_dir / "factory.log", "wb")  # noqa: SIM115 - closed with the process
+    command = [sys.executable, "-m", "uvicorn", "--factory", "papi_sandbox.api.app:app_from_env"]
+    return subprocess.Popen(
+        [*command, "--host", "127.0.0.1", "--port", str(port)],
+        env=_clean_env(
+            PAPI_SANDBOX_DATA_DIR=str(data_dir), PAPI_SANDBOX_ADMIN_TOKEN=ADMIN_TOKEN, **env
+        ),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _wait_healthy(proc: subprocess.Popen[bytes], port: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the factory process exited"
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("the factory process did not answer /healthz")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    proc.wait(20)
+
+
+def _log_lines(path: Path) -> list[dict[str, Any]]:
+    lines = []
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            lines.append(json.loads(line))
+    return lines
+
+
+def _scheduler_lines(lines: list[dict[str, Any]]) -> list[str]:
+    return [e["msg"] for e in lines if e.get("logger") == "papi_sandbox.jobs"]
+
+
+@pytest.mark.parametrize("value", ["off", "false", "0", "no"])
+def test_the_factory_path_turns_the_scheduler_off(tmp_path: Path, value: str) -> None:
+    """``PAPI_SANDBOX_SCHEDULER=off`` under ``uvicorn --factory ...:app_from_env`` (what each
+    ``--workers`` process and a granian/uvicorn deployment run) leaves the scheduler off, as
+    under ``serve``."""
+    port = free_port()
+    proc = _factory(tmp_path, port, PAPI_SANDBOX_SCHEDULER=value)
+    try:
+        _wait_healthy(proc, port)
+    finally:
+        _stop(proc)
+    assert _scheduler_lines(_log_lines(tmp_path / "factory.log")) == ["scheduler off"]
+
+
+def test_serve_turns_the_scheduler_off_with_the_same_variable(tmp_path: Path) -> None:
+    server = Server(tmp_path / "srv", [], env={"PAPI_SANDBOX_SCHEDULER": "off"})
+    server.start()
+    server.stop()
+    assert _scheduler_lines(_log_lines(server.log_path)) == ["scheduler off"]
+
+
+def test_the_factory_path_runs_the_scheduler_by_default(tmp_path: Path) -> None:
+    port = free_port()
+    proc = _factory(tmp_path, port)
+    try:
+        _wait_healthy(proc, port)
+    finally:
+        _stop(proc)
+    assert _scheduler_lines(_log_lines(tmp_path / "factory.log")) == ["scheduler on"]
+
+
+def test_the_factory_path_refuses_a_bad_number_in_one_line(tmp_path: Path) -> None:
+    proc = _factory(tmp_path, free_port(), PAPI_SANDBOX_STORE_TIMEOUT="5\n")
+    assert proc.wait(30) == 2
+    text = (tmp_path / "factory.log").read_text()
+    assert "Traceback" not in text
+    refusal = [line for line in text.splitlines() if line.startswith("Cannot start: ")]
+    assert len(refusal) == 1 and "PAPI_SANDBOX_STORE_TIMEOUT" in refusal[0], text
