@@ -23,6 +23,7 @@ from papi_sandbox.trading.filters import OrderRequest
 from papi_sandbox.trading.margin import MarginSummary, summarize
 from papi_sandbox.trading.model import (
     Announcement,
+    HistoryPage,
     Order,
     Position,
     Refusal,
@@ -152,33 +153,13 @@ class Trading:
             self._require_symbol(symbol)
         return await self.store.read(trading_store.open_orders, account_id, symbol)
 
-    async def all_orders(
-        self,
-        account_id: int,
-        symbol: str,
-        order_id: int | None,
-        start_ms: int | None,
-        end_ms: int | None,
-        limit: int,
-    ) -> list[Order]:
+    async def all_orders(self, account_id: int, symbol: str, page: HistoryPage) -> list[Order]:
         self._require_symbol(symbol)
-        return await self.store.read(
-            trading_store.all_orders, account_id, symbol, order_id, start_ms, end_ms, limit
-        )
+        return await self.store.read(trading_store.all_orders, account_id, symbol, page)
 
-    async def trades(
-        self,
-        account_id: int,
-        symbol: str,
-        from_id: int | None,
-        start_ms: int | None,
-        end_ms: int | None,
-        limit: int,
-    ) -> list[Trade]:
+    async def trades(self, account_id: int, symbol: str, page: HistoryPage) -> list[Trade]:
         self._require_symbol(symbol)
-        return await self.store.read(
-            trading_store.user_trades, account_id, symbol, from_id, start_ms, end_ms, limit
-        )
+        return await self.store.read(trading_store.user_trades, account_id, symbol, page)
 
     async def income(
         self,

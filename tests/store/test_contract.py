@@ -413,6 +413,7 @@ def test_um_trading_units(store_url: str) -> None:
     from papi_sandbox.store import trading
     from papi_sandbox.trading.filters import OrderRequest
     from papi_sandbox.trading.model import (
+        HistoryPage,
         OrderStatus,
         OrderType,
         Side,
@@ -472,7 +473,7 @@ def test_um_trading_units(store_url: str) -> None:
         )
         assert fills == 1
         (filled,) = await store.read(
-            trading.all_orders, account, "BTCUSDT", resting.order_id, None, None, 10
+            trading.all_orders, account, "BTCUSDT", HistoryPage(resting.order_id, None, None, 10)
         )
         assert filled.status is OrderStatus.FILLED
         income = await store.read(trading.income, account, None, None, 0, 10_000, 100)

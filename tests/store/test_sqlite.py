@@ -326,25 +326,14 @@ def test_concurrent_operations_equal_the_serial_result(
         asyncio.run(run_concurrently(Path(tmp) / "ledger.db", operations))
 
 
-def _deposit_change(account_id: int, amount: str) -> object:
-    from papi_sandbox.store.sqlite import _Change
+def _deposit_change(account_id: int, amount: str) -> Any:
+    from papi_sandbox.store import journal
 
-    return _Change(
-        account_id,
-        "DEPOSIT",
-        functools.partial(
-            rules.plan_adjustment,
-            account_id,
-            wallet=Wallet.MARGIN,
-            asset="USDT",
-            amount=Decimal(amount),
-            reason=EntryType.DEPOSIT,
-        ),
-    )
+    return journal.Change(account_id, "DEPOSIT", adjustment(account_id, amount), 0)
 
 
 def test_an_operation_after_a_run_of_changes_sees_them(tmp_path: Path) -> None:
-
+    from papi_sandbox.store import journal
     from papi_sandbox.store.dialect import SQLITE
     from papi_sandbox.store.schema import migrate
     from papi_sandbox.store.sqlite import _Op, connect
@@ -361,20 +350,20 @@ def test_an_operation_after_a_run_of_changes_sees_them(tmp_path: Path) -> None:
         return str(row[0])
 
     def never(c: Db) -> None:
-        raise AssertionError("a change in a run is written by the run, not by its closure")
+        raise AssertionError("a grouped change is written by the grouped call, not its closure")
+
+    def change(amount: str) -> _Op:
+        group = (journal.transact, _deposit_change(1, amount))
+        return _Op(never, loop, loop.create_future(), group=group)
 
     loop = asyncio.new_event_loop()
     try:
-        batch = [
-            _Op(never, loop, loop.create_future(), _deposit_change(1, "5")),  # type: ignore[arg-type]
-            _Op(never, loop, loop.create_future(), _deposit_change(1, "2.5")),  # type: ignore[arg-type]
-            _Op(read_margin, loop, loop.create_future()),
-            _Op(never, loop, loop.create_future(), _deposit_change(1, "1")),  # type: ignore[arg-type]
-        ]
+        batch = [change("5"), change("2.5"), _Op(read_margin, loop, loop.create_future())]
+        batch.append(change("1"))
         store._commit_batch(conn, batch)
         loop.run_until_complete(asyncio.sleep(0))
         entries = [batch[i].future.result() for i in (0, 1, 3)]
-        assert batch[2].future.result() == "7.50000000"  # the run was written before it read
+        assert batch[2].future.result() == "7.50000000"  # the group was written before it read
     finally:
         loop.close()
     assert [e.tran_id for e in entries] == [1, 2, 3]
@@ -387,7 +376,6 @@ def test_a_run_whose_writes_fail_runs_again_with_savepoints(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from papi_sandbox.store import journal
-    from papi_sandbox.store import sqlite as sqlite_store
     from papi_sandbox.store.dialect import SQLITE
     from papi_sandbox.store.schema import migrate
     from papi_sandbox.store.sqlite import _Op, connect
@@ -397,12 +385,15 @@ def test_a_run_whose_writes_fail_runs_again_with_savepoints(
     migrate(conn, SQLITE)
     conn.execute("INSERT INTO accounts (id, label, created_ms) VALUES (1, 'a', 0)")
     attempts: list[str] = []
+    append_entries = journal.append_entries
 
-    def failing_write(self: object) -> None:
-        attempts.append("run")
-        raise OSError("disk full")
+    def failing_once(*args: Any) -> Any:
+        if not attempts:  # the grouped call's write fails (a full disk)
+            attempts.append("group")
+            raise OSError("disk full")
+        return append_entries(*args)
 
-    monkeypatch.setattr(sqlite_store._TransactRun, "write", failing_write)
+    monkeypatch.setattr(journal, "append_entries", failing_once)
 
     loop = asyncio.new_event_loop()
     try:
@@ -412,15 +403,18 @@ def test_a_run_whose_writes_fail_runs_again_with_savepoints(
 
             def closure(c: Db, change: Any = change) -> object:
                 attempts.append("closure")
-                return journal.transact(c, 1, "DEPOSIT", change.plan, 0)
+                ((entry, error),) = journal.transact(c, [change])
+                assert error is None
+                return entry
 
-            ops.append(_Op(closure, loop, loop.create_future(), change))  # type: ignore[arg-type]
+            group = (journal.transact, change)
+            ops.append(_Op(closure, loop, loop.create_future(), group=group))
         store._commit_batch(conn, ops)
         loop.run_until_complete(asyncio.sleep(0))
         assert [op.future.result().tran_id for op in ops] == [1, 2]
     finally:
         loop.close()
-    assert attempts == ["run", "closure", "closure"]
+    assert attempts == ["group", "closure", "closure"]
     balance = conn.execute("SELECT amount FROM balances WHERE account_id = 1").fetchone()[0]
     assert balance == "7.50000000"
     assert verify_connection(conn).ok

@@ -19,6 +19,7 @@ from papi_sandbox.store.contract import Store
 from papi_sandbox.store.dialect import Db
 from papi_sandbox.trading.filters import OrderRequest
 from papi_sandbox.trading.model import (
+    HistoryPage,
     OrderStatus,
     OrderType,
     Refusal,
@@ -87,10 +88,14 @@ async def _state(store: Store, accounts: tuple[int, ...]) -> list[Any]:
     state: list[Any] = []
     for account in accounts:
         state.append(
-            await store.read(trading_store.all_orders, account, "BTCUSDT", 1, None, None, 100)
+            await store.read(
+                trading_store.all_orders, account, "BTCUSDT", HistoryPage(1, None, None, 100)
+            )
         )
         state.append(
-            await store.read(trading_store.user_trades, account, "BTCUSDT", 1, None, None, 100)
+            await store.read(
+                trading_store.user_trades, account, "BTCUSDT", HistoryPage(1, None, None, 100)
+            )
         )
         state.append(await store.read(trading_store.load_positions, account))
         state.append(await store.read(trading_store.income, account, None, None, 0, 10**6, 100))

@@ -22,6 +22,7 @@ from papi_sandbox.trading.filters import OrderRequest
 from papi_sandbox.trading.margin import position_figures
 from papi_sandbox.trading.model import (
     ALGO_ORDER_TYPES,
+    HistoryPage,
     Order,
     OrderStatus,
     OrderType,
@@ -280,9 +281,8 @@ async def _all_orders(call: Call) -> Any:
         if "startTime" in call.args or "endTime" in call.args
         else (None, None)
     )
-    orders = await _trading(call).all_orders(
-        call.account_id, symbol, call.args.get("orderId"), start, end, limit
-    )
+    page = HistoryPage(call.args.get("orderId"), start, end, limit)
+    orders = await _trading(call).all_orders(call.account_id, symbol, page)
     return [order_object(o, spec) for o in orders]
 
 
@@ -294,7 +294,9 @@ async def _user_trades(call: Call) -> Any:
     if from_id is not None and ("startTime" in call.args or "endTime" in call.args):
         raise errors.bad_parameter_combination()
     start, end = (None, None) if from_id is not None else _window(call.args, _now_ms())
-    trades = await _trading(call).trades(call.account_id, symbol, from_id, start, end, limit)
+    trades = await _trading(call).trades(
+        call.account_id, symbol, HistoryPage(from_id, start, end, limit)
+    )
     return [trade_object(t, spec) for t in trades]
 
 

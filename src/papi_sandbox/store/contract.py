@@ -207,7 +207,9 @@ class Store(abc.ABC):
         the balances; durable before it returns. Returns None (and writes nothing) when the plan
         has no postings. Raises LedgerError (nothing written) when the plan refuses or the
         account does not exist."""
-        return await self.write(journal.transact, account_id, entry_type, plan, self._clock_ms())
+        change = journal.Change(account_id, entry_type, plan, self._clock_ms())
+        entry: Entry | None = await self.write_grouped(journal.transact, change)
+        return entry
 
     async def journal(
         self, account_id: int, limit: int, before_tran_id: int | None = None

@@ -208,7 +208,7 @@ class Dialect:
         db.many(UPSERT_BALANCE, rows)
 
 
-#: A balance row's new absolute amount (SQLite's one writer: ``apply_many`` and the batch run).
+#: A balance row's new absolute amount (SQLite's one writer: ``apply_many``).
 UPSERT_BALANCE = (
     "INSERT INTO balances (account_id, asset, wallet, amount, updated_ms) VALUES (?, ?, ?, ?, ?)"
     " ON CONFLICT (account_id, asset, wallet)"

@@ -1,13 +1,14 @@
 """The journal and the balances: the one path by which money moves, and the replay that proves it.
 
-:func:`transact` is the one read-plan-write unit (lock the account, read its balances, run the
-pure rule, :func:`append_entry`); :func:`append_entry` is the one place that writes an entry, its
-postings and the balance rows (through the dialect: absolute amounts or bucketed deltas).
+:func:`transact` is the one read-plan-write unit (lock the accounts, read their balances, run the
+pure rules, :func:`append_entries`); :func:`append_entries` is the one place that writes entries,
+their postings and the balance rows (through the dialect: absolute amounts or bucketed deltas).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 
 from papi_sandbox import money
@@ -16,6 +17,7 @@ from papi_sandbox.ledger.model import (
     AccountBalances,
     CommittedEntry,
     Entry,
+    LedgerError,
     Posting,
     Wallet,
     committed_entry,
@@ -23,7 +25,6 @@ from papi_sandbox.ledger.model import (
     reported_rows,
 )
 from papi_sandbox.progress import NO_PROGRESS, Progress
-from papi_sandbox.store.accounts import lock_account
 from papi_sandbox.store.base import MAX_JOURNAL_PAGE, MAX_RECENT_ENTRIES, Planner, VerifyReport
 from papi_sandbox.store.dialect import BalanceKey, Db
 from papi_sandbox.store.replay import LedgerReplay
@@ -61,6 +62,20 @@ def load_balances_of(db: Db, account_ids: Sequence[int]) -> dict[int, AccountBal
             if updated_ms > balances.updated_ms.get(asset, -1):
                 balances.updated_ms[asset] = int(updated_ms)
     return result
+
+
+def lock_accounts(db: Db, account_ids: Iterable[int]) -> list[int]:
+    """Lock the rows of these accounts until COMMIT, in ascending id order, so that two units
+    never wait for each other in a cycle (PostgreSQL; SQLite's one writer is alone anyway); the
+    ids of those that exist, ascending. One statement per MAX_IN_LIST ids."""
+    ids = sorted(set(account_ids))
+    existing: list[int] = []
+    for start in range(0, len(ids), MAX_IN_LIST):
+        chunk = ids[start : start + MAX_IN_LIST]
+        marks = ", ".join("?" * len(chunk))
+        sql = f"SELECT id FROM accounts WHERE id IN ({marks}) ORDER BY id{db.dialect.lock}"
+        existing += [int(r[0]) for r in db.all(sql, chunk)]
+    return existing
 
 
 def append_entry(
@@ -138,16 +153,58 @@ def append_entries(
     return committed
 
 
-def transact(db: Db, account_id: int, entry_type: str, plan: Planner, now_ms: int) -> Entry | None:
-    """Lock the account, read its balances, run ``plan``, append the entry: the one path of
-    change. None (nothing written) when the plan has no postings. Raises LedgerError when the
-    account does not exist or the plan refuses."""
-    lock_account(db, account_id)
-    snapshot = load_balances(db, account_id)
-    postings = plan(snapshot.amounts)
-    if not postings:
-        return None
-    return append_entry(db, account_id, entry_type, postings, now_ms, snapshot.amounts)
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One balance change (:meth:`~papi_sandbox.store.contract.Store.transact`) as data: the
+    item of the grouped unit :func:`transact`."""
+
+    account_id: int
+    entry_type: str
+    plan: Planner
+    now_ms: int
+
+
+def transact(db: Db, changes: Sequence[Change]) -> list[tuple[Entry | None, BaseException | None]]:
+    """The one path of change, a grouped unit (``Store.write_grouped``: SQLite's writer hands it
+    every consecutive change of a batch, PostgreSQL one at a time). Locks the changes' accounts
+    in ascending id order and reads their balances with one statement each, runs each plan in
+    order on the balances the changes before it left (so the result is the serial one), then
+    appends the planned entries together (:func:`append_entries`) and announces them.
+
+    Each change's outcome: ``(entry, None)``; ``(None, None)`` when its plan has no postings;
+    ``(None, error)`` when its account does not exist (LedgerError) or its plan refuses,
+    nothing of it written. Raises AssertionError for postings that do not sum to zero per asset
+    (nothing written; the SQLite writer then runs each change alone)."""
+    existing = lock_accounts(db, {c.account_id for c in changes})
+    before = {a: b.amounts for a, b in load_balances_of(db, existing).items()}
+    running = {a: dict(rows) for a, rows in before.items()}
+    outcomes: list[tuple[Entry | None, BaseException | None]] = []
+    planned: list[tuple[int, NewEntry]] = []  # (index of its outcome, the entry to write)
+    for change in changes:
+        try:
+            if change.account_id not in running:
+                raise LedgerError(f"account {change.account_id} does not exist")
+            postings = change.plan(dict(running[change.account_id]))
+        except Exception as exc:  # refused: nothing of it is written
+            outcomes.append((None, exc))
+            continue
+        outcomes.append((None, None))
+        if not postings:
+            continue
+        for p in postings:
+            rows = running.get(p.account_id)
+            if rows is not None:
+                key = (p.wallet, p.asset)
+                rows[key] = money.add(rows.get(key, money.ZERO), p.amount)
+        planned.append(
+            (len(outcomes) - 1, (change.account_id, change.entry_type, postings, change.now_ms))
+        )
+    if planned:
+        appended = append_entries(db, [item for _, item in planned], before)
+        for (index, _), committed in zip(planned, appended, strict=True):
+            db.dialect.announce(db, committed)
+            outcomes[index] = (committed.entry, None)
+    return outcomes
 
 
 def journal(db: Db, account_id: int, limit: int, before_tran_id: int | None) -> list[Entry]:

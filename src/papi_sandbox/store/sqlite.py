@@ -2,9 +2,10 @@
 
 One writer serialises every change, so concurrent requests give exactly the serial result; it
 commits everything queued meanwhile as one transaction (one fsync), answering each caller only
-after that COMMIT returned (``synchronous=FULL``). Consecutive ``transact`` operations of a batch
-are planned in memory and written with one statement per table (:class:`_TransactRun`). Why, and
-the measurements: docs/design.md, docs/performance.md.
+after that COMMIT returned (``synchronous=FULL``). Consecutive operations of one grouped unit
+(``write_grouped``; ``transact`` is one) are handed to one call of it, which plans them in memory
+and writes them with one statement per table. Why, and the measurements: docs/design.md,
+docs/performance.md.
 """
 
 from __future__ import annotations
@@ -21,33 +22,23 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from papi_sandbox import money
 from papi_sandbox.files import make_private_dir, make_private_file
 from papi_sandbox.ledger.model import (
     AccountBalances,
-    Entry,
-    LedgerError,
-    Posting,
-    Wallet,
-    committed_entry,
-    is_balanced,
-    reported_rows,
 )
 from papi_sandbox.progress import NO_PROGRESS, Progress
 from papi_sandbox.store import journal, outbox
 from papi_sandbox.store.base import (
     DEFAULT_STORE_TIMEOUT_S,
-    Planner,
     StoreDamaged,
     StoreUnavailable,
     VerifyReport,
 )
 from papi_sandbox.store.contract import GroupedUnit, ItemT, Store, now_ms
-from papi_sandbox.store.dialect import SQLITE, UPSERT_BALANCE, Db
+from papi_sandbox.store.dialect import SQLITE, Db
 from papi_sandbox.store.readpool import ReadPool, answer, take_batch
 from papi_sandbox.store.schema import migrate
 from papi_sandbox.store.versions import ChangeVersions, SnapshotCache
@@ -218,21 +209,11 @@ class _Op:
     fn: Callable[[Db], Any]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
-    #: For ``transact``: what it does as data, so that a run of them is written together
-    #: (``_TransactRun``); ``fn`` does the same alone (the savepoint pass uses it).
-    change: _Change | None = None
     #: time.monotonic() past which the writer refuses the op unapplied (the store timeout).
     deadline: float = math.inf
     #: For ``write_grouped``: the unit and this op's item, so that consecutive items of the
     #: same unit are handed to one call (``fn`` runs the item alone, for the savepoint pass).
     group: tuple[GroupedUnit[Any], Any] | None = None
-
-
-@dataclass(slots=True)
-class _Change:
-    account_id: int
-    entry_type: str
-    plan: Planner
 
 
 Outcome = tuple[Any, BaseException | None]
@@ -463,7 +444,6 @@ class SQLiteStore(Store):
         Nothing of a rolled-back attempt is answered or published."""
         conn: sqlite3.Connection = db.conn
         outcomes: list[Outcome] = []
-        run: _TransactRun | None = None
         grouped: list[_Op] = []  # consecutive ops of one grouped unit, not yet run
         self._own_last = None
         try:
@@ -474,36 +454,22 @@ class SQLiteStore(Store):
                     if grouped and grouped[0].group[0] is not op.group[0]:  # type: ignore[index]
                         outcomes += _run_group(db, grouped)
                         grouped = []
-                    if run is not None:  # the unit may read what the run changed: write it
-                        _write_run(run)
-                        run = None
                     grouped.append(op)
                     continue
                 if grouped:
                     outcomes += _run_group(db, grouped)
                     grouped = []
-                if not savepoints and op.change is not None:
-                    # Consecutive changes are planned in memory, in order, and written together.
-                    if run is None:
-                        run = _TransactRun(db, self._clock_ms)
-                    outcomes.append(run.add(op.change))
-                    continue
-                if run is not None:  # what follows may read what the run changed: write it
-                    _write_run(run)
-                    run = None
                 outcome = _run_one(db, op, savepoints=savepoints)
                 if outcome is None:
                     return None
                 outcomes.append(outcome)
             if grouped:
                 outcomes += _run_group(db, grouped)
-            if run is not None:
-                _write_run(run)
             if db.committed:
                 outbox.write(db, db.committed)
                 self._own_last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
             conn.execute("COMMIT")
-        except _RunFailed:  # a run's writes failed: the attempt is rolled back whole
+        except _RunFailed:  # a grouped call failed: the attempt is rolled back whole
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             return None
@@ -518,14 +484,13 @@ class SQLiteStore(Store):
     async def _write(
         self,
         fn: Callable[[Db], T],
-        change: _Change | None = None,
         group: tuple[GroupedUnit[Any], Any] | None = None,
     ) -> T:
         if self._writer is None:
             raise RuntimeError("store is not open")
         loop = asyncio.get_running_loop()
         deadline = time.monotonic() + self.timeout_s
-        op = _Op(fn, loop, loop.create_future(), change, deadline, group)
+        op = _Op(fn, loop, loop.create_future(), deadline, group)
         try:
             self._queue.put_nowait(op)
         except queue.Full:
@@ -605,12 +570,6 @@ class SQLiteStore(Store):
             self._data_version = version
             self.versions.bump_all()
 
-    async def transact(self, account_id: int, entry_type: str, plan: Planner) -> Entry | None:
-        def alone(db: Db) -> Entry | None:
-            return journal.transact(db, account_id, entry_type, plan, self._clock_ms())
-
-        return await self._write(alone, _Change(account_id, entry_type, plan))
-
 
 def _run_group(db: Db, ops: list[_Op]) -> list[Outcome]:
     """Consecutive ops of one grouped unit, as one call (its items' refusals wrote nothing).
@@ -626,13 +585,6 @@ def _run_group(db: Db, ops: list[_Op]) -> list[Outcome]:
     if len(outcomes) != len(ops):
         raise _RunFailed(f"{unit} answered {len(outcomes)} of {len(ops)} items")
     return outcomes
-
-
-def _write_run(run: _TransactRun) -> None:
-    try:
-        run.write()
-    except Exception as exc:
-        raise _RunFailed from exc
 
 
 def _run_one(db: Db, op: _Op, *, savepoints: bool) -> Outcome | None:
@@ -663,107 +615,4 @@ def _run_one(db: Db, op: _Op, *, savepoints: bool) -> Outcome | None:
 
 
 class _RunFailed(Exception):
-    """Writing a run of changes failed: the batch must run again with savepoints."""
-
-
-class _TransactRun:
-    """Consecutive ``transact`` operations of one batch, written together: one SELECT for the
-    balances of all their accounts (and whether each exists), each plan run in order on balances
-    kept in memory (so each sees the changes before it, exactly as one after the other in SQL),
-    then one INSERT each for the entries, the postings and the balance rows. A refused plan
-    changes nothing. Journal ids are assigned in order from the largest one, as SQLite would
-    (the writer holds the lock)."""
-
-    def __init__(self, db: Db, clock_ms: Callable[[], int]) -> None:
-        self.db = db
-        self.clock_ms = clock_ms
-        self.existing: set[int] = set()
-        self.balances: dict[int, dict[tuple[Wallet, str], Decimal]] = {}
-        self.updated: dict[tuple[int, Wallet, str], int] = {}  # row -> time of its last change
-        self.entries: list[tuple[int, int, str, int]] = []
-        self.postings: list[tuple[int, int, int, str, str, str]] = []
-        self.next_id = 0  # read at the first entry
-
-    def _load(self, account_ids: set[int]) -> None:
-        missing = [a for a in account_ids if a not in self.balances]
-        if not missing:
-            return
-        for account_id in missing:
-            self.balances[account_id] = {}
-        marks = ",".join("?" * len(missing))
-        for account_id, wallet, asset, amount in self.db.execute(
-            "SELECT a.id, b.wallet, b.asset, b.amount FROM accounts a"
-            f" LEFT JOIN balances b ON b.account_id = a.id WHERE a.id IN ({marks})",
-            missing,
-        ):
-            self.existing.add(account_id)
-            if wallet is not None:
-                self.balances[account_id][(Wallet(wallet), asset)] = money.from_storage(amount)
-
-    def add(self, change: _Change) -> Outcome:
-        self._load({change.account_id})
-        try:
-            if change.account_id not in self.existing:
-                raise LedgerError(f"account {change.account_id} does not exist")
-            postings = change.plan(dict(self.balances[change.account_id]))
-        except Exception as exc:  # refused: nothing was applied
-            return None, exc
-        if not postings:
-            return None, None
-        try:
-            return self._apply(change, postings), None
-        except Exception as exc:  # memory may be half-updated: the batch runs again, with SQL
-            raise _RunFailed from exc
-
-    def _apply(self, change: _Change, postings: list[Posting]) -> Entry:
-        if not is_balanced(postings):  # nothing unbalanced ever reaches the journal
-            raise AssertionError(f"unbalanced postings from {change.entry_type}: {postings}")
-        self._load({p.account_id for p in postings})
-        if not self.next_id:
-            (last,) = self.db.one("SELECT COALESCE(MAX(tran_id), 0) FROM entries")
-            self.next_id = int(last) + 1
-        tran_id, self.next_id = self.next_id, self.next_id + 1
-        now = self.clock_ms()
-        own = self.balances[change.account_id]
-        # What the stream reports, as it was before this entry (committed_entry adds it up).
-        before = {
-            key: own.get(key, money.ZERO)
-            for key in reported_rows(Entry(tran_id, "", now, change.account_id, tuple(postings)))
-        }
-        self.entries.append((tran_id, change.account_id, change.entry_type, now))
-        for seq, p in enumerate(postings):
-            self.postings.append(
-                (tran_id, seq, p.account_id, p.wallet.value, p.asset, money.to_storage(p.amount))
-            )
-            rows = self.balances[p.account_id]
-            key = (p.wallet, p.asset)
-            rows[key] = money.add(rows.get(key, money.ZERO), p.amount)
-            self.updated[(p.account_id, p.wallet, p.asset)] = now
-            self.db.touched.add(p.account_id)
-        entry = Entry(tran_id, change.entry_type, now, change.account_id, tuple(postings))
-        self.db.committed.append(committed_entry(entry, before))
-        return entry
-
-    def write(self) -> None:
-        """Write what the run planned (one statement per table)."""
-        if not self.entries:
-            return
-        db = self.db
-        db.many(
-            "INSERT INTO entries (tran_id, account_id, type, time_ms) VALUES (?, ?, ?, ?)",
-            self.entries,
-        )
-        db.many(journal.INSERT_POSTING, self.postings)
-        db.many(
-            UPSERT_BALANCE,
-            [
-                (
-                    owner,
-                    asset,
-                    wallet.value,
-                    money.to_storage(self.balances[owner][(wallet, asset)]),
-                    now,
-                )
-                for (owner, wallet, asset), now in self.updated.items()
-            ],
-        )
+    """A grouped call failed: the batch must run again with savepoints, each operation alone."""

@@ -16,8 +16,9 @@ its entries, for the user data stream.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import operator
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -34,11 +35,13 @@ from papi_sandbox.store.journal import (
     append_entries,
     load_balances,
     load_balances_of,
+    lock_accounts,
 )
 from papi_sandbox.trading import engine
 from papi_sandbox.trading.filters import OrderRequest
 from papi_sandbox.trading.margin import MarketView
 from papi_sandbox.trading.model import (
+    HistoryPage,
     Order,
     OrderStatus,
     OrderType,
@@ -175,7 +178,15 @@ class _Rows:
         self.get = operator.attrgetter(*names)
         self.money = [i for i, n in enumerate(names) if kinds.get(n) == "money"]
         self.enums = [i for i, n in enumerate(names) if isinstance(kinds.get(n), type)]
-        self.read = [(i, kinds.get(n)) for i, n in enumerate(names)]
+        #: How a stored value becomes the field's (money aside: that is the dialect's).
+        self.convert: list[tuple[int, Callable[[Any], Any]]] = []
+        for i, n in enumerate(names):
+            kind = kinds.get(n)
+            if isinstance(kind, type) and issubclass(kind, enum.Enum):
+                # an enum: its member by value, a dict lookup
+                self.convert.append((i, {m.value: m for m in kind}.__getitem__))
+            elif kind in ("int", "bool"):
+                self.convert.append((i, int if kind == "int" else bool))
 
     def row(self, db: Db, obj: Any) -> list[Any]:
         """What the table stores of ``obj``."""
@@ -189,19 +200,12 @@ class _Rows:
 
     def parse(self, db: Db, r: Sequence[Any]) -> Any:
         """The object of a stored row (selected with :attr:`columns`)."""
+        values = list(r)
         m = db.dialect.from_money
-        values = []
-        for i, kind in self.read:
-            v = r[i]
-            if kind == "money":
-                v = m(v)
-            elif kind == "int":
-                v = int(v)
-            elif kind == "bool":
-                v = bool(v)
-            elif kind is not None:
-                v = kind(v)
-            values.append(v)
+        for i in self.money:
+            values[i] = m(values[i])
+        for i, convert in self.convert:
+            values[i] = convert(values[i])
         return self.cls(*values)
 
 
@@ -411,16 +415,7 @@ def load_books(db: Db, account_ids: Iterable[int]) -> dict[int, engine.AccountBo
     """Lock the accounts (in ascending order: two units never wait for each other in a cycle)
     and read everything their trading rules see, a few statements per MAX_IN_LIST accounts.
     An account that does not exist has no book."""
-    ids = sorted(set(account_ids))
-    existing: list[int] = []
-    for marks, chunk in _in_lists(ids):
-        existing += [
-            int(r[0])
-            for r in db.all(
-                f"SELECT id FROM accounts WHERE id IN ({marks}) ORDER BY id{db.dialect.lock}",
-                chunk,
-            )
-        ]
+    existing = lock_accounts(db, account_ids)
     settings = _settings_of(db, existing)
     balances = load_balances_of(db, existing)
     books = {a: engine.AccountBook(a, settings[a], balances[a], {}, []) for a in existing}
@@ -731,70 +726,38 @@ def find_order(
 
 
 def _history(
-    db: Db,
-    table: str,
-    columns: str,
-    key: str,
-    account_id: int,
-    symbol: str,
-    from_id: int | None,
-    start_ms: int | None,
-    end_ms: int | None,
-    limit: int,
+    db: Db, table: str, columns: str, key: str, account_id: int, symbol: str, page: HistoryPage
 ) -> list[Any]:
-    """Rows of ``table`` of the account on ``symbol``, ascending by ``key``: from ``from_id``
-    when given, else the most recent ``limit`` in the time window (Binance's rules for the
-    window are applied by the caller)."""
+    """Rows of ``table`` of the account on ``symbol``, ascending by ``key``, one
+    :class:`~papi_sandbox.trading.model.HistoryPage`."""
     sql = f"SELECT {columns} FROM {table} WHERE account_id = ? AND symbol = ?"
     args: list[Any] = [account_id, symbol]
     for clause, value in (
-        (f"{key} >= ?", from_id),
-        ("time_ms >= ?", start_ms),
-        ("time_ms <= ?", end_ms),
+        (f"{key} >= ?", page.from_id),
+        ("time_ms >= ?", page.start_ms),
+        ("time_ms <= ?", page.end_ms),
     ):
         if value is not None:
             sql += f" AND {clause}"
             args.append(value)
-    order = "ASC" if from_id is not None else "DESC"
-    rows = db.all(f"{sql} ORDER BY {key} {order} LIMIT ?", [*args, _page(limit)])
-    return rows if from_id is not None else rows[::-1]
+    order = "ASC" if page.from_id is not None else "DESC"
+    rows = db.all(f"{sql} ORDER BY {key} {order} LIMIT ?", [*args, _page(page.limit)])
+    return rows if page.from_id is not None else rows[::-1]
 
 
 def _page(limit: int) -> int:
     return max(1, min(limit, MAX_HISTORY_ROWS))
 
 
-def all_orders(
-    db: Db,
-    account_id: int,
-    symbol: str,
-    from_order_id: int | None,
-    start_ms: int | None,
-    end_ms: int | None,
-    limit: int,
-) -> list[Order]:
-    """Orders of the account on ``symbol``, ascending by id (:func:`_history`)."""
-    rows = _history(
-        db, "um_orders", _ORDER_COLUMNS, "order_id", account_id, symbol, from_order_id,
-        start_ms, end_ms, limit,
-    )  # fmt: skip
+def all_orders(db: Db, account_id: int, symbol: str, page: HistoryPage) -> list[Order]:
+    """Orders of the account on ``symbol``, ascending by id."""
+    rows = _history(db, "um_orders", _ORDER_COLUMNS, "order_id", account_id, symbol, page)
     return [_order(db, r) for r in rows]
 
 
-def user_trades(
-    db: Db,
-    account_id: int,
-    symbol: str,
-    from_id: int | None,
-    start_ms: int | None,
-    end_ms: int | None,
-    limit: int,
-) -> list[Trade]:
-    """Trades of the account on ``symbol``, ascending by id (:func:`_history`)."""
-    rows = _history(
-        db, "um_trades", _TRADE_COLUMNS, "trade_id", account_id, symbol, from_id, start_ms,
-        end_ms, limit,
-    )  # fmt: skip
+def user_trades(db: Db, account_id: int, symbol: str, page: HistoryPage) -> list[Trade]:
+    """Trades of the account on ``symbol``, ascending by id."""
+    rows = _history(db, "um_trades", _TRADE_COLUMNS, "trade_id", account_id, symbol, page)
     return [_trade(db, r) for r in rows]
 
 

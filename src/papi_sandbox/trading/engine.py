@@ -158,13 +158,12 @@ def _fill(
     _replace_position(commit, effect.position)
     executed = order.executed_qty + qty
     cum_quote = order.cum_quote + quote
-    return dataclasses.replace(
-        order,
-        executed_qty=executed,
-        cum_quote=cum_quote,
-        avg_price=round_half_even(_WIDE.divide(cum_quote, executed)),
-        status=OrderStatus.FILLED if executed == order.orig_qty else OrderStatus.PARTIALLY_FILLED,
-        update_time_ms=now_ms,
+    return order.progressed(
+        OrderStatus.FILLED if executed == order.orig_qty else OrderStatus.PARTIALLY_FILLED,
+        executed,
+        cum_quote,
+        round_half_even(_WIDE.divide(cum_quote, executed)),
+        now_ms,
     )
 
 
@@ -486,11 +485,4 @@ def _after_fill(order: Order, trade: Trade, executed: Decimal, cum: Decimal, las
     status = OrderStatus.FILLED if executed == order.orig_qty else OrderStatus.PARTIALLY_FILLED
     if last and status is order.status and trade.time_ms == order.update_time_ms:
         return order  # exactly the order as committed
-    return dataclasses.replace(
-        order,
-        status=status,
-        executed_qty=executed,
-        cum_quote=cum,
-        avg_price=avg,
-        update_time_ms=trade.time_ms,
-    )
+    return order.progressed(status, executed, cum, avg, trade.time_ms)

@@ -133,6 +133,38 @@ class Order:
     good_till_date_ms: int = 0
     self_trade_prevention_mode: str = "NONE"
 
+    def progressed(
+        self,
+        status: OrderStatus,
+        executed_qty: Decimal,
+        cum_quote: Decimal,
+        avg_price: Decimal,
+        update_time_ms: int,
+    ) -> Order:
+        """This order with new fill figures and status (``dataclasses.replace`` without its
+        per-call introspection: fills make one per trade)."""
+        return Order(
+            self.order_id,
+            self.account_id,
+            self.symbol,
+            self.client_order_id,
+            self.side,
+            self.position_side,
+            self.type,
+            self.time_in_force,
+            self.orig_qty,
+            self.price,
+            self.reduce_only,
+            status,
+            executed_qty,
+            cum_quote,
+            avg_price,
+            self.time_ms,
+            update_time_ms,
+            self.good_till_date_ms,
+            self.self_trade_prevention_mode,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Trade:
@@ -187,6 +219,18 @@ class TradingSettings:
     maker_rate: Decimal = Decimal("0.0002")  # Binance VIP 0 UM maker
     taker_rate: Decimal = Decimal("0.0005")  # Binance VIP 0 UM taker
     leverage: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """One page of an order or trade history: ascending from the id ``from_id`` when given,
+    else the most recent ``limit`` rows in ``[start_ms, end_ms]`` (either bound optional; the
+    endpoint applies Binance's rules for the window); the store caps ``limit`` at 1000."""
+
+    from_id: int | None
+    start_ms: int | None
+    end_ms: int | None
+    limit: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ up to 8 digits, so a fee is never understated.
 from __future__ import annotations
 
 import decimal
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal
 
 from papi_sandbox import money
@@ -88,12 +88,14 @@ def apply_fill(
             _WIDE.divide(_WIDE.multiply(kept, entry) + _WIDE.multiply(opened, price), kept + opened)
         )
         open_fee = open_fee + opening_fee
-    new_position = replace(
-        position,
-        amount=new_amount + ZERO,
-        entry_price=entry,
-        open_fee=open_fee,
-        update_time_ms=time_ms,
+    new_position = Position(
+        position.account_id,
+        position.symbol,
+        position.position_side,
+        new_amount + ZERO,
+        entry,
+        open_fee,
+        time_ms,
     )
     return FillEffect(new_position, realized, closed)
 
