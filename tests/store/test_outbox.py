@@ -98,20 +98,19 @@ def test_a_rolled_back_change_is_not_announced_and_rows_are_pruned(
             def fails_after_writing(db: object) -> None:
                 from papi_sandbox.store import journal
 
-                journal.transact(
-                    db,  # type: ignore[arg-type]
+                planner = functools.partial(
+                    rules.plan_adjustment,
                     account,
-                    "ADJ",
-                    functools.partial(
-                        rules.plan_adjustment,
-                        account,
-                        wallet=Wallet.UM,
-                        asset="USDT",
-                        amount=Decimal(5),
-                        reason=EntryType.DEPOSIT,
-                    ),
-                    1,
+                    wallet=Wallet.UM,
+                    asset="USDT",
+                    amount=Decimal(5),
+                    reason=EntryType.DEPOSIT,
                 )
+                ((entry, error),) = journal.transact(
+                    db,  # type: ignore[arg-type]
+                    [journal.Change(account, "ADJ", planner, 1)],
+                )
+                assert entry is not None and error is None  # written, then the op fails
                 raise RuntimeError("after writing")
 
             with pytest.raises(RuntimeError):
