@@ -218,7 +218,9 @@ class Settings(BaseSettings):
         " it (one worker only).",
     )
     config: Annotated[Path | None, Text] = Field(
-        None, description="TOML file with the jobs' times, thresholds and rates (docs/jobs.md)."
+        None,
+        description="TOML file: the jobs' times, thresholds and rates (docs/jobs.md); the UM"
+        " market's symbols, prices and price feed ([market], docs/semantics.md).",
     )
     limits: Annotated[str | None, Text] = Field(
         None,
