@@ -5,6 +5,9 @@
    commits ``--events`` changes one at a time; every client receives each one. Latency is taken
    from the moment the change's request is sent (an upper bound on commit-to-receive, with the
    HTTP round trip and the fsync in it) and from the entry's own time ``T`` (server clock, ms).
+   These clients are minimal (:class:`LightClient`: the handshake, then only frame boundaries
+   and arrival times), so that the figure is the server's, not a client library's parsing on
+   the same 2 cores (``--library-clients`` measures with the ``websockets`` library instead).
 2. The event rate one server process sustains: ``--rate-clients`` clients, changes committed by
    ``--writers`` concurrent operator requests for ``--rate-seconds``; entries and frames per second.
 3. Peak RSS of the server with ``--idle`` (10,000) idle connections (listen keys of several
@@ -163,6 +166,139 @@ async def connect_many(port: int, listen_keys: list[str], count: int) -> list[An
     return conns
 
 
+class LightClient(asyncio.Protocol):
+    """A WebSocket client that notes when each frame arrives (wall clock) and keeps the payload
+    of the first frame of each event for one of them (``keep``); it parses nothing else."""
+
+    def __init__(self, path: str, port: int, board: Board, keep: bool) -> None:
+        self.request = (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+        self.board, self.keep = board, keep
+        self.buf = b""
+        self.upgraded = False
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        buf = self.buf + data
+        if not self.upgraded:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                self.buf = buf
+                return
+            if not buf.startswith(b"HTTP/1.1 101"):
+                self.ready.set_exception(RuntimeError(buf[:200].decode(errors="replace")))
+                return
+            self.upgraded, buf = True, buf[end + 4 :]
+            self.ready.set_result(None)
+        while len(buf) >= 2:
+            size, head = buf[1] & 0x7F, 2
+            if size == 126:
+                if len(buf) < 4:
+                    break
+                size, head = int.from_bytes(buf[2:4], "big"), 4
+            elif size == 127:
+                if len(buf) < 10:
+                    break
+                size, head = int.from_bytes(buf[2:10], "big"), 10
+            if len(buf) < head + size:
+                break
+            self.board.arrived(now, buf[head : head + size] if self.keep else None)
+            buf = buf[head + size :]
+        self.buf = buf
+
+
+class Board:
+    """Arrivals of every light client: wakes the driver once all clients have an event."""
+
+    def __init__(self, clients: int) -> None:
+        self.clients = clients
+        self.count = 0
+        self.arrivals: list[float] = []
+        self.payloads: list[bytes] = []
+        self.done = asyncio.Event()
+
+    def arrived(self, at: float, payload: bytes | None) -> None:
+        self.arrivals.append(at)
+        if payload is not None:
+            self.payloads.append(payload)
+        self.count += 1
+        if self.count == self.clients:
+            self.done.set()
+
+    def next_event(self) -> None:
+        self.count = 0
+        self.arrivals = []
+        self.done.clear()
+
+
+async def connect_light(
+    port: int, listen_keys: list[str], count: int, board: Board
+) -> list[LightClient]:
+    """``count`` light clients, at most PER_KEY per listen key, spread over source addresses."""
+    loop = asyncio.get_running_loop()
+    sem = asyncio.Semaphore(200)
+
+    async def one(n: int) -> LightClient:
+        path = f"/pm/ws/{listen_keys[n // PER_KEY]}"
+        async with sem:
+            _, client = await loop.create_connection(
+                lambda: LightClient(path, port, board, keep=n == 0),
+                "127.0.0.1",
+                port,
+                local_addr=(f"127.0.0.{2 + n // PER_IP}", 0),
+            )
+            await asyncio.wait_for(client.ready, 60)
+            return client
+
+    return list(await asyncio.gather(*(one(n) for n in range(count))))
+
+
+async def light_latency_phase(box: Sandbox, clients: int, events: int) -> dict[str, Any]:
+    account, listen_keys = box.account_with_keys(-(-clients // PER_KEY))
+    board = Board(clients)
+    conns = await connect_light(box.port, listen_keys, clients, board)
+    from_request: list[float] = []
+    from_commit: list[float] = []
+    try:
+        async with httpx.AsyncClient(
+            base_url=f"{box.base}/admin/v1", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        ) as http:
+            for _ in range(events):
+                board.next_event()
+                t0 = time.time()
+                r = await http.post(
+                    f"/accounts/{account}/adjustments",
+                    json={"wallet": "UM", "asset": "USDT", "amount": "1", "reason": "DEPOSIT"},
+                )
+                r.raise_for_status()
+                await asyncio.wait_for(board.done.wait(), RECV_TIMEOUT_S)
+                entry_ms = json.loads(board.payloads[-1])["T"]
+                from_request += [(at - t0) * 1000 for at in board.arrivals]
+                from_commit += [at * 1000 - entry_ms for at in board.arrivals]
+    finally:
+        for conn in conns:
+            if conn.transport is not None:
+                conn.transport.close()
+    return {
+        "clients": clients,
+        "events": events,
+        "from_request_p50_ms": percentile(from_request, 50),
+        "from_request_p99_ms": percentile(from_request, 99),
+        "from_commit_p50_ms": percentile(from_commit, 50),
+        "from_commit_p99_ms": percentile(from_commit, 99),
+    }
+
+
 async def latency_phase(box: Sandbox, clients: int, events: int) -> dict[str, Any]:
     keys_needed = -(-clients // PER_KEY)
     account, listen_keys = box.account_with_keys(keys_needed)
@@ -294,15 +430,23 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=8)
     parser.add_argument("--rate-seconds", type=float, default=10.0)
     parser.add_argument("--idle", type=int, default=10_000)
+    parser.add_argument(
+        "--library-clients",
+        action="store_true",
+        help="measure latency with websockets-library clients instead of minimal ones",
+    )
     args = parser.parse_args()
     fd_limit = raise_fd_limit()
     print(f"# user data stream bench (fd limit {fd_limit}; shared machine, load {os.getloadavg()})")
     with tempfile.TemporaryDirectory(prefix="papi-stream-bench-") as tmp:
         box = Sandbox(Path(tmp), max_connections=args.idle + args.clients + 2000)
         try:
-            latency = asyncio.run(latency_phase(box, args.clients, args.events))
+            phase = latency_phase if args.library_clients else light_latency_phase
+            latency = asyncio.run(phase(box, args.clients, args.events))
+            kind = "websockets-library" if args.library_clients else "minimal"
             print(
-                f"commit-to-receive, {latency['clients']} clients x {latency['events']} events:"
+                f"commit-to-receive, {latency['clients']} {kind} clients x"
+                f" {latency['events']} events:"
                 f" from request p50 {latency['from_request_p50_ms']:.1f} ms"
                 f" p99 {latency['from_request_p99_ms']:.1f} ms;"
                 f" from entry time p50 {latency['from_commit_p50_ms']:.1f} ms"

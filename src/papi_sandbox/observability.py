@@ -204,6 +204,14 @@ class Metrics:
             "Operator API requests refused (429) because their IP had too many failed tokens",
             registry=self.registry,
         )
+        self.stream = Gauge(
+            "papi_stream",
+            "The user data stream: open WebSocket connections (connections), connections closed"
+            " for not reading in time (slow_consumers_total), announcements waiting in send"
+            " queues (queued), announcements published by the store (published_total)",
+            ["figure"],
+            registry=self.registry,
+        )
 
     def observe(self, endpoint: str, status: int, elapsed_s: float) -> None:
         """Count and time one answered request (endpoint labels are a bounded set)."""
@@ -219,6 +227,7 @@ class Metrics:
         admin_auth_refused: int = 0,
         store_unavailable: int = 0,
         ready: dict[str, str | None] | None = None,
+        stream: dict[str, int] | None = None,
     ) -> tuple[bytes, str]:
         for entry_type, count in list(entry_counts.items()):  # a copy: the writer adds to it
             self.entries.labels(entry_type).set(count)
@@ -229,6 +238,8 @@ class Metrics:
         self.store_unavailable.set(store_unavailable)
         for check, problem in (ready or {}).items():
             self.ready.labels(check).set(0 if problem else 1)
+        for figure, value in (stream or {}).items():
+            self.stream.labels(figure).set(value)
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 

@@ -7,7 +7,7 @@ import asyncio
 import re
 from typing import Any
 
-from tests.support import Account, Server
+from tests.support import Account, Server, Signer
 
 
 def _prepare(server: Server, label: str) -> Account:
@@ -254,3 +254,62 @@ def test_ccxt_pro_watch_orders_in_portfolio_margin_mode(server: Server) -> None:
     assert market["info"]["n"] == "0.30000000" and market["info"]["L"] == "60000.00"
     (fill,) = [t for t in trades if t["order"] == ids["market"]]
     assert (fill["price"], fill["amount"], fill["side"]) == (60000.0, 0.01, "buy")
+
+
+def test_official_sdk_parses_order_trade_update(server: Server) -> None:
+    """The official SDK's strict models (pydantic StrictStr/StrictInt/StrictBool per field)
+    accept the sandbox's ORDER_TRADE_UPDATE for a market order's NEW and TRADE."""
+    from binance_common.configuration import ConfigurationRestAPI, ConfigurationWebSocketStreams
+    from binance_sdk_derivatives_trading_portfolio_margin import (
+        DerivativesTradingPortfolioMargin,
+    )
+
+    account = _trader(server, "sdk-orders")
+    client = DerivativesTradingPortfolioMargin(
+        config_rest_api=ConfigurationRestAPI(
+            api_key=account.api_key,
+            api_secret=account.secret,
+            base_path=server.base_url,
+            timeout=10_000,
+            retries=0,
+        ),
+        config_ws_streams=ConfigurationWebSocketStreams(
+            stream_url=f"ws://127.0.0.1:{server.port}/pm",
+        ),
+    )
+    listen_key = client.rest_api.start_user_data_stream().data().listen_key
+
+    async def main() -> list[Any]:
+        received: list[Any] = []
+        connection = await client.websocket_streams.create_connection()
+        try:
+            stream = await connection.user_data(listen_key)
+            stream.on("message", received.append)
+            await asyncio.sleep(0.3)
+            r = await asyncio.to_thread(
+                Signer(server.base_url, account).request,
+                "POST",
+                "/papi/v1/um/order",
+                {"symbol": "BTCUSDT", "side": "SELL", "type": "MARKET", "quantity": "0.002"},
+            )
+            assert r.status_code == 200, r.text
+            for _ in range(200):
+                if len(received) >= 3:
+                    break
+                await asyncio.sleep(0.05)
+            return received
+        finally:
+            await connection.close_connection(close_session=True)
+
+    received = asyncio.run(main())
+    models = [m.actual_instance for m in received]
+    assert [type(m).__name__ for m in models] == [
+        "OrderTradeUpdate",
+        "OrderTradeUpdate",
+        "AccountUpdate",
+    ]
+    new, trade = (m.to_dict() for m in models[:2])
+    assert (new["o"]["x"], new["o"]["X"], new["o"]["q"]) == ("NEW", "NEW", "0.002")
+    assert (trade["o"]["x"], trade["o"]["X"], trade["o"]["l"]) == ("TRADE", "FILLED", "0.002")
+    assert (trade["o"]["L"], trade["o"]["n"], trade["o"]["m"]) == ("60000.00", "0.06000000", False)
+    assert isinstance(trade["o"]["t"], int) and trade["fs"] == "UM"

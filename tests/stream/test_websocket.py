@@ -93,8 +93,13 @@ def test_events_of_loss_repay_auto_repay_and_collection_in_order(
     server: Server, account: Account, signer: Signer
 ) -> None:
     key = listen_key(server, account)
-    server.adjust(account.account_id, "MARGIN", "USDT", "1000.12345678")
     with connect(ws_url(server, f"/pm/ws/{key}")) as ws:
+        # Connected before the deposit: on PostgreSQL a commit made just before connecting may
+        # still be on its way to this process (NOTIFY) and reach the new subscriber.
+        server.adjust(account.account_id, "MARGIN", "USDT", "1000.12345678")
+        deposit = recv_events(ws, 2)
+        assert [e["e"] for e in deposit] == ["balanceUpdate", "outboundAccountPosition"]
+        assert deposit[1]["B"] == [{"a": "USDT", "f": "1000.12345678", "l": "0.00000000"}]
         # An operator loss on UM.
         server.adjust(account.account_id, "UM", "USDT", "-250.5", "REALIZED_PNL")
         (event,) = recv_events(ws, 1)

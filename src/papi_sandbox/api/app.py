@@ -39,7 +39,7 @@ from papi_sandbox.service import Service
 from papi_sandbox.settings import Settings
 from papi_sandbox.store.base import StoreUnavailable
 from papi_sandbox.store.contract import KeyRevocations, SharedJobStore, Store
-from papi_sandbox.stream.ws import StreamServer, websocket_routes
+from papi_sandbox.stream.ws import StreamServer, websocket_app
 from papi_sandbox.ui.app import ui_routes
 from papi_sandbox.wire import auth, errors
 from papi_sandbox.wire.account_limits import (
@@ -187,15 +187,12 @@ def _lifespan(
 
 
 def _routes(state: AppState, readiness: Readiness, metrics: Metrics) -> list[BaseRoute]:
-    streams = state.streams
-    assert streams is not None
     return [
         *infrastructure_routes(state, readiness, metrics),
         # no trailing-slash redirects in the operator API: "/accounts/" is a JSON 404
         Mount("/admin/v1", app=Router(admin_routes(state), redirect_slashes=False)),
         # The operator's dashboard (papi_sandbox/ui), on the same service layer.
         Mount("/ui", routes=ui_routes(state)),
-        *websocket_routes(lambda: streams),
     ]
 
 
@@ -221,6 +218,7 @@ def create_app(
         # infrastructure paths, never weighed or banned, whether or not a route serves them yet
         infrastructure=INFRASTRUCTURE_PATHS,
         routes=_routes(state, readiness, metrics),
+        websocket=websocket_app(lambda: state.streams),
         exception_handlers={
             HTTPException: _http_exception,
             StoreUnavailable: _store_unavailable,

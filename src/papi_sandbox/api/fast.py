@@ -38,12 +38,15 @@ class PapiApp(Starlette):
         *,
         infrastructure: tuple[str, ...] = (),
         identity: ClientIdentity | None = None,
+        websocket: ASGIApp | None = None,
         **kwargs: Any,
     ) -> None:
         """``infrastructure``: paths exempt from weight and bans even while no route serves them
-        (the router answers them a JSON 404)."""
+        (the router answers them a JSON 404). ``websocket``: serves every WebSocket directly
+        (the user data stream, stream/ws.py), without the middleware stack."""
         super().__init__(**kwargs)
         self._public = public
+        self._websocket = websocket
         # Only trusted proxies change who the client is; without them the TCP peer stands.
         self._identity = identity if identity is not None and identity.enabled else None
         self.router.redirect_slashes = False  # "/healthz/" is a 404, not a 307 to "/healthz"
@@ -71,6 +74,9 @@ class PapiApp(Starlette):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._identity is not None and scope["type"] != "lifespan":
             self._identity.apply(scope)
+        if scope["type"] == "websocket" and self._websocket is not None:
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http" or self.routed(scope.get("path", "")):
             await super().__call__(scope, receive, send)
             return

@@ -37,6 +37,17 @@ def endpoint_label(public_paths: Iterable[str]) -> Callable[[str], str]:
     return label
 
 
+def stream_figures(state: AppState) -> dict[str, int]:
+    """The user data stream's figures for /metrics (``papi_stream{figure}``)."""
+    streams = state.streams
+    return {
+        "connections": streams.connections if streams is not None else 0,
+        "slow_consumers_total": streams.slow_consumers_total if streams is not None else 0,
+        "queued": state.hub.queued(),
+        "published_total": state.hub.published_total,
+    }
+
+
 def infrastructure_routes(state: AppState, readiness: Readiness, metrics: Metrics) -> list[Route]:
     """The routes of ``INFRASTRUCTURE_PATHS`` (GET), plus ``/ui`` -> ``/ui/`` (308)."""
     openapi_body = orjson.dumps(openapi_document())  # a static document, built once
@@ -67,6 +78,7 @@ def infrastructure_routes(state: AppState, readiness: Readiness, metrics: Metric
             admin_auth_refused=state.admin_auth.refused_total,
             store_unavailable=state.store_failures.total,
             ready=readiness.checks,
+            stream=stream_figures(state),
         )
         return Response(body, 200, headers={"Content-Type": content_type})
 

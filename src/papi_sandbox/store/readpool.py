@@ -47,11 +47,17 @@ def answer(settled: list[tuple[asyncio.AbstractEventLoop, Settled]]) -> None:
 
 
 def take_batch(
-    q: queue.Queue[T | None] | queue.SimpleQueue[T | None], limit: int
+    q: queue.Queue[T | None] | queue.SimpleQueue[T | None],
+    limit: int,
+    timeout_s: float | None = None,
 ) -> tuple[list[T], bool]:
-    """Wait for one item, then take whatever else is queued, up to ``limit`` in all. ``None`` in
-    the queue means stop: returns ``(batch so far, True)``."""
-    first = q.get()
+    """Wait for one item (at most ``timeout_s``: then ``([], False)``), then take whatever else
+    is queued, up to ``limit`` in all. ``None`` in the queue means stop: returns ``(batch so
+    far, True)``."""
+    try:
+        first = q.get(timeout=timeout_s)
+    except queue.Empty:
+        return [], False
     if first is None:
         return [], True
     batch = [first]

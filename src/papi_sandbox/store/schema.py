@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from papi_sandbox.progress import NO_PROGRESS, Progress
-from papi_sandbox.store import listen_keys, trading
+from papi_sandbox.store import listen_keys, outbox, trading
 from papi_sandbox.store.dialect import Dialect
 
 #: Serialises PostgreSQL migrations of processes starting together (advisory lock key).
@@ -101,6 +101,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "drop the removed sweep's claims", DROP_SWEEP_CLAIMS),
     Migration(6, "listen keys of the user data stream", listen_keys.SCHEMA),
     Migration(7, "UM trading: markets, settings, orders, trades, positions", trading.SCHEMA),
+    Migration(
+        8, "stream outbox: SQLite commits of other processes reach the stream", outbox.SCHEMA
+    ),
 )
 
 #: SQLite's ``user_version`` before this list -> the versions here it had applied.

@@ -60,7 +60,8 @@ class Subscription:
         self._hub = hub
         self.account_id = account_id
         self.limit = limit
-        self._items: deque[Announcement] = deque()
+        # Made on the first item: an idle subscriber (most of them) holds no deque (~600 B).
+        self._items: deque[Announcement] | None = None
         self._waiter: asyncio.Future[None] | None = None
         self.closed = False
         self.dropped = False
@@ -71,9 +72,12 @@ class Subscription:
 
     def _offer(self, item: Announcement) -> bool:
         """Queue ``item``; False (and nothing queued) when the queue is full."""
-        if len(self._items) >= self.limit:
+        items = self._items
+        if items is None:
+            items = self._items = deque()
+        elif len(items) >= self.limit:
             return False
-        self._items.append(item)
+        items.append(item)
         self._wake()
         if self.on_ready is not None:
             self.on_ready()
@@ -86,13 +90,13 @@ class Subscription:
 
     def pending(self) -> int:
         """Entries queued and not yet read."""
-        return len(self._items)
+        return len(self._items) if self._items is not None else 0
 
     def close(self) -> None:
         """Unsubscribe; queued entries are discarded and iteration ends."""
         if not self.closed:
             self.closed = True
-            self._items.clear()
+            self._items = None
             self._hub._remove(self)
             self._wake()
 
@@ -161,6 +165,13 @@ class EventHub:
     @property
     def subscribers(self) -> int:
         return self._count
+
+    def queued(self) -> int:
+        """Announcements waiting in every subscriber's queue (for metrics; O(subscribers))."""
+        waiting = sum(sub.pending() for sub in self._all)
+        for subs in self._by_account.values():
+            waiting += sum(sub.pending() for sub in subs)
+        return waiting
 
     def bind(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Deliver on ``loop`` (default: the running loop). Called by the app at startup."""

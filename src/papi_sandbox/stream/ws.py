@@ -23,11 +23,12 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from papi_sandbox.market.symbols import SymbolSpec
@@ -82,6 +83,8 @@ def _now_ms() -> int:
 def websocket_server_options() -> dict[str, Any]:
     """uvicorn's WebSocket options for every server process (transport.server_options)."""
     return {
+        # No task per connection, server pings on timers, capped send buffers (protocol.py).
+        "ws": "papi_sandbox.stream.protocol:StreamProtocol",
         # No permessage-deflate: its zlib state costs ~30 KiB per connection (halving what an
         # idle connection costs; docs/performance.md), for frames of a few hundred bytes.
         "ws_per_message_deflate": False,
@@ -125,7 +128,7 @@ class _EventCache:
 _EXECUTIONS = {execution: n for n, execution in enumerate(Execution)}
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Stream:
     """One listen key on one connection."""
 
@@ -135,13 +138,18 @@ class _Stream:
     task: asyncio.Task[None] | None = None
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Connection:
     ws: WebSocket
     ip: str
     combined: bool  # frames as {"stream": key, "data": event}
     streams: dict[str, _Stream] = field(default_factory=dict)
-    send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: Sends under way, and since when (time.monotonic()) at least one has been: a send
+    #: waits only while the peer does not read; the sweeper closes one waiting too long.
+    sending: int = 0
+    sending_since: float = 0.0
+    #: time.monotonic() of the handshake: the sweeper ends the connection at its lifetime.
+    opened: float = field(default_factory=time.monotonic)
     closing: bool = False
     close_code: int = CLOSE_NORMAL
     close_reason: str = ""
@@ -177,6 +185,7 @@ class StreamServer:
         self._events = _EventCache(clock_ms, specs if specs is not None else {})
         self._by_key: dict[str, set[_Stream]] = {}
         self._per_ip: dict[str, int] = {}
+        self._connections: set[_Connection] = set()
         self._task: asyncio.Task[None] | None = None
         #: Counters for metrics.
         self.connections = 0
@@ -217,10 +226,23 @@ class StreamServer:
         for stream in list(self._by_key.get(listen_key, ())):
             asyncio.get_running_loop().create_task(self._end_stream(stream, expired=True))
 
+    def _close_stuck(self) -> None:
+        """Close every connection whose send has waited more than SEND_TIMEOUT_S for its peer
+        to read, or that reached MAX_CONNECTION_LIFETIME_S (one pass a second, instead of a
+        timer per frame and one per connection)."""
+        now = time.monotonic()
+        deadline, born_before = now - SEND_TIMEOUT_S, now - MAX_CONNECTION_LIFETIME_S
+        for conn in self._connections:
+            if conn.sending and conn.sending_since < deadline:
+                self._slow_consumer(conn)
+            elif conn.opened < born_before:
+                conn.close(CLOSE_GOING_AWAY, "Connection lifetime of 24 hours reached.")
+
     async def _watch_expiries(self) -> None:
         last_refresh = time.monotonic()
         while True:
             await asyncio.sleep(EXPIRY_CHECK_S)
+            self._close_stuck()
             try:
                 now = self.clock_ms()
                 due = [
@@ -271,6 +293,7 @@ class StreamServer:
             initial.append(record)
         self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
         self.connections += 1
+        self._connections.add(conn)
         try:
             await ws.accept()
             try:
@@ -282,6 +305,7 @@ class StreamServer:
         finally:
             for stream in list(conn.streams.values()):
                 await self._end_stream(stream, expired=False)
+            self._connections.discard(conn)
             self.connections -= 1
             left = self._per_ip[ip] - 1
             if left:
@@ -312,10 +336,18 @@ class StreamServer:
         sub.on_ready = functools.partial(self._kick, stream)
 
     def _kick(self, stream: _Stream) -> None:
-        """Entries are waiting (or the subscriber was dropped): make sure a sender runs. The
-        sender exits when nothing is left, so an idle connection holds no task of its own."""
-        if stream.task is None:
+        """Entries are waiting: make sure a sender runs (it exits when nothing is left, so an
+        idle connection holds no task of its own). The subscriber was dropped (its queue is
+        full: the peer does not read): close the connection now, not when its sender wakes."""
+        if stream.sub.dropped:
+            self._slow_consumer(stream.conn)
+        elif stream.task is None:
             stream.task = asyncio.get_running_loop().create_task(self._pump(stream))
+
+    def _slow_consumer(self, conn: _Connection) -> None:
+        if not conn.closing:
+            self.slow_consumers_total += 1
+            conn.close(CLOSE_POLICY, "Slow consumer: events were not read in time.")
 
     async def _end_stream(self, stream: _Stream, *, expired: bool) -> None:
         conn, key = stream.conn, stream.record.listen_key
@@ -333,7 +365,7 @@ class StreamServer:
         if expired:
             event = orjson.dumps(listen_key_expired(key, self.clock_ms())).decode()
             with contextlib.suppress(Exception):
-                await self._send(conn, key, event)
+                await self._send(conn, _framed(conn, key, event))
             if not conn.combined:
                 conn.close(CLOSE_NORMAL, "listenKeyExpired")
 
@@ -349,25 +381,27 @@ class StreamServer:
                         raise SubscriberDropped
                     return
                 for frame in self._events.frames(item):
-                    await self._send(conn, key, frame)
+                    await self._send(conn, _framed(conn, key, frame))
         except asyncio.CancelledError:
             raise
-        except (SubscriberDropped, TimeoutError):
-            self.slow_consumers_total += 1
-            conn.close(CLOSE_POLICY, "Slow consumer: events were not read in time.")
+        except SubscriberDropped:
+            self._slow_consumer(conn)
         except Exception:  # the socket went away mid-send
             conn.close(CLOSE_GOING_AWAY, "")
         finally:
             if stream.task is asyncio.current_task():
                 stream.task = None
 
-    async def _send(self, conn: _Connection, key: str, frame: str) -> None:
-        if conn.combined:
-            frame = f'{{"stream":"{key}","data":{frame}}}'
-        async with conn.send_lock:
-            # asyncio.timeout, not wait_for: no task per frame (a frame per client per entry).
-            async with asyncio.timeout(SEND_TIMEOUT_S):
-                await conn.ws.send_text(frame)
+    async def _send(self, conn: _Connection, frame: str) -> None:
+        """One frame. Each is written whole (concurrent sends of one connection never mix);
+        no timer per frame: ``_close_stuck`` watches the sends that wait."""
+        if not conn.sending:
+            conn.sending_since = time.monotonic()
+        conn.sending += 1
+        try:
+            await conn.ws.send_text(frame)
+        finally:
+            conn.sending -= 1
 
     async def _run(self, conn: _Connection, path_key: str | None) -> None:
         """Read the client's messages until it leaves, the connection must close (close()
@@ -376,12 +410,6 @@ class StreamServer:
         task = asyncio.current_task()
         assert task is not None
         conn.task = task
-        lifetime = asyncio.get_running_loop().call_later(
-            MAX_CONNECTION_LIFETIME_S,
-            conn.close,
-            CLOSE_GOING_AWAY,
-            "Connection lifetime of 24 hours reached.",
-        )
         try:
             await self._read(conn, path_key)
         except asyncio.CancelledError:
@@ -389,7 +417,6 @@ class StreamServer:
                 raise  # the server is stopping
             task.uncancel()
         finally:
-            lifetime.cancel()
             conn.task = None
         if conn.closing and conn.ws.application_state is WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
@@ -423,9 +450,7 @@ class StreamServer:
                 return
             reply = await self._method(conn, text, path_key)
             if reply is not None:
-                async with conn.send_lock:
-                    async with asyncio.timeout(SEND_TIMEOUT_S):
-                        await conn.ws.send_text(reply)
+                await self._send(conn, reply)
 
     async def _method(self, conn: _Connection, text: str, path_key: str | None) -> str | None:
         """Binance's method messages: SUBSCRIBE, UNSUBSCRIBE, LIST_SUBSCRIPTIONS (and the
@@ -478,6 +503,12 @@ class StreamServer:
         return _result(None, request_id)
 
 
+def _framed(conn: _Connection, key: str, event: str) -> str:
+    """An event as sent on ``conn``: bare, or ``{"stream": key, "data": event}`` on
+    ``/pm/stream``."""
+    return f'{{"stream":"{key}","data":{event}}}' if conn.combined else event
+
+
 def _result(result: Any, request_id: Any) -> str:
     return orjson.dumps({"result": result, "id": request_id}).decode()
 
@@ -486,19 +517,23 @@ def _error(code: int, msg: str, request_id: Any) -> str:
     return orjson.dumps({"error": {"code": code, "msg": msg}, "id": request_id}).decode()
 
 
-def websocket_routes(server: Callable[[], StreamServer]) -> list[Any]:
-    """Starlette routes of the stream's paths; ``server()`` returns the app's StreamServer."""
-    from starlette.routing import WebSocketRoute
+def websocket_app(server: Callable[[], StreamServer | None]) -> ASGIApp:
+    """The ASGI app of the stream's paths (``/pm/ws/<listenKey>``, ``/pm/ws``, ``/pm/stream``),
+    called for every WebSocket without Starlette's middleware and router, whose frames would
+    stay alive as long as each connection (measured: docs/performance.md); ``server()`` returns
+    the app's StreamServer. Any other path is refused at the handshake (HTTP 403)."""
 
-    def endpoint(combined: bool, keyed: bool) -> Callable[[WebSocket], Awaitable[None]]:
-        async def handle(ws: WebSocket) -> None:
-            key = ws.path_params.get("listenKey") if keyed else None
-            await server().serve(ws, key, combined=combined)
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        ws = WebSocket(scope, receive, send)
+        streams = server()
+        if streams is None:  # not started: no stream yet
+            await ws.close(CLOSE_GOING_AWAY, "The server is starting.")
+        elif path.startswith("/pm/ws/") and "/" not in path[7:]:
+            await streams.serve(ws, path[7:], combined=False)
+        elif path in ("/pm/ws", "/pm/stream"):
+            await streams.serve(ws, None, combined=path == "/pm/stream")
+        else:
+            await ws.close(CLOSE_POLICY, "Unknown stream path.")
 
-        return handle
-
-    return [
-        WebSocketRoute("/pm/ws/{listenKey}", endpoint(False, True)),
-        WebSocketRoute("/pm/ws", endpoint(False, False)),
-        WebSocketRoute("/pm/stream", endpoint(True, False)),
-    ]
+    return app
