@@ -133,9 +133,14 @@ def _load_jobs_config(path: Path | None) -> Any:
 
 
 def open_store(db_url: str, durability: str = "full", timeout_s: float | None = None) -> Store:
+    """The store for ``db_url``; a URL of no store ends the command (one line, exit 2)."""
     from papi_sandbox.store import open_store as store_for_url
 
-    return store_for_url(db_url, durability=durability, timeout_s=timeout_s)
+    try:
+        return store_for_url(db_url, durability=durability, timeout_s=timeout_s)
+    except ValueError as exc:
+        _error(f"Cannot open the database: {exc}")
+        raise typer.Exit(2) from None
 
 
 _METAVARS = {int: "INTEGER", float: "SECONDS", Path: "PATH"}

@@ -105,7 +105,9 @@ def check_storage(settings: Settings) -> None:
 
     try:
         load_or_create_key(settings.data_dir)
-        if not is_postgres_url(settings.db_url):
+        if is_postgres_url(settings.db_url):
+            _check_postgres(settings.db_url, settings.store_timeout)
+        else:
             path = path_from_url(settings.db_url)
             try:
                 check_before_start(path, durability=settings.durability)
@@ -117,6 +119,19 @@ def check_storage(settings: Settings) -> None:
         raise CannotStart(os_error_text(exc)) from None
     except SecretBoxError as exc:
         raise CannotStart(str(exc)) from None
+
+
+def _check_postgres(url: str, timeout_s: float) -> None:
+    """One connection to the PostgreSQL database, so that a wrong host, database or role stops
+    the start with the server's reason (never the URL: it may hold a password). Raises
+    CannotStart."""
+    import psycopg
+
+    try:
+        psycopg.connect(url, connect_timeout=max(1, round(timeout_s))).close()
+    except psycopg.Error as exc:
+        reason = " ".join(str(exc).split())
+        raise CannotStart(f"cannot connect to the PostgreSQL database: {reason}") from None
 
 
 def prepare(settings: Settings) -> Startup:

@@ -144,6 +144,19 @@ def _text(value: Any, what: str) -> Any:
 Text = _grammar(_text)
 
 
+def _db(value: Any, what: str) -> Any:
+    """A database URL: printable text naming a store (papi_sandbox.store.check_url)."""
+    from papi_sandbox.store import check_url
+
+    try:
+        return check_url(_text(value, what))
+    except ValueError as exc:
+        raise grammar.GrammarError(f"{what}: {exc}") from None
+
+
+DbUrl = _grammar(_db)
+
+
 def _token(value: Any, what: str) -> str:
     return check_admin_token(value, what=what)
 
@@ -166,7 +179,7 @@ class Settings(BaseSettings):
 
     host: Annotated[str, Text] = Field("127.0.0.1", description="Address to listen on.")
     port: Annotated[int, Integer(1, 65535)] = Field(8765, description="Port to listen on.")
-    db: Annotated[str | None, Text] = Field(
+    db: Annotated[str | None, DbUrl] = Field(
         None,
         description="sqlite:///path/to/file.db (default: in --data-dir) or postgresql://...",
     )

@@ -239,3 +239,78 @@ def test_the_factory_path_refuses_a_bad_number_in_one_line(tmp_path: Path) -> No
     assert "Traceback" not in text
     refusal = [line for line in text.splitlines() if line.startswith("Cannot start: ")]
     assert len(refusal) == 1 and "PAPI_SANDBOX_STORE_TIMEOUT" in refusal[0], text
+
+
+# -- the database URL: a store this service runs on, reachable before anything starts -------
+
+#: URLs that name no store: used to be read as a file name (``./mysql:/x``) and served.
+NOT_A_STORE = ["mysql://x/ledger", "postgresql+psycopg://127.0.0.1/x", "sqlite3:///x.db"]
+
+
+def _serve(data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "papi_sandbox", "serve", "--port", str(free_port())]
+    return subprocess.run(
+        [*command, *args],
+        env=_clean_env(PAPI_SANDBOX_DATA_DIR=str(data_dir), **env),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=data_dir.parent,
+    )
+
+
+def _refused_in_one_line(text: str, *words: str) -> None:
+    refusal = [line for line in text.splitlines() if line.startswith("Cannot start: ")]
+    assert len(refusal) == 1 and "Traceback" not in text, text
+    assert all(word in refusal[0] for word in words), (words, refusal)
+
+
+@pytest.mark.parametrize("url", NOT_A_STORE)
+def test_a_database_url_of_no_store_is_refused_not_taken_as_a_file(
+    tmp_path: Path, url: str
+) -> None:
+    data = tmp_path / "data"
+    done = _serve(data, "--db", url)
+    assert done.returncode == 2, done.stderr
+    _refused_in_one_line(done.stderr, "PAPI_SANDBOX_DB (--db)", url.partition("://")[0])
+    proc = _factory(tmp_path, free_port(), PAPI_SANDBOX_DB=url)
+    assert proc.wait(30) == 2
+    _refused_in_one_line((tmp_path / "factory.log").read_text(), "PAPI_SANDBOX_DB")
+    upgraded = subprocess.run(
+        [sys.executable, "-m", "papi_sandbox", "db", "upgrade", "--db", url],
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+    )
+    assert upgraded.returncode == 2 and "Cannot upgrade the database" in upgraded.stderr
+    for command in (["verify"], ["jobs", "run", "interest"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "papi_sandbox", *command, "--db", url],
+            env=_clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=tmp_path,
+        )
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert done.stderr.startswith("Cannot open the database: "), done.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["factory.log"]  # no file, no folder
+
+
+def test_an_unreachable_postgresql_database_stops_the_start_in_one_line(
+    tmp_path: Path,
+) -> None:
+    """A PostgreSQL URL naming a database that does not exist: ``Cannot start:`` with the
+    server's reason, exit 2, before anything listens (it used to log a traceback, exit 3)."""
+    base = os.environ.get("PAPI_SANDBOX_TEST_POSTGRES_URL")
+    if not base:
+        pytest.skip("PAPI_SANDBOX_TEST_POSTGRES_URL is unset")
+    url = base.rsplit("/", 1)[0] + "/papi_no_such_database"
+    done = _serve(tmp_path / "data", "--db", url, PAPI_SANDBOX_ADMIN_TOKEN=ADMIN_TOKEN)
+    assert done.returncode == 2, done.stderr
+    _refused_in_one_line(done.stderr, "PostgreSQL", "papi_no_such_database")
+    proc = _factory(tmp_path, free_port(), PAPI_SANDBOX_DB=url)
+    assert proc.wait(30) == 2
+    _refused_in_one_line((tmp_path / "factory.log").read_text(), "papi_no_such_database")
