@@ -198,6 +198,20 @@ def test_combined_stream_subscribe_list_and_unsubscribe(server: Server) -> None:
         assert [f["data"]["e"] for f in frames] == ["balanceUpdate", "outboundAccountPosition"]
 
 
+def test_request_ids_are_unsigned_integers_or_strings(server: Server) -> None:
+    """The request id of a method message: an unsigned integer (under 2**64) or a string, as the
+    refusal itself says; JSON's true/false are no integers, and -1 is not unsigned."""
+    with connect(ws_url(server, "/pm/stream")) as ws:  # two connections: 10 messages/s each
+        for good in (0, 7, 2**64 - 1, "a-1", None):
+            ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": good}))
+            assert recv(ws) == {"result": [], "id": good}
+    with connect(ws_url(server, "/pm/stream")) as ws:
+        for bad in (-1, True, False, 2**64, 1.5, [1], {"a": 1}):
+            ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": bad}))
+            reply = recv(ws)
+            assert reply["error"]["code"] == 3 and reply["id"] is None, (bad, reply)
+
+
 def test_unknown_closed_and_revoked_keys(server: Server) -> None:
     account = server.create_account("k")
     for path in ("/pm/ws/" + "A" * 64, "/pm/ws/bad-key!", "/pm/stream?streams=" + "B" * 64):

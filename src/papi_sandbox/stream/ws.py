@@ -462,7 +462,7 @@ class StreamServer:
         if not isinstance(message, dict):
             return _error(0, "Invalid request: expected a JSON object.", None)
         request_id = message.get("id")
-        if request_id is not None and not isinstance(request_id, (int, str)):
+        if not _valid_request_id(request_id):
             return _error(
                 3, "Invalid request: request ID must be an unsigned integer or a string", None
             )
@@ -501,6 +501,18 @@ class StreamServer:
                     2, "Invalid request: the server is at its subscriber limit.", request_id
                 )
         return _result(None, request_id)
+
+
+#: A request id is an unsigned 64-bit integer, a string, or absent (null).
+MAX_REQUEST_ID = 2**64 - 1
+
+
+def _valid_request_id(request_id: Any) -> bool:
+    """True for None, a string, or an int in 0..MAX_REQUEST_ID; bool is no int here (Python's
+    ``True`` is an ``int``, JSON's ``true`` is not a number)."""
+    if request_id is None or isinstance(request_id, str):
+        return True
+    return type(request_id) is int and 0 <= request_id <= MAX_REQUEST_ID
 
 
 def _framed(conn: _Connection, key: str, event: str) -> str:
