@@ -13,6 +13,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from papi_sandbox.stream.ws import MAX_CONNECTIONS_PER_LISTEN_KEY
 from tests.support import (
     Account,
     Server,
@@ -210,6 +211,27 @@ def test_request_ids_are_unsigned_integers_or_strings(server: Server) -> None:
             ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": bad}))
             reply = recv(ws)
             assert reply["error"]["code"] == 3 and reply["id"] is None, (bad, reply)
+
+
+def test_a_key_named_twice_in_streams_is_one_subscription(server: Server, account: Account) -> None:
+    """``/pm/stream?streams=<k>/<k>``: one subscription, each event once, and nothing left
+    behind once the connection closes (a leaked one counted against the key's connection
+    limit for good, until the key could not be connected at all)."""
+    key = listen_key(server, account)
+    with connect(ws_url(server, f"/pm/stream?streams={key}/{key}")) as ws:
+        ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": 1}))
+        assert recv(ws) == {"result": [key], "id": 1}
+        server.adjust(account.account_id, "UM", "USDT", "2.5")
+        frame = recv(ws)
+        assert frame["stream"] == key and frame["data"]["a"]["B"][0]["wb"] == "2.50000000"
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=0.5)  # not twice
+    for _ in range(MAX_CONNECTIONS_PER_LISTEN_KEY + 1):
+        with connect(ws_url(server, f"/pm/stream?streams={key}/{key}")):
+            pass
+    with contextlib.ExitStack() as stack:  # every slot of the key is free again
+        for _ in range(MAX_CONNECTIONS_PER_LISTEN_KEY):
+            stack.enter_context(connect(ws_url(server, f"/pm/ws/{key}")))
 
 
 def test_unknown_closed_and_revoked_keys(server: Server) -> None:

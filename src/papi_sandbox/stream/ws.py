@@ -284,7 +284,8 @@ class StreamServer:
         if combined and listen_key is None:
             streams_param = ws.query_params.get("streams")
             if streams_param:
-                keys = streams_param.split("/")[:MAX_STREAMS_PER_CONNECTION]
+                # A key named twice is one subscription (as SUBSCRIBE treats it).
+                keys = list(dict.fromkeys(streams_param.split("/")))[:MAX_STREAMS_PER_CONNECTION]
         for key in keys:
             refusal, record = await self._admit(key)
             if record is None:
@@ -328,7 +329,10 @@ class StreamServer:
 
     def _add_stream(self, conn: _Connection, record: ListenKeyRecord) -> None:
         """Subscribe the connection to the key's account; TooManySubscribers past the hub's
-        limit."""
+        limit. A key the connection already has stays as it is (a second subscription would
+        send each event twice and outlive the connection)."""
+        if record.listen_key in conn.streams:
+            return
         sub = self.hub.subscribe(record.account_id, limit=MAX_PENDING_ENTRIES)
         stream = _Stream(conn, record, sub)
         conn.streams[record.listen_key] = stream
