@@ -234,6 +234,21 @@ def test_a_key_named_twice_in_streams_is_one_subscription(server: Server, accoun
             stack.enter_context(connect(ws_url(server, f"/pm/ws/{key}")))
 
 
+def test_a_refused_subscribe_subscribes_nothing(server: Server, account: Account) -> None:
+    """SUBSCRIBE names a good key and a bad one: the error, and no key subscribed (a refusal
+    changes nothing), whatever the order of the keys."""
+    key = listen_key(server, account)
+    with connect(ws_url(server, "/pm/stream")) as ws:
+        for params in ([key, "nope"], [key, "A" * 64], ["A" * 64, key]):
+            ws.send(json.dumps({"method": "SUBSCRIBE", "params": params, "id": 1}))
+            assert recv(ws)["error"]["code"] == 2
+            ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": 2}))
+            assert recv(ws) == {"result": [], "id": 2}, params
+        server.adjust(account.account_id, "UM", "USDT", "1")
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=0.5)
+
+
 def test_unknown_closed_and_revoked_keys(server: Server) -> None:
     account = server.create_account("k")
     for path in ("/pm/ws/" + "A" * 64, "/pm/ws/bad-key!", "/pm/stream?streams=" + "B" * 64):

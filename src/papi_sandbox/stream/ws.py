@@ -486,24 +486,30 @@ class StreamServer:
                 if stream is not None and key != path_key:
                     await self._end_stream(stream, expired=False)
             return _result(None, request_id)
-        for key in params:
-            if key in conn.streams:
-                continue
-            if len(conn.streams) >= MAX_STREAMS_PER_CONNECTION:
-                return _error(
-                    2,
-                    f"Invalid request: at most {MAX_STREAMS_PER_CONNECTION} streams a connection.",
-                    request_id,
-                )
+        # All or nothing: every new key is admitted before any is subscribed.
+        new = [key for key in dict.fromkeys(params) if key not in conn.streams]
+        if len(conn.streams) + len(new) > MAX_STREAMS_PER_CONNECTION:
+            return _error(
+                2,
+                f"Invalid request: at most {MAX_STREAMS_PER_CONNECTION} streams a connection.",
+                request_id,
+            )
+        records = []
+        for key in new:
             refusal, record = await self._admit(key)
             if record is None:
                 return _error(2, f"Invalid request: {refusal}", request_id)
-            try:
-                self._add_stream(conn, record)
-            except TooManySubscribers:
-                return _error(
-                    2, "Invalid request: the server is at its subscriber limit.", request_id
-                )
+            records.append(record)
+        added: list[_Stream] = []
+        try:
+            for record in records:
+                if record.listen_key not in conn.streams:  # not added while we awaited
+                    self._add_stream(conn, record)
+                    added.append(conn.streams[record.listen_key])
+        except TooManySubscribers:
+            for stream in added:
+                await self._end_stream(stream, expired=False)
+            return _error(2, "Invalid request: the server is at its subscriber limit.", request_id)
         return _result(None, request_id)
 
 
