@@ -13,6 +13,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from papi_sandbox.stream.ws import MAX_CONNECTIONS_PER_LISTEN_KEY
 from tests.support import (
     Account,
     Server,
@@ -196,6 +197,56 @@ def test_combined_stream_subscribe_list_and_unsubscribe(server: Server) -> None:
         server.adjust(first.account_id, "MARGIN", "ETH", "2")
         frames = [recv(ws), recv(ws)]
         assert [f["data"]["e"] for f in frames] == ["balanceUpdate", "outboundAccountPosition"]
+
+
+def test_request_ids_are_unsigned_integers_or_strings(server: Server) -> None:
+    """The request id of a method message: an unsigned integer (under 2**64) or a string, as the
+    refusal itself says; JSON's true/false are no integers, and -1 is not unsigned."""
+    with connect(ws_url(server, "/pm/stream")) as ws:  # two connections: 10 messages/s each
+        for good in (0, 7, 2**64 - 1, "a-1", None):
+            ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": good}))
+            assert recv(ws) == {"result": [], "id": good}
+    with connect(ws_url(server, "/pm/stream")) as ws:
+        for bad in (-1, True, False, 2**64, 1.5, [1], {"a": 1}):
+            ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": bad}))
+            reply = recv(ws)
+            assert reply["error"]["code"] == 3 and reply["id"] is None, (bad, reply)
+
+
+def test_a_key_named_twice_in_streams_is_one_subscription(server: Server, account: Account) -> None:
+    """``/pm/stream?streams=<k>/<k>``: one subscription, each event once, and nothing left
+    behind once the connection closes (a leaked one counted against the key's connection
+    limit for good, until the key could not be connected at all)."""
+    key = listen_key(server, account)
+    with connect(ws_url(server, f"/pm/stream?streams={key}/{key}")) as ws:
+        ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": 1}))
+        assert recv(ws) == {"result": [key], "id": 1}
+        server.adjust(account.account_id, "UM", "USDT", "2.5")
+        frame = recv(ws)
+        assert frame["stream"] == key and frame["data"]["a"]["B"][0]["wb"] == "2.50000000"
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=0.5)  # not twice
+    for _ in range(MAX_CONNECTIONS_PER_LISTEN_KEY + 1):
+        with connect(ws_url(server, f"/pm/stream?streams={key}/{key}")):
+            pass
+    with contextlib.ExitStack() as stack:  # every slot of the key is free again
+        for _ in range(MAX_CONNECTIONS_PER_LISTEN_KEY):
+            stack.enter_context(connect(ws_url(server, f"/pm/ws/{key}")))
+
+
+def test_a_refused_subscribe_subscribes_nothing(server: Server, account: Account) -> None:
+    """SUBSCRIBE names a good key and a bad one: the error, and no key subscribed (a refusal
+    changes nothing), whatever the order of the keys."""
+    key = listen_key(server, account)
+    with connect(ws_url(server, "/pm/stream")) as ws:
+        for params in ([key, "nope"], [key, "A" * 64], ["A" * 64, key]):
+            ws.send(json.dumps({"method": "SUBSCRIBE", "params": params, "id": 1}))
+            assert recv(ws)["error"]["code"] == 2
+            ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": 2}))
+            assert recv(ws) == {"result": [], "id": 2}, params
+        server.adjust(account.account_id, "UM", "USDT", "1")
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=0.5)
 
 
 def test_unknown_closed_and_revoked_keys(server: Server) -> None:

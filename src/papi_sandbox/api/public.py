@@ -117,18 +117,10 @@ class PublicApi:
         except ApiError as error:  # a shared limiter is unreachable: fail closed, change nothing
             return _refusal(error, None)
         weight = b"%d" % decision.used
-        if decision.banned_until_ms is not None:
-            # A banned IP: answered before the body, the parameters or the key are looked at.
-            self.observer.metrics.stats.ip_refused(418)
-            return _refusal(
-                errors.ip_banned(decision.banned_until_ms, decision.retry_after_s), weight
-            )
+        ip_refusal = self._ip_refusal(decision)
+        if ip_refusal is not None:
+            return _refusal(ip_refusal, weight)
         try:
-            if not decision.allowed:
-                self.observer.metrics.stats.ip_refused(429)
-                raise errors.too_many_requests(
-                    state.limiter.limit_per_minute, decision.retry_after_s
-                )
             if methods is None:
                 raise errors.not_found(path)
             if endpoint is None:
@@ -166,16 +158,11 @@ class PublicApi:
         except ApiError as error:  # a shared limiter is unreachable: fail closed
             return _refusal(error, None)
         weight = b"%d" % decision.used
-        if decision.banned_until_ms is not None:
-            self.observer.metrics.stats.ip_refused(418)
-            return _refusal(
-                errors.ip_banned(decision.banned_until_ms, decision.retry_after_s), weight
-            )
-        if not decision.allowed:
-            self.observer.metrics.stats.ip_refused(429)
-            refusal = errors.too_many_requests(
-                self.state.limiter.limit_per_minute, decision.retry_after_s
-            )
+        ip_refusal = self._ip_refusal(decision)
+        if ip_refusal is not None:
+            if decision.banned_until_ms is not None:
+                return _refusal(ip_refusal, weight)
+            refusal = ip_refusal
         elif decision.account_retry_after_s is not None:
             self.observer.metrics.stats.account_limited(limit.name)
             refusal = account_limit_exceeded(limit, decision.account_retry_after_s)
@@ -187,6 +174,20 @@ class PublicApi:
             return _refusal(error, weight)
         body = result if type(result) is EncodedJson else orjson.dumps(result)
         return 200, body, json_headers(body, ((WEIGHT_HEADER_RAW, weight),)), None, weight.decode()
+
+    def _ip_refusal(self, decision: WeightDecision) -> ApiError | None:
+        """The IP's refusal in a limiter decision, counted in the metrics: 418 -1003 for a banned
+        IP (answered before the body, the parameters or the key are looked at), 429 -1003 past
+        the weight limit, ``None`` when the IP may go on (docs/semantics.md, rate limits)."""
+        if decision.banned_until_ms is not None:
+            self.observer.metrics.stats.ip_refused(418)
+            return errors.ip_banned(decision.banned_until_ms, decision.retry_after_s)
+        if not decision.allowed:
+            self.observer.metrics.stats.ip_refused(429)
+            return errors.too_many_requests(
+                self.state.limiter.limit_per_minute, decision.retry_after_s
+            )
+        return None
 
     async def _spend(self, ip: str, weight: int, account: AccountCall | None) -> WeightDecision:
         if self._spend_now is not None:  # in-process: no coroutine to await
@@ -270,12 +271,9 @@ class PublicApi:
             if self._spend_now is not None
             else await self.state.limiter.spend(ip, weight)
         )
-        if decision.banned_until_ms is not None:
-            raise errors.ip_banned(decision.banned_until_ms, decision.retry_after_s)
-        if not decision.allowed:
-            raise errors.too_many_requests(
-                self.state.limiter.limit_per_minute, decision.retry_after_s
-            )
+        refusal = self._ip_refusal(decision)
+        if refusal is not None:
+            raise refusal
         return decision.used
 
 

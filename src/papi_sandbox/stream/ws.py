@@ -284,7 +284,8 @@ class StreamServer:
         if combined and listen_key is None:
             streams_param = ws.query_params.get("streams")
             if streams_param:
-                keys = streams_param.split("/")[:MAX_STREAMS_PER_CONNECTION]
+                # A key named twice is one subscription (as SUBSCRIBE treats it).
+                keys = list(dict.fromkeys(streams_param.split("/")))[:MAX_STREAMS_PER_CONNECTION]
         for key in keys:
             refusal, record = await self._admit(key)
             if record is None:
@@ -328,7 +329,10 @@ class StreamServer:
 
     def _add_stream(self, conn: _Connection, record: ListenKeyRecord) -> None:
         """Subscribe the connection to the key's account; TooManySubscribers past the hub's
-        limit."""
+        limit. A key the connection already has stays as it is (a second subscription would
+        send each event twice and outlive the connection)."""
+        if record.listen_key in conn.streams:
+            return
         sub = self.hub.subscribe(record.account_id, limit=MAX_PENDING_ENTRIES)
         stream = _Stream(conn, record, sub)
         conn.streams[record.listen_key] = stream
@@ -462,7 +466,7 @@ class StreamServer:
         if not isinstance(message, dict):
             return _error(0, "Invalid request: expected a JSON object.", None)
         request_id = message.get("id")
-        if request_id is not None and not isinstance(request_id, (int, str)):
+        if not _valid_request_id(request_id):
             return _error(
                 3, "Invalid request: request ID must be an unsigned integer or a string", None
             )
@@ -482,25 +486,43 @@ class StreamServer:
                 if stream is not None and key != path_key:
                     await self._end_stream(stream, expired=False)
             return _result(None, request_id)
-        for key in params:
-            if key in conn.streams:
-                continue
-            if len(conn.streams) >= MAX_STREAMS_PER_CONNECTION:
-                return _error(
-                    2,
-                    f"Invalid request: at most {MAX_STREAMS_PER_CONNECTION} streams a connection.",
-                    request_id,
-                )
+        # All or nothing: every new key is admitted before any is subscribed.
+        new = [key for key in dict.fromkeys(params) if key not in conn.streams]
+        if len(conn.streams) + len(new) > MAX_STREAMS_PER_CONNECTION:
+            return _error(
+                2,
+                f"Invalid request: at most {MAX_STREAMS_PER_CONNECTION} streams a connection.",
+                request_id,
+            )
+        records = []
+        for key in new:
             refusal, record = await self._admit(key)
             if record is None:
                 return _error(2, f"Invalid request: {refusal}", request_id)
-            try:
-                self._add_stream(conn, record)
-            except TooManySubscribers:
-                return _error(
-                    2, "Invalid request: the server is at its subscriber limit.", request_id
-                )
+            records.append(record)
+        added: list[_Stream] = []
+        try:
+            for record in records:
+                if record.listen_key not in conn.streams:  # not added while we awaited
+                    self._add_stream(conn, record)
+                    added.append(conn.streams[record.listen_key])
+        except TooManySubscribers:
+            for stream in added:
+                await self._end_stream(stream, expired=False)
+            return _error(2, "Invalid request: the server is at its subscriber limit.", request_id)
         return _result(None, request_id)
+
+
+#: A request id is an unsigned 64-bit integer, a string, or absent (null).
+MAX_REQUEST_ID = 2**64 - 1
+
+
+def _valid_request_id(request_id: Any) -> bool:
+    """True for None, a string, or an int in 0..MAX_REQUEST_ID; bool is no int here (Python's
+    ``True`` is an ``int``, JSON's ``true`` is not a number)."""
+    if request_id is None or isinstance(request_id, str):
+        return True
+    return type(request_id) is int and 0 <= request_id <= MAX_REQUEST_ID
 
 
 def _framed(conn: _Connection, key: str, event: str) -> str:
