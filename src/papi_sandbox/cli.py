@@ -519,7 +519,7 @@ def market_funding_rate(
 
 @account_app.command("positions")
 def account_positions(
-    account_id: int,
+    account_id: AccountId,
     url: Url = DEFAULT_URL,
     token: Token = None,
     data_dir: DataDir = settings_mod.DEFAULT_DATA_DIR,
@@ -556,7 +556,7 @@ def account_positions(
 
 @account_app.command("commission")
 def account_commission(
-    account_id: int,
+    account_id: AccountId,
     maker: Annotated[str, typer.Option(help="maker rate, e.g. 0.0002")],
     taker: Annotated[str, typer.Option(help="taker rate, e.g. 0.0005")],
     url: Url = DEFAULT_URL,

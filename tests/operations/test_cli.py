@@ -188,3 +188,21 @@ def test_serve_help_shows_every_option_and_its_text_as_written() -> None:
         assert settings.flag_name(name) in shown.stdout, name
         assert settings.env_name(name) in shown.stdout, name
     assert "([market], docs/semantics.md)" in shown.stdout, shown.stdout
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("account", "show"),
+        ("account", "journal"),
+        ("account", "positions"),
+        ("account", "commission", "--maker", "0.0002", "--taker", "0.0005"),
+    ],
+)
+def test_every_account_id_argument_is_ascii_digits(command: tuple[str, ...]) -> None:
+    # int() reads "١٢٣" as 123: every command's account id goes through the one grammar, so it
+    # is refused before any request (no service listens on the URL given).
+    name, sub, *options = command
+    done = cli(name, sub, "١٢٣", *options, "--url", "http://127.0.0.1:9", "--token", "x" * 40)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "account id" in done.stderr and "Cannot reach" not in done.stdout + done.stderr
