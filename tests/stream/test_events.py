@@ -204,3 +204,25 @@ def test_listen_key_expired() -> None:
         "E": E_MS,
         "listenKey": "abc",
     }
+
+
+def test_a_fills_entry_reports_its_positions_in_p_and_funding_reports_none() -> None:
+    from papi_sandbox.trading.model import Position, PositionReport, PositionSide, TradedEntry
+
+    loss = (P(A, Wallet.UM, "USDT", "-110"), P(S, Wallet.EXTERNAL, "USDT", "110"))
+    pnl = Entry(TRAN, EntryType.REALIZED_PNL, T_MS, A, loss)
+    short = Position(A, "ETHUSDT", PositionSide.SHORT, D("-0.5"), D("3000"), D("0.75"), T_MS,
+                     D("12.5"))  # fmt: skip
+    traded = TradedEntry(
+        pnl, committed_entry(pnl, {}).balances, (PositionReport(short, D("3100"), D("0.0005")),)
+    )
+    (event,) = entry_events(traded, E_MS)
+    # up = -0.5 x (3100 - 3000); bep (short) = (0.5 x 3000 - 0.75) / (0.5 x 1.0005)
+    assert event["a"]["P"] == [
+        {"s": "ETHUSDT", "pa": "-0.5", "ep": "3000", "cr": "12.5", "up": "-50", "ps": "SHORT",
+         "bep": "2997.00149925"}
+    ]  # fmt: skip
+    fee = (P(A, Wallet.UM, "USDT", "-1"), P(S, Wallet.EXTERNAL, "USDT", "1"))
+    funding = Entry(TRAN, EntryType.FUNDING_FEE, T_MS, A, fee)
+    (event,) = entry_events(committed_entry(funding, {}), E_MS)
+    assert (event["a"]["m"], event["a"]["P"]) == ("FUNDING_FEE", [])

@@ -257,3 +257,53 @@ def test_postgres_delivers_to_every_process_even_past_the_payload_limit() -> Non
         asyncio.run(main())
     finally:
         drop_test_database(admin, url)
+
+
+def test_postgres_a_fills_positions_survive_the_read_back_past_the_payload_limit() -> None:
+    """An entry too large for a notification goes by reference; the positions of a fill's
+    entry travel in the reference and come back with the journal's postings and balances."""
+    from papi_sandbox.store import journal
+    from papi_sandbox.store.outbox import encode_committed
+    from papi_sandbox.trading.model import Position, PositionReport, PositionSide, TradedEntry
+
+    admin = postgres_admin_url()
+    url = create_test_database(admin)
+
+    def big_fill_entry(db: Any, account: int) -> TradedEntry:
+        journal.lock_accounts(db, [account])
+        before = journal.load_balances_of(db, [account])[account].amounts
+        postings = _many_assets_plan(account, 120)(None)
+        (committed,) = journal.append_entries(
+            db, [(account, EntryType.REALIZED_PNL, postings, 5)], {account: before}
+        )
+        position = Position(account, "BTCUSDT", PositionSide.LONG, D("0.02"), D("58500"),
+                            D("0.408"), 5, D("-110.5"))  # fmt: skip
+        report = PositionReport(position, D("58000"), D("0.0005"))
+        traded = TradedEntry(committed.entry, committed.balances, (report,))
+        db.dialect.announce(db, traded)
+        return traded
+
+    async def main() -> None:
+        hub = EventHub()
+        hub.bind()
+        here, other = PostgresStore(url), PostgresStore(url)
+        here.on_commit(hub.publish)
+        await here.open()
+        await other.open()
+        await asyncio.wait_for(here.listening.wait(), 10)
+        try:
+            account = await other.create_account("a", None)
+            sub = hub.subscribe(account)
+            sent = await other.write(big_fill_entry, account)
+            assert len(encode_committed(sent)) > NOTIFY_PAYLOAD_LIMIT  # went by reference
+            got = await _next(sub)
+            assert isinstance(got, TradedEntry)
+            assert got == sent  # postings, balances and the position, exactly
+        finally:
+            await other.close()
+            await here.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        drop_test_database(admin, url)

@@ -154,6 +154,84 @@ def test_resting_order_new_then_fill_by_the_mark_then_close(server: Server) -> N
         assert reasons == ["ORDER", "ORDER"]
 
 
+def _updates(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e["a"] for e in events if e["e"] == "ACCOUNT_UPDATE"]
+
+
+def _risk(signer: Signer) -> dict[str, Any]:
+    r = signer.request("GET", "/papi/v1/um/positionRisk", {"symbol": "BTCUSDT"})
+    assert r.status_code == 200, r.text
+    (row,) = r.json()
+    return {k: row[k] for k in ("positionAmt", "entryPrice", "unRealizedProfit", "breakEvenPrice")}
+
+
+def test_account_update_p_reports_the_positions_each_fill_left(server: Server) -> None:
+    """Issue 13's story on the stream: BUY 0.010 BTCUSDT at 60,000, the mark falls to 49,000,
+    a reduce-only SELL realizes -110. Each fill's ACCOUNT_UPDATEs carry the position it left,
+    valued as positionRisk values it (up at the commit's mark, bep at the taker rate); cr is the
+    position's realized PnL before fees (the -0.245 commission is not in it)."""
+    set_mark(server, "60000")
+    account, signer = trader(server)
+    key = listen_key(server, account)
+    with connect(ws_url(server, f"/pm/ws/{key}")) as ws:
+        place(signer)
+        (opened,) = _updates([recv(ws) for _ in range(3)] + drain(ws))
+        # bep = (0.010 x 60000 + 0.3 open fee) / (0.010 x (1 - 0.0005))
+        assert opened["P"] == [
+            {"s": "BTCUSDT", "pa": "0.01", "ep": "60000", "cr": "0", "up": "0", "ps": "BOTH",
+             "bep": "60060.03001501"}
+        ]  # fmt: skip
+        assert _risk(signer) == {
+            "positionAmt": "0.010",
+            "entryPrice": "60000.00000000",
+            "unRealizedProfit": "0.00000000",
+            "breakEvenPrice": "60060.03001501",
+        }
+        set_mark(server, "49000")  # a mark change alone streams nothing
+        assert drain(ws) == []
+        place(signer, side="SELL", reduceOnly="true")
+        pnl, fee = _updates(drain(ws))
+        assert [u["B"][0]["wb"] for u in (pnl, fee)] == ["-110.30000000", "-110.54500000"]
+        closed = [
+            {"s": "BTCUSDT", "pa": "0", "ep": "0", "cr": "-110", "up": "0", "ps": "BOTH",
+             "bep": "0"}
+        ]  # fmt: skip
+        assert pnl["P"] == fee["P"] == closed  # both entries of the one fill
+
+
+def test_account_update_p_of_a_partial_close_is_valued_at_the_commits_mark(
+    server: Server,
+) -> None:
+    set_mark(server, "60000")
+    account, signer = trader(server)
+    key = listen_key(server, account)
+    with connect(ws_url(server, f"/pm/ws/{key}")) as ws:
+        place(signer, quantity="0.020")
+        assert _updates([recv(ws) for _ in range(3)] + drain(ws))[0]["P"][0]["pa"] == "0.02"
+        set_mark(server, "49000")
+        place(signer, side="SELL", reduceOnly="true", quantity="0.010")
+        pnl, fee = _updates(drain(ws))
+        # Half the 0.6 opening fee is left: bep as before; up = 0.010 x (49000 - 60000).
+        half = {"s": "BTCUSDT", "pa": "0.01", "ep": "60000", "cr": "-110", "up": "-110",
+                "ps": "BOTH", "bep": "60060.03001501"}  # fmt: skip
+        assert pnl["P"] == fee["P"] == [half]
+        assert _risk(signer) == {
+            "positionAmt": "0.010",
+            "entryPrice": "60000.00000000",
+            "unRealizedProfit": "-110.00000000",
+            "breakEvenPrice": "60060.03001501",
+        }
+        place(signer, side="SELL", reduceOnly="true", quantity="0.010")
+        (pnl, _) = _updates(drain(ws))
+        assert pnl["P"][0] | {} == half | {
+            "pa": "0",
+            "ep": "0",
+            "cr": "-220",
+            "up": "0",
+            "bep": "0",
+        }
+
+
 def test_cancel_is_canceled_and_ioc_is_expired(server: Server) -> None:
     set_mark(server, "60000")
     account, signer = trader(server)
@@ -227,6 +305,14 @@ def test_order_events_across_two_postgres_processes(tmp_path: Path) -> None:
         assert (streams[0][1]["o"]["L"], streams[0][1]["o"]["n"]) == ("59000.00", "0.11800000")
         assert streams[0][4]["o"]["c"] == "across" and streams[0][4]["o"]["L"] == "58000.00"
         assert streams[0][5]["a"]["B"][0]["wb"] == "-0.40800000"  # 0.118 + 0.290 commission
+        # Each fill's position travels with its commit's NOTIFY: the same P on both processes,
+        # valued at the mark of the commit that filled it (58,000 both times).
+        assert [streams[0][i]["a"]["P"] for i in (2, 5)] == [
+            [{"s": "BTCUSDT", "pa": "0.01", "ep": "59000", "cr": "0", "up": "-10", "ps": "BOTH",
+              "bep": "59041.32066033"}],
+            [{"s": "BTCUSDT", "pa": "0.02", "ep": "58500", "cr": "0", "up": "-10", "ps": "BOTH",
+              "bep": "58549.67483742"}],
+        ]  # fmt: skip
     finally:
         first.stop()
         second.stop()

@@ -93,6 +93,8 @@ def test_two_server_processes_on_one_sqlite_file(tmp_path: Path) -> None:
             ("ACCOUNT_UPDATE", None, None),
         ]
         assert streams[0][5]["a"]["B"][0]["wb"] == "-0.60000000"  # two 0.3 commissions
+        # The fill's position travels in the outbox row: the other process reports the same P.
+        assert [streams[0][i]["a"]["P"][0]["pa"] for i in (2, 5)] == ["0.01", "0.02"]
         assert streams[0][8]["a"]["B"][0]["wb"] == "-0.35000000"
         journal = first.journal(account.account_id)
         tran_ids = {e["U"] for e in streams[0] if "U" in e}

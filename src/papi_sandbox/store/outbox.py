@@ -42,10 +42,13 @@ from papi_sandbox.trading.model import (
     OrderStatus,
     OrderType,
     OrderUpdate,
+    Position,
+    PositionReport,
     PositionSide,
     Side,
     TimeInForce,
     Trade,
+    TradedEntry,
 )
 
 if TYPE_CHECKING:
@@ -159,22 +162,37 @@ def notify(db: Db, item: Announcement) -> None:
     is at most ~1 KB (bounded symbol and client order id); a larger entry goes by reference."""
     payload = encode_committed(item)
     if len(payload) > NOTIFY_PAYLOAD_LIMIT and isinstance(item, CommittedEntry):
-        payload = orjson.dumps({"t": item.entry.tran_id, "a": item.entry.account_id})
+        # The postings and balances stay behind (the journal has them); a fill's positions
+        # (one, a few hundred bytes) travel along: nothing else records them as they were.
+        ref: dict[str, Any] = {"t": item.entry.tran_id, "a": item.entry.account_id}
+        if isinstance(item, TradedEntry):
+            ref["P"] = [_report_fields(r) for r in item.positions]
+        payload = orjson.dumps(ref)
     db.execute(
         "SELECT pg_notify(?, pg_current_xact_id()::text || ' ' || ?)",
         (ENTRY_CHANNEL, payload.decode()),
     )
 
 
-def parse_notification(text: str) -> tuple[int, Announcement | None, tuple[int, int] | None]:
-    """A notification of :func:`notify`: (its transaction id, the announcement or None, and
-    when it came by reference the entry's (tranId, account) to read from the journal)."""
+def parse_notification(text: str) -> tuple[int, Announcement | None, str]:
+    """A notification of :func:`notify`: (its transaction id, the announcement, or None when it
+    came by reference, and then the reference for :func:`read_back`)."""
     mark, _, payload = text.partition(" ")
-    item = decode_committed(payload)
-    if item is not None:
-        return int(mark), item, None
-    ref = orjson.loads(payload)
-    return int(mark), None, (int(ref["t"]), int(ref["a"]))
+    return int(mark), decode_committed(payload), payload
+
+
+def read_back(db: Db, reference: str) -> CommittedEntry | None:
+    """A read unit: the entry a reference payload names, from the journal (postings, and the
+    resulting balances as the sum of the account's postings up to it), with the positions the
+    reference carried. None when the journal has no such entry."""
+    from papi_sandbox.store import journal  # journal -> dialect -> outbox: import when used
+
+    ref = orjson.loads(reference)
+    committed = journal.read_committed(db, int(ref["t"]), int(ref["a"]))
+    if committed is None or "P" not in ref:
+        return committed
+    reports = tuple(_report_from(committed.account_id, f) for f in ref["P"])
+    return TradedEntry(committed.entry, committed.balances, reports)
 
 
 # -- the payload: one encoding for both ----------------------------------------------------------
@@ -190,8 +208,11 @@ def encode_committed(item: Announcement) -> bytes:
     e, text = item.entry, money.to_storage
     postings = [[p.account_id, p.wallet.value, p.asset, text(p.amount)] for p in e.postings]
     balances = [[w.value, a, text(v)] for w, a, v in item.balances]
-    return orjson.dumps({"t": e.tran_id, "y": e.type, "m": e.time_ms, "a": e.account_id,
-                         "p": postings, "b": balances})  # fmt: skip
+    fields: dict[str, Any] = {"t": e.tran_id, "y": e.type, "m": e.time_ms, "a": e.account_id,
+                              "p": postings, "b": balances}  # fmt: skip
+    if isinstance(item, TradedEntry):
+        fields["P"] = [_report_fields(r) for r in item.positions]
+    return orjson.dumps(fields)
 
 
 def decode_committed(payload: str) -> Announcement | None:
@@ -206,7 +227,25 @@ def decode_committed(payload: str) -> Announcement | None:
         return None
     postings = tuple(Posting(int(n), Wallet(w), str(a), amount(v)) for n, w, a, v in d["p"])
     entry = Entry(int(d["t"]), str(d["y"]), int(d["m"]), int(d["a"]), postings)
-    return CommittedEntry(entry, tuple((Wallet(w), str(a), amount(v)) for w, a, v in d["b"]))
+    balances = tuple((Wallet(w), str(a), amount(v)) for w, a, v in d["b"])
+    if "P" in d:
+        reports = tuple(_report_from(entry.account_id, f) for f in d["P"])
+        return TradedEntry(entry, balances, reports)
+    return CommittedEntry(entry, balances)
+
+
+def _report_fields(r: PositionReport) -> list[Any]:
+    p, text = r.position, money.to_storage
+    return [p.symbol, p.position_side.value, text(p.amount), text(p.entry_price),
+            text(p.open_fee), p.update_time_ms, text(p.accumulated_realized),
+            text(r.mark_price), text(r.taker_rate)]  # fmt: skip
+
+
+def _report_from(account_id: int, f: list[Any]) -> PositionReport:
+    m = money.from_storage
+    position = Position(account_id, str(f[0]), PositionSide(f[1]), m(f[2]), m(f[3]), m(f[4]),
+                        int(f[5]), m(f[6]))  # fmt: skip
+    return PositionReport(position, m(f[7]), m(f[8]))
 
 
 def _order_fields(o: Order) -> list[Any]:

@@ -313,9 +313,9 @@ class PostgresStore(Store):
     async def _announced(self, payload: str) -> None:
         """One announcement: decoded inline, or read from the journal when too large."""
         try:
-            mark, committed, ref = outbox.parse_notification(payload)
-            if ref is not None:
-                committed = await self.read(journal.read_committed, *ref)
+            mark, committed, reference = outbox.parse_notification(payload)
+            if committed is None:
+                committed = await self.read(outbox.read_back, reference)
         except Exception:
             log.exception("cannot decode an entry announcement")
             return

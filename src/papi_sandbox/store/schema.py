@@ -12,12 +12,13 @@ applies what is missing, in place.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from papi_sandbox.progress import NO_PROGRESS, Progress
 from papi_sandbox.store import listen_keys, outbox, trading
-from papi_sandbox.store.dialect import Dialect
+from papi_sandbox.store.dialect import Db, Dialect
 
 #: Serialises PostgreSQL migrations of processes starting together (advisory lock key).
 MIGRATION_LOCK_KEY = 0x7061706953616E64  # "papiSand"
@@ -28,6 +29,8 @@ class Migration:
     version: int
     summary: str
     sql: str
+    #: A data step run after the statements, in the same transaction (Python: exact decimals).
+    then: Callable[[Db], None] | None = None
 
     def statements(self, dialect: Dialect) -> list[str]:
         text = self.sql.format_map(dialect.ddl)
@@ -104,6 +107,12 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         8, "stream outbox: SQLite commits of other processes reach the stream", outbox.SCHEMA
     ),
+    Migration(
+        9,
+        "UM positions: accumulated realized PnL (the stream's cr)",
+        trading.ACCUMULATED_REALIZED,
+        trading.backfill_accumulated_realized,
+    ),
 )
 
 #: SQLite's ``user_version`` before this list -> the versions here it had applied.
@@ -139,6 +148,8 @@ def migrate(conn: Any, dialect: Dialect, progress: Progress = NO_PROGRESS) -> tu
             for statement in statements:
                 conn.execute(statement)
                 done(1)
+            if migration.then is not None:
+                migration.then(Db(conn, dialect))
             conn.execute(insert, (migration.version, time.time_ns() // 1_000_000))
         conn.execute("COMMIT")
     except BaseException:

@@ -24,7 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 from papi_sandbox import money
-from papi_sandbox.ledger.model import AmountLimitExceeded, LedgerError
+from papi_sandbox.ledger.model import AmountLimitExceeded, CommittedEntry, LedgerError
 from papi_sandbox.ledger.rules import check_bounds
 from papi_sandbox.market.prices import MarketPrice
 from papi_sandbox.market.symbols import SymbolSpec
@@ -41,17 +41,20 @@ from papi_sandbox.trading import engine
 from papi_sandbox.trading.filters import OrderRequest
 from papi_sandbox.trading.margin import MarketView
 from papi_sandbox.trading.model import (
+    Booking,
     HistoryPage,
     Order,
     OrderStatus,
     OrderType,
     OrderUpdate,
     Position,
+    PositionReport,
     PositionSide,
     Refusal,
     Side,
     TimeInForce,
     Trade,
+    TradedEntry,
     TradingCommit,
     TradingRefused,
     TradingSettings,
@@ -146,6 +149,30 @@ SCHEMA = """
     CREATE INDEX um_income_account ON um_income(account_id, time_ms)
 """
 
+#: Migration 9: each position's accumulated realized PnL (pre-fee; ACCOUNT_UPDATE's ``cr``),
+#: filled for existing positions by :func:`backfill_accumulated_realized`.
+ACCUMULATED_REALIZED = """
+    ALTER TABLE um_positions ADD COLUMN accumulated_realized {money} NOT NULL DEFAULT {money_zero}
+"""
+
+
+def backfill_accumulated_realized(db: Db) -> None:
+    """Migration 9's data step: each existing position's accumulated realized PnL, the sum of
+    its trades' (exact decimals, whichever store; memory grows with the positions)."""
+    m = db.dialect.from_money
+    sums: dict[tuple[int, str, str], Decimal] = {}
+    for account_id, symbol, side, pnl in db.stream(
+        "SELECT account_id, symbol, position_side, realized_pnl FROM um_trades"
+    ):
+        key = (int(account_id), str(symbol), str(side))
+        sums[key] = money.add(sums.get(key, money.ZERO), m(pnl))
+    db.many(
+        "UPDATE um_positions SET accumulated_realized = ?"
+        " WHERE account_id = ? AND symbol = ? AND position_side = ?",
+        [(db.dialect.to_money(total), *key) for key, total in sums.items() if total],
+    )
+
+
 #: The job name of funding in the (job, slot, account) markers.
 FUNDING_JOB = "funding"
 #: Most rows one history read returns (Binance's own maximum is 1000).
@@ -228,7 +255,8 @@ _TRADES = _Rows(
 _POSITIONS = _Rows(
     Position,
     {"account_id": "int", "position_side": PositionSide, "amount": "money",
-     "entry_price": "money", "open_fee": "money", "update_time_ms": "int"},
+     "entry_price": "money", "open_fee": "money", "update_time_ms": "int",
+     "accumulated_realized": "money"},
 )  # fmt: skip
 _ORDER_COLUMNS = _ORDERS.columns
 _TRADE_COLUMNS = _TRADES.columns
@@ -241,10 +269,11 @@ _UPSERT_ORDER = (
     " avg_price = excluded.avg_price, update_time_ms = excluded.update_time_ms"
 )
 _UPSERT_POSITION = (
-    f"INSERT INTO um_positions ({_POSITION_COLUMNS}) VALUES ({_marks(7)})"
+    f"INSERT INTO um_positions ({_POSITION_COLUMNS}) VALUES ({_marks(8)})"
     " ON CONFLICT (account_id, symbol, position_side) DO UPDATE SET"
     " amount = excluded.amount, entry_price = excluded.entry_price,"
-    " open_fee = excluded.open_fee, update_time_ms = excluded.update_time_ms"
+    " open_fee = excluded.open_fee, update_time_ms = excluded.update_time_ms,"
+    " accumulated_realized = excluded.accumulated_realized"
 )
 
 
@@ -462,9 +491,16 @@ class Commits:
     accounts were locked and read (:func:`load_books`) in this transaction. Each commit is
     announced (at COMMIT) as its orders' executions, then its entries: the stream's order."""
 
-    def __init__(self, books: Mapping[int, engine.AccountBook]) -> None:
+    def __init__(
+        self,
+        books: Mapping[int, engine.AccountBook],
+        prices: Mapping[str, MarketPrice] | None = None,
+    ) -> None:
         #: Each account's balance rows as read, before any of these commits.
         self.read = {a: dict(b.balances.amounts) for a, b in books.items()}
+        self.books = books
+        #: The market's prices the commits were planned on (the mark of a fill's ``P``).
+        self.prices = prices or {}
         self.planned: list[tuple[int, TradingCommit, int, list[OrderUpdate]]] = []
 
     def add(self, book: engine.AccountBook, commit: TradingCommit, now_ms: int) -> None:
@@ -496,12 +532,12 @@ class Commits:
             else []
         )
         income = []
-        for _, commit, _, updates in self.planned:
+        for account_id, commit, _, updates in self.planned:
             for update in updates:
                 d.announce(db, update)
             for booking in commit.bookings:
                 committed = next(entries)
-                d.announce(db, committed)
+                d.announce(db, self._traded(account_id, booking, committed))
                 income.append((committed.entry, booking))
         if income:
             db.many(
@@ -515,6 +551,18 @@ class Commits:
                 ],
             )  # fmt: skip
         self._write_rows(db, [c for _, c, _, _ in self.planned])
+
+    def _traded(
+        self, account_id: int, booking: Booking, committed: CommittedEntry
+    ) -> CommittedEntry:
+        """A fill's entry with the position it left, valued at the commit's mark price and the
+        account's taker rate (ACCOUNT_UPDATE's ``P``); other entries as they are."""
+        position, price = booking.position, self.prices.get(booking.symbol)
+        if position is None or price is None:
+            return committed
+        taker = self.books[account_id].settings.taker_rate
+        report = PositionReport(position, price.mark_price, taker)
+        return TradedEntry(committed.entry, committed.balances, (report,))
 
     @staticmethod
     def _write_rows(db: Db, commits: list[TradingCommit]) -> None:
@@ -564,7 +612,7 @@ def place_orders(db: Db, items: Sequence[NewOrder]) -> list[Outcome]:
     books = load_books(db, [i.account_id for i in items])
     prices = load_prices(db)
     ids = _ids(db)
-    commits = Commits(books)
+    commits = Commits(books, prices)
     outcomes: list[Outcome] = []
     for item in items:
         book = books.get(item.account_id)
@@ -645,7 +693,7 @@ def fill_crossed(
     view = _view(db, specs, collateral)
     books = load_books(db, account_ids)
     ids = _ids(db)
-    commits = Commits(books)
+    commits = Commits(books, view.prices)
     fills = 0
     for account_id in sorted(books):
         book = books[account_id]

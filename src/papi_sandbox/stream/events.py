@@ -12,9 +12,13 @@ Per entry, in this order:
    such asset's ``f`` free and ``l`` locked after the entry);
 3. ``ACCOUNT_UPDATE`` with ``fs`` ``UM`` when a UM wallet changed, then with ``fs`` ``CM``
    (``B``: each such asset's ``wb`` wallet balance and ``cw`` cross wallet balance after the
-   entry, ``bc`` the change except realized PnL and commission; ``P``: changed positions).
-Amounts are strings with 8 fractional digits; ``E`` (event time) and ``T`` (the entry's time) are
-integers in ms; ``U`` is the entry's ``tranId``.
+   entry, ``bc`` the change except realized PnL and commission; ``P``: the positions a fill
+   changed, on UM, as the fill left them: ``s``, ``pa`` amount, ``ep`` entry price, ``cr``
+   accumulated realized PnL before fees, ``up`` unrealized PnL at the commit's mark price,
+   ``ps``, ``bep`` break-even price; empty for every other entry, funding included, as Binance).
+Amounts are strings with 8 fractional digits, except ``P``'s, plain decimals without trailing
+zeros (``"0"``, ``"0.01"``, ``"-110"``, as Binance's example); ``E`` (event time) and ``T`` (the
+entry's time) are integers in ms; ``U`` is the entry's ``tranId``.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from typing import Any
 from papi_sandbox import money
 from papi_sandbox.ledger.model import CommittedEntry, EntryType, Wallet
 from papi_sandbox.market.symbols import SymbolSpec
-from papi_sandbox.trading.model import OrderUpdate
+from papi_sandbox.trading.model import OrderUpdate, PositionReport, TradedEntry
+from papi_sandbox.trading.positions import break_even_price, unrealized_pnl
 
 Event = dict[str, Any]
 
@@ -149,6 +154,11 @@ def _futures_events(
                     }
                 )
         if balances:
+            positions = (
+                [position_fields(r) for r in committed.positions]
+                if wallet is Wallet.UM and isinstance(committed, TradedEntry)
+                else []
+            )
             events.append(
                 {
                     "e": "ACCOUNT_UPDATE",
@@ -156,10 +166,31 @@ def _futures_events(
                     "E": event_ms,
                     "T": entry.time_ms,
                     "i": "",
-                    "a": {"m": rule.reason, "B": balances, "P": []},
+                    "a": {"m": rule.reason, "B": balances, "P": positions},
                 }
             )
     return events
+
+
+def position_fields(report: PositionReport) -> Event:
+    """One position of ``P`` (Binance: "Futures Balance and Position Update"): ``up`` at the
+    commit's mark price and ``bep`` at the account's taker rate, by the same arithmetic as
+    ``GET /papi/v1/um/positionRisk`` (trading/positions.py)."""
+    p = report.position
+    return {
+        "s": p.symbol,
+        "pa": _plain(p.amount),
+        "ep": _plain(p.entry_price),
+        "cr": _plain(p.accumulated_realized),
+        "up": _plain(unrealized_pnl(p, report.mark_price)),
+        "ps": p.position_side.value,
+        "bep": _plain(break_even_price(p, report.taker_rate)),
+    }
+
+
+def _plain(value: Decimal) -> str:
+    """A decimal without exponent or trailing zeros: ``"0"``, ``"0.01"``, ``"60000"``."""
+    return f"{value.normalize():f}" if value else "0"
 
 
 def order_trade_update(update: OrderUpdate, spec: SymbolSpec | None, event_ms: int) -> Event:

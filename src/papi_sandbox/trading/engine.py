@@ -49,6 +49,7 @@ from papi_sandbox.trading.model import (
 )
 from papi_sandbox.trading.positions import (
     _WIDE,
+    FillEffect,
     apply_fill,
     commission,
     flat,
@@ -93,26 +94,34 @@ class AccountBook:
 
 
 def _bookings(
-    account_id: int, spec: SymbolSpec, trade_id: int | None, fee: Decimal, pnl: Decimal
+    account_id: int, spec: SymbolSpec, trade_id: int | None, fee: Decimal, effect: FillEffect
 ) -> list[Booking]:
-    symbol, asset = spec.symbol, spec.margin_asset
+    """A fill's entries: its realized PnL, then its commission, each with the position after."""
+    symbol, asset, pnl = spec.symbol, spec.margin_asset, effect.realized_pnl
     result = []
-    if pnl:
-        result.append(_booking(account_id, EntryType.REALIZED_PNL, symbol, asset, pnl, trade_id))
-    if fee:
-        result.append(_booking(account_id, EntryType.COMMISSION, symbol, asset, -fee, trade_id))
+    for entry_type, amount in ((EntryType.REALIZED_PNL, pnl), (EntryType.COMMISSION, -fee)):
+        if amount:
+            result.append(
+                _booking(account_id, entry_type, symbol, asset, amount, trade_id, effect.position)
+            )
     return result
 
 
 def _booking(
-    account_id: int, entry_type: str, symbol: str, asset: str, amount: Decimal, trade_id: int | None
+    account_id: int,
+    entry_type: str,
+    symbol: str,
+    asset: str,
+    amount: Decimal,
+    trade_id: int | None,
+    position: Position | None = None,
 ) -> Booking:
     """``amount`` to the account's UM wallet, its opposite to the system account."""
     postings = (
         Posting(account_id, Wallet.UM, asset, amount),
         Posting(SYSTEM_ACCOUNT_ID, Wallet.EXTERNAL, asset, -amount),
     )
-    return Booking(entry_type, postings, symbol, asset, amount, trade_id)
+    return Booking(entry_type, postings, symbol, asset, amount, trade_id, position)
 
 
 def _fill(
@@ -152,9 +161,7 @@ def _fill(
         time_ms=now_ms,
     )
     commit.trades.append(trade)
-    commit.bookings.extend(
-        _bookings(book.account_id, spec, trade.trade_id, fee, effect.realized_pnl)
-    )
+    commit.bookings.extend(_bookings(book.account_id, spec, trade.trade_id, fee, effect))
     _replace_position(commit, effect.position)
     executed = order.executed_qty + qty
     cum_quote = order.cum_quote + quote

@@ -195,7 +195,9 @@ class Trade:
 class Position:
     """One position of one account. ``amount`` is signed (negative = short), as Binance's
     ``positionAmt``; in hedge mode a LONG row is never negative and a SHORT row never positive.
-    ``open_fee`` is the commission paid to open what is still open (for the break-even price)."""
+    ``open_fee`` is the commission paid to open what is still open (for the break-even price);
+    ``accumulated_realized`` the realized PnL of every fill on the row, before fees (Binance's
+    ``cr`` in ACCOUNT_UPDATE; docs/semantics.md, "The sandbox's choices")."""
 
     account_id: int
     symbol: str
@@ -204,6 +206,7 @@ class Position:
     entry_price: Decimal
     open_fee: Decimal
     update_time_ms: int
+    accumulated_realized: Decimal = ZERO
 
     @property
     def is_open(self) -> bool:
@@ -243,6 +246,8 @@ class Booking:
     asset: str
     income: Decimal  # the account's UM posting
     trade_id: int | None = None
+    #: The position as the fill left it (None for funding: Binance pushes no P for it).
+    position: Position | None = None
 
 
 @dataclass(slots=True)
@@ -296,6 +301,26 @@ class OrderUpdate:
         return self.order.account_id
 
 
-#: What a store announces once a transaction is durable, in commit order: each journal entry,
-#: and each order execution (docs/design.md, "The event hub").
+@dataclass(frozen=True, slots=True)
+class PositionReport:
+    """A position as a trading commit left it, with what values it on the stream: the mark
+    price of the commit and the account's taker rate (``up`` and ``bep`` of ACCOUNT_UPDATE's
+    ``P``, by :mod:`papi_sandbox.trading.positions`)."""
+
+    position: Position
+    mark_price: Decimal
+    taker_rate: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class TradedEntry(CommittedEntry):
+    """A trading fill's journal entry as committed, with the positions the fill changed (its
+    ACCOUNT_UPDATE's ``P``)."""
+
+    positions: tuple[PositionReport, ...] = ()
+
+
+#: What a store announces once a transaction is durable, in commit order: each journal entry
+#: (a :class:`TradedEntry` for a fill's), and each order execution (docs/design.md, "The event
+#: hub").
 Announcement = CommittedEntry | OrderUpdate

@@ -58,7 +58,8 @@ def apply_fill(
 
     Adding to a position (or opening one) moves the entry price to the quantity-weighted average
     and adds the fee to ``open_fee``. Reducing realizes ``closed × (price − entry)`` for a long
-    (the opposite for a short), keeps the entry price and releases ``open_fee`` in proportion.
+    (the opposite for a short), keeps the entry price, releases ``open_fee`` in proportion and
+    adds the realized PnL to ``accumulated_realized`` (never reset, not even when flat).
     A one-way (BOTH) fill larger than the position closes it and opens the rest the other way
     at ``price``. Hedge-mode callers never pass a fill that would flip a LONG or SHORT row.
     """
@@ -96,6 +97,7 @@ def apply_fill(
         entry,
         open_fee,
         time_ms,
+        position.accumulated_realized + realized,
     )
     return FillEffect(new_position, realized, closed)
 
