@@ -265,6 +265,7 @@ _POSITION_COLUMNS = _POSITIONS.columns
 _UPSERT_ORDER = (
     f"INSERT INTO um_orders ({_ORDER_COLUMNS}) VALUES ({_marks(17)})"
     " ON CONFLICT (order_id) DO UPDATE SET status = excluded.status,"
+    " orig_qty = excluded.orig_qty, price = excluded.price,"  # an amendment changes them
     " executed_qty = excluded.executed_qty, cum_quote = excluded.cum_quote,"
     " avg_price = excluded.avg_price, update_time_ms = excluded.update_time_ms"
 )
@@ -668,6 +669,24 @@ def cancel(
     commit = engine.cancel_orders(book, [found], now_ms)
     write_commit(db, book, commit, now_ms)
     return commit.orders[0]
+
+
+def modify(
+    db: Db,
+    account_id: int,
+    amendment: engine.Amendment,
+    specs: Mapping[str, SymbolSpec],
+    collateral: Mapping[str, Decimal],
+    now_ms: int,
+) -> tuple[Order, list[Trade]]:
+    """Amend one open order (:func:`papi_sandbox.trading.engine.modify_order`); the order as it
+    stands and its fills. Raises TradingRefused (nothing written)."""
+    book = load_book(db, account_id)
+    commit, order = engine.modify_order(
+        book, _view(db, specs, collateral), amendment, _ids(db), now_ms
+    )
+    write_commit(db, book, commit, now_ms)
+    return order, commit.trades
 
 
 def cancel_all(db: Db, account_id: int, symbol: str, now_ms: int) -> list[Order]:
