@@ -39,3 +39,9 @@ def test_each_amendment_streams_its_own_event(server: Server) -> None:
             ("ORDER_TRADE_UPDATE", "TRADE"),
         ]
         assert events[1]["o"]["L"] == "60000.00" and events[1]["o"]["m"] is False
+        # The amendment's fill reports the position it opened, like any other fill.
+        assert events[2]["e"] == "ACCOUNT_UPDATE"
+        assert events[2]["a"]["P"] == [
+            {"s": "BTCUSDT", "pa": "0.01", "ep": "60000", "cr": "0", "up": "0", "ps": "BOTH",
+             "bep": "60060.03001501"}
+        ]  # fmt: skip

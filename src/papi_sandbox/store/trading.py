@@ -538,7 +538,7 @@ class Commits:
                 d.announce(db, update)
             for booking in commit.bookings:
                 committed = next(entries)
-                d.announce(db, self._traded(account_id, booking, committed))
+                d.announce(db, self._traded(db, account_id, booking, committed))
                 income.append((committed.entry, booking))
         if income:
             db.many(
@@ -554,12 +554,18 @@ class Commits:
         self._write_rows(db, [c for _, c, _, _ in self.planned])
 
     def _traded(
-        self, account_id: int, booking: Booking, committed: CommittedEntry
+        self, db: Db, account_id: int, booking: Booking, committed: CommittedEntry
     ) -> CommittedEntry:
-        """A fill's entry with the position it left, valued at the commit's mark price and the
-        account's taker rate (ACCOUNT_UPDATE's ``P``); other entries as they are."""
-        position, price = booking.position, self.prices.get(booking.symbol)
-        if position is None or price is None:
+        """A fill's entry with the position it left, valued at the commit's mark price (read
+        here when the caller gave no prices) and the account's taker rate (ACCOUNT_UPDATE's
+        ``P``); other entries as they are."""
+        position = booking.position
+        if position is None:
+            return committed
+        if booking.symbol not in self.prices:
+            self.prices = load_prices(db)
+        price = self.prices.get(booking.symbol)
+        if price is None:
             return committed
         taker = self.books[account_id].settings.taker_rate
         report = PositionReport(position, price.mark_price, taker)
