@@ -22,8 +22,8 @@ from papi_sandbox.ledger.model import (
     Wallet,
 )
 from papi_sandbox.store import open_store
+from papi_sandbox.store.announcements import NOTIFY_PAYLOAD_LIMIT
 from papi_sandbox.store.base import JobAccount, JobPlan
-from papi_sandbox.store.outbox import NOTIFY_PAYLOAD_LIMIT
 from papi_sandbox.store.postgres import PostgresStore
 from papi_sandbox.stream.hub import EventHub, SubscriberDropped, TooManySubscribers
 from tests.support import (
@@ -246,7 +246,7 @@ def test_postgres_delivers_to_every_process_even_past_the_payload_limit() -> Non
                 )
             # the big one really went by reference
             from papi_sandbox.ledger.model import committed_entry
-            from papi_sandbox.store.outbox import encode_committed as _encode_committed
+            from papi_sandbox.store.announcements import encode_committed as _encode_committed
 
             assert len(_encode_committed(committed_entry(big, {}))) > NOTIFY_PAYLOAD_LIMIT
         finally:
@@ -263,7 +263,7 @@ def test_postgres_a_fills_positions_survive_the_read_back_past_the_payload_limit
     """An entry too large for a notification goes by reference; the positions of a fill's
     entry travel in the reference and come back with the journal's postings and balances."""
     from papi_sandbox.store import journal
-    from papi_sandbox.store.outbox import encode_committed
+    from papi_sandbox.store.announcements import encode_committed
     from papi_sandbox.trading.model import Position, PositionReport, PositionSide, TradedEntry
 
     admin = postgres_admin_url()

@@ -27,7 +27,7 @@ from typing import Any
 
 from papi_sandbox import money
 from papi_sandbox.ledger.model import SYSTEM_ACCOUNT_ID, Posting, Wallet
-from papi_sandbox.store import outbox
+from papi_sandbox.store import announcements
 from papi_sandbox.trading.model import Announcement
 
 #: PostgreSQL keeps the system account's balance of one (wallet, asset) as this many rows, summed
@@ -249,7 +249,8 @@ class PostgresDialect(Dialect):
         db.execute("SELECT pg_notify(?, ?)", (KEY_REVOKED_CHANNEL, api_key))
 
     def announce(self, db: Db, item: Announcement) -> None:
-        outbox.notify(db, item)
+        payload = announcements.notify_payload(item)
+        db.execute(announcements.NOTIFY_SQL, (announcements.ENTRY_CHANNEL, payload))
 
     def id_counter(self, db: Db, table: str, taken: str) -> Callable[[], int]:
         sql = f"SELECT nextval(pg_get_serial_sequence('{table}', 'id'))"

@@ -26,7 +26,7 @@ from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool
 
 from papi_sandbox.progress import NO_PROGRESS, Progress
-from papi_sandbox.store import jobs, journal, outbox
+from papi_sandbox.store import announcements, jobs, journal, outbox
 from papi_sandbox.store.base import (
     DEFAULT_STORE_TIMEOUT_S,
     StoreOutcomeUnknown,
@@ -295,10 +295,10 @@ class PostgresStore(Store):
                     if self._key_revoked_callbacks:
                         await conn.execute(f"LISTEN {KEY_REVOKED_CHANNEL}")
                     if self._commit_listeners:
-                        await conn.execute(f"LISTEN {outbox.ENTRY_CHANNEL}")
+                        await conn.execute(f"LISTEN {announcements.ENTRY_CHANNEL}")
                     self.listening.set()
                     async for note in conn.notifies():
-                        if note.channel == outbox.ENTRY_CHANNEL:
+                        if note.channel == announcements.ENTRY_CHANNEL:
                             await self._announced(note.payload)
                             continue
                         for callback in self._key_revoked_callbacks:
@@ -313,7 +313,7 @@ class PostgresStore(Store):
     async def _announced(self, payload: str) -> None:
         """One announcement: decoded inline, or read from the journal when too large."""
         try:
-            mark, committed, reference = outbox.parse_notification(payload)
+            mark, committed, reference = announcements.parse_notification(payload)
             if committed is None:
                 committed = await self.read(outbox.read_back, reference)
         except Exception:
