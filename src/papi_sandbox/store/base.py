@@ -5,6 +5,7 @@ The contract itself is :class:`papi_sandbox.store.contract.Store`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -29,6 +30,11 @@ MAX_RECENT_ENTRIES = 1_000_000
 #: Longest a request waits for the store (a lock held by another process, a pooled connection,
 #: the writer's queue) before it is refused with StoreUnavailable (``serve --store-timeout``).
 DEFAULT_STORE_TIMEOUT_S = 5.0
+
+
+def now_ms() -> int:
+    """The store's clock: Unix time in ms."""
+    return time.time_ns() // 1_000_000
 
 
 class StoreUnavailable(Exception):

@@ -4,8 +4,6 @@ idempotent, and leases: their statements, as units of work over a
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from papi_sandbox.ledger.interest import InterestCharge
 from papi_sandbox.ledger.model import SYSTEM_ACCOUNT_ID, LedgerError
 from papi_sandbox.store.base import (
@@ -16,6 +14,7 @@ from papi_sandbox.store.base import (
     JobBatchResult,
     JobPlan,
     JobPlanner,
+    now_ms,
 )
 from papi_sandbox.store.dialect import Db
 from papi_sandbox.store.journal import append_entry, load_balances
@@ -24,6 +23,8 @@ from papi_sandbox.store.journal import append_entry, load_balances
 def interest_history(
     db: Db, account_id: int, asset: str | None, start_ms: int, end_ms: int, limit: int
 ) -> list[InterestRecord]:
+    """Rows with start_ms <= accrued_ms <= end_ms, newest first, at most ``limit`` (clamped
+    to 1..MAX_INTEREST_PAGE)."""
     d = db.dialect
     sql = (
         "SELECT account_id, asset, interest, rate, principal, accrued_ms, tran_id"
@@ -50,6 +51,10 @@ def interest_history(
 
 
 def job_candidates(db: Db, after_account_id: int, limit: int) -> list[int]:
+    """Keyset page of accounts with a negative UM or CM wallet, id > after_account_id,
+    ascending, at most ``limit`` (clamped to 1..MAX_JOB_BATCH_ACCOUNTS). Both jobs only ever
+    act on such accounts (MARGIN free is never negative, so no other account can owe
+    interest or need a repay)."""
     # The WHERE clause repeats the partial index's, so only that index is read.
     rows = db.all(
         "SELECT DISTINCT account_id FROM balances"
@@ -67,8 +72,11 @@ def run_job_batch(
     entry_type: str,
     account_ids: list[int],
     plan: JobPlanner,
-    clock_ms: Callable[[], int],
 ) -> JobBatchResult:
+    """In one write transaction, for each account not yet marked for (job, slot): run the
+    rule on its balances, append its entry (and interest rows), and mark it, the marker in
+    the same transaction as the entry, so a re-run after a crash never applies twice.
+    Raises ValueError for more than MAX_JOB_BATCH_ACCOUNTS accounts."""
     if len(account_ids) > MAX_JOB_BATCH_ACCOUNTS:
         raise ValueError(f"a job batch carries at most {MAX_JOB_BATCH_ACCOUNTS} accounts")
     result = JobBatchResult()
@@ -92,7 +100,7 @@ def run_job_batch(
         tran_id: int | None = None
         if decision.postings:
             entry = append_entry(
-                db, account_id, entry_type, decision.postings, clock_ms(), snapshot.amounts
+                db, account_id, entry_type, decision.postings, now_ms(), snapshot.amounts
             )
             tran_id = entry.tran_id
             result.entries.append(entry)
@@ -151,6 +159,8 @@ def _record_interest(
 
 
 def prune_job_marks(db: Db, before_slot_ms: int) -> int:
+    """Forget (job, slot, account) markers of slots older than ``before_slot_ms``; how
+    many."""
     return int(db.execute("DELETE FROM job_marks WHERE slot_ms < ?", (before_slot_ms,)).rowcount)
 
 

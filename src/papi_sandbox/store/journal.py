@@ -207,7 +207,9 @@ def transact(db: Db, changes: Sequence[Change]) -> list[tuple[Entry | None, Base
     return outcomes
 
 
-def journal(db: Db, account_id: int, limit: int, before_tran_id: int | None) -> list[Entry]:
+def journal(db: Db, account_id: int, limit: int, before_tran_id: int | None = None) -> list[Entry]:
+    """The account's entries with tranId < ``before_tran_id``, newest first, at most
+    ``limit`` (clamped to 1..MAX_JOURNAL_PAGE)."""
     limit = max(1, min(limit, MAX_JOURNAL_PAGE))
     before = before_tran_id if before_tran_id is not None else 2**62
     d = db.dialect
@@ -265,6 +267,8 @@ def read_committed(db: Db, tran_id: int, account_id: int) -> CommittedEntry | No
 
 
 def entry_counts(db: Db) -> dict[str, int]:
+    """Journal entries by type over the whole ledger (read once at start for metrics,
+    which then count entries as they commit)."""
     return {str(t): int(n) for t, n in db.all("SELECT type, COUNT(*) FROM entries GROUP BY type")}
 
 

@@ -34,7 +34,7 @@ from papi_sandbox.store.base import (
     StoreUnavailable,
     VerifyReport,
 )
-from papi_sandbox.store.contract import Store, now_ms
+from papi_sandbox.store.contract import Store
 from papi_sandbox.store.dialect import (
     ENTRY_CHANNEL,
     KEY_REVOKED_CHANNEL,
@@ -150,10 +150,9 @@ class PostgresStore(Store):
         url: str,
         *,
         pool_max_connections: int = DEFAULT_POOL_MAX_CONNECTIONS,
-        clock_ms: Callable[[], int] = now_ms,
         timeout_s: float = DEFAULT_STORE_TIMEOUT_S,
     ) -> None:
-        super().__init__(clock_ms)
+        super().__init__()
         self.url = url
         #: Longest wait for a pooled connection, and for a row lock (lock_timeout), in seconds.
         self.timeout_s = timeout_s

@@ -37,7 +37,7 @@ from papi_sandbox.store.base import (
     StoreUnavailable,
     VerifyReport,
 )
-from papi_sandbox.store.contract import GroupedUnit, ItemT, Store, now_ms
+from papi_sandbox.store.contract import GroupedUnit, ItemT, Store
 from papi_sandbox.store.dialect import SQLITE, Db
 from papi_sandbox.store.readpool import ReadPool, answer, take_batch
 from papi_sandbox.store.schema import migrate
@@ -224,13 +224,12 @@ class SQLiteStore(Store):
         self,
         path: Path,
         *,
-        clock_ms: Callable[[], int] = now_ms,
         durability: str = DEFAULT_DURABILITY,
         timeout_s: float = DEFAULT_STORE_TIMEOUT_S,
     ) -> None:
         if durability not in DURABILITY_MODES:
             raise ValueError(f"durability must be one of {', '.join(DURABILITY_MODES)}")
-        super().__init__(clock_ms)
+        super().__init__()
         self.path = path
         self.durability = durability
         #: Longest a write waits for the writer and for another process's lock (seconds).
