@@ -165,7 +165,7 @@ def prune_job_marks(db: Db, before_slot_ms: int) -> int:
 
 
 def try_lease(db: Db, name: str, holder: str, ttl_ms: int) -> bool:
-    now = db.dialect.now_ms_sql()
+    now = db.dialect.now_ms
     row = db.one(
         f"INSERT INTO leases (name, holder, expires_ms) VALUES (?, ?, {now} + ?)"
         " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,"
@@ -178,6 +178,6 @@ def try_lease(db: Db, name: str, holder: str, ttl_ms: int) -> bool:
 
 
 def lease_active(db: Db, name: str) -> bool:
-    now = db.dialect.now_ms_sql()
+    now = db.dialect.now_ms
     row = db.one(f"SELECT 1 FROM leases WHERE name = ? AND expires_ms > {now}", (name,))
     return row is not None
