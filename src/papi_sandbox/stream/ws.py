@@ -32,7 +32,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from papi_sandbox.market.symbols import SymbolSpec
-from papi_sandbox.store.base import MAX_LISTEN_KEYS_PER_READ, ListenKeyRecord
+from papi_sandbox.store.listen_keys import MAX_LISTEN_KEYS_PER_READ, ListenKeyRecord
 from papi_sandbox.stream.events import entry_events, listen_key_expired, order_trade_update
 from papi_sandbox.stream.hub import EventHub, SubscriberDropped, Subscription, TooManySubscribers
 from papi_sandbox.stream.listen_keys import ListenKeys, is_listen_key_text
