@@ -94,6 +94,16 @@ class Db:
     def all(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         return list(self.conn.execute(self.dialect.sql(sql), args).fetchall())
 
+    def filtered(
+        self, sql: str, args: Sequence[Any], narrow: Mapping[str, Any], tail: str, *more: Any
+    ) -> list[Any]:
+        """The rows of ``sql`` (its WHERE clause begun, ``args`` its values) narrowed by each
+        clause of ``narrow`` whose value is not None (``{"asset = ?": asset}``), then ``tail``
+        (ORDER BY, LIMIT ?) with its values ``more``."""
+        given = [(clause, value) for clause, value in narrow.items() if value is not None]
+        text = " AND ".join([sql, *(clause for clause, _ in given)]) + tail
+        return self.all(text, [*args, *(value for _, value in given), *more])
+
     def many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         """One statement for each row of ``rows``."""
         cur = self.conn.cursor()

@@ -25,28 +25,18 @@ def interest_history(
 ) -> list[InterestRecord]:
     """Rows with start_ms <= accrued_ms <= end_ms, newest first, at most ``limit`` (clamped
     to 1..MAX_INTEREST_PAGE)."""
-    d = db.dialect
-    sql = (
+    m = db.dialect.from_money
+    rows = db.filtered(
         "SELECT account_id, asset, interest, rate, principal, accrued_ms, tran_id"
-        " FROM interest_records WHERE account_id = ? AND accrued_ms BETWEEN ? AND ?"
+        " FROM interest_records WHERE account_id = ? AND accrued_ms BETWEEN ? AND ?",
+        (account_id, start_ms, end_ms),
+        {"asset = ?": asset},
+        " ORDER BY accrued_ms DESC, id DESC LIMIT ?",
+        max(1, min(limit, MAX_INTEREST_PAGE)),
     )
-    args: list[object] = [account_id, start_ms, end_ms]
-    if asset is not None:
-        sql += " AND asset = ?"
-        args.append(asset)
-    sql += " ORDER BY accrued_ms DESC, id DESC LIMIT ?"
-    args.append(max(1, min(limit, MAX_INTEREST_PAGE)))
     return [
-        InterestRecord(
-            int(r[0]),
-            r[1],
-            d.from_money(r[2]),
-            d.from_money(r[3]),
-            d.from_money(r[4]),
-            int(r[5]),
-            int(r[6]),
-        )
-        for r in db.all(sql, args)
+        InterestRecord(int(r[0]), r[1], m(r[2]), m(r[3]), m(r[4]), int(r[5]), int(r[6]))
+        for r in rows
     ]
 
 
