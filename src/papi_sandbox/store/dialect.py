@@ -64,6 +64,9 @@ NOTIFY_PAYLOAD_LIMIT = 7900
 #: Rows a server-side cursor fetches at a time while a large read (``verify``) streams.
 STREAM_FETCH_ROWS = 10_000
 
+#: Most values one ``IN (...)`` list carries (SQLite's bound on parameters is far above it).
+MAX_IN_LIST = 500
+
 BalanceKey = tuple[Wallet, str]
 
 
@@ -103,6 +106,15 @@ class Db:
         given = [(clause, value) for clause, value in narrow.items() if value is not None]
         text = " AND ".join([sql, *(clause for clause, _ in given)]) + tail
         return self.all(text, [*args, *(value for _, value in given), *more])
+
+    def all_in(self, sql: str, values: Sequence[Any], *args: Any) -> list[Any]:
+        """The rows of ``sql``, whose ``IN ({marks})`` lists ``values`` (after the values
+        ``args``), one statement per MAX_IN_LIST values."""
+        rows: list[Any] = []
+        for start in range(0, len(values), MAX_IN_LIST):
+            chunk = values[start : start + MAX_IN_LIST]
+            rows += self.all(sql.replace("{marks}", ", ".join("?" * len(chunk))), [*args, *chunk])
+        return rows
 
     def many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         """One statement for each row of ``rows``."""

@@ -113,23 +113,16 @@ def _lock_batch(
     Every account of the batch is locked first, in id order, before any shared (system) balance
     row: a request locks its one account first too, so no cycle of waits can form. The markers
     are read under those locks: another process's batch has committed its marks by then."""
-    marks = ", ".join("?" * len(ids)) or "NULL"
     settings = {
         int(r[0]): (bool(r[1]), int(r[2]))
-        for r in db.all(
-            f"SELECT id, auto_repay, vip_level FROM accounts WHERE id IN ({marks})"
+        for r in db.all_in(
+            "SELECT id, auto_repay, vip_level FROM accounts WHERE id IN ({marks})"
             f" ORDER BY id{db.dialect.lock}",
             ids,
         )
     }
-    done = {
-        int(r[0])
-        for r in db.all(
-            f"SELECT account_id FROM job_marks WHERE job = ? AND slot_ms = ?"
-            f" AND account_id IN ({marks})",
-            [job, slot_ms, *ids],
-        )
-    }
+    marked = "SELECT account_id FROM job_marks WHERE job = ? AND slot_ms = ? AND account_id IN"
+    done = {int(r[0]) for r in db.all_in(marked + " ({marks})", ids, job, slot_ms)}
     return settings, done
 
 

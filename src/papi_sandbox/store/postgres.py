@@ -76,23 +76,11 @@ def _unavailable(exc: psycopg.OperationalError, *, committing: bool) -> StoreUna
     return StoreUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}")
 
 
-#: Rows that must have a parent, as (what, query counting those without one).
+#: Rows that must have a parent: (what, child table, its column, parent table, its column).
 _ORPHAN_CHECKS = (
-    (
-        "postings without their entry",
-        "SELECT COUNT(*) FROM postings p WHERE NOT EXISTS"
-        " (SELECT 1 FROM entries e WHERE e.tran_id = p.tran_id)",
-    ),
-    (
-        "interest records without their entry",
-        "SELECT COUNT(*) FROM interest_records r WHERE NOT EXISTS"
-        " (SELECT 1 FROM entries e WHERE e.tran_id = r.tran_id)",
-    ),
-    (
-        "API keys without their account",
-        "SELECT COUNT(*) FROM api_keys k WHERE NOT EXISTS"
-        " (SELECT 1 FROM accounts a WHERE a.id = k.account_id)",
-    ),
+    ("postings without their entry", "postings", "tran_id", "entries", "tran_id"),
+    ("interest records without their entry", "interest_records", "tran_id", "entries", "tran_id"),
+    ("API keys without their account", "api_keys", "account_id", "accounts", "id"),
 )
 
 
@@ -107,8 +95,11 @@ def _physical_checks(conn: psycopg.Connection[Any]) -> tuple[list[str], list[str
         " WHERE connamespace = current_schema()::regnamespace AND NOT convalidated"
     ).fetchall():
         damage.append(f"constraint {name} of {table} is not validated")
-    for what, query in _ORPHAN_CHECKS:
-        row = conn.execute(query).fetchone()
+    for what, child, column, parent, key in _ORPHAN_CHECKS:
+        row = conn.execute(
+            f"SELECT COUNT(*) FROM {child} c WHERE NOT EXISTS"
+            f" (SELECT 1 FROM {parent} p WHERE p.{key} = c.{column})"
+        ).fetchone()
         if row and int(row[0]):
             damage.append(f"{int(row[0])} {what}")
     if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'amcheck'").fetchone() is None:

@@ -115,15 +115,12 @@ def upgrade(path: Path, progress: Progress = NO_PROGRESS) -> tuple[int, int]:
         conn.close()
 
 
-def is_storage_failure(exc: BaseException) -> bool:
-    """An error of the storage rather than of our SQL: locked, busy, disk full or read-only,
-    I/O error, cannot open, damaged file (``OperationalError`` and plain ``DatabaseError``).
-    Constraint violations and misuse (``IntegrityError``, ``ProgrammingError``...) are bugs."""
-    return isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError
-
-
 def _unavailable(path: Path, exc: sqlite3.Error) -> BaseException:
-    if is_storage_failure(exc):
+    """StoreUnavailable for an error of the storage rather than of our SQL: locked, busy, disk
+    full or read-only, I/O error, cannot open, damaged file (``OperationalError`` and plain
+    ``DatabaseError``); constraint violations and misuse (``IntegrityError``,
+    ``ProgrammingError``...) are bugs, returned as they are."""
+    if isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError:
         return StoreUnavailable(f"{path}: {exc}")
     return exc
 

@@ -29,9 +29,8 @@ from papi_sandbox.ledger.rules import check_bounds
 from papi_sandbox.market.prices import MarketPrice
 from papi_sandbox.market.symbols import SymbolSpec
 from papi_sandbox.store.accounts import lock_account
-from papi_sandbox.store.dialect import Db
+from papi_sandbox.store.dialect import MAX_IN_LIST, Db
 from papi_sandbox.store.journal import (
-    MAX_IN_LIST,
     append_entries,
     load_balances,
     load_balances_of,
