@@ -44,6 +44,14 @@ log = logging.getLogger("papi_sandbox.store")
 CommitListener = Callable[[list[Announcement]], None]
 
 
+def run_alone(db: Db, unit: GroupedUnit[ItemT], item: ItemT) -> Any:
+    """``unit`` for one item: its result, or its refusal raised."""
+    ((result, error),) = unit(db, [item])
+    if error is not None:
+        raise error
+    return result
+
+
 class _Unit(Generic[P, T]):
     """A :class:`Store` method that runs one unit of work: ``store.name(*args)`` is
     ``store.read(unit, *args)`` (``store.write`` when ``write``); the unit documents it."""
@@ -131,10 +139,7 @@ class Store(abc.ABC):
         wrote nothing. The SQLite writer hands one call all the consecutive items of its batch
         for the same unit (one read of their state, one write of their rows); PostgreSQL runs
         each alone."""
-        ((result, error),) = await self.write(unit, [item])
-        if error is not None:
-            raise error
-        return result
+        return await self.write(run_alone, unit, item)
 
     @abc.abstractmethod
     def verify_sync(self, progress: Progress = NO_PROGRESS) -> VerifyReport:

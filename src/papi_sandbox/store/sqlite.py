@@ -37,7 +37,7 @@ from papi_sandbox.store.base import (
     StoreUnavailable,
     VerifyReport,
 )
-from papi_sandbox.store.contract import GroupedUnit, ItemT, Store
+from papi_sandbox.store.contract import GroupedUnit, ItemT, Store, run_alone
 from papi_sandbox.store.dialect import SQLITE, Db
 from papi_sandbox.store.readpool import ReadPool, answer, take_batch
 from papi_sandbox.store.schema import migrate
@@ -504,13 +504,7 @@ class SQLiteStore(Store):
         return await self._write(lambda db: unit(db, *args, **kwargs))
 
     async def write_grouped(self, unit: GroupedUnit[ItemT], item: ItemT) -> Any:
-        def alone(db: Db) -> Any:
-            ((result, error),) = unit(db, [item])
-            if error is not None:
-                raise error
-            return result
-
-        return await self._write(alone, group=(unit, item))
+        return await self._write(lambda db: run_alone(db, unit, item), group=(unit, item))
 
     async def read(
         self, unit: Callable[Concatenate[Db, P], T], *args: P.args, **kwargs: P.kwargs
