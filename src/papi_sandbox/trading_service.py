@@ -10,6 +10,7 @@ call returns.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -100,7 +101,7 @@ class Trading:
             after = batch[-1]
         self._may_hold = holders if self._may_hold is None else self._may_hold | holders
 
-    def note_commits(self, committed: list[Announcement]) -> None:
+    def note_commits(self, committed: list[Announcement], marks: Sequence[int] = ()) -> None:
         """A store commit listener: an account with a trading entry may now hold a position.
         Called on the store's thread; a set add is atomic."""
         if self._may_hold is None:
