@@ -135,17 +135,10 @@ def revoke_api_key(db: Db, account_id: int, api_key: str) -> bool:
 
 
 def _key_record(db: Db, row: Any) -> ApiKeyRecord:
-    return ApiKeyRecord(
-        api_key=row[0],
-        account_id=int(row[1]),
-        key_type=row[2],
-        secret=row[3],
-        public_key=row[4],
-        can_read=bool(row[5]),
-        can_trade=bool(row[6]),
-        ip_whitelist=db.dialect.from_list(row[7]),
-        revoked=row[8] is not None,
-    )
+    """A row of _KEY_COLUMNS as the record (revoked when it has a revoked_ms)."""
+    api_key, account, kind, secret, public, read, trade, ips, revoked_ms = row
+    flags = bool(read), bool(trade), db.dialect.from_list(ips), revoked_ms is not None
+    return ApiKeyRecord(api_key, int(account), kind, secret, public, *flags)
 
 
 def find_api_key(db: Db, api_key: str) -> ApiKeyRecord | None:
