@@ -113,9 +113,13 @@ class _EventCache:
 
     def frames(self, item: Announcement) -> list[str]:
         if isinstance(item, OrderUpdate):
-            # One NEW, one CANCELED or EXPIRED per order, one TRADE per fill.
+            # One NEW, one CANCELED or EXPIRED per order, one TRADE per fill; AMENDMENTs, as
+            # many as the order had, told apart by their time and new price and quantity.
             trade_id = item.trade.trade_id if item.trade is not None else 0
             key: tuple[int, ...] = (item.order.order_id, _EXECUTIONS[item.execution], trade_id)
+            if item.execution is Execution.AMENDMENT:
+                order = item.order
+                key += (order.update_time_ms, hash((order.price, order.orig_qty)))
         else:
             key = (item.entry.tran_id,)
         hit = self._cache.get(key)
