@@ -65,6 +65,7 @@ class _Unit(Generic[P, T]):
         async def method(*args: P.args, **kwargs: P.kwargs) -> T:
             return await run(unit, *args, **kwargs)
 
+        method.__doc__ = self.__doc__
         return method
 
 
