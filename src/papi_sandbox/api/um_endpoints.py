@@ -208,6 +208,20 @@ def _window(args: dict[str, Any], now_ms: int) -> tuple[int | None, int | None]:
     return now_ms - WINDOW_MS, now_ms
 
 
+def _income_window(args: dict[str, Any], now_ms: int) -> tuple[int, int]:
+    """Binance's income window: the last 7 days when neither time is sent; otherwise from
+    ``startTime`` (the beginning when absent) to ``endTime`` (now when absent), with no limit on
+    the span (its docs set none: income history is kept three months)."""
+    start, end = args.get("startTime"), args.get("endTime")
+    if start is None and end is None:
+        return now_ms - WINDOW_MS, now_ms
+    start = 0 if start is None else start
+    end = max(now_ms, start) if end is None else end
+    if start > end:
+        raise errors.invalid_parameter("startTime", "startTime must not be after endTime.")
+    return start, end
+
+
 # -- handlers --------------------------------------------------------------------------------
 
 
@@ -330,8 +344,7 @@ async def _income(call: Call) -> Any:
     if income_type is not None and income_type not in INCOME_TYPES:
         raise errors.invalid_parameter("incomeType")
     limit = _limit(call.args, DEFAULT_INCOME_PAGE)
-    start, end = _window(call.args, _now_ms())
-    assert start is not None and end is not None
+    start, end = _income_window(call.args, _now_ms())
     page = call.args.get("page", 1)
     if not 1 <= page <= MAX_INCOME_PAGES:
         raise errors.invalid_parameter("page", f"It must be from 1 to {MAX_INCOME_PAGES}.")
