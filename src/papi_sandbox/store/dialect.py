@@ -27,7 +27,6 @@ from typing import Any
 
 from papi_sandbox import money
 from papi_sandbox.ledger.model import SYSTEM_ACCOUNT_ID, Posting, Wallet
-from papi_sandbox.store import outbox
 from papi_sandbox.trading.model import Announcement
 
 #: PostgreSQL keeps the system account's balance of one (wallet, asset) as this many rows, summed
@@ -228,10 +227,15 @@ UPSERT_BALANCE = (
 
 
 class PostgresDialect(Dialect):
+    """``notify`` announces one commit with NOTIFY (``store.outbox.notify``, given by the
+    PostgreSQL store: the outbox's own units run over a :class:`Db`, so this module cannot
+    import it without an import cycle)."""
+
     name = "postgresql"
 
-    def __init__(self) -> None:
+    def __init__(self, notify: Callable[[Db, Announcement], None]) -> None:
         super().__init__(1)
+        self._notify = notify
         self._translated: dict[str, str] = {}
 
     def sql(self, text: str) -> str:
@@ -264,7 +268,7 @@ class PostgresDialect(Dialect):
         db.execute("SELECT pg_notify(?, ?)", (KEY_REVOKED_CHANNEL, api_key))
 
     def announce(self, db: Db, item: Announcement) -> None:
-        outbox.notify(db, item)
+        self._notify(db, item)
 
     def id_counter(self, db: Db, table: str, taken: str) -> Callable[[], int]:
         sql = f"SELECT nextval(pg_get_serial_sequence('{table}', 'id'))"
@@ -311,4 +315,3 @@ def _nets(postings: Iterable[Posting]) -> dict[tuple[int, Wallet, str], Decimal]
 
 
 SQLITE = Dialect()
-POSTGRES = PostgresDialect()

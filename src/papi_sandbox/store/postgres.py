@@ -34,11 +34,14 @@ from papi_sandbox.store.base import (
     VerifyReport,
 )
 from papi_sandbox.store.contract import Store
-from papi_sandbox.store.dialect import KEY_REVOKED_CHANNEL, POSTGRES, Db
+from papi_sandbox.store.dialect import KEY_REVOKED_CHANNEL, Db, PostgresDialect
 from papi_sandbox.store.schema import migrate
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+#: The PostgreSQL dialect; its commits are announced by NOTIFY.
+POSTGRES = PostgresDialect(outbox.notify)
 
 log = logging.getLogger("papi_sandbox.store.postgres")
 
