@@ -36,7 +36,14 @@ import orjson
 
 from papi_sandbox.ledger.model import CommittedEntry
 from papi_sandbox.store import journal
-from papi_sandbox.store.announcements import decode_committed, encode_committed, report_from
+from papi_sandbox.store.announcements import (
+    ENTRY_CHANNEL,
+    NOTIFY_SQL,
+    decode_committed,
+    encode_committed,
+    notify_payload,
+    report_from,
+)
 from papi_sandbox.trading.model import Announcement, TradedEntry
 
 if TYPE_CHECKING:
@@ -131,6 +138,15 @@ def read_after(db: Db, after_id: int) -> tuple[int, list[tuple[int, Announcement
 def prune(db: Db, below_id: int) -> None:
     """Delete the rows below ``below_id`` (that row itself stays)."""
     db.execute("DELETE FROM stream_outbox WHERE id < ?", (below_id,))
+
+
+# -- PostgreSQL: NOTIFY ------------------------------------------------------------------------
+
+
+def notify(db: Db, item: Announcement) -> None:
+    """Announce ``item`` at COMMIT (the PostgreSQL dialect's ``announce``; payload and statement:
+    :mod:`papi_sandbox.store.announcements`)."""
+    db.execute(NOTIFY_SQL, (ENTRY_CHANNEL, notify_payload(item)))
 
 
 # -- PostgreSQL: a notification past the payload limit --------------------------------------
