@@ -195,7 +195,7 @@ class _Rows:
         for i in self.money:
             row[i] = m(row[i])
         for i in self.enums:
-            row[i] = row[i].value
+            row[i] = row[i]._value_  # what .value returns, without its descriptor
         return row
 
     def parse(self, db: Db, r: Sequence[Any]) -> Any:

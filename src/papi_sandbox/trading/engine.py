@@ -464,8 +464,9 @@ def order_updates(commit: TradingCommit, open_orders: Iterable[Order]) -> list[O
             updates.append(OrderUpdate(Execution.NEW, commit.placed, None, *book))
             executed, cum = commit.placed.executed_qty, commit.placed.cum_quote
         else:  # what it was before this commit's fills
-            executed = order.executed_qty - sum((t.qty for t in trades), ZERO)
-            cum = order.cum_quote - sum((t.quote_qty for t in trades), ZERO)
+            executed, cum = order.executed_qty, order.cum_quote
+            for t in trades:
+                executed, cum = executed - t.qty, cum - t.quote_qty
         for index, trade in enumerate(trades):
             executed, cum = executed + trade.qty, cum + trade.quote_qty
             state = _after_fill(order, trade, executed, cum, last=index == len(trades) - 1)
