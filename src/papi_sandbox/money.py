@@ -84,6 +84,9 @@ def format_amount(value: Decimal) -> str:
 to_storage = format_amount
 
 
+_ROUNDING = decimal.Context(prec=60)
+
+
 def round_up(value: Decimal) -> Decimal:
     """Round away from zero to 8 fractional digits (used where a charge must not be understated)."""
-    return value.quantize(QUANTUM, rounding=decimal.ROUND_UP, context=decimal.Context(prec=60))
+    return value.quantize(QUANTUM, rounding=decimal.ROUND_UP, context=_ROUNDING)
