@@ -333,7 +333,7 @@ def ratio(a: Workload | None, b: Workload | None) -> str:
     return f"{ratios[len(ratios) // 2]:.2f}x" if ratios else "n/a"
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", type=float, default=12.0, help="seconds per workload")
     parser.add_argument("--rounds", type=int, default=3, help="rounds the duration is split in")
@@ -351,7 +351,11 @@ def main() -> None:
     parser.add_argument(
         "--only", default="", help="comma list: full,normal,balance,starlette,ceiling,prism"
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: run `make bench` (installs it) or apt-get install wrk")
     only = set(filter(None, args.only.split(",")))
@@ -368,77 +372,123 @@ def main() -> None:
         print(line, flush=True)
     with tempfile.TemporaryDirectory(prefix="papi-bench-") as tmp, ExitStack() as stack:
         work = Path(tmp)
-        workloads: dict[str, Workload] = {}
-        dbs: dict[str, Path] = {}
-        for durability in ("full", "normal"):
-            if durability in names:
-                db = dbs[durability] = work / f"write-{durability}.db"
-                with progress_for(args.progress) as progress:
-                    took = fill(db, accounts, assets=("USDT",), negative_um=True, progress=progress)
-                print(f"filled {accounts:,} accounts for repay ({durability}) in {took:.1f} s")
-                proc = stack.enter_context(our_server(db, durability, work))
-                workloads[durability] = Workload(
-                    f"repay, durability={durability}",
-                    proc,
-                    RepayPools(work, durability, per_round, accounts),
-                )
-        if "balance" in names:
-            db = work / "balance.db"
-            assets = (*(f"AST{i:02d}" for i in range(BALANCE_ASSETS - 1)), "USDT")
-            fill(db, 1, assets=assets, negative_um=True)
-            proc = stack.enter_context(our_server(db, "full", work))
-            workloads["balance"] = Workload(
-                f"GET balance, {BALANCE_ASSETS} assets", proc, balance_pool(work)
-            )
-        # The ceiling and Prism answer the same repay requests (accounts they never see).
-        other = RepayPools(work, "other", per_round, accounts)
-        if "starlette" in names:
-            port = free_port()
-            cmd = [sys.executable, str(BENCH_DIR / "ceiling.py"), str(port), "starlette"]
-            proc = stack.enter_context(started(cmd, work / "starlette.log", port, "/"))
-            workloads["starlette"] = Workload("ceiling: bare Starlette app", proc, other)
-        if "ceiling" in names:
-            port = free_port()
-            cmd = [sys.executable, str(BENCH_DIR / "ceiling.py"), str(port)]
-            proc = stack.enter_context(started(cmd, work / "ceiling.log", port, "/"))
-            workloads["ceiling"] = Workload("ceiling: minimal ASGI app", proc, other)
-        if "prism" in names:
-            port = free_port()
-            proc = stack.enter_context(started(prism_command(port), work / "prism.log", port, "/"))
-            workloads["prism"] = Workload("Prism static mock", proc, other)
-        for key in ("balance", "starlette", "ceiling", "prism"):
-            if key in workloads:  # each answers what it is benchmarked on
-                w = workloads[key]
-                method, target, key_header = w.pools(0).read_text().splitlines()[0].split()
-                r = httpx.request(method, w.proc.url + target, headers={"X-MBX-APIKEY": key_header})
-                body = r.json()
-                ok = len(body) == BALANCE_ASSETS if key == "balance" else body == {"msg": "success"}
-                assert r.status_code == 200 and ok, (key, r.text)
-
-        print(f"warm-up {args.warmup:.0f} s each, then {args.rounds} rounds of {round_s:.0f} s")
-        for w in workloads.values():
-            run_round(w, 0, args.warmup, args.connections)
-        for number in range(1, args.rounds + 1):
-            for w in workloads.values():
-                run_round(w, number, round_s, args.connections)
-        for w in workloads.values():
-            w.peak_rss_mib = memory_mib(w.proc.proc.pid)[1]
-            if w.errors:
-                w.notes.append(f"{w.errors} non-2xx/socket errors")
-        for key, db in dbs.items():
-            w = workloads[key]
-            w.proc.stop()
-            w.notes.append(f"{count_repays(db):,} repay entries written (warm-up included)")
-            w.notes.append(verify_db(db))
-        if "balance" in workloads:
-            workloads["balance"].notes.append("one signed request, 20 rows of 13 fields")
-        for key in ("starlette", "ceiling"):
-            if key in workloads:
-                workloads[key].notes.append("uvicorn with serve's options (server_options)")
-        if "prism" in workloads:
-            workloads["prism"].notes.append("static example; --verboseLevel error")
+        workloads, dbs = start_ours(stack, work, names, args.progress, per_round, accounts)
+        workloads.update(start_references(stack, work, names, per_round, accounts))
+        check_answers(workloads)
+        measure(workloads, args)
+        add_notes(workloads, dbs)
         memory = [] if args.skip_memory else million(work, args)
     header.append(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    write_results(header, workloads, memory, args)
+
+
+def start_ours(
+    stack: ExitStack,
+    work: Path,
+    names: list[str],
+    progress: bool | None,
+    per_round: int,
+    accounts: int,
+) -> tuple[dict[str, Workload], dict[str, Path]]:
+    """The service's workloads among ``names`` (repay at each durability, then balance), each on
+    its own filled ledger and server; also the repay ledgers by durability, to count and verify.
+    """
+    workloads: dict[str, Workload] = {}
+    dbs: dict[str, Path] = {}
+    for durability in ("full", "normal"):
+        if durability in names:
+            db = dbs[durability] = work / f"write-{durability}.db"
+            with progress_for(progress) as bar:
+                took = fill(db, accounts, assets=("USDT",), negative_um=True, progress=bar)
+            print(f"filled {accounts:,} accounts for repay ({durability}) in {took:.1f} s")
+            proc = stack.enter_context(our_server(db, durability, work))
+            workloads[durability] = Workload(
+                f"repay, durability={durability}",
+                proc,
+                RepayPools(work, durability, per_round, accounts),
+            )
+    if "balance" in names:
+        db = work / "balance.db"
+        assets = (*(f"AST{i:02d}" for i in range(BALANCE_ASSETS - 1)), "USDT")
+        fill(db, 1, assets=assets, negative_um=True)
+        proc = stack.enter_context(our_server(db, "full", work))
+        workloads["balance"] = Workload(
+            f"GET balance, {BALANCE_ASSETS} assets", proc, balance_pool(work)
+        )
+    return workloads, dbs
+
+
+def start_references(
+    stack: ExitStack, work: Path, names: list[str], per_round: int, accounts: int
+) -> dict[str, Workload]:
+    """The ceilings and Prism among ``names``; they answer the same repay requests (accounts they
+    never see)."""
+    workloads: dict[str, Workload] = {}
+    other = RepayPools(work, "other", per_round, accounts)
+    if "starlette" in names:
+        port = free_port()
+        cmd = [sys.executable, str(BENCH_DIR / "ceiling.py"), str(port), "starlette"]
+        proc = stack.enter_context(started(cmd, work / "starlette.log", port, "/"))
+        workloads["starlette"] = Workload("ceiling: bare Starlette app", proc, other)
+    if "ceiling" in names:
+        port = free_port()
+        cmd = [sys.executable, str(BENCH_DIR / "ceiling.py"), str(port)]
+        proc = stack.enter_context(started(cmd, work / "ceiling.log", port, "/"))
+        workloads["ceiling"] = Workload("ceiling: minimal ASGI app", proc, other)
+    if "prism" in names:
+        port = free_port()
+        proc = stack.enter_context(started(prism_command(port), work / "prism.log", port, "/"))
+        workloads["prism"] = Workload("Prism static mock", proc, other)
+    return workloads
+
+
+def check_answers(workloads: dict[str, Workload]) -> None:
+    """Each server but the repay ones answers its first pooled request as benchmarked on."""
+    for key in ("balance", "starlette", "ceiling", "prism"):
+        if key in workloads:
+            w = workloads[key]
+            method, target, key_header = w.pools(0).read_text().splitlines()[0].split()
+            r = httpx.request(method, w.proc.url + target, headers={"X-MBX-APIKEY": key_header})
+            body = r.json()
+            ok = len(body) == BALANCE_ASSETS if key == "balance" else body == {"msg": "success"}
+            assert r.status_code == 200 and ok, (key, r.text)
+
+
+def measure(workloads: dict[str, Workload], args: argparse.Namespace) -> None:
+    """A warm-up of each workload, then the rounds interleaved; peak RSS and errors noted."""
+    round_s = args.duration / args.rounds
+    print(f"warm-up {args.warmup:.0f} s each, then {args.rounds} rounds of {round_s:.0f} s")
+    for w in workloads.values():
+        run_round(w, 0, args.warmup, args.connections)
+    for number in range(1, args.rounds + 1):
+        for w in workloads.values():
+            run_round(w, number, round_s, args.connections)
+    for w in workloads.values():
+        w.peak_rss_mib = memory_mib(w.proc.proc.pid)[1]
+        if w.errors:
+            w.notes.append(f"{w.errors} non-2xx/socket errors")
+
+
+def add_notes(workloads: dict[str, Workload], dbs: dict[str, Path]) -> None:
+    """Stop the repay servers and note what their ledgers hold; the others' fixed notes."""
+    for key, db in dbs.items():
+        w = workloads[key]
+        w.proc.stop()
+        w.notes.append(f"{count_repays(db):,} repay entries written (warm-up included)")
+        w.notes.append(verify_db(db))
+    if "balance" in workloads:
+        workloads["balance"].notes.append("one signed request, 20 rows of 13 fields")
+    for key in ("starlette", "ceiling"):
+        if key in workloads:
+            workloads[key].notes.append("uvicorn with serve's options (server_options)")
+    if "prism" in workloads:
+        workloads["prism"].notes.append("static example; --verboseLevel error")
+
+
+def write_results(
+    header: list[str], workloads: dict[str, Workload], memory: list[str], args: argparse.Namespace
+) -> None:
+    """Print the report; write it, the figures and their plot under bench/results/."""
     report = render(header, workloads, memory, args)
     print("\n" + report)
     out = BENCH_DIR / "results"

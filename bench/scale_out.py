@@ -23,7 +23,7 @@ import httpx
 import psycopg
 import redis
 
-from papi_sandbox.client import Account, signed_query
+from papi_sandbox.client import Account, AdminClient, signed_query
 from papi_sandbox.secretbox import SECRET_KEY_ENV, new_key_text
 from papi_sandbox.testing import Sandbox, new_token
 
@@ -86,7 +86,7 @@ async def load(
     return latencies
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--clients", type=int, default=64)
@@ -104,7 +104,94 @@ def main() -> None:
     parser.add_argument(
         "--redis", default=os.environ.get("PAPI_SANDBOX_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def start_servers(
+    sandboxes: list[Sandbox],
+    tmp: Path,
+    db_url: str,
+    processes: int,
+    token: str,
+    redis_url: str,
+    prefix: str,
+) -> None:
+    """Start ``processes`` servers on one ledger, one Redis prefix and one secret key, appending
+    each to ``sandboxes`` as it starts (so the caller stops those started when a later one fails).
+    """
+    secret_key = new_key_text()
+    server_args = ["--limits", redis_url, "--limits-prefix", prefix]
+    server_args += ["--ip-weight-limit", "0"]
+    for i in range(processes):
+        sandbox = Sandbox(
+            tmp / f"p{i}",
+            args=server_args,
+            db_url=db_url,
+            relaxed_limits=False,
+            token=token,
+            env={SECRET_KEY_ENV: secret_key},  # one ledger, one key
+        )
+        sandboxes.append(sandbox)
+        sandbox.start()
+
+
+def funded_accounts(admin: AdminClient, count: int) -> list[Account]:
+    """``count`` new accounts, each with 1,000,000 USDT deposited in MARGIN."""
+    accounts = []
+    for _ in range(count):
+        account = admin.create_account()
+        admin.adjust(account.account_id, "MARGIN", "USDT", "1000000", "DEPOSIT")
+        accounts.append(account)
+    return accounts
+
+
+def print_figures(
+    store: str,
+    processes: int,
+    clients: int,
+    accounts: int,
+    seconds: float,
+    latencies: dict[str, list[float]],
+) -> None:
+    total = sum(len(v) for k, v in latencies.items() if k != "error")
+    print(
+        f"{store}: {processes} processes,"
+        f" {clients} clients, {accounts} accounts,"
+        f" {seconds:.0f} s: {total} requests, {total / seconds:.0f} req/s,"
+        f" {len(latencies['error'])} errors"
+    )
+    for kind in ("repay", "adjust", "balance"):
+        values = latencies[kind]
+        print(
+            f"  {kind:8} {len(values) / seconds:7.0f}/s"
+            f"  p50 {percentile(values, 0.5):6.1f} ms"
+            f"  p99 {percentile(values, 0.99):6.1f} ms"
+        )
+
+
+def print_verify(db_url: str) -> None:
+    verify = subprocess.run(
+        [sys.executable, "-m", "papi_sandbox", "verify", "--db", db_url],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    print(verify.stdout.strip())
+
+
+def remove_bench_state(postgres_url: str, redis_url: str, database: str, prefix: str) -> None:
+    """Drop the run's PostgreSQL database and delete its Redis keys."""
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=prefix + "*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def main() -> None:
+    args = parse_args()
     processes = 1 if args.sqlite else max(1, min(args.processes, MAX_PROCESSES))
     clients = max(1, min(args.clients, MAX_CLIENTS))
     seconds = max(1.0, min(args.seconds, MAX_SECONDS))
@@ -119,60 +206,18 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             if args.sqlite:
                 db_url = f"sqlite:///{tmp}/bench.db"
-            token, secret_key = new_token(), new_key_text()
-            server_args = ["--limits", args.redis, "--limits-prefix", prefix]
-            server_args += ["--ip-weight-limit", "0"]
-            for i in range(processes):
-                sandbox = Sandbox(
-                    Path(tmp) / f"p{i}",
-                    args=server_args,
-                    db_url=db_url,
-                    relaxed_limits=False,
-                    token=token,
-                    env={SECRET_KEY_ENV: secret_key},  # one ledger, one key
-                )
-                sandboxes.append(sandbox)
-                sandbox.start()
+            token = new_token()
+            start_servers(sandboxes, Path(tmp), db_url, processes, token, args.redis, prefix)
             base_urls = [sandbox.base_url for sandbox in sandboxes]
-            accounts = []
-            admin = sandboxes[0].admin
-            for _ in range(args.accounts):
-                account = admin.create_account()
-                admin.adjust(account.account_id, "MARGIN", "USDT", "1000000", "DEPOSIT")
-                accounts.append(account)
-
+            accounts = funded_accounts(sandboxes[0].admin, args.accounts)
             latencies = asyncio.run(load(base_urls, token, accounts, clients, seconds))
-            total = sum(len(v) for k, v in latencies.items() if k != "error")
-            print(
-                f"{'sqlite' if args.sqlite else 'postgres'}: {processes} processes,"
-                f" {clients} clients, {len(accounts)} accounts,"
-                f" {seconds:.0f} s: {total} requests, {total / seconds:.0f} req/s,"
-                f" {len(latencies['error'])} errors"
-            )
-            for kind in ("repay", "adjust", "balance"):
-                values = latencies[kind]
-                print(
-                    f"  {kind:8} {len(values) / seconds:7.0f}/s"
-                    f"  p50 {percentile(values, 0.5):6.1f} ms"
-                    f"  p99 {percentile(values, 0.99):6.1f} ms"
-                )
-            verify = subprocess.run(
-                [sys.executable, "-m", "papi_sandbox", "verify", "--db", db_url],
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
-            print(verify.stdout.strip())
+            store = "sqlite" if args.sqlite else "postgres"
+            print_figures(store, processes, clients, len(accounts), seconds, latencies)
+            print_verify(db_url)
     finally:
         for sandbox in sandboxes:
             sandbox.stop()
-        with psycopg.connect(args.postgres, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        client = redis.Redis.from_url(args.redis)
-        keys = list(client.scan_iter(match=prefix + "*", count=1000))
-        if keys:
-            client.delete(*keys)
-        client.close()
+        remove_bench_state(args.postgres, args.redis, name, prefix)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,7 +161,7 @@ class GranianStreamBox(stream_bench.Sandbox):
         wait_ready(Proc(self.proc, self.port, data_dir / "server.log"), "/healthz")
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per round")
@@ -171,115 +171,146 @@ def main() -> None:
     parser.add_argument(
         "--only", default="", help="comma list: minimal,balance,repay,orders,stream"
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     only = set(filter(None, args.only.split(",")))
-
-    def wanted(name: str) -> bool:
-        return not only or name in only
-
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     stream_bench.raise_fd_limit()
     with tempfile.TemporaryDirectory(prefix="papi-stack-") as tmp, ExitStack() as stack:
         work = Path(tmp)
         pairs: list[Pair] = []
-        if wanted("minimal"):
-            procs: dict[str, Proc] = {}
-            port = free_port()
-            cmd = [sys.executable, str(BENCH_DIR / "ceiling.py"), str(port)]
-            procs["uvicorn"] = stack.enter_context(started(cmd, work / "u-min.log", port, "/"))
-            port = free_port()
-            cmd = [*granian_command("ceiling:app", port), "--working-dir", str(BENCH_DIR)]
-            procs["granian"] = stack.enter_context(started(cmd, work / "g-min.log", port, "/"))
-            port = free_port()
-            cmd = granian_command("ceiling:rsgi_app", port, "rsgi")
-            cmd += ["--working-dir", str(BENCH_DIR)]
-            rsgi = stack.enter_context(started(cmd, work / "g-rsgi.log", port, "/"))
-            pool = work / "min.txt"
-            pool.write_text("GET /\n")
-            pools = {"uvicorn": lambda n: pool, "granian": lambda n: pool}
-            pairs.append(wrk_pair("minimal app (ASGI)", procs, pools, args.duration,
-                                  args.connections))  # fmt: skip
-            pairs.append(wrk_pair("minimal app (uvicorn ASGI vs granian RSGI)",
-                                  {"uvicorn": procs["uvicorn"], "granian": rsgi}, pools,
-                                  args.duration, args.connections))  # fmt: skip
-        if wanted("balance"):
-            procs = {}
-            for name in ("uvicorn", "granian"):
-                db = work / f"balance-{name}.db"
-                assets = (*(f"AST{i:02d}" for i in range(BALANCE_ASSETS - 1)), "USDT")
-                fill(db, 1, assets=assets, negative_um=True)
-                ctx = (
-                    our_server(db, "full", work)
-                    if name == "uvicorn"
-                    else granian_app(db, work, "full")
-                )
-                procs[name] = stack.enter_context(ctx)
-            pools = {n: balance_pool(work) for n in procs}
-            pairs.append(wrk_pair(f"GET balance, {BALANCE_ASSETS} assets", procs, pools,
-                                  args.duration, args.connections))  # fmt: skip
-        if wanted("repay"):
-            per_round = int(args.max_rps * args.duration) + 1000
-            accounts = per_round * (args.rounds + 1)
-            procs, pools = {}, {}
-            for name in ("uvicorn", "granian"):
-                db = work / f"repay-{name}.db"
-                fill(db, accounts, assets=("USDT",), negative_um=True)
-                ctx = (
-                    our_server(db, "full", work)
-                    if name == "uvicorn"
-                    else granian_app(db, work, "full")
-                )
-                procs[name] = stack.enter_context(ctx)
-                pools[name] = RepayPools(work, name, per_round, accounts)
-            pairs.append(wrk_pair("repay, durability=full", procs, pools, args.duration,
-                                  args.connections))  # fmt: skip
-        if wanted("orders"):
-            procs, pools = {}, {}
-            for name in ("uvicorn", "granian"):
-                db = work / f"orders-{name}.db"
-                ctx = (
-                    our_server(db, "full", work)
-                    if name == "uvicorn"
-                    else granian_app(db, work, "full")
-                )
-                proc = procs[name] = stack.enter_context(ctx)
-                accounts_ = um_trading.new_accounts(proc.url, 64, "100000000")
+        for name, start in WORKLOADS:
+            if not only or name in only:
+                pairs += start(stack, work, args)
+        run_rounds(pairs, args.rounds)
+    print_table(pairs, args)
 
-                def orders(number: int, name: str = name, accounts_: Any = accounts_) -> Path:
-                    lines = um_trading.order_lines(accounts_, um_trading.POOL_ORDERS)
-                    return um_trading.write_pool(work / f"orders-{name}-{number}.txt", lines)
 
-                pools[name] = orders
-            pairs.append(wrk_pair("UM MARKET orders, 64 accounts", procs, pools, args.duration,
-                                  args.connections))  # fmt: skip
-        if wanted("stream"):
-            boxes: dict[str, Any] = {}
+def our_app(stack_name: str, db: Path, work: Path) -> AbstractContextManager[Proc]:
+    """The service on ``db`` (durability full) on uvicorn (as serve) or on granian."""
+    if stack_name == "uvicorn":
+        return our_server(db, "full", work)
+    return granian_app(db, work, "full")
+
+
+def minimal_pairs(stack: ExitStack, work: Path, args: argparse.Namespace) -> list[Pair]:
+    """bench/ceiling.py's minimal app on uvicorn against granian ASGI, and against granian RSGI."""
+    procs: dict[str, Proc] = {}
+    port = free_port()
+    cmd = [sys.executable, str(BENCH_DIR / "ceiling.py"), str(port)]
+    procs["uvicorn"] = stack.enter_context(started(cmd, work / "u-min.log", port, "/"))
+    port = free_port()
+    cmd = [*granian_command("ceiling:app", port), "--working-dir", str(BENCH_DIR)]
+    procs["granian"] = stack.enter_context(started(cmd, work / "g-min.log", port, "/"))
+    port = free_port()
+    cmd = granian_command("ceiling:rsgi_app", port, "rsgi")
+    cmd += ["--working-dir", str(BENCH_DIR)]
+    rsgi = stack.enter_context(started(cmd, work / "g-rsgi.log", port, "/"))
+    pool = work / "min.txt"
+    pool.write_text("GET /\n")
+    pools = {"uvicorn": lambda n: pool, "granian": lambda n: pool}
+    return [
+        wrk_pair("minimal app (ASGI)", procs, pools, args.duration, args.connections),
+        wrk_pair("minimal app (uvicorn ASGI vs granian RSGI)",
+                 {"uvicorn": procs["uvicorn"], "granian": rsgi}, pools,
+                 args.duration, args.connections),
+    ]  # fmt: skip
+
+
+def balance_pairs(stack: ExitStack, work: Path, args: argparse.Namespace) -> list[Pair]:
+    """GET balance of one account holding BALANCE_ASSETS assets (bench/run.py's read workload)."""
+    procs = {}
+    for name in ("uvicorn", "granian"):
+        db = work / f"balance-{name}.db"
+        assets = (*(f"AST{i:02d}" for i in range(BALANCE_ASSETS - 1)), "USDT")
+        fill(db, 1, assets=assets, negative_um=True)
+        procs[name] = stack.enter_context(our_app(name, db, work))
+    pools = {n: balance_pool(work) for n in procs}
+    return [wrk_pair(f"GET balance, {BALANCE_ASSETS} assets", procs, pools,
+                     args.duration, args.connections)]  # fmt: skip
+
+
+def repay_pairs(stack: ExitStack, work: Path, args: argparse.Namespace) -> list[Pair]:
+    """Signed repays by accounts never seen before, fsync on every commit (bench/run.py's)."""
+    per_round = int(args.max_rps * args.duration) + 1000
+    accounts = per_round * (args.rounds + 1)
+    procs, pools = {}, {}
+    for name in ("uvicorn", "granian"):
+        db = work / f"repay-{name}.db"
+        fill(db, accounts, assets=("USDT",), negative_um=True)
+        procs[name] = stack.enter_context(our_app(name, db, work))
+        pools[name] = RepayPools(work, name, per_round, accounts)
+    return [wrk_pair("repay, durability=full", procs, pools, args.duration,
+                     args.connections)]  # fmt: skip
+
+
+def orders_pairs(stack: ExitStack, work: Path, args: argparse.Namespace) -> list[Pair]:
+    """UM MARKET orders round-robin over 64 accounts (bench/um_trading.py's order workload)."""
+    procs: dict[str, Proc] = {}
+    pools: dict[str, Callable[[int], Path]] = {}
+    for name in ("uvicorn", "granian"):
+        db = work / f"orders-{name}.db"
+        proc = procs[name] = stack.enter_context(our_app(name, db, work))
+        accounts_ = um_trading.new_accounts(proc.url, 64, "100000000")
+
+        def orders(number: int, name: str = name, accounts_: Any = accounts_) -> Path:
+            lines = um_trading.order_lines(accounts_, um_trading.POOL_ORDERS)
+            return um_trading.write_pool(work / f"orders-{name}-{number}.txt", lines)
+
+        pools[name] = orders
+    return [wrk_pair("UM MARKET orders, 64 accounts", procs, pools, args.duration,
+                     args.connections)]  # fmt: skip
+
+
+def stream_pairs(stack: ExitStack, work: Path, args: argparse.Namespace) -> list[Pair]:
+    """Operator adjustments fanned out to WebSocket clients (bench/stream.py's rate phase)."""
+    boxes: dict[str, Any] = {}
+    for name in ("uvicorn", "granian"):
+        box_dir = work / f"stream-{name}"
+        box_dir.mkdir()
+        box_cls = stream_bench.Sandbox if name == "uvicorn" else GranianStreamBox
+        boxes[name] = box_cls(box_dir, 20_000)
+        stack.callback(boxes[name].stop)
+
+    def run_stream(name: str, number: int) -> float:
+        result = asyncio.run(
+            stream_bench.rate_phase(boxes[name], args.stream_clients, 8, args.duration)
+        )
+        print(f"  stream [{name}] round {number}: {result['entries_per_s']:,.0f}"
+              f" entries/s, {result['frames_per_s']:,.0f} frames/s"
+              f" ({result['frames_received']}/{result['frames_expected']})",
+              flush=True)  # fmt: skip
+        return float(result["frames_per_s"])
+
+    return [Pair(f"user data stream, {args.stream_clients} clients", run_stream, "frames/s")]
+
+
+#: The workloads --only names, in the order they run in each round, with what starts them.
+WORKLOADS: tuple[tuple[str, Callable[[ExitStack, Path, argparse.Namespace], list[Pair]]], ...] = (
+    ("minimal", minimal_pairs),
+    ("balance", balance_pairs),
+    ("repay", repay_pairs),
+    ("orders", orders_pairs),
+    ("stream", stream_pairs),
+)
+
+
+def run_rounds(pairs: list[Pair], rounds: int) -> None:
+    """A warm-up of each pair on both stacks, then the rounds: A, B, A, B."""
+    for pair in pairs:
+        for name in ("uvicorn", "granian"):
+            pair.run(name, 0)
+    for number in range(1, rounds + 1):
+        for pair in pairs:
             for name in ("uvicorn", "granian"):
-                box_dir = work / f"stream-{name}"
-                box_dir.mkdir()
-                box_cls = stream_bench.Sandbox if name == "uvicorn" else GranianStreamBox
-                boxes[name] = box_cls(box_dir, 20_000)
-                stack.callback(boxes[name].stop)
+                pair.figures[name].append(pair.run(name, number))
 
-            def run_stream(name: str, number: int) -> float:
-                result = asyncio.run(
-                    stream_bench.rate_phase(boxes[name], args.stream_clients, 8, args.duration)
-                )
-                print(f"  stream [{name}] round {number}: {result['entries_per_s']:,.0f}"
-                      f" entries/s, {result['frames_per_s']:,.0f} frames/s"
-                      f" ({result['frames_received']}/{result['frames_expected']})",
-                      flush=True)  # fmt: skip
-                return float(result["frames_per_s"])
 
-            pairs.append(Pair(f"user data stream, {args.stream_clients} clients", run_stream,
-                              "frames/s"))  # fmt: skip
-        for pair in pairs:  # warm-up, then rounds: A, B, A, B
-            for name in ("uvicorn", "granian"):
-                pair.run(name, 0)
-        for number in range(1, args.rounds + 1):
-            for pair in pairs:
-                for name in ("uvicorn", "granian"):
-                    pair.figures[name].append(pair.run(name, number))
+def print_table(pairs: list[Pair], args: argparse.Namespace) -> None:
+    """Per-round figures of each pair on both stacks and the median granian/uvicorn ratio."""
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     lines = [
         f"wrk -t1 -c{args.connections}, {args.rounds} rounds of {args.duration:.0f} s,"

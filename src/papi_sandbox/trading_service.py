@@ -10,6 +10,7 @@ call returns.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -19,6 +20,7 @@ from papi_sandbox.market.prices import MarketPrice
 from papi_sandbox.market.state import Market
 from papi_sandbox.store import trading as trading_store
 from papi_sandbox.store.contract import Store
+from papi_sandbox.trading.engine import Amendment
 from papi_sandbox.trading.filters import OrderRequest
 from papi_sandbox.trading.margin import MarginSummary, summarize
 from papi_sandbox.trading.model import (
@@ -99,7 +101,7 @@ class Trading:
             after = batch[-1]
         self._may_hold = holders if self._may_hold is None else self._may_hold | holders
 
-    def note_commits(self, committed: list[Announcement]) -> None:
+    def note_commits(self, committed: list[Announcement], marks: Sequence[int] = ()) -> None:
         """A store commit listener: an account with a trading entry may now hold a position.
         Called on the store's thread; a set add is atomic."""
         if self._may_hold is None:
@@ -131,6 +133,21 @@ class Trading:
         return await self.store.write(
             trading_store.cancel, account_id, symbol, order_id, client_order_id, now_ms()
         )
+
+    async def modify_order(
+        self, account_id: int, amendment: Amendment
+    ) -> tuple[Order, list[Trade]]:
+        """Amend an open LIMIT order's price and quantity (Binance's Modify UM Order)."""
+        self._require_symbol(amendment.symbol)
+        modified: tuple[Order, list[Trade]] = await self.store.write(
+            trading_store.modify,
+            account_id,
+            amendment,
+            self._specs,
+            self._collateral,
+            now_ms(),
+        )
+        return modified
 
     async def cancel_all(self, account_id: int, symbol: str) -> list[Order]:
         self._require_symbol(symbol)

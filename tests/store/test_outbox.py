@@ -53,8 +53,8 @@ def test_two_stores_on_one_file_each_publish_every_commit_once_in_order(tmp_path
         one, two = SQLiteStore(path), SQLiteStore(path)
         seen_one: list[Announcement] = []
         seen_two: list[Announcement] = []
-        one.on_commit(seen_one.extend)
-        two.on_commit(seen_two.extend)
+        one.on_commit(lambda items, _: seen_one.extend(items))
+        two.on_commit(lambda items, _: seen_two.extend(items))
         await one.open()
         await two.open()
         try:
@@ -88,7 +88,7 @@ def test_a_rolled_back_change_is_not_announced_and_rows_are_pruned(
         path = tmp_path / "prune.db"
         one, two = SQLiteStore(path), SQLiteStore(path)
         seen: list[Announcement] = []
-        two.on_commit(seen.extend)
+        two.on_commit(lambda items, _: seen.extend(items))
         await one.open()
         await two.open()
         try:

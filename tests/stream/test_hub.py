@@ -23,7 +23,7 @@ from papi_sandbox.ledger.model import (
 )
 from papi_sandbox.store import open_store
 from papi_sandbox.store.base import JobAccount, JobPlan
-from papi_sandbox.store.dialect import NOTIFY_PAYLOAD_LIMIT
+from papi_sandbox.store.outbox import NOTIFY_PAYLOAD_LIMIT
 from papi_sandbox.store.postgres import PostgresStore
 from papi_sandbox.stream.hub import EventHub, SubscriberDropped, TooManySubscribers
 from tests.support import (
@@ -246,7 +246,7 @@ def test_postgres_delivers_to_every_process_even_past_the_payload_limit() -> Non
                 )
             # the big one really went by reference
             from papi_sandbox.ledger.model import committed_entry
-            from papi_sandbox.store.dialect import encode_committed as _encode_committed
+            from papi_sandbox.store.outbox import encode_committed as _encode_committed
 
             assert len(_encode_committed(committed_entry(big, {}))) > NOTIFY_PAYLOAD_LIMIT
         finally:

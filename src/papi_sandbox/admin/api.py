@@ -296,14 +296,18 @@ async def _adjust(state: AppState, request: Request) -> Response:
     a = parse_adjustment(await _json_body(request))
     entry = await state.service.adjust(account_id, a.wallet, a.asset, a.amount, a.reason)
     row = await state.service.balance_row(account_id, a.asset)
-    return json_response(200, {"tranId": entry.tran_id, "balance": balance_object(row)})
+    unrealized = await state.service.trading.unrealized(account_id)
+    balance = balance_object(row, unrealized.get(a.asset))
+    return json_response(200, {"tranId": entry.tran_id, "balance": balance})
 
 
 async def _balances(state: AppState, request: Request) -> Response:
     account_id = path_account_id(request)
     await state.service.require_account(account_id)
     rows = await state.service.balance_rows(account_id)
-    return json_response(200, [balance_object(row) for row in rows])
+    # umUnrealizedPNL at the mark, as GET /papi/v1/balance shows it
+    unrealized = await state.service.trading.unrealized(account_id)
+    return json_response(200, [balance_object(row, unrealized.get(row.asset)) for row in rows])
 
 
 async def _journal(state: AppState, request: Request) -> Response:

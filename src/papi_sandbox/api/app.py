@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -37,6 +38,7 @@ from papi_sandbox.observability import Metrics, ObservabilityMiddleware, Request
 from papi_sandbox.secretbox import SecretBox, SecretBoxError, load_or_create_key
 from papi_sandbox.service import Service
 from papi_sandbox.settings import Settings
+from papi_sandbox.store import outbox
 from papi_sandbox.store.base import StoreUnavailable
 from papi_sandbox.store.contract import KeyRevocations, SharedJobStore, Store
 from papi_sandbox.stream.ws import StreamServer, websocket_app
@@ -100,7 +102,12 @@ def build_state(
         jobs=jobs,
         admin_auth=FailureThrottle(settings.admin_auth_failures_per_minute),
     )
-    state.streams = StreamServer(state.hub, service.listen_keys, specs=service.market.specs)
+    state.streams = StreamServer(
+        state.hub,
+        service.listen_keys,
+        specs=service.market.specs,
+        horizon=functools.partial(outbox.durable_now, store),
+    )
     if isinstance(store, KeyRevocations):
         store.on_key_revoked(state.keys.forget)
         store.on_key_revoked(state.streams.api_key_revoked)

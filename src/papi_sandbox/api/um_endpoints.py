@@ -18,6 +18,7 @@ import orjson
 from papi_sandbox.api.endpoint import Call, Endpoint, Security
 from papi_sandbox.market.symbols import SymbolSpec
 from papi_sandbox.money import format_amount, format_fixed
+from papi_sandbox.trading.engine import Amendment
 from papi_sandbox.trading.filters import OrderRequest
 from papi_sandbox.trading.margin import position_figures
 from papi_sandbox.trading.model import (
@@ -206,6 +207,20 @@ def _window(args: dict[str, Any], now_ms: int) -> tuple[int | None, int | None]:
     return now_ms - WINDOW_MS, now_ms
 
 
+def _income_window(args: dict[str, Any], now_ms: int) -> tuple[int, int]:
+    """Binance's income window: the last 7 days when neither time is sent; otherwise from
+    ``startTime`` (the beginning when absent) to ``endTime`` (now when absent), with no limit on
+    the span (its docs set none: income history is kept three months)."""
+    start, end = args.get("startTime"), args.get("endTime")
+    if start is None and end is None:
+        return now_ms - WINDOW_MS, now_ms
+    start = 0 if start is None else start
+    end = max(now_ms, start) if end is None else end
+    if start > end:
+        raise errors.invalid_parameter("startTime", "startTime must not be after endTime.")
+    return start, end
+
+
 # -- handlers --------------------------------------------------------------------------------
 
 
@@ -228,6 +243,26 @@ async def _new_order(call: Call) -> Any:
         )
         return order_object(accepted, spec)
     return order_object(order, spec)
+
+
+async def _modify_order(call: Call) -> Any:
+    """Binance's Modify UM Order: an open LIMIT order's new price and quantity (both needed);
+    ``priceMatch`` needs an order book the sandbox has none of (docs/semantics.md)."""
+    args = call.args
+    symbol = args["symbol"]
+    spec = _spec(call, symbol)
+    order_id, client_id = _order_ref(args)
+    side = _enum(args["side"], Side, Refusal.INVALID_SIDE)
+    if args.get("priceMatch", "NONE") != "NONE":
+        raise TradingRefused(Refusal.INVALID_PARAMETER, "priceMatch")
+    if "price" not in args:
+        raise TradingRefused(Refusal.MANDATORY_MISSING, "price")
+    amendment = Amendment(symbol, order_id, client_id, side, args["quantity"], args["price"])
+    order, _trades = await _trading(call).modify_order(call.account_id, amendment)
+    result = order_object(order, spec)
+    if "modifyId" in args:
+        result["modifyId"] = args["modifyId"]
+    return result
 
 
 async def _query_order(call: Call) -> Any:
@@ -308,8 +343,7 @@ async def _income(call: Call) -> Any:
     if income_type is not None and income_type not in INCOME_TYPES:
         raise errors.invalid_parameter("incomeType")
     limit = _limit(call.args, DEFAULT_INCOME_PAGE)
-    start, end = _window(call.args, _now_ms())
-    assert start is not None and end is not None
+    start, end = _income_window(call.args, _now_ms())
     page = call.args.get("page", 1)
     if not 1 <= page <= MAX_INCOME_PAGES:
         raise errors.invalid_parameter("page", f"It must be from 1 to {MAX_INCOME_PAGES}.")
@@ -584,6 +618,24 @@ UM_ENDPOINTS: tuple[Endpoint, ...] = (
         ),
         _new_order,
         "New UM order (MARKET or LIMIT; the sandbox's fill model: docs/semantics.md)",
+    ),
+    Endpoint(
+        "PUT",
+        "/papi/v1/um/order",
+        1,
+        Security.TRADE,
+        (
+            SYMBOL,
+            Param("side", Kind.STRING, mandatory=True, description="BUY or SELL: the order's"),
+            ORDER_ID,
+            ORIG_CLIENT_ORDER_ID,
+            Param("quantity", Kind.DECIMAL, mandatory=True, description="the new quantity"),
+            Param("price", Kind.DECIMAL, description="the new price"),
+            Param("priceMatch", Kind.STRING, description="NONE only (no order book)"),
+            Param("modifyId", Kind.LONG, description="returned as sent"),
+        ),
+        _modify_order,
+        "Modify an open UM LIMIT order's price and quantity (it keeps its orderId)",
     ),
     Endpoint(
         "GET",

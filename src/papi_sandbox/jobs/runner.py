@@ -179,7 +179,7 @@ async def run_on_demand(
     (:func:`parse_as_of`), on any store; safe to repeat. Raises UnknownJob, ValueError (a bad
     ``as_of``) and SlotTooOld."""
     if name not in {j.value for j in Job}:
-        raise UnknownJob(f"Unknown job '{name[:32]}'; jobs: auto-repay, interest.")
+        raise UnknownJob(f"Unknown job '{name[:32]}'; jobs: {', '.join(j.value for j in Job)}.")
     job = Job(name)
     slot = slot_at_or_before(job.times(config), parse_as_of(as_of))
     return await run_job(store, job, slot, config, progress=progress)
@@ -245,7 +245,7 @@ async def _run_funding(store: Store, report: JobReport, config: JobsConfig) -> N
         )
         if not account_ids:
             break
-        _charged, done, entries = await store.write(
+        batch = await store.write(
             trading_store.run_funding_batch,
             report.slot_ms,
             account_ids,
@@ -255,8 +255,11 @@ async def _run_funding(store: Store, report: JobReport, config: JobsConfig) -> N
         )
         report.batches += 1
         report.accounts += len(account_ids)
-        report.already_done += done
-        report.entries += entries
+        report.already_done += batch.already_done
+        report.refused += batch.refused
+        report.entries += batch.entries
+        for asset, amount in batch.amounts.items():
+            report.amounts[asset] = money.add(report.amounts.get(asset, money.ZERO), amount)
         after_account_id = account_ids[-1]
 
 

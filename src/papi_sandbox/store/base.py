@@ -61,7 +61,7 @@ class EntryCounter:
         for entry_type, count in counts.items():
             self.counts[entry_type] = self.counts.get(entry_type, 0) + count
 
-    def committed(self, items: Sequence[object]) -> None:
+    def committed(self, items: Sequence[object], marks: Sequence[int] = ()) -> None:
         """A store commit listener: counts the journal entries among the announcements."""
         counts = self.counts
         for committed in items:

@@ -45,8 +45,8 @@ GroupedUnit = Callable[[Db, list[ItemT]], list[tuple[Any, BaseException | None]]
 log = logging.getLogger("papi_sandbox.store")
 
 #: What :meth:`Store.on_commit` callbacks receive: committed entries and order executions, in
-#: commit order.
-CommitListener = Callable[[list[Announcement]], None]
+#: commit order, and each one's mark (store/outbox.py: what a subscription's horizon judges).
+CommitListener = Callable[[list[Announcement], list[int]], None]
 
 
 def now_ms() -> int:
@@ -73,7 +73,7 @@ class Store(abc.ABC):
         self._commit_listeners: list[CommitListener] = []
 
     def on_commit(self, callback: CommitListener) -> None:
-        """Call ``callback(items)`` for journal entries and order executions
+        """Call ``callback(items, marks)`` for journal entries and order executions
         (:data:`~papi_sandbox.trading.model.Announcement`) once they are durable, in commit
         order, never for a rolled-back one; register before :meth:`open`. SQLite: this
         process's commits, on the writer thread before the batch's callers are answered (the
@@ -82,10 +82,10 @@ class Store(abc.ABC):
         listener reconnects are not announced."""
         self._commit_listeners.append(callback)
 
-    def _publish(self, committed: list[Announcement]) -> None:
+    def _publish(self, committed: list[Announcement], marks: list[int]) -> None:
         for listener in self._commit_listeners:
             try:
-                listener(committed)
+                listener(committed, marks)
             except Exception:  # a listener's bug must not stop the writer or the listener
                 log.exception("commit listener failed")
 

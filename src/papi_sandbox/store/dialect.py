@@ -25,28 +25,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-import orjson
-
 from papi_sandbox import money
-from papi_sandbox.ledger.model import (
-    SYSTEM_ACCOUNT_ID,
-    CommittedEntry,
-    Entry,
-    Posting,
-    Wallet,
-)
-from papi_sandbox.trading.model import (
-    Announcement,
-    Execution,
-    Order,
-    OrderStatus,
-    OrderType,
-    OrderUpdate,
-    PositionSide,
-    Side,
-    TimeInForce,
-    Trade,
-)
+from papi_sandbox.ledger.model import SYSTEM_ACCOUNT_ID, Posting, Wallet
+from papi_sandbox.store import outbox
+from papi_sandbox.trading.model import Announcement
 
 #: PostgreSQL keeps the system account's balance of one (wallet, asset) as this many rows, summed
 #: when read, so entries of different accounts rarely wait for the same hot row: account A's
@@ -55,12 +37,6 @@ from papi_sandbox.trading.model import (
 SYSTEM_BALANCE_BUCKETS = 16
 #: The LISTEN/NOTIFY channel on which revoked API keys are announced to every process.
 KEY_REVOKED_CHANNEL = "papi_key_revoked"
-#: The LISTEN/NOTIFY channel on which every committed journal entry is announced (with its
-#: resulting balances), for the user data stream of every process (docs/design.md).
-ENTRY_CHANNEL = "papi_entries"
-#: Largest notification payload sent inline (PostgreSQL refuses 8000 bytes and more); a larger
-#: entry is announced by its tranId and account, and each listener reads it from the journal.
-NOTIFY_PAYLOAD_LIMIT = 7900
 #: Rows a server-side cursor fetches at a time while a large read (``verify``) streams.
 STREAM_FETCH_ROWS = 10_000
 
@@ -273,13 +249,7 @@ class PostgresDialect(Dialect):
         db.execute("SELECT pg_notify(?, ?)", (KEY_REVOKED_CHANNEL, api_key))
 
     def announce(self, db: Db, item: Announcement) -> None:
-        # NOTIFY inside the transaction: delivered only if (and when) it commits, in commit
-        # order, to every process (this one included); dropped with a rolled-back savepoint.
-        # An order execution is at most ~1 KB (bounded symbol and client order id).
-        payload = encode_committed(item)
-        if len(payload) > NOTIFY_PAYLOAD_LIMIT and isinstance(item, CommittedEntry):
-            payload = orjson.dumps({"t": item.entry.tran_id, "a": item.entry.account_id})
-        db.execute("SELECT pg_notify(?, ?)", (ENTRY_CHANNEL, payload.decode()))
+        outbox.notify(db, item)
 
     def id_counter(self, db: Db, table: str, taken: str) -> Callable[[], int]:
         sql = f"SELECT nextval(pg_get_serial_sequence('{table}', 'id'))"
@@ -323,125 +293,6 @@ def _nets(postings: Iterable[Posting]) -> dict[tuple[int, Wallet, str], Decimal]
         key = (p.account_id, p.wallet, p.asset)
         nets[key] = money.add(nets.get(key, money.ZERO), p.amount)
     return nets
-
-
-def encode_committed(item: Announcement) -> bytes:
-    """An announcement as a notification payload (:func:`decode_committed` reads it back)."""
-    if isinstance(item, OrderUpdate):
-        trade = _trade_fields(item.trade) if item.trade else None
-        return orjson.dumps({"k": "o", "x": item.execution.value, "o": _order_fields(item.order),
-                             "f": trade, "b": money.to_storage(item.bids_notional),
-                             "a": money.to_storage(item.asks_notional)})  # fmt: skip
-    e, text = item.entry, money.to_storage
-    postings = [[p.account_id, p.wallet.value, p.asset, text(p.amount)] for p in e.postings]
-    balances = [[w.value, a, text(v)] for w, a, v in item.balances]
-    return orjson.dumps({"t": e.tran_id, "y": e.type, "m": e.time_ms, "a": e.account_id,
-                         "p": postings, "b": balances})  # fmt: skip
-
-
-def decode_committed(payload: str) -> Announcement | None:
-    """The announcement, or None when it is only a reference to an entry (too large)."""
-    d, amount = orjson.loads(payload), money.from_storage
-    if d.get("k") == "o":
-        trade = _trade_from(d["f"]) if d["f"] is not None else None
-        return OrderUpdate(
-            Execution(d["x"]), _order_from(d["o"]), trade, amount(d["b"]), amount(d["a"])
-        )
-    if "p" not in d:
-        return None
-    postings = tuple(Posting(int(n), Wallet(w), str(a), amount(v)) for n, w, a, v in d["p"])
-    entry = Entry(int(d["t"]), str(d["y"]), int(d["m"]), int(d["a"]), postings)
-    return CommittedEntry(entry, tuple((Wallet(w), str(a), amount(v)) for w, a, v in d["b"]))
-
-
-def _order_fields(o: Order) -> list[Any]:
-    text = money.to_storage
-    return [
-        o.order_id,
-        o.account_id,
-        o.symbol,
-        o.client_order_id,
-        o.side.value,
-        o.position_side.value,
-        o.type.value,
-        o.time_in_force.value,
-        text(o.orig_qty),
-        text(o.price),
-        o.reduce_only,
-        o.status.value,
-        text(o.executed_qty),
-        text(o.cum_quote),
-        text(o.avg_price),
-        o.time_ms,
-        o.update_time_ms,
-        o.good_till_date_ms,
-        o.self_trade_prevention_mode,
-    ]
-
-
-def _order_from(f: list[Any]) -> Order:
-    m = money.from_storage
-    return Order(
-        int(f[0]),
-        int(f[1]),
-        str(f[2]),
-        str(f[3]),
-        Side(f[4]),
-        PositionSide(f[5]),
-        OrderType(f[6]),
-        TimeInForce(f[7]),
-        m(f[8]),
-        m(f[9]),
-        bool(f[10]),
-        OrderStatus(f[11]),
-        m(f[12]),
-        m(f[13]),
-        m(f[14]),
-        int(f[15]),
-        int(f[16]),
-        int(f[17]),
-        str(f[18]),
-    )
-
-
-def _trade_fields(t: Trade) -> list[Any]:
-    text = money.to_storage
-    return [
-        t.trade_id,
-        t.account_id,
-        t.order_id,
-        t.symbol,
-        t.side.value,
-        t.position_side.value,
-        text(t.price),
-        text(t.qty),
-        text(t.quote_qty),
-        text(t.realized_pnl),
-        text(t.commission),
-        t.commission_asset,
-        t.maker,
-        t.time_ms,
-    ]
-
-
-def _trade_from(f: list[Any]) -> Trade:
-    m = money.from_storage
-    return Trade(
-        int(f[0]),
-        int(f[1]),
-        int(f[2]),
-        str(f[3]),
-        Side(f[4]),
-        PositionSide(f[5]),
-        m(f[6]),
-        m(f[7]),
-        m(f[8]),
-        m(f[9]),
-        m(f[10]),
-        str(f[11]),
-        bool(f[12]),
-        int(f[13]),
-    )
 
 
 SQLITE = Dialect()

@@ -21,13 +21,12 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-import orjson
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool
 
 from papi_sandbox.progress import NO_PROGRESS, Progress
-from papi_sandbox.store import jobs, journal
+from papi_sandbox.store import jobs, journal, outbox
 from papi_sandbox.store.base import (
     DEFAULT_STORE_TIMEOUT_S,
     StoreOutcomeUnknown,
@@ -35,13 +34,7 @@ from papi_sandbox.store.base import (
     VerifyReport,
 )
 from papi_sandbox.store.contract import Store, now_ms
-from papi_sandbox.store.dialect import (
-    ENTRY_CHANNEL,
-    KEY_REVOKED_CHANNEL,
-    POSTGRES,
-    Db,
-    decode_committed,
-)
+from papi_sandbox.store.dialect import KEY_REVOKED_CHANNEL, POSTGRES, Db
 from papi_sandbox.store.schema import migrate
 
 P = ParamSpec("P")
@@ -302,10 +295,10 @@ class PostgresStore(Store):
                     if self._key_revoked_callbacks:
                         await conn.execute(f"LISTEN {KEY_REVOKED_CHANNEL}")
                     if self._commit_listeners:
-                        await conn.execute(f"LISTEN {ENTRY_CHANNEL}")
+                        await conn.execute(f"LISTEN {outbox.ENTRY_CHANNEL}")
                     self.listening.set()
                     async for note in conn.notifies():
-                        if note.channel == ENTRY_CHANNEL:
+                        if note.channel == outbox.ENTRY_CHANNEL:
                             await self._announced(note.payload)
                             continue
                         for callback in self._key_revoked_callbacks:
@@ -318,17 +311,16 @@ class PostgresStore(Store):
                 await asyncio.sleep(LISTENER_RETRY_S)
 
     async def _announced(self, payload: str) -> None:
-        """One entry announcement: decoded inline, or read from the journal when too large."""
+        """One announcement: decoded inline, or read from the journal when too large."""
         try:
-            committed = decode_committed(payload)
-            if committed is None:
-                ref = orjson.loads(payload)
-                committed = await self.read(journal.read_committed, int(ref["t"]), int(ref["a"]))
+            mark, committed, ref = outbox.parse_notification(payload)
+            if ref is not None:
+                committed = await self.read(journal.read_committed, *ref)
         except Exception:
             log.exception("cannot decode an entry announcement")
             return
         if committed is not None:
-            self._publish([committed])
+            self._publish([committed], [mark])
 
     # -- one job slot across processes (SharedJobStore) ----------------------------------------
 

@@ -251,7 +251,7 @@ class SQLiteStore(Store):
         # processes' rows, what the running batch read of them, and (time, id) checkpoints.
         self._outbox_id = 0
         self._writer_version = 0
-        self._foreign: tuple[int, list[Announcement]] | None = None
+        self._foreign: tuple[int, list[tuple[int, Announcement]]] | None = None
         self._checkpoints: list[tuple[float, int]] = []
         self._own_last: int | None = None
 
@@ -366,18 +366,20 @@ class SQLiteStore(Store):
             log.warning("stream outbox: cannot read other processes' commits (%s)", exc)
 
     def _publish_outbox(self, own: list[Announcement], own_last: int | None) -> None:
-        """Publish the other processes' rows read, then this batch's own, and move past both."""
+        """Publish the other processes' rows read, then this batch's own (marks: their outbox
+        ids, the own ones consecutive up to ``own_last``), and move past both."""
         foreign = self._foreign
         self._foreign = None
-        items = own
+        items, marks = own, list(range((own_last or 0) - len(own) + 1, (own_last or 0) + 1))
         if foreign is not None:
             self._outbox_id = max(self._outbox_id, foreign[0])
-            items = foreign[1] + own
-            self.versions.bump({item.account_id for item in foreign[1]})
+            items = [item for _, item in foreign[1]] + own
+            marks = [mark for mark, _ in foreign[1]] + marks
+            self.versions.bump({item.account_id for _, item in foreign[1]})
         if own_last is not None:
             self._outbox_id = max(self._outbox_id, own_last)
         if items:
-            self._publish(items)
+            self._publish(items, marks)
 
     def _prune_outbox(self, conn: sqlite3.Connection) -> None:
         now = time.monotonic()

@@ -19,7 +19,7 @@ import dataclasses
 import enum
 import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -235,10 +235,10 @@ _TRADE_COLUMNS = _TRADES.columns
 _POSITION_COLUMNS = _POSITIONS.columns
 
 _INSERT_ORDER = f"INSERT INTO um_orders ({_ORDER_COLUMNS}) VALUES ({_marks(17)})"
-#: What a fill, a cancel or an expiry changes of an order already stored.
+#: What a fill, a cancel, an expiry or an amendment changes of an order already stored.
 _UPDATE_ORDER = (
-    "UPDATE um_orders SET status = ?, executed_qty = ?, cum_quote = ?, avg_price = ?,"
-    " update_time_ms = ? WHERE order_id = ?"
+    "UPDATE um_orders SET status = ?, orig_qty = ?, price = ?, executed_qty = ?, cum_quote = ?,"
+    " avg_price = ?, update_time_ms = ? WHERE order_id = ?"
 )
 _UPSERT_POSITION = (
     f"INSERT INTO um_positions ({_POSITION_COLUMNS}) VALUES ({_marks(7)})"
@@ -525,8 +525,8 @@ class Commits:
         if new:  # an order placed by its commit (as it stands after it): a new row
             db.many(_INSERT_ORDER, new)
         progressed = [
-            (o.status._value_, m(o.executed_qty), m(o.cum_quote), m(o.avg_price),
-             o.update_time_ms, o.order_id)
+            (o.status._value_, m(o.orig_qty), m(o.price), m(o.executed_qty), m(o.cum_quote),
+             m(o.avg_price), o.update_time_ms, o.order_id)
             for o in orders
             if o.order_id not in placed
         ]  # fmt: skip
@@ -631,6 +631,24 @@ def cancel(
     commit = engine.cancel_orders(book, [found], now_ms)
     write_commit(db, book, commit, now_ms)
     return commit.orders[0]
+
+
+def modify(
+    db: Db,
+    account_id: int,
+    amendment: engine.Amendment,
+    specs: Mapping[str, SymbolSpec],
+    collateral: Mapping[str, Decimal],
+    now_ms: int,
+) -> tuple[Order, list[Trade]]:
+    """Amend one open order (:func:`papi_sandbox.trading.engine.modify_order`); the order as it
+    stands and its fills. Raises TradingRefused (nothing written)."""
+    book = load_book(db, account_id)
+    commit, order = engine.modify_order(
+        book, _view(db, specs, collateral), amendment, _ids(db), now_ms
+    )
+    write_commit(db, book, commit, now_ms)
+    return order, commit.trades
 
 
 def cancel_all(db: Db, account_id: int, symbol: str, now_ms: int) -> list[Order]:
@@ -840,6 +858,18 @@ def funding_candidates(db: Db, after_account_id: int, limit: int) -> list[int]:
     return [int(r[0]) for r in rows]
 
 
+@dataclass(slots=True)
+class FundingBatch:
+    """What one funding batch did: accounts already charged for the slot, accounts whose
+    entries a balance bound refused (left unmarked), FUNDING_FEE entries booked, and the fees
+    per asset in magnitude (paid and received alike)."""
+
+    already_done: int = 0
+    refused: int = 0
+    entries: int = 0
+    amounts: dict[str, Decimal] = field(default_factory=dict)
+
+
 def run_funding_batch(
     db: Db,
     slot_ms: int,
@@ -847,19 +877,18 @@ def run_funding_batch(
     specs: Mapping[str, SymbolSpec],
     collateral: Mapping[str, Decimal],
     now_ms: int,
-) -> tuple[int, int, int]:
+) -> FundingBatch:
     """One funding slot for a batch of accounts in one transaction, each account at most once
-    per slot (its marker is written with its entries). Returns (charged accounts, already done,
-    FUNDING_FEE entries)."""
+    per slot (its marker is written with its entries)."""
     view = _view(db, specs, collateral)
-    charged = done = entries = 0
+    batch = FundingBatch()
     for account_id in account_ids:
         marked = db.one(
             "SELECT tran_id FROM job_marks WHERE job = ? AND slot_ms = ? AND account_id = ?",
             (FUNDING_JOB, slot_ms, account_id),
         )
         if marked is not None:
-            done += 1
+            batch.already_done += 1
             continue
         try:
             book = load_book(db, account_id)
@@ -869,14 +898,17 @@ def run_funding_batch(
         try:
             write_commit(db, book, commit, now_ms)
         except AmountLimitExceeded:
+            batch.refused += 1
             continue  # refused before writing and left unmarked, like the other jobs' refusals
         db.execute(
             "INSERT INTO job_marks (job, slot_ms, account_id, tran_id) VALUES (?, ?, ?, NULL)",
             (FUNDING_JOB, slot_ms, account_id),
         )
-        charged += 1 if commit.bookings else 0
-        entries += len(commit.bookings)
-    return charged, done, entries
+        batch.entries += len(commit.bookings)
+        for booking in commit.bookings:
+            moved = batch.amounts.get(booking.asset, money.ZERO)
+            batch.amounts[booking.asset] = money.add(moved, abs(booking.income))
+    return batch
 
 
 def positions_with_wallet(db: Db, account_id: int) -> tuple[list[Position], Any]:

@@ -8,8 +8,9 @@ Subscribers (WebSocket connections, the dashboard) read an async iterator of
 :class:`~papi_sandbox.ledger.model.CommittedEntry` or an
 :class:`~papi_sandbox.trading.model.OrderUpdate`), for one account or for all of them. Each
 subscriber has a bounded queue: one that stops reading is dropped (its iterator raises
-:class:`SubscriberDropped`), never allowed to grow the server's memory. See docs/design.md,
-"The event hub".
+:class:`SubscriberDropped`), never allowed to grow the server's memory. A subscription made with
+:func:`subscribe_from_now` receives no announcement whose commit was durable before it was made
+(store/outbox.py, "Marks and the horizon"). See docs/design.md, "The event hub".
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 
 from papi_sandbox.trading.model import Announcement
@@ -46,8 +47,10 @@ class Subscription:
     """
 
     __slots__ = (
+        "_held",
         "_hub",
         "_items",
+        "_seen",
         "_waiter",
         "account_id",
         "closed",
@@ -65,13 +68,29 @@ class Subscription:
         self._waiter: asyncio.Future[None] | None = None
         self.closed = False
         self.dropped = False
+        #: Until :meth:`start`: what arrived, with its mark, held back (see subscribe_from_now).
+        self._held: list[tuple[int | None, Announcement]] | None = None
+        #: After :meth:`start`, until the first newer announcement: whether a mark's commit was
+        #: durable before the subscription (those are skipped).
+        self._seen: Callable[[int], bool] | None = None
         #: Called (on the hub's loop) after an entry is queued and when the subscriber is
         #: dropped: lets a consumer run a sender only while there is something to send,
         #: instead of a task waiting on the iterator.
         self.on_ready: Callable[[], None] | None = None
 
-    def _offer(self, item: Announcement) -> bool:
-        """Queue ``item``; False (and nothing queued) when the queue is full."""
+    def _offer(self, item: Announcement, mark: int | None = None) -> bool:
+        """Queue ``item``; False (and nothing queued) when the queue is full. Held back before
+        :meth:`start`; skipped when the horizon saw its commit."""
+        if self._held is not None:
+            if len(self._held) >= self.limit:
+                return False
+            self._held.append((mark, item))
+            return True
+        if self._seen is not None:
+            if mark is not None and self._seen(mark):
+                return True  # durable before the subscription: not news to it
+            # Commit order: every later announcement is newer still.
+            self._seen = None
         items = self._items
         if items is None:
             items = self._items = deque()
@@ -88,6 +107,21 @@ class Subscription:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def hold(self) -> None:
+        """Hold back what arrives until :meth:`start` (called right after subscribing)."""
+        self._held = []
+
+    def start(self, seen: Callable[[int], bool]) -> None:
+        """Stop holding back: ``seen(mark)`` is True for a commit that was durable before the
+        subscription (its horizon); those are skipped, held or still to come, the rest queued."""
+        held, self._held = self._held or [], None
+        self._seen = seen
+        for mark, item in held:
+            if not self._offer(item, mark):
+                self._hub.dropped_total += 1
+                self._drop()
+                return
+
     def pending(self) -> int:
         """Entries queued and not yet read."""
         return len(self._items) if self._items is not None else 0
@@ -96,7 +130,7 @@ class Subscription:
         """Unsubscribe; queued entries are discarded and iteration ends."""
         if not self.closed:
             self.closed = True
-            self._items = None
+            self._items = self._held = None
             self._hub._remove(self)
             self._wake()
 
@@ -207,8 +241,9 @@ class EventHub:
         if found:
             self._count -= 1
 
-    def publish(self, entries: Sequence[Announcement]) -> None:
-        """Deliver committed entries (in commit order) to their subscribers. Thread-safe; from
+    def publish(self, entries: Sequence[Announcement], marks: Sequence[int] = ()) -> None:
+        """Deliver committed entries (in commit order) to their subscribers, with each one's
+        mark when known (a store's on_commit listener; store/outbox.py). Thread-safe; from
         another thread the delivery is queued on the hub's loop, keeping the callers' order."""
         if not entries:
             return
@@ -216,21 +251,53 @@ class EventHub:
         if loop is None:  # nobody ever subscribed: nobody to tell
             return
         if threading.get_ident() == self._loop_thread:
-            self._deliver(entries)
+            self._deliver(entries, marks)
         elif not loop.is_closed():
-            loop.call_soon_threadsafe(self._deliver, entries)
+            loop.call_soon_threadsafe(self._deliver, entries, marks)
 
-    def _deliver(self, entries: Iterable[Announcement]) -> None:
-        for item in entries:
+    def _deliver(self, entries: Sequence[Announcement], marks: Sequence[int]) -> None:
+        for index, item in enumerate(entries):
             self.published_total += 1
+            mark = marks[index] if index < len(marks) else None
             subs = self._by_account.get(item.account_id)
             if subs:
-                self._offer_all(subs, item)
+                self._offer_all(subs, item, mark)
             if self._all:
-                self._offer_all(self._all, item)
+                self._offer_all(self._all, item, mark)
 
-    def _offer_all(self, subs: set[Subscription], item: Announcement) -> None:
-        overflowed = [sub for sub in subs if not sub._offer(item)]
+    def _offer_all(self, subs: set[Subscription], item: Announcement, mark: int | None) -> None:
+        overflowed = [sub for sub in subs if not sub._offer(item, mark)]
         for sub in overflowed:
             self.dropped_total += 1
             sub._drop()
+
+
+#: What a subscription asks the store for once registered: ``seen(mark)`` for the commits
+#: durable by then (``store.read(outbox.horizon)``'s ``durable``).
+HorizonReader = Callable[[], Awaitable[Callable[[int], bool]]]
+
+
+async def subscribe_from_now(
+    hub: EventHub,
+    account_id: int | None,
+    horizon: HorizonReader | None,
+    *,
+    limit: int | None = None,
+) -> Subscription:
+    """A subscription that receives exactly the commits made after it: registered first (so
+    nothing committed later is missed), then the store's horizon is read, and what the horizon
+    already saw is skipped, whenever this process learns of it. Call it before telling the
+    client it is subscribed. Raises TooManySubscribers, or what reading the horizon raises
+    (StoreUnavailable; the subscription is then closed). ``horizon`` None: from the next
+    publish (a hub without a store)."""
+    sub = hub.subscribe(account_id, limit=limit)
+    if horizon is None:
+        return sub
+    sub.hold()
+    try:
+        seen = await horizon()
+    except BaseException:
+        sub.close()
+        raise
+    sub.start(seen)
+    return sub

@@ -32,9 +32,16 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from papi_sandbox.market.symbols import SymbolSpec
-from papi_sandbox.store.base import MAX_LISTEN_KEYS_PER_READ, ListenKeyRecord
+from papi_sandbox.store.base import MAX_LISTEN_KEYS_PER_READ, ListenKeyRecord, StoreUnavailable
 from papi_sandbox.stream.events import entry_events, listen_key_expired, order_trade_update
-from papi_sandbox.stream.hub import EventHub, SubscriberDropped, Subscription, TooManySubscribers
+from papi_sandbox.stream.hub import (
+    EventHub,
+    HorizonReader,
+    SubscriberDropped,
+    Subscription,
+    TooManySubscribers,
+    subscribe_from_now,
+)
 from papi_sandbox.stream.listen_keys import ListenKeys, is_listen_key_text
 from papi_sandbox.trading.model import Announcement, Execution, OrderUpdate
 
@@ -105,9 +112,13 @@ class _EventCache:
 
     def frames(self, item: Announcement) -> list[str]:
         if isinstance(item, OrderUpdate):
-            # One NEW, one CANCELED or EXPIRED per order, one TRADE per fill.
+            # One NEW, one CANCELED or EXPIRED per order, one TRADE per fill; AMENDMENTs, as
+            # many as the order had, told apart by their time and new price and quantity.
             trade_id = item.trade.trade_id if item.trade is not None else 0
             key: tuple[int, ...] = (item.order.order_id, _EXECUTIONS[item.execution], trade_id)
+            if item.execution is Execution.AMENDMENT:
+                order = item.order
+                key += (order.update_time_ms, hash((order.price, order.orig_qty)))
         else:
             key = (item.entry.tran_id,)
         hit = self._cache.get(key)
@@ -177,8 +188,12 @@ class StreamServer:
         max_connections_per_ip: int = DEFAULT_MAX_CONNECTIONS_PER_IP,
         clock_ms: Callable[[], int] = _now_ms,
         specs: Mapping[str, SymbolSpec] | None = None,
+        horizon: HorizonReader | None = None,
     ) -> None:
         self.hub = hub
+        #: Reads the store's horizon for each new subscription (store/outbox.py): a client
+        #: never receives a commit that was durable before it subscribed.
+        self.horizon = horizon
         self.listen_keys = listen_keys
         self.max_connections_per_ip = max_connections_per_ip
         self.clock_ms = clock_ms
@@ -296,12 +311,18 @@ class StreamServer:
         self.connections += 1
         self._connections.add(conn)
         try:
-            await ws.accept()
+            # Subscribed before the handshake completes: the client, once connected, receives
+            # every commit made after, and none made before (store/outbox.py).
             try:
                 for record in initial:
-                    self._add_stream(conn, record)
+                    await self._add_stream(conn, record)
             except TooManySubscribers:
                 conn.close(CLOSE_GOING_AWAY, "The server has too many subscribers; try later.")
+            except StoreUnavailable:
+                conn.close(CLOSE_GOING_AWAY, "The store is unavailable; try later.")
+            await ws.accept()
+            for stream in list(conn.streams.values()):
+                self._activate(stream)
             await self._run(conn, path_key=listen_key)
         finally:
             for stream in list(conn.streams.values()):
@@ -327,17 +348,31 @@ class StreamServer:
             ), None
         return "", record
 
-    def _add_stream(self, conn: _Connection, record: ListenKeyRecord) -> None:
-        """Subscribe the connection to the key's account; TooManySubscribers past the hub's
-        limit. A key the connection already has stays as it is (a second subscription would
+    async def _add_stream(self, conn: _Connection, record: ListenKeyRecord) -> None:
+        """Subscribe the connection to the key's account, from now on (``subscribe_from_now``);
+        TooManySubscribers past the hub's limit, StoreUnavailable when the horizon cannot be
+        read. A key the connection already has stays as it is (a second subscription would
         send each event twice and outlive the connection)."""
         if record.listen_key in conn.streams:
             return
-        sub = self.hub.subscribe(record.account_id, limit=MAX_PENDING_ENTRIES)
+        sub = await subscribe_from_now(
+            self.hub, record.account_id, self.horizon, limit=MAX_PENDING_ENTRIES
+        )
+        if record.listen_key in conn.streams:  # added while the horizon was read
+            sub.close()
+            return
         stream = _Stream(conn, record, sub)
         conn.streams[record.listen_key] = stream
         self._by_key.setdefault(record.listen_key, set()).add(stream)
-        sub.on_ready = functools.partial(self._kick, stream)
+        if conn.ws.application_state is WebSocketState.CONNECTED:
+            self._activate(stream)
+
+    def _activate(self, stream: _Stream) -> None:
+        """Send the stream's events from now on (once the handshake is complete), starting
+        with what arrived while it was being subscribed."""
+        stream.sub.on_ready = functools.partial(self._kick, stream)
+        if stream.sub.pending() or stream.sub.dropped:
+            self._kick(stream)
 
     def _kick(self, stream: _Stream) -> None:
         """Entries are waiting: make sure a sender runs (it exits when nothing is left, so an
@@ -415,7 +450,8 @@ class StreamServer:
         assert task is not None
         conn.task = task
         try:
-            await self._read(conn, path_key)
+            if not conn.closing:
+                await self._read(conn, path_key)
         except asyncio.CancelledError:
             if not conn.closing:
                 raise  # the server is stopping
@@ -504,12 +540,17 @@ class StreamServer:
         try:
             for record in records:
                 if record.listen_key not in conn.streams:  # not added while we awaited
-                    self._add_stream(conn, record)
+                    await self._add_stream(conn, record)
                     added.append(conn.streams[record.listen_key])
-        except TooManySubscribers:
+        except (TooManySubscribers, StoreUnavailable) as exc:
             for stream in added:
                 await self._end_stream(stream, expired=False)
-            return _error(2, "Invalid request: the server is at its subscriber limit.", request_id)
+            busy = (
+                "the server is at its subscriber limit"
+                if isinstance(exc, TooManySubscribers)
+                else "the store is unavailable; try later"
+            )
+            return _error(2, f"Invalid request: {busy}.", request_id)
         return _result(None, request_id)
 
 

@@ -357,6 +357,71 @@ def cancel_orders(book: AccountBook, orders: Iterable[Order], now_ms: int) -> Tr
     return commit
 
 
+@dataclass(frozen=True, slots=True)
+class Amendment:
+    """A modify request (``PUT /papi/v1/um/order``): the order by id (prevails) or client id,
+    and its side, new quantity and new price, as the endpoint parsed them."""
+
+    symbol: str
+    order_id: int | None
+    client_order_id: str | None
+    side: Side
+    quantity: Decimal
+    price: Decimal
+
+
+def modify_order(
+    book: AccountBook, market: MarketView, amendment: Amendment, ids: IdBlock, now_ms: int
+) -> tuple[TradingCommit, Order]:
+    """Binance's Modify UM Order on the fill model: an open LIMIT order of the book takes a new
+    price and quantity and keeps its id. Refused, the order stays as it is: an unknown or closed
+    order (-2013), another side (-1130), the filters (as for a new order), nothing changed
+    (-5027), margin (-2019). The amendment cancels the order when the new quantity is not
+    above what already filled, or when a GTX order's new price would take. A new price the
+    mark reaches fills at once at the mark as taker, as a new order would (docs/semantics.md)."""
+    spec = market.specs.get(amendment.symbol)
+    price_state = market.prices.get(amendment.symbol)
+    if spec is None or price_state is None:
+        raise TradingRefused(Refusal.INVALID_SYMBOL)
+    mark = price_state.mark_price
+    candidates = [o for o in book.open_orders if o.symbol == spec.symbol]
+    found = find_order(candidates, amendment.order_id, amendment.client_order_id)
+    if found is None:
+        raise TradingRefused(Refusal.NO_SUCH_ORDER)
+    if amendment.side is not found.side:
+        raise TradingRefused(Refusal.INVALID_PARAMETER, "side")
+    qty, price = amendment.quantity, amendment.price
+    filters.check_quantity(spec, OrderType.LIMIT, qty)
+    filters.check_price(spec, price, mark)
+    filters.check_notional(spec, qty, price, found.reduce_only)
+    if qty == found.orig_qty and price == found.price:
+        raise TradingRefused(Refusal.NO_NEED_TO_MODIFY)
+    others = [o for o in book.open_orders if o.order_id != found.order_id]
+    marketable = mark <= price if found.side is Side.BUY else mark >= price
+    if qty <= found.executed_qty or (marketable and found.time_in_force is TimeInForce.GTX):
+        commit = cancel_orders(book, [found], now_ms)
+        return commit, commit.orders[0]
+    position = book.position(found.symbol, found.position_side)
+    if not (found.reduce_only or _hedge_close(found)):
+        held, book.open_orders = book.open_orders, others  # its own margin is what it replaces
+        try:
+            remaining = qty - found.executed_qty
+            at = mark if marketable else price
+            _check_margin(book, market, spec, position, found.side, remaining, at)
+        finally:
+            book.open_orders = held
+    amended = dataclasses.replace(found, orig_qty=qty, price=price, update_time_ms=now_ms)
+    commit = TradingCommit(amended=amended)
+    book.open_orders = others
+    order = amended
+    if marketable:
+        order = _fill_or_expire(book, spec, amended, mark, False, ids, now_ms, commit)
+    if order.status.is_open:
+        book.open_orders.append(order)
+    commit.orders.append(order)
+    return commit, order
+
+
 def crossed(order: Order, mark: Decimal) -> bool:
     """True when ``mark`` reaches a resting order's price (BUY: mark ≤ price; SELL: ≥)."""
     return mark <= order.price if order.side is Side.BUY else mark >= order.price
@@ -435,8 +500,9 @@ def check_position_mode(book: AccountBook, dual_side: bool) -> None:
 
 def order_updates(commit: TradingCommit, open_orders: Iterable[Order]) -> list[OrderUpdate]:
     """The executions a commit reports on the user data stream, per order in commit order: NEW
-    for the order it places, a TRADE per fill (the order's progress after that fill), then
-    CANCELED or EXPIRED when it ended so; a commit that only cancels reports CANCELED alone.
+    for the order it places (AMENDMENT for the order it amends), a TRADE per fill (the order's
+    progress after that fill), then CANCELED or EXPIRED when it ended so; a commit that only
+    cancels reports CANCELED alone.
     ``open_orders``: the account's open orders once the commit is applied (for ``b``/``a``)."""
     notional: dict[tuple[str, Side], Decimal] = {}
     for o in open_orders:
@@ -454,9 +520,11 @@ def order_updates(commit: TradingCommit, open_orders: Iterable[Order]) -> list[O
                 round_half_even(notional.get((order.symbol, Side.SELL), ZERO)),
             )
         trades = fills.get(order.order_id, [])
-        if commit.placed is not None and commit.placed.order_id == order.order_id:
-            updates.append(OrderUpdate(Execution.NEW, commit.placed, None, *book))
-            executed, cum = commit.placed.executed_qty, commit.placed.cum_quote
+        first = commit.placed or commit.amended
+        if first is not None and first.order_id == order.order_id:
+            execution = Execution.NEW if first is commit.placed else Execution.AMENDMENT
+            updates.append(OrderUpdate(execution, first, None, *book))
+            executed, cum = first.executed_qty, first.cum_quote
         else:  # what it was before this commit's fills
             executed, cum = order.executed_qty, order.cum_quote
             for t in trades:

@@ -97,6 +97,7 @@ class Refusal(StrEnum):
     POSITION_SIDE_CHANGE_POSITION = "POSITION_SIDE_CHANGE_POSITION"  # -4068
     INVALID_SIDE = "INVALID_SIDE"  # -1117
     INVALID_PARAMETER = "INVALID_PARAMETER"  # -1130 (detail: the parameter)
+    NO_NEED_TO_MODIFY = "NO_NEED_TO_MODIFY"  # -5027
 
 
 class TradingRefused(LedgerError):
@@ -259,6 +260,9 @@ class TradingCommit:
     #: The order this commit places, as accepted (status NEW, nothing filled): its stream
     #: reports NEW before what happened to it next. None when the commit places none.
     placed: Order | None = None
+    #: The order this commit amends (PUT /papi/v1/um/order), with its new price and quantity
+    #: and nothing more filled: its stream reports AMENDMENT first. None when it amends none.
+    amended: Order | None = None
 
     @property
     def empty(self) -> bool:
@@ -272,6 +276,7 @@ class Execution(StrEnum):
     TRADE = "TRADE"
     CANCELED = "CANCELED"
     EXPIRED = "EXPIRED"
+    AMENDMENT = "AMENDMENT"
 
 
 @dataclass(frozen=True, slots=True)

@@ -232,6 +232,7 @@ TRADING_REFUSALS: dict[str, tuple[int, str]] = {
     ),
     "UNKNOWN_ORDER_CANCEL": (-2011, "Unknown order sent."),
     "NO_SUCH_ORDER": (-2013, "Order does not exist."),
+    "NO_NEED_TO_MODIFY": (-5027, "No need to modify the order."),
     "INVALID_LEVERAGE": (-4028, "Leverage {} is not valid"),
     "NO_NEED_TO_CHANGE_POSITION_SIDE": (-4059, "No need to change position side."),
     "POSITION_SIDE_CHANGE_OPEN_ORDERS": (
