@@ -27,6 +27,7 @@ from papi_sandbox.trading.model import (
     Announcement,
     HistoryPage,
     Order,
+    OrderUpdate,
     Position,
     Refusal,
     Trade,
@@ -102,12 +103,16 @@ class Trading:
         self._may_hold = holders if self._may_hold is None else self._may_hold | holders
 
     def note_commits(self, committed: list[Announcement], marks: Sequence[int] = ()) -> None:
-        """A store commit listener: an account with a trading entry may now hold a position.
-        Called on the store's thread; a set add is atomic."""
+        """A store commit listener: an account with a fill (a TRADE execution; a fill at a zero
+        commission rate books no entry) or a trading entry may now hold a position. Called on
+        the store's thread; a set add is atomic."""
         if self._may_hold is None:
             self._may_hold = set()
         for c in committed:
-            if isinstance(c, CommittedEntry) and c.entry.type in TRADING_ENTRY_TYPES:
+            if isinstance(c, OrderUpdate):
+                if c.trade is not None:
+                    self._may_hold.add(c.order.account_id)
+            elif isinstance(c, CommittedEntry) and c.entry.type in TRADING_ENTRY_TYPES:
                 self._may_hold.add(c.entry.account_id)
 
     async def prices(self) -> Market:
