@@ -26,6 +26,7 @@ from papi_sandbox.trading.margin import MarginSummary, summarize
 from papi_sandbox.trading.model import (
     Announcement,
     HistoryPage,
+    IncomePage,
     Order,
     OrderUpdate,
     Position,
@@ -184,18 +185,9 @@ class Trading:
         return await self.store.read(trading_store.user_trades, account_id, symbol, page)
 
     async def income(
-        self,
-        account_id: int,
-        symbol: str | None,
-        income_type: str | None,
-        start_ms: int,
-        end_ms: int,
-        limit: int,
-        offset: int = 0,
+        self, account_id: int, page: IncomePage
     ) -> list[tuple[int, str, str, str, Decimal, int | None, int]]:
-        return await self.store.read(
-            trading_store.income, account_id, symbol, income_type, start_ms, end_ms, limit, offset
-        )
+        return await self.store.read(trading_store.income, account_id, page)
 
     # -- settings ----------------------------------------------------------------------------
 
