@@ -16,7 +16,7 @@ import re
 import secrets
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +24,8 @@ import orjson
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from papi_sandbox.ledger.model import CommittedEntry
 
 REQUEST_ID_HEADER = "X-Request-Id"
 #: Scope key where the public API leaves the Binance error code of its answer, for the log line.
@@ -49,6 +51,28 @@ def redact(text: str) -> str:
     for pattern in _REDACT:
         text = pattern.sub(r"\1[REDACTED]", text)
     return text
+
+
+class EntryCounter:
+    """Journal entries by type, for ``/metrics`` without a query per scrape: seeded once from
+    the ledger at start, then counted as entries commit (the store's ``on_commit`` listeners).
+    Written by one thread, read by the event loop (single dict operations)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def seed(self, counts: dict[str, int]) -> None:
+        for entry_type, count in counts.items():
+            self.counts[entry_type] = self.counts.get(entry_type, 0) + count
+
+    def committed(self, items: Sequence[object], marks: Sequence[int] = ()) -> None:
+        """A store commit listener: counts the journal entries among the announcements."""
+        counts = self.counts
+        for committed in items:
+            if not isinstance(committed, CommittedEntry):
+                continue  # an order execution
+            entry_type = committed.entry.type
+            counts[entry_type] = counts.get(entry_type, 0) + 1
 
 
 class JsonFormatter(logging.Formatter):

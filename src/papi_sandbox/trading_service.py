@@ -26,7 +26,9 @@ from papi_sandbox.trading.margin import MarginSummary, summarize
 from papi_sandbox.trading.model import (
     Announcement,
     HistoryPage,
+    IncomePage,
     Order,
+    OrderUpdate,
     Position,
     Refusal,
     Trade,
@@ -102,12 +104,16 @@ class Trading:
         self._may_hold = holders if self._may_hold is None else self._may_hold | holders
 
     def note_commits(self, committed: list[Announcement], marks: Sequence[int] = ()) -> None:
-        """A store commit listener: an account with a trading entry may now hold a position.
-        Called on the store's thread; a set add is atomic."""
+        """A store commit listener: an account with a fill (a TRADE execution; a fill at a zero
+        commission rate books no entry) or a trading entry may now hold a position. Called on
+        the store's thread; a set add is atomic."""
         if self._may_hold is None:
             self._may_hold = set()
         for c in committed:
-            if isinstance(c, CommittedEntry) and c.entry.type in TRADING_ENTRY_TYPES:
+            if isinstance(c, OrderUpdate):
+                if c.trade is not None:
+                    self._may_hold.add(c.order.account_id)
+            elif isinstance(c, CommittedEntry) and c.entry.type in TRADING_ENTRY_TYPES:
                 self._may_hold.add(c.entry.account_id)
 
     async def prices(self) -> Market:
@@ -179,18 +185,9 @@ class Trading:
         return await self.store.read(trading_store.user_trades, account_id, symbol, page)
 
     async def income(
-        self,
-        account_id: int,
-        symbol: str | None,
-        income_type: str | None,
-        start_ms: int,
-        end_ms: int,
-        limit: int,
-        offset: int = 0,
+        self, account_id: int, page: IncomePage
     ) -> list[tuple[int, str, str, str, Decimal, int | None, int]]:
-        return await self.store.read(
-            trading_store.income, account_id, symbol, income_type, start_ms, end_ms, limit, offset
-        )
+        return await self.store.read(trading_store.income, account_id, page)
 
     # -- settings ----------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from papi_sandbox.store.base import ApiKeyRecord, JobAccount, JobPlan
 from papi_sandbox.store.contract import KeyRevocations, SharedJobStore, Store
 from papi_sandbox.store.dialect import Db
 from papi_sandbox.store.schema import MIGRATIONS
+from papi_sandbox.trading.model import IncomePage
 from tests.support import (
     adjustment,
     with_store,
@@ -476,7 +477,7 @@ def test_um_trading_units(store_url: str) -> None:
             trading.all_orders, account, "BTCUSDT", HistoryPage(resting.order_id, None, None, 10)
         )
         assert filled.status is OrderStatus.FILLED
-        income = await store.read(trading.income, account, None, None, 0, 10_000, 100)
+        income = await store.read(trading.income, account, IncomePage(None, None, 0, 10_000, 100))
         assert [(kind, amount) for _, kind, _, _, amount, _, _ in income] == [
             ("COMMISSION", D("-0.3")),
             ("REALIZED_PNL", D("10")),

@@ -20,6 +20,7 @@ from papi_sandbox.store.dialect import Db
 from papi_sandbox.trading.filters import OrderRequest
 from papi_sandbox.trading.model import (
     HistoryPage,
+    IncomePage,
     OrderStatus,
     OrderType,
     Refusal,
@@ -98,7 +99,9 @@ async def _state(store: Store, accounts: tuple[int, ...]) -> list[Any]:
             )
         )
         state.append(await store.read(trading_store.load_positions, account))
-        state.append(await store.read(trading_store.income, account, None, None, 0, 10**6, 100))
+        state.append(
+            await store.read(trading_store.income, account, IncomePage(None, None, 0, 10**6, 100))
+        )
         state.append((await store.balances(account)).amounts)
         state.append([(e.tran_id, e.type, e.postings) for e in await store.journal(account, 100)])
     return state

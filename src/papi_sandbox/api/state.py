@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 
 from papi_sandbox.health import StoreFailures
 from papi_sandbox.jobs.config import JobsConfig
+from papi_sandbox.observability import EntryCounter
 from papi_sandbox.service import Service
 from papi_sandbox.settings import DEFAULT_ADMIN_AUTH_FAILURES_PER_MINUTE, Settings
-from papi_sandbox.store.base import EntryCounter
 from papi_sandbox.store.contract import Store
 from papi_sandbox.stream.hub import EventHub
 from papi_sandbox.stream.ws import StreamServer

@@ -24,6 +24,7 @@ from papi_sandbox.trading.margin import position_figures
 from papi_sandbox.trading.model import (
     ALGO_ORDER_TYPES,
     HistoryPage,
+    IncomePage,
     Order,
     OrderStatus,
     OrderType,
@@ -348,7 +349,7 @@ async def _income(call: Call) -> Any:
     if not 1 <= page <= MAX_INCOME_PAGES:
         raise errors.invalid_parameter("page", f"It must be from 1 to {MAX_INCOME_PAGES}.")
     rows = await _trading(call).income(
-        call.account_id, symbol, income_type, start, end, limit, (page - 1) * limit
+        call.account_id, IncomePage(symbol, income_type, start, end, limit, (page - 1) * limit)
     )
     return [
         {

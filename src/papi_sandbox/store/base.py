@@ -5,30 +5,31 @@ The contract itself is :class:`papi_sandbox.store.contract.Store`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from papi_sandbox import grammar
 from papi_sandbox.ledger.interest import InterestCharge
-from papi_sandbox.ledger.model import Balances, CommittedEntry, Entry, Posting
+from papi_sandbox.ledger.model import Balances, Entry, Posting
 
 #: A pure rule bound to its arguments: the account's balances in, postings out (or a LedgerError).
 Planner = Callable[[Balances], list[Posting]]
 
 #: Most journal entries one read returns.
 MAX_JOURNAL_PAGE = 1000
-#: Most listen keys one ``find_listen_keys`` call reads.
-MAX_LISTEN_KEYS_PER_READ = 500
-#: How long an expired or closed listen key's row is kept (then deleted when its API key opens
-#: a new one): one day, in ms.
-LISTEN_KEY_RETENTION_MS = 86_400_000
 #: Most entries ``recent_entries`` returns (500 auto-collections per account per hour bound
 #: what matters; past this many the oldest are left out).
 MAX_RECENT_ENTRIES = 1_000_000
 #: Longest a request waits for the store (a lock held by another process, a pooled connection,
 #: the writer's queue) before it is refused with StoreUnavailable (``serve --store-timeout``).
 DEFAULT_STORE_TIMEOUT_S = 5.0
+
+
+def now_ms() -> int:
+    """The store's clock: Unix time in ms."""
+    return time.time_ns() // 1_000_000
 
 
 class StoreUnavailable(Exception):
@@ -47,28 +48,6 @@ class StoreOutcomeUnknown(StoreUnavailable):
 class StoreDamaged(Exception):
     """The database file fails its integrity check: the service refuses to start on it. The
     message names the file and the first problems found."""
-
-
-class EntryCounter:
-    """Journal entries by type, for ``/metrics`` without a query per scrape: seeded once from
-    the ledger at start, then counted as entries commit (the store's ``on_commit`` listeners).
-    Written by one thread, read by the event loop (single dict operations)."""
-
-    def __init__(self) -> None:
-        self.counts: dict[str, int] = {}
-
-    def seed(self, counts: dict[str, int]) -> None:
-        for entry_type, count in counts.items():
-            self.counts[entry_type] = self.counts.get(entry_type, 0) + count
-
-    def committed(self, items: Sequence[object], marks: Sequence[int] = ()) -> None:
-        """A store commit listener: counts the journal entries among the announcements."""
-        counts = self.counts
-        for committed in items:
-            if not isinstance(committed, CommittedEntry):
-                continue  # an order execution
-            entry_type = committed.entry.type
-            counts[entry_type] = counts.get(entry_type, 0) + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,23 +70,6 @@ class AccountInfo:
     created_ms: int
     auto_repay: bool
     vip_level: int
-
-
-@dataclass(frozen=True, slots=True)
-class ListenKeyRecord:
-    """One user-data-stream listen key (``POST /papi/v1/listenKey``): issued to one API key,
-    valid until ``expires_ms`` unless closed (``closed``) or its API key was revoked
-    (``key_revoked``)."""
-
-    listen_key: str
-    api_key: str
-    account_id: int
-    expires_ms: int
-    closed: bool = False
-    key_revoked: bool = False
-
-    def active(self, now_ms: int) -> bool:
-        return not self.closed and not self.key_revoked and now_ms < self.expires_ms
 
 
 #: Most accounts one list read returns.

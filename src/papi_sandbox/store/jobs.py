@@ -4,8 +4,6 @@ idempotent, and leases: their statements, as units of work over a
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from papi_sandbox.ledger.interest import InterestCharge
 from papi_sandbox.ledger.model import SYSTEM_ACCOUNT_ID, LedgerError
 from papi_sandbox.store.base import (
@@ -16,6 +14,7 @@ from papi_sandbox.store.base import (
     JobBatchResult,
     JobPlan,
     JobPlanner,
+    now_ms,
 )
 from papi_sandbox.store.dialect import Db
 from papi_sandbox.store.journal import append_entry, load_balances
@@ -24,32 +23,28 @@ from papi_sandbox.store.journal import append_entry, load_balances
 def interest_history(
     db: Db, account_id: int, asset: str | None, start_ms: int, end_ms: int, limit: int
 ) -> list[InterestRecord]:
-    d = db.dialect
-    sql = (
+    """Rows with start_ms <= accrued_ms <= end_ms, newest first, at most ``limit`` (clamped
+    to 1..MAX_INTEREST_PAGE)."""
+    m = db.dialect.from_money
+    rows = db.filtered(
         "SELECT account_id, asset, interest, rate, principal, accrued_ms, tran_id"
-        " FROM interest_records WHERE account_id = ? AND accrued_ms BETWEEN ? AND ?"
+        " FROM interest_records WHERE account_id = ? AND accrued_ms BETWEEN ? AND ?",
+        (account_id, start_ms, end_ms),
+        {"asset = ?": asset},
+        " ORDER BY accrued_ms DESC, id DESC LIMIT ?",
+        max(1, min(limit, MAX_INTEREST_PAGE)),
     )
-    args: list[object] = [account_id, start_ms, end_ms]
-    if asset is not None:
-        sql += " AND asset = ?"
-        args.append(asset)
-    sql += " ORDER BY accrued_ms DESC, id DESC LIMIT ?"
-    args.append(max(1, min(limit, MAX_INTEREST_PAGE)))
     return [
-        InterestRecord(
-            int(r[0]),
-            r[1],
-            d.from_money(r[2]),
-            d.from_money(r[3]),
-            d.from_money(r[4]),
-            int(r[5]),
-            int(r[6]),
-        )
-        for r in db.all(sql, args)
+        InterestRecord(int(r[0]), r[1], m(r[2]), m(r[3]), m(r[4]), int(r[5]), int(r[6]))
+        for r in rows
     ]
 
 
 def job_candidates(db: Db, after_account_id: int, limit: int) -> list[int]:
+    """Keyset page of accounts with a negative UM or CM wallet, id > after_account_id,
+    ascending, at most ``limit`` (clamped to 1..MAX_JOB_BATCH_ACCOUNTS). Both jobs only ever
+    act on such accounts (MARGIN free is never negative, so no other account can owe
+    interest or need a repay)."""
     # The WHERE clause repeats the partial index's, so only that index is read.
     rows = db.all(
         "SELECT DISTINCT account_id FROM balances"
@@ -67,8 +62,11 @@ def run_job_batch(
     entry_type: str,
     account_ids: list[int],
     plan: JobPlanner,
-    clock_ms: Callable[[], int],
 ) -> JobBatchResult:
+    """In one write transaction, for each account not yet marked for (job, slot): run the
+    rule on its balances, append its entry (and interest rows), and mark it, the marker in
+    the same transaction as the entry, so a re-run after a crash never applies twice.
+    Raises ValueError for more than MAX_JOB_BATCH_ACCOUNTS accounts."""
     if len(account_ids) > MAX_JOB_BATCH_ACCOUNTS:
         raise ValueError(f"a job batch carries at most {MAX_JOB_BATCH_ACCOUNTS} accounts")
     result = JobBatchResult()
@@ -92,7 +90,7 @@ def run_job_batch(
         tran_id: int | None = None
         if decision.postings:
             entry = append_entry(
-                db, account_id, entry_type, decision.postings, clock_ms(), snapshot.amounts
+                db, account_id, entry_type, decision.postings, now_ms(), snapshot.amounts
             )
             tran_id = entry.tran_id
             result.entries.append(entry)
@@ -115,23 +113,16 @@ def _lock_batch(
     Every account of the batch is locked first, in id order, before any shared (system) balance
     row: a request locks its one account first too, so no cycle of waits can form. The markers
     are read under those locks: another process's batch has committed its marks by then."""
-    marks = ", ".join("?" * len(ids)) or "NULL"
     settings = {
         int(r[0]): (bool(r[1]), int(r[2]))
-        for r in db.all(
-            f"SELECT id, auto_repay, vip_level FROM accounts WHERE id IN ({marks})"
+        for r in db.all_in(
+            "SELECT id, auto_repay, vip_level FROM accounts WHERE id IN ({marks})"
             f" ORDER BY id{db.dialect.lock}",
             ids,
         )
     }
-    done = {
-        int(r[0])
-        for r in db.all(
-            f"SELECT account_id FROM job_marks WHERE job = ? AND slot_ms = ?"
-            f" AND account_id IN ({marks})",
-            [job, slot_ms, *ids],
-        )
-    }
+    marked = "SELECT account_id FROM job_marks WHERE job = ? AND slot_ms = ? AND account_id IN"
+    done = {int(r[0]) for r in db.all_in(marked + " ({marks})", ids, job, slot_ms)}
     return settings, done
 
 
@@ -151,11 +142,13 @@ def _record_interest(
 
 
 def prune_job_marks(db: Db, before_slot_ms: int) -> int:
+    """Forget (job, slot, account) markers of slots older than ``before_slot_ms``; how
+    many."""
     return int(db.execute("DELETE FROM job_marks WHERE slot_ms < ?", (before_slot_ms,)).rowcount)
 
 
 def try_lease(db: Db, name: str, holder: str, ttl_ms: int) -> bool:
-    now = db.dialect.now_ms_sql()
+    now = db.dialect.now_ms
     row = db.one(
         f"INSERT INTO leases (name, holder, expires_ms) VALUES (?, ?, {now} + ?)"
         " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,"
@@ -168,6 +161,6 @@ def try_lease(db: Db, name: str, holder: str, ttl_ms: int) -> bool:
 
 
 def lease_active(db: Db, name: str) -> bool:
-    now = db.dialect.now_ms_sql()
+    now = db.dialect.now_ms
     row = db.one(f"SELECT 1 FROM leases WHERE name = ? AND expires_ms > {now}", (name,))
     return row is not None

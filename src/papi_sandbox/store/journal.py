@@ -40,27 +40,19 @@ def load_balances(db: Db, account_id: int) -> AccountBalances:
     return load_balances_of(db, [account_id])[account_id]
 
 
-#: Most ids one ``IN (...)`` list carries (SQLite's bound on parameters is far above it).
-MAX_IN_LIST = 500
-
-
 def load_balances_of(db: Db, account_ids: Sequence[int]) -> dict[int, AccountBalances]:
     """:func:`load_balances` of several accounts, one statement per MAX_IN_LIST of them."""
     d = db.dialect
     result = {account_id: AccountBalances() for account_id in account_ids}
-    ids = list(result)
-    for start in range(0, len(ids), MAX_IN_LIST):
-        chunk = ids[start : start + MAX_IN_LIST]
-        marks = ", ".join("?" * len(chunk))
-        for account_id, wallet, asset, amount, updated_ms in db.all(
-            f"SELECT account_id, {d.balance_columns} FROM balances"
-            f" WHERE account_id IN ({marks}){d.balance_group}",
-            chunk,
-        ):
-            balances = result[int(account_id)]
-            balances.amounts[(Wallet(wallet), asset)] = d.from_money(amount)
-            if updated_ms > balances.updated_ms.get(asset, -1):
-                balances.updated_ms[asset] = int(updated_ms)
+    for account_id, wallet, asset, amount, updated_ms in db.all_in(
+        f"SELECT account_id, {d.balance_columns} FROM balances"
+        f" WHERE account_id IN ({{marks}}){d.balance_group}",
+        list(result),
+    ):
+        balances = result[int(account_id)]
+        balances.amounts[(Wallet(wallet), asset)] = d.from_money(amount)
+        if updated_ms > balances.updated_ms.get(asset, -1):
+            balances.updated_ms[asset] = int(updated_ms)
     return result
 
 
@@ -68,14 +60,8 @@ def lock_accounts(db: Db, account_ids: Iterable[int]) -> list[int]:
     """Lock the rows of these accounts until COMMIT, in ascending id order, so that two units
     never wait for each other in a cycle (PostgreSQL; SQLite's one writer is alone anyway); the
     ids of those that exist, ascending. One statement per MAX_IN_LIST ids."""
-    ids = sorted(set(account_ids))
-    existing: list[int] = []
-    for start in range(0, len(ids), MAX_IN_LIST):
-        chunk = ids[start : start + MAX_IN_LIST]
-        marks = ", ".join("?" * len(chunk))
-        sql = f"SELECT id FROM accounts WHERE id IN ({marks}) ORDER BY id{db.dialect.lock}"
-        existing += [int(r[0]) for r in db.all(sql, chunk)]
-    return existing
+    sql = f"SELECT id FROM accounts WHERE id IN ({{marks}}) ORDER BY id{db.dialect.lock}"
+    return [int(r[0]) for r in db.all_in(sql, sorted(set(account_ids)))]
 
 
 def append_entry(
@@ -207,7 +193,9 @@ def transact(db: Db, changes: Sequence[Change]) -> list[tuple[Entry | None, Base
     return outcomes
 
 
-def journal(db: Db, account_id: int, limit: int, before_tran_id: int | None) -> list[Entry]:
+def journal(db: Db, account_id: int, limit: int, before_tran_id: int | None = None) -> list[Entry]:
+    """The account's entries with tranId < ``before_tran_id``, newest first, at most
+    ``limit`` (clamped to 1..MAX_JOURNAL_PAGE)."""
     limit = max(1, min(limit, MAX_JOURNAL_PAGE))
     before = before_tran_id if before_tran_id is not None else 2**62
     d = db.dialect
@@ -265,6 +253,8 @@ def read_committed(db: Db, tran_id: int, account_id: int) -> CommittedEntry | No
 
 
 def entry_counts(db: Db) -> dict[str, int]:
+    """Journal entries by type over the whole ledger (read once at start for metrics,
+    which then count entries as they commit)."""
     return {str(t): int(n) for t, n in db.all("SELECT type, COUNT(*) FROM entries GROUP BY type")}
 
 

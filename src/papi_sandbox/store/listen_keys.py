@@ -4,13 +4,34 @@ both stores; docs/design.md, "How to add a persisted feature"). The rules are in
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from papi_sandbox.store.accounts import lock_account
-from papi_sandbox.store.base import (
-    LISTEN_KEY_RETENTION_MS,
-    MAX_LISTEN_KEYS_PER_READ,
-    ListenKeyRecord,
-)
 from papi_sandbox.store.dialect import Db
+
+#: Most listen keys one ``find_listen_keys`` call reads.
+MAX_LISTEN_KEYS_PER_READ = 500
+#: How long an expired or closed listen key's row is kept (then deleted when its API key opens
+#: a new one): one day, in ms.
+LISTEN_KEY_RETENTION_MS = 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
+class ListenKeyRecord:
+    """One user-data-stream listen key (``POST /papi/v1/listenKey``): issued to one API key,
+    valid until ``expires_ms`` unless closed (``closed``) or its API key was revoked
+    (``key_revoked``)."""
+
+    listen_key: str
+    api_key: str
+    account_id: int
+    expires_ms: int
+    closed: bool = False
+    key_revoked: bool = False
+
+    def active(self, now_ms: int) -> bool:
+        return not self.closed and not self.key_revoked and now_ms < self.expires_ms
+
 
 SCHEMA = """
     CREATE TABLE listen_keys (

@@ -33,12 +33,15 @@ from papi_sandbox.store.base import (
     StoreUnavailable,
     VerifyReport,
 )
-from papi_sandbox.store.contract import Store, now_ms
-from papi_sandbox.store.dialect import KEY_REVOKED_CHANNEL, POSTGRES, Db
+from papi_sandbox.store.contract import Store
+from papi_sandbox.store.dialect import KEY_REVOKED_CHANNEL, Db, PostgresDialect
 from papi_sandbox.store.schema import migrate
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+#: The PostgreSQL dialect; its commits are announced by NOTIFY.
+POSTGRES = PostgresDialect(outbox.notify)
 
 log = logging.getLogger("papi_sandbox.store.postgres")
 
@@ -69,23 +72,11 @@ def _unavailable(exc: psycopg.OperationalError, *, committing: bool) -> StoreUna
     return StoreUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}")
 
 
-#: Rows that must have a parent, as (what, query counting those without one).
+#: Rows that must have a parent: (what, child table, its column, parent table, its column).
 _ORPHAN_CHECKS = (
-    (
-        "postings without their entry",
-        "SELECT COUNT(*) FROM postings p WHERE NOT EXISTS"
-        " (SELECT 1 FROM entries e WHERE e.tran_id = p.tran_id)",
-    ),
-    (
-        "interest records without their entry",
-        "SELECT COUNT(*) FROM interest_records r WHERE NOT EXISTS"
-        " (SELECT 1 FROM entries e WHERE e.tran_id = r.tran_id)",
-    ),
-    (
-        "API keys without their account",
-        "SELECT COUNT(*) FROM api_keys k WHERE NOT EXISTS"
-        " (SELECT 1 FROM accounts a WHERE a.id = k.account_id)",
-    ),
+    ("postings without their entry", "postings", "tran_id", "entries", "tran_id"),
+    ("interest records without their entry", "interest_records", "tran_id", "entries", "tran_id"),
+    ("API keys without their account", "api_keys", "account_id", "accounts", "id"),
 )
 
 
@@ -100,8 +91,11 @@ def _physical_checks(conn: psycopg.Connection[Any]) -> tuple[list[str], list[str
         " WHERE connamespace = current_schema()::regnamespace AND NOT convalidated"
     ).fetchall():
         damage.append(f"constraint {name} of {table} is not validated")
-    for what, query in _ORPHAN_CHECKS:
-        row = conn.execute(query).fetchone()
+    for what, child, column, parent, key in _ORPHAN_CHECKS:
+        row = conn.execute(
+            f"SELECT COUNT(*) FROM {child} c WHERE NOT EXISTS"
+            f" (SELECT 1 FROM {parent} p WHERE p.{key} = c.{column})"
+        ).fetchone()
         if row and int(row[0]):
             damage.append(f"{int(row[0])} {what}")
     if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'amcheck'").fetchone() is None:
@@ -143,10 +137,9 @@ class PostgresStore(Store):
         url: str,
         *,
         pool_max_connections: int = DEFAULT_POOL_MAX_CONNECTIONS,
-        clock_ms: Callable[[], int] = now_ms,
         timeout_s: float = DEFAULT_STORE_TIMEOUT_S,
     ) -> None:
-        super().__init__(clock_ms)
+        super().__init__()
         self.url = url
         #: Longest wait for a pooled connection, and for a row lock (lock_timeout), in seconds.
         self.timeout_s = timeout_s

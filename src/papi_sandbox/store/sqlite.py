@@ -37,7 +37,7 @@ from papi_sandbox.store.base import (
     StoreUnavailable,
     VerifyReport,
 )
-from papi_sandbox.store.contract import GroupedUnit, ItemT, Store, now_ms
+from papi_sandbox.store.contract import GroupedUnit, ItemT, Store, run_alone
 from papi_sandbox.store.dialect import SQLITE, Db
 from papi_sandbox.store.readpool import ReadPool, answer, take_batch
 from papi_sandbox.store.schema import migrate
@@ -115,15 +115,12 @@ def upgrade(path: Path, progress: Progress = NO_PROGRESS) -> tuple[int, int]:
         conn.close()
 
 
-def is_storage_failure(exc: BaseException) -> bool:
-    """An error of the storage rather than of our SQL: locked, busy, disk full or read-only,
-    I/O error, cannot open, damaged file (``OperationalError`` and plain ``DatabaseError``).
-    Constraint violations and misuse (``IntegrityError``, ``ProgrammingError``...) are bugs."""
-    return isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError
-
-
 def _unavailable(path: Path, exc: sqlite3.Error) -> BaseException:
-    if is_storage_failure(exc):
+    """StoreUnavailable for an error of the storage rather than of our SQL: locked, busy, disk
+    full or read-only, I/O error, cannot open, damaged file (``OperationalError`` and plain
+    ``DatabaseError``); constraint violations and misuse (``IntegrityError``,
+    ``ProgrammingError``...) are bugs, returned as they are."""
+    if isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError:
         return StoreUnavailable(f"{path}: {exc}")
     return exc
 
@@ -224,13 +221,12 @@ class SQLiteStore(Store):
         self,
         path: Path,
         *,
-        clock_ms: Callable[[], int] = now_ms,
         durability: str = DEFAULT_DURABILITY,
         timeout_s: float = DEFAULT_STORE_TIMEOUT_S,
     ) -> None:
         if durability not in DURABILITY_MODES:
             raise ValueError(f"durability must be one of {', '.join(DURABILITY_MODES)}")
-        super().__init__(clock_ms)
+        super().__init__()
         self.path = path
         self.durability = durability
         #: Longest a write waits for the writer and for another process's lock (seconds).
@@ -510,13 +506,7 @@ class SQLiteStore(Store):
         return await self._write(lambda db: unit(db, *args, **kwargs))
 
     async def write_grouped(self, unit: GroupedUnit[ItemT], item: ItemT) -> Any:
-        def alone(db: Db) -> Any:
-            ((result, error),) = unit(db, [item])
-            if error is not None:
-                raise error
-            return result
-
-        return await self._write(alone, group=(unit, item))
+        return await self._write(lambda db: run_alone(db, unit, item), group=(unit, item))
 
     async def read(
         self, unit: Callable[Concatenate[Db, P], T], *args: P.args, **kwargs: P.kwargs

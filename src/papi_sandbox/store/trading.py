@@ -29,9 +29,8 @@ from papi_sandbox.ledger.rules import check_bounds
 from papi_sandbox.market.prices import MarketPrice
 from papi_sandbox.market.symbols import SymbolSpec
 from papi_sandbox.store.accounts import lock_account
-from papi_sandbox.store.dialect import Db
+from papi_sandbox.store.dialect import MAX_IN_LIST, Db
 from papi_sandbox.store.journal import (
-    MAX_IN_LIST,
     append_entries,
     load_balances,
     load_balances_of,
@@ -42,6 +41,7 @@ from papi_sandbox.trading.filters import OrderRequest
 from papi_sandbox.trading.margin import MarketView
 from papi_sandbox.trading.model import (
     HistoryPage,
+    IncomePage,
     Order,
     OrderStatus,
     OrderType,
@@ -759,18 +759,14 @@ def _history(
 ) -> list[Any]:
     """Rows of ``table`` of the account on ``symbol``, ascending by ``key``, one
     :class:`~papi_sandbox.trading.model.HistoryPage`."""
-    sql = f"SELECT {columns} FROM {table} WHERE account_id = ? AND symbol = ?"
-    args: list[Any] = [account_id, symbol]
-    for clause, value in (
-        (f"{key} >= ?", page.from_id),
-        ("time_ms >= ?", page.start_ms),
-        ("time_ms <= ?", page.end_ms),
-    ):
-        if value is not None:
-            sql += f" AND {clause}"
-            args.append(value)
     order = "ASC" if page.from_id is not None else "DESC"
-    rows = db.all(f"{sql} ORDER BY {key} {order} LIMIT ?", [*args, _page(page.limit)])
+    rows = db.filtered(
+        f"SELECT {columns} FROM {table} WHERE account_id = ? AND symbol = ?",
+        (account_id, symbol),
+        {f"{key} >= ?": page.from_id, "time_ms >= ?": page.start_ms, "time_ms <= ?": page.end_ms},
+        f" ORDER BY {key} {order} LIMIT ?",
+        _page(page.limit),
+    )
     return rows if page.from_id is not None else rows[::-1]
 
 
@@ -805,34 +801,23 @@ def trades_of_orders(db: Db, order_ids: Sequence[int]) -> list[Trade]:
 
 
 def income(
-    db: Db,
-    account_id: int,
-    symbol: str | None,
-    income_type: str | None,
-    start_ms: int,
-    end_ms: int,
-    limit: int,
-    offset: int = 0,
+    db: Db, account_id: int, page: IncomePage
 ) -> list[tuple[int, str, str, str, Decimal, int | None, int]]:
-    """Income records ``(tranId, incomeType, symbol, asset, income, tradeId, time)`` in the
-    window, oldest first, skipping ``offset``."""
-    sql = (
+    """Income records ``(tranId, incomeType, symbol, asset, income, tradeId, time)`` of one
+    :class:`~papi_sandbox.trading.model.IncomePage`."""
+    rows = db.filtered(
         "SELECT tran_id, income_type, symbol, asset, income, trade_id, time_ms FROM um_income"
-        " WHERE account_id = ? AND time_ms BETWEEN ? AND ?"
+        " WHERE account_id = ? AND time_ms BETWEEN ? AND ?",
+        (account_id, page.start_ms, page.end_ms),
+        {"symbol = ?": page.symbol, "income_type = ?": page.income_type},
+        " ORDER BY time_ms, tran_id LIMIT ? OFFSET ?",
+        _page(page.limit),
+        max(0, page.offset),
     )
-    args: list[Any] = [account_id, start_ms, end_ms]
-    if symbol is not None:
-        sql += " AND symbol = ?"
-        args.append(symbol)
-    if income_type is not None:
-        sql += " AND income_type = ?"
-        args.append(income_type)
-    sql += " ORDER BY time_ms, tran_id LIMIT ? OFFSET ?"
-    args += [_page(limit), max(0, offset)]
     m = db.dialect.from_money
     return [
         (int(r[0]), r[1], r[2], r[3], m(r[4]), int(r[5]) if r[5] is not None else None, int(r[6]))
-        for r in db.all(sql, args)
+        for r in rows
     ]
 
 

@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 
 from papi_sandbox.store import listen_keys as table
-from papi_sandbox.store.base import ListenKeyRecord
 from papi_sandbox.store.contract import Store
+from papi_sandbox.store.listen_keys import ListenKeyRecord
 
 #: How long a listen key stays valid after POST or PUT (Binance: 60 minutes), in ms.
 LISTEN_KEY_VALIDITY_MS = 60 * 60 * 1000

@@ -32,7 +32,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from papi_sandbox.market.symbols import SymbolSpec
-from papi_sandbox.store.base import MAX_LISTEN_KEYS_PER_READ, ListenKeyRecord, StoreUnavailable
+from papi_sandbox.store.base import StoreUnavailable
+from papi_sandbox.store.listen_keys import MAX_LISTEN_KEYS_PER_READ, ListenKeyRecord
 from papi_sandbox.stream.events import entry_events, listen_key_expired, order_trade_update
 from papi_sandbox.stream.hub import (
     EventHub,

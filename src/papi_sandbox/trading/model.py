@@ -235,6 +235,20 @@ class HistoryPage:
 
 
 @dataclass(frozen=True, slots=True)
+class IncomePage:
+    """One page of the income history: rows in ``[start_ms, end_ms]`` of ``symbol`` and of
+    ``income_type`` (None: any), oldest first, ``limit`` of them (capped at 1000) after skipping
+    ``offset``."""
+
+    symbol: str | None
+    income_type: str | None
+    start_ms: int
+    end_ms: int
+    limit: int
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Booking:
     """One journal entry a trading commit appends, with what the income history shows of it."""
 
