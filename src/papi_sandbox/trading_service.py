@@ -10,7 +10,7 @@ call returns.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -116,6 +116,13 @@ class Trading:
             elif isinstance(c, CommittedEntry) and c.entry.type in TRADING_ENTRY_TYPES:
                 self._may_hold.add(c.entry.account_id)
 
+    def _note_holders(self, account_ids: Iterable[int]) -> None:
+        """Accounts this process's own fills reached may now hold a position, noted when the
+        write returns: the commit listener learns of them later on PostgreSQL (NOTIFY, on the
+        event loop), and not at all while its connection is being re-made."""
+        if self._may_hold is not None:
+            self._may_hold.update(account_ids)
+
     async def prices(self) -> Market:
         """The market with the ledger's current prices (every process reads the same ones)."""
         self.market.update((await self.store.read(trading_store.load_prices)).values())
@@ -130,6 +137,8 @@ class Trading:
         placed: tuple[Order, list[Trade]] = await self.store.write_grouped(
             trading_store.place_orders, item
         )
+        if placed[1]:
+            self._note_holders([account_id])
         return placed
 
     async def cancel_order(
@@ -153,6 +162,8 @@ class Trading:
             self._collateral,
             now_ms(),
         )
+        if modified[1]:
+            self._note_holders([account_id])
         return modified
 
     async def cancel_all(self, account_id: int, symbol: str) -> list[Order]:
@@ -293,6 +304,7 @@ class Trading:
                 self._collateral,
                 now_ms(),
             )
+        self._note_holders(accounts)
         return PriceChange(price, len(accounts), fills)
 
     async def set_funding_rate(self, symbol: str, rate: Decimal) -> MarketPrice:
