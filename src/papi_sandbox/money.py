@@ -48,11 +48,6 @@ def within_limit(value: Decimal) -> bool:
     return abs(value) <= MAX_AMOUNT
 
 
-def to_storage(value: Decimal) -> str:
-    """Canonical text for storage: exactly 8 fractional digits, no exponent."""
-    return format_amount(value)
-
-
 def from_storage(text: str) -> Decimal:
     return Decimal(text)
 
@@ -63,13 +58,35 @@ def format_fixed(value: Decimal, digits: int) -> str:
     return f"{value.quantize(Decimal(1).scaleb(-digits)):f}" if digits else f"{value:.0f}"
 
 
+#: Most formatted amounts :func:`format_amount` remembers (about 200 bytes each); emptied
+#: whole when full. Prices, quantities and fees repeat from fill to fill, and formatting is a
+#: quantize and a format (~0.4 µs) where a hit is a dict lookup (~0.05 µs).
+MAX_FORMATTED = 8192
+_formatted: dict[Decimal, str] = {}
+
+
 def format_amount(value: Decimal) -> str:
     """The wire format: ``"100.00000000"``. Refuses values with more than 8 fractional digits."""
-    if not value:
-        value = ZERO  # never "-0.00000000"
-    return f"{CONTEXT.quantize(value, QUANTUM):f}"
+    if type(value) is Decimal:  # an int or float equal to a cached Decimal must not hit
+        try:
+            return _formatted[value]
+        except (KeyError, TypeError):  # TypeError: a signaling NaN has no hash
+            pass
+    text = f"{CONTEXT.quantize(value if value else ZERO, QUANTUM):f}"  # never "-0.00000000"
+    if type(value) is Decimal:
+        if len(_formatted) >= MAX_FORMATTED:
+            _formatted.clear()
+        _formatted[value] = text
+    return text
+
+
+#: Canonical text for storage: exactly 8 fractional digits, no exponent (the wire format).
+to_storage = format_amount
+
+
+_ROUNDING = decimal.Context(prec=60)
 
 
 def round_up(value: Decimal) -> Decimal:
     """Round away from zero to 8 fractional digits (used where a charge must not be understated)."""
-    return value.quantize(QUANTUM, rounding=decimal.ROUND_UP, context=decimal.Context(prec=60))
+    return value.quantize(QUANTUM, rounding=decimal.ROUND_UP, context=_ROUNDING)

@@ -10,7 +10,7 @@ call returns.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -28,6 +28,7 @@ from papi_sandbox.trading.model import (
     HistoryPage,
     IncomePage,
     Order,
+    OrderUpdate,
     Position,
     Refusal,
     Trade,
@@ -103,13 +104,24 @@ class Trading:
         self._may_hold = holders if self._may_hold is None else self._may_hold | holders
 
     def note_commits(self, committed: list[Announcement], marks: Sequence[int] = ()) -> None:
-        """A store commit listener: an account with a trading entry may now hold a position.
-        Called on the store's thread; a set add is atomic."""
+        """A store commit listener: an account with a fill (a TRADE execution; a fill at a zero
+        commission rate books no entry) or a trading entry may now hold a position. Called on
+        the store's thread; a set add is atomic."""
         if self._may_hold is None:
             self._may_hold = set()
         for c in committed:
-            if isinstance(c, CommittedEntry) and c.entry.type in TRADING_ENTRY_TYPES:
+            if isinstance(c, OrderUpdate):
+                if c.trade is not None:
+                    self._may_hold.add(c.order.account_id)
+            elif isinstance(c, CommittedEntry) and c.entry.type in TRADING_ENTRY_TYPES:
                 self._may_hold.add(c.entry.account_id)
+
+    def _note_holders(self, account_ids: Iterable[int]) -> None:
+        """Accounts this process's own fills reached may now hold a position, noted when the
+        write returns: the commit listener learns of them later on PostgreSQL (NOTIFY, on the
+        event loop), and not at all while its connection is being re-made."""
+        if self._may_hold is not None:
+            self._may_hold.update(account_ids)
 
     async def prices(self) -> Market:
         """The market with the ledger's current prices (every process reads the same ones)."""
@@ -125,6 +137,8 @@ class Trading:
         placed: tuple[Order, list[Trade]] = await self.store.write_grouped(
             trading_store.place_orders, item
         )
+        if placed[1]:
+            self._note_holders([account_id])
         return placed
 
     async def cancel_order(
@@ -148,6 +162,8 @@ class Trading:
             self._collateral,
             now_ms(),
         )
+        if modified[1]:
+            self._note_holders([account_id])
         return modified
 
     async def cancel_all(self, account_id: int, symbol: str) -> list[Order]:
@@ -288,6 +304,7 @@ class Trading:
                 self._collateral,
                 now_ms(),
             )
+        self._note_holders(accounts)
         return PriceChange(price, len(accounts), fills)
 
     async def set_funding_rate(self, symbol: str, rate: Decimal) -> MarketPrice:

@@ -232,15 +232,8 @@ async def _new_order(call: Call) -> Any:
     order, _trades = await _trading(call).place_order(call.account_id, request)
     if resp_type == "ACK":
         # The order as it was accepted, before the fill model ran (Binance's ACK).
-        accepted = Order(
-            **{
-                **{f: getattr(order, f) for f in Order.__slots__},
-                "status": OrderStatus.NEW,
-                "executed_qty": Decimal(0),
-                "cum_quote": Decimal(0),
-                "avg_price": Decimal(0),
-                "update_time_ms": order.time_ms,
-            }
+        accepted = order.progressed(
+            OrderStatus.NEW, Decimal(0), Decimal(0), Decimal(0), order.time_ms
         )
         return order_object(accepted, spec)
     return order_object(order, spec)

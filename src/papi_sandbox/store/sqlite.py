@@ -61,6 +61,11 @@ READER_THREADS = 4
 #: ``off``: never fsyncs.
 DURABILITY_MODES = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
 DEFAULT_DURABILITY = "full"
+#: Prepared statements each connection keeps (sqlite3's default is 128). A unit of work that
+#: reads or writes a group of accounts has statements whose text depends on the group's size
+#: (``IN (?, ?, ...)``, multi-row VALUES): with 128 the writer prepared them anew batch after
+#: batch (~50-130 µs each, against ~10 µs to run a cached one).
+STATEMENT_CACHE = 1024
 #: Longest a balance snapshot cached here may miss a commit made by ANOTHER process on the same
 #: database file (seconds). Changes made through this process are seen at once.
 EXTERNAL_CHANGE_CHECK_S = 0.002
@@ -86,7 +91,10 @@ def connect(
 ) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit), WAL, foreign keys on; a
     statement waits at most ``timeout_s`` for a lock another process holds (busy timeout)."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=timeout_s)
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=timeout_s,
+        cached_statements=STATEMENT_CACHE,
+    )  # fmt: skip
     conn.execute("PRAGMA journal_mode=WAL")
     # FULL: a COMMIT returns only after the WAL is fsynced, so acknowledged means on disk.
     conn.execute(f"PRAGMA synchronous={DURABILITY_MODES[durability]}")

@@ -222,7 +222,7 @@ class _Rows:
         for i in self.money:
             row[i] = m(row[i])
         for i in self.enums:
-            row[i] = row[i].value
+            row[i] = row[i]._value_  # what .value returns, without its descriptor
         return row
 
     def parse(self, db: Db, r: Sequence[Any]) -> Any:
@@ -262,12 +262,11 @@ _ORDER_COLUMNS = _ORDERS.columns
 _TRADE_COLUMNS = _TRADES.columns
 _POSITION_COLUMNS = _POSITIONS.columns
 
-_UPSERT_ORDER = (
-    f"INSERT INTO um_orders ({_ORDER_COLUMNS}) VALUES ({_marks(17)})"
-    " ON CONFLICT (order_id) DO UPDATE SET status = excluded.status,"
-    " orig_qty = excluded.orig_qty, price = excluded.price,"  # an amendment changes them
-    " executed_qty = excluded.executed_qty, cum_quote = excluded.cum_quote,"
-    " avg_price = excluded.avg_price, update_time_ms = excluded.update_time_ms"
+_INSERT_ORDER = f"INSERT INTO um_orders ({_ORDER_COLUMNS}) VALUES ({_marks(17)})"
+#: What a fill, a cancel, an expiry or an amendment changes of an order already stored.
+_UPDATE_ORDER = (
+    "UPDATE um_orders SET status = ?, orig_qty = ?, price = ?, executed_qty = ?, cum_quote = ?,"
+    " avg_price = ?, update_time_ms = ? WHERE order_id = ?"
 )
 _UPSERT_POSITION = (
     f"INSERT INTO um_positions ({_POSITION_COLUMNS}) VALUES ({_marks(8)})"
@@ -573,9 +572,20 @@ class Commits:
 
     @staticmethod
     def _write_rows(db: Db, commits: list[TradingCommit]) -> None:
-        orders = [_ORDERS.row(db, o) for c in commits for o in c.orders]
-        if orders:
-            db.many(_UPSERT_ORDER, orders)
+        m = db.dialect.to_money
+        placed = {c.placed.order_id for c in commits if c.placed is not None}
+        orders = [o for c in commits for o in c.orders]
+        new = [_ORDERS.row(db, o) for o in orders if o.order_id in placed]
+        if new:  # an order placed by its commit (as it stands after it): a new row
+            db.many(_INSERT_ORDER, new)
+        progressed = [
+            (o.status._value_, m(o.orig_qty), m(o.price), m(o.executed_qty), m(o.cum_quote),
+             m(o.avg_price), o.update_time_ms, o.order_id)
+            for o in orders
+            if o.order_id not in placed
+        ]  # fmt: skip
+        if progressed:  # every other order of a commit is stored already
+            db.many(_UPDATE_ORDER, progressed)
         trades = [_TRADES.row(db, t) for c in commits for t in c.trades]
         if trades:
             db.many(f"INSERT INTO um_trades ({_TRADE_COLUMNS}) VALUES ({_marks(14)})", trades)

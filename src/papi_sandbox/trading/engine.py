@@ -63,20 +63,15 @@ class IdBlock:
     tests with counters). Rules take ids only for orders and fills they keep."""
 
     def __init__(self, next_order: Callable[[], int], next_trade: Callable[[], int]) -> None:
-        self._next_order = next_order
-        self._next_trade = next_trade
+        #: The next order id / trade id (the callables themselves: one call per id).
+        self.order_id = next_order
+        self.trade_id = next_trade
 
     @classmethod
     def counting(cls, first_order: int = 1, first_trade: int = 1) -> IdBlock:
         orders = itertools.count(first_order)
         trades = itertools.count(first_trade)
         return cls(lambda: next(orders), lambda: next(trades))
-
-    def order_id(self) -> int:
-        return self._next_order()
-
-    def trade_id(self) -> int:
-        return self._next_trade()
 
 
 @dataclass(slots=True)
@@ -185,9 +180,8 @@ def _replace_position(commit: TradingCommit, position: Position) -> None:
 def _closing_limit(book: AccountBook, order: Order) -> Decimal | None:
     """How much ``order`` may fill when it may only reduce (reduce-only, or a hedge-mode close):
     the size of the position it reduces. None when it may also open."""
-    position = book.position(order.symbol, order.position_side)
     if order.reduce_only or _hedge_close(order):
-        return reducible(position, order.side)
+        return reducible(book.position(order.symbol, order.position_side), order.side)
     return None
 
 
@@ -539,8 +533,9 @@ def order_updates(commit: TradingCommit, open_orders: Iterable[Order]) -> list[O
             updates.append(OrderUpdate(execution, first, None, *book))
             executed, cum = first.executed_qty, first.cum_quote
         else:  # what it was before this commit's fills
-            executed = order.executed_qty - sum((t.qty for t in trades), ZERO)
-            cum = order.cum_quote - sum((t.quote_qty for t in trades), ZERO)
+            executed, cum = order.executed_qty, order.cum_quote
+            for t in trades:
+                executed, cum = executed - t.qty, cum - t.quote_qty
         for index, trade in enumerate(trades):
             executed, cum = executed + trade.qty, cum + trade.quote_qty
             state = _after_fill(order, trade, executed, cum, last=index == len(trades) - 1)
