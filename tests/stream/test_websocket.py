@@ -210,7 +210,57 @@ def test_request_ids_are_unsigned_integers_or_strings(server: Server) -> None:
         for bad in (-1, True, False, 2**64, 1.5, [1], {"a": 1}):
             ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": bad}))
             reply = recv(ws)
-            assert reply["error"]["code"] == 3 and reply["id"] is None, (bad, reply)
+            assert reply["error"]["code"] == 2 and reply["id"] is None, (bad, reply)
+
+
+def test_refusals_carry_binances_codes(server: Server) -> None:
+    """Binance's table ("Live Subscribing/Unsubscribing to streams"): 3 for JSON that does not
+    parse, 2 for a request that is no valid method message (no method, an unknown one, a bad
+    id), 0 for an unknown property, 1 for a property value that is no boolean."""
+    cases = [
+        ("not json", 3),
+        ('{"method":"SUBSCRIBE"', 3),
+        ("[]", 2),
+        ("{}", 2),
+        ('{"method":"FOO","id":1}', 2),
+        ('{"method":1,"id":1}', 2),
+        ('{"method":"LIST_SUBSCRIPTIONS","id":1.5}', 2),
+        ('{"method":"GET_PROPERTY","params":["nope"],"id":1}', 0),
+        ('{"method":"SET_PROPERTY","params":["combined","yes"],"id":1}', 1),
+        ('{"method":"SET_PROPERTY","params":[1,true],"id":1}', 2),
+    ]
+    for start in range(0, len(cases), 5):  # 10 messages/s per connection
+        with connect(ws_url(server, "/pm/stream")) as ws:
+            for text, code in cases[start : start + 5]:
+                ws.send(text)
+                reply = recv(ws)
+                assert reply["error"]["code"] == code, (text, reply)
+
+
+def test_the_combined_property_reads_and_switches_the_framing(
+    server: Server, account: Account
+) -> None:
+    """``GET_PROPERTY combined`` tells the connection's framing (true on /pm/stream, false on
+    /pm/ws/<key>); ``SET_PROPERTY`` switches it, and the next event is framed so."""
+    key = listen_key(server, account)
+    with connect(ws_url(server, "/pm/stream")) as ws:
+        ws.send(json.dumps({"method": "GET_PROPERTY", "params": ["combined"], "id": 1}))
+        assert recv(ws) == {"result": True, "id": 1}
+    with connect(ws_url(server, f"/pm/ws/{key}")) as ws:
+        ws.send(json.dumps({"method": "GET_PROPERTY", "params": ["combined"], "id": 1}))
+        assert recv(ws) == {"result": False, "id": 1}
+        ws.send(json.dumps({"method": "SET_PROPERTY", "params": ["combined", True], "id": 2}))
+        assert recv(ws) == {"result": None, "id": 2}
+        ws.send(json.dumps({"method": "GET_PROPERTY", "params": ["combined"], "id": 3}))
+        assert recv(ws) == {"result": True, "id": 3}
+        server.adjust(account.account_id, "UM", "USDT", "1.5")
+        frame = recv(ws)
+        assert frame["stream"] == key and frame["data"]["a"]["B"][0]["wb"] == "1.50000000"
+        # The key closed: listenKeyExpired, then /pm/ws/<key> still closes.
+        user_stream(server, account, "DELETE")
+        assert recv(ws)["data"]["e"] == "listenKeyExpired"
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=5)
 
 
 def test_a_key_named_twice_in_streams_is_one_subscription(server: Server, account: Account) -> None:

@@ -154,7 +154,11 @@ class _Stream:
 class _Connection:
     ws: WebSocket
     ip: str
-    combined: bool  # frames as {"stream": key, "data": event}
+    #: Frames as {"stream": key, "data": event}: set by the path, changed by SET_PROPERTY.
+    combined: bool
+    #: An expired key ends the connection (every form but ``/pm/stream``), whatever
+    #: ``combined`` became since.
+    closes_on_expiry: bool
     streams: dict[str, _Stream] = field(default_factory=dict)
     #: Sends under way, and since when (time.monotonic()) at least one has been: a send
     #: waits only while the peer does not read; the sweeper closes one waiting too long.
@@ -294,7 +298,7 @@ class StreamServer:
         if self._per_ip.get(ip, 0) >= self.max_connections_per_ip:
             await ws.close(CLOSE_POLICY, "Too many connections from this IP.")
             return
-        conn = _Connection(ws, ip, combined)
+        conn = _Connection(ws, ip, combined, closes_on_expiry=not combined)
         initial: list[ListenKeyRecord] = []
         keys = [listen_key] if listen_key is not None else []
         if combined and listen_key is None:
@@ -406,7 +410,7 @@ class StreamServer:
             event = orjson.dumps(listen_key_expired(key, self.clock_ms())).decode()
             with contextlib.suppress(Exception):
                 await self._send(conn, _framed(conn, key, event))
-            if not conn.combined:
+            if conn.closes_on_expiry:
                 conn.close(CLOSE_NORMAL, "listenKeyExpired")
 
     async def _pump(self, stream: _Stream) -> None:
@@ -498,23 +502,30 @@ class StreamServer:
         property ones, answered as Binance does). Errors as Binance's ``{"error": ...}``."""
         try:
             message = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            return _error(0, "Invalid JSON: expected an object with a method.", None)
+        except orjson.JSONDecodeError as exc:
+            return _error(
+                3, f"Invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", None
+            )
         if not isinstance(message, dict):
-            return _error(0, "Invalid request: expected a JSON object.", None)
+            return _error(2, "Invalid request: expected a JSON object.", None)
         request_id = message.get("id")
         if not _valid_request_id(request_id):
             return _error(
-                3, "Invalid request: request ID must be an unsigned integer or a string", None
+                2, "Invalid request: request ID must be an unsigned integer or a string", None
             )
         method = message.get("method")
         params = message.get("params", [])
+        if method is None:
+            return _error(2, "Invalid request: missing field `method`", request_id)
         if method == "LIST_SUBSCRIPTIONS":
             return _result(list(conn.streams), request_id)
         if method == "SET_PROPERTY" or method == "GET_PROPERTY":
-            return _result(False if method == "GET_PROPERTY" else None, request_id)
+            return _property(conn, method, params, request_id)
         if method not in ("SUBSCRIBE", "UNSUBSCRIBE"):
-            return _error(1, "Invalid request: unknown method.", request_id)
+            variant = f"`{method}`" if isinstance(method, str) else "(not a string)"
+            return _error(
+                2, f"Invalid request: unknown variant {variant}, {_METHODS_EXPECTED}", request_id
+            )
         if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
             return _error(2, "Invalid request: params must be a list of stream names.", request_id)
         if method == "UNSUBSCRIBE":
@@ -565,6 +576,30 @@ def _valid_request_id(request_id: Any) -> bool:
     if request_id is None or isinstance(request_id, str):
         return True
     return type(request_id) is int and 0 <= request_id <= MAX_REQUEST_ID
+
+
+#: The methods a message may name, as Binance's "unknown variant" refusal lists them.
+_METHODS_EXPECTED = (
+    "expected one of `SUBSCRIBE`, `UNSUBSCRIBE`, `LIST_SUBSCRIPTIONS`, `SET_PROPERTY`,"
+    " `GET_PROPERTY`"
+)
+
+
+def _property(conn: _Connection, method: str, params: Any, request_id: Any) -> str:
+    """``SET_PROPERTY ["combined", <bool>]`` and ``GET_PROPERTY ["combined"]``: the one property
+    Binance's streams have, whether frames are wrapped as ``{"stream", "data"}``. Errors as
+    Binance's table ("Live Subscribing/Unsubscribing to streams"): code 0 unknown property,
+    1 a value that is no boolean, 2 a name that is no string."""
+    if not isinstance(params, list) or not params or not isinstance(params[0], str):
+        return _error(2, "Invalid request: property name must be a string", request_id)
+    if params[0] != "combined":
+        return _error(0, "Unknown property", request_id)
+    if method == "GET_PROPERTY":
+        return _result(conn.combined, request_id)
+    if len(params) != 2 or type(params[1]) is not bool:
+        return _error(1, "Invalid value type: expected Boolean", request_id)
+    conn.combined = params[1]
+    return _result(None, request_id)
 
 
 def _framed(conn: _Connection, key: str, event: str) -> str:
