@@ -156,11 +156,13 @@ async def _open_listen_key(call: Call) -> Any:
 
 
 async def _keepalive_listen_key(call: Call) -> Any:
+    """``{}``, as Binance's "Keepalive User Data Stream" (PAPI) answers (USDⓈ-M's echoes the
+    key; PAPI's does not: the official SDK declares no body)."""
     try:
-        record = await call.service.listen_keys.keepalive(call.api_key, call.args.get("listenKey"))
+        await call.service.listen_keys.keepalive(call.api_key, call.args.get("listenKey"))
     except NoActiveListenKey:
         raise errors.invalid_listen_key() from None
-    return {"listenKey": record.listen_key}
+    return {}
 
 
 async def _close_listen_key(call: Call) -> Any:
