@@ -233,7 +233,14 @@ def test_keyboard_reaches_every_form_control(ui_server: Server, browser: Any) ->
     page = context.new_page()
     page.goto(f"{ui_server.base_url}/ui/login")
     active = "document.activeElement.id || document.activeElement.className"
-    assert page.evaluate(active) == "token"  # focused on arrival
+    # Focused on arrival. Chromium runs autofocus at its next rendering step, which may come
+    # after the load event goto waits for: wait for it (up to 5 s), never accept another focus.
+    # (wait_for_function would eval a string, which the page's CSP refuses: poll instead.)
+    for _ in range(100):
+        if page.evaluate(active) == "token":
+            break
+        page.wait_for_timeout(50)
+    assert page.evaluate(active) == "token"
     page.keyboard.type(ADMIN_TOKEN)
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Log in"
