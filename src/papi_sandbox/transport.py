@@ -249,9 +249,16 @@ def guarded_protocol(read_timeout_s: float) -> type[HttpToolsProtocol]:
     )
 
 
-#: The protocol for ``serve --workers N``: each worker process imports it by name
-#: (``papi_sandbox.transport:GuardedFromEnv``) with the read deadline from the environment.
-GuardedFromEnv = guarded_protocol(_settings.settings_from_env().request_read_timeout)
+def __getattr__(name: str) -> type[HttpToolsProtocol]:
+    """``GuardedFromEnv``: the protocol for ``serve --workers N``; each worker process imports
+    it by name (``papi_sandbox.transport:GuardedFromEnv``) with the read deadline from the
+    environment. Built when asked for, not on import: ``serve``'s own process imports this
+    module too, and there a flag wins over its variable (a bad variable the flag overrides
+    must not stop it). Raises SettingError for a refused variable, AttributeError for any
+    other name."""
+    if name == "GuardedFromEnv":
+        return guarded_protocol(_settings.settings_from_env().request_read_timeout)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 #: gc.set_threshold for a server process (Python's default is 700, 10, 10). Refcounting frees

@@ -222,6 +222,17 @@ def test_serve_turns_the_scheduler_off_with_the_same_variable(tmp_path: Path) ->
     assert _scheduler_lines(_log_lines(server.log_path)) == ["scheduler off"]
 
 
+def test_serve_starts_when_its_flags_override_bad_variables(tmp_path: Path) -> None:
+    """A flag wins over its variable, in every module ``serve``'s process loads: a variable
+    the flag overrides is not read, so its bad value does not stop the start (transport.py
+    read the whole environment on import: a SettingError traceback, exit status 1)."""
+    env = {"PAPI_SANDBOX_REQUEST_READ_TIMEOUT": "abc", "PAPI_SANDBOX_PORT": "\uff15"}
+    server = Server(tmp_path / "srv", ["--request-read-timeout", "5"], env=env)
+    server.start()  # --port is the sandbox's own flag
+    server.stop()
+    assert "Traceback" not in server.log_text()
+
+
 def test_the_factory_path_runs_the_scheduler_by_default(tmp_path: Path) -> None:
     port = free_port()
     proc = _factory(tmp_path, port)
