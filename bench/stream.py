@@ -36,6 +36,8 @@ from typing import Any
 import httpx
 import websockets
 
+from papi_sandbox.client import AdminClient
+
 ADMIN_TOKEN = "bench-admin-token-0123456789abcdef"
 STARTUP_TIMEOUT_S = 60.0
 PER_KEY = 64  # the server's MAX_CONNECTIONS_PER_LISTEN_KEY
@@ -117,24 +119,13 @@ class Sandbox:
         except subprocess.TimeoutExpired:
             self.proc.kill()
 
-    def admin(self, method: str, path: str, **kwargs: Any) -> Any:
-        r = httpx.request(
-            method,
-            f"{self.base}/admin/v1{path}",
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-            timeout=30,
-            **kwargs,
-        )
-        r.raise_for_status()
-        return r.json()
-
     def account_with_keys(self, keys: int) -> tuple[int, list[str]]:
         """A new account and ``keys`` listen keys of it (one per API key)."""
-        created = self.admin("POST", "/accounts", json={"label": "bench-stream"})
-        account, api_keys = created["accountId"], [created["apiKey"]]
-        for _ in range(keys - 1):
-            issued = self.admin("POST", f"/accounts/{account}/api-keys", json={"type": "HMAC"})
-            api_keys.append(issued["apiKey"])
+        with AdminClient(self.base, ADMIN_TOKEN) as admin:
+            created = admin.create_account("bench-stream")
+            account, api_keys = created.account_id, [created.api_key]
+            for _ in range(keys - 1):
+                api_keys.append(admin.create_api_key(account)["apiKey"])
         listen_keys = []
         for api_key in api_keys:
             r = httpx.post(

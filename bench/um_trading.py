@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import hashlib
-import hmac
 import os
 import secrets
 import sqlite3
@@ -39,7 +37,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from papi_sandbox.client import now_ms
+from papi_sandbox.client import AdminClient, hmac_signature, now_ms
 from run import (
     ADMIN_TOKEN,
     BENCH_DIR,
@@ -112,10 +110,8 @@ def cpu_s(proc: Proc) -> float:
     return user + system
 
 
-def admin(url: str) -> httpx.Client:
-    return httpx.Client(
-        base_url=url + "/admin/v1", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=60
-    )
+def admin(url: str) -> AdminClient:
+    return AdminClient(url, ADMIN_TOKEN, timeout=60)
 
 
 def new_accounts(url: str, count: int, deposit: str) -> list[tuple[str, str]]:
@@ -123,12 +119,9 @@ def new_accounts(url: str, count: int, deposit: str) -> list[tuple[str, str]]:
 
     def one(_: int) -> tuple[str, str]:
         with admin(url) as client:
-            made = client.post("/accounts", json={}).json()
-            client.post(
-                f"/accounts/{made['accountId']}/adjustments",
-                json={"wallet": "MARGIN", "asset": "USDT", "amount": deposit, "reason": "DEPOSIT"},
-            ).raise_for_status()
-            return made["apiKey"], made["secretKey"]
+            made = client.create_account()
+            client.adjust(made.account_id, "MARGIN", "USDT", deposit, "DEPOSIT")
+            return made.api_key, made.secret
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         return list(pool.map(one, range(count)))
@@ -136,8 +129,7 @@ def new_accounts(url: str, count: int, deposit: str) -> list[tuple[str, str]]:
 
 def signed(path: str, secret: str, params: str) -> str:
     query = f"{params}&recvWindow={RECV_WINDOW_MS}&timestamp={now_ms()}"
-    signature = hmac.new(secret.encode(), query.encode(), hashlib.sha256).hexdigest()
-    return f"{path}?{query}&signature={signature}"
+    return f"{path}?{query}&signature={hmac_signature(secret, query)}"
 
 
 def order_lines(accounts: list[tuple[str, str]], count: int) -> Iterator[str]:
@@ -213,7 +205,7 @@ def sweep_benchmark(args: argparse.Namespace, work: Path, stack: ExitStack) -> l
     ledger = Ledger(args, work, "sweep")
     server = stack.enter_context(ledger.server(work))
     with admin(server.url) as client:
-        client.put("/markets/BTCUSDT/price", json={"markPrice": "60000"}).raise_for_status()
+        client.set_price("BTCUSDT", "60000")
     accounts = new_accounts(server.url, args.sweep_accounts, "1000000")
     started_s = time.perf_counter()
 
@@ -237,11 +229,10 @@ def sweep_benchmark(args: argparse.Namespace, work: Path, stack: ExitStack) -> l
     with admin(server.url) as client:
         before = cpu_s(server)
         t0 = time.perf_counter()
-        r = client.put("/markets/BTCUSDT/price", json={"markPrice": "58000"})
+        client.set_price("BTCUSDT", "58000")
         sweep_ms = (time.perf_counter() - t0) * 1000
         sweep_cpu_ms = (cpu_s(server) - before) * 1000
-        r.raise_for_status()
-        verify = client.get("/verify").json()
+        verify_ok = client.verify().ok
     fills = ledger.count("SELECT COUNT(*) FROM um_trades")
     still_open = ledger.count(
         "SELECT COUNT(*) FROM um_orders WHERE status IN ('NEW', 'PARTIALLY_FILLED')"
@@ -250,7 +241,7 @@ def sweep_benchmark(args: argparse.Namespace, work: Path, stack: ExitStack) -> l
         f"Sweep ({ledger.label}): {resting} resting orders over {len(accounts)} accounts"
         f" (placed in {placing_s:.1f} s); one price change filled {fills} of them in"
         f" {sweep_ms:.0f} ms, {sweep_cpu_ms:.0f} ms of server CPU ({still_open} still open);"
-        f" verify ok: {verify['ok']}",
+        f" verify ok: {verify_ok}",
     ]
 
 

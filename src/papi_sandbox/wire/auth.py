@@ -85,10 +85,6 @@ def check_timing(values: Mapping[str, str], now_ms: int) -> None:
         raise errors.timestamp_outside_window()
 
 
-def hmac_signature(secret: str, text: str) -> str:
-    return hmac.new(secret.encode(), text.encode("latin-1"), hashlib.sha256).hexdigest()
-
-
 class PublicKeyError(ValueError):
     """A public key the operator sent cannot serve as this type of API key."""
 
