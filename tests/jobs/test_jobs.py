@@ -522,8 +522,7 @@ def test_kill_9_of_a_running_job_then_rerun_charges_each_account_once(tmp_path: 
     committed): a re-run brings every account to exactly one interest entry for the slot."""
     import time as time_mod
 
-    sys.path.insert(0, str(ROOT / "bench"))
-    from bench_jobs import fill  # the bench's bulk fill
+    from bench.bench_jobs import fill  # the bench's bulk fill
 
     db = tmp_path / "ledger.db"
     accounts = 60_000
