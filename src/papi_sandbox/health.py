@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from papi_sandbox.store.base import StoreUnavailable
+from papi_sandbox.store.contract import Store
 
 log = logging.getLogger("papi_sandbox.health")
 
@@ -66,7 +67,7 @@ class Readiness:
     """The ``/readyz`` checks of one process: the store's ``readiness`` and the limiter's
     ``ping`` when it has one (see the module's text)."""
 
-    def __init__(self, store: Any, limiter: Any) -> None:
+    def __init__(self, store: Store, limiter: Any) -> None:
         self.store = store
         self.limiter = limiter
         self.checks: dict[str, str | None] = {}
@@ -87,9 +88,8 @@ class Readiness:
 
     async def _probe(self) -> dict[str, str | None]:
         checks: dict[str, str | None] = {}
-        store_probe = getattr(self.store, "readiness", None)
-        limiter_probe = getattr(self.limiter, "ping", None)
-        probes = [store_probe(READINESS_DEADLINE_S)] if store_probe is not None else []
+        limiter_probe = getattr(self.limiter, "ping", None)  # only a shared limiter has one
+        probes = [self.store.readiness(READINESS_DEADLINE_S)]
         if limiter_probe is not None:
             probes.append(self._limiter(limiter_probe))
         for result in await asyncio.gather(*probes, return_exceptions=True):
