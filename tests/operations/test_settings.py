@@ -252,6 +252,21 @@ def test_the_factory_path_refuses_a_bad_number_in_one_line(tmp_path: Path) -> No
     assert len(refusal) == 1 and "PAPI_SANDBOX_STORE_TIMEOUT" in refusal[0], text
 
 
+def test_the_factory_path_refuses_the_demo_in_one_line(tmp_path: Path) -> None:
+    """``PAPI_SANDBOX_DEMO=true`` is ``serve --demo``'s (it prints the address it binds and the
+    demo's keys); under ``--factory`` it was read, then ignored: no account, nothing said."""
+    proc = _factory(tmp_path, free_port(), PAPI_SANDBOX_DEMO="true")
+    try:
+        assert proc.wait(30) == 2
+    finally:
+        if proc.poll() is None:  # it served: stop it
+            _stop(proc)
+    text = (tmp_path / "factory.log").read_text()
+    assert "Traceback" not in text
+    refusal = [line for line in text.splitlines() if line.startswith("Cannot start: ")]
+    assert len(refusal) == 1 and "PAPI_SANDBOX_DEMO" in refusal[0], text
+
+
 # -- the database URL: a store this service runs on, reachable before anything starts -------
 
 #: URLs that name no store: used to be read as a file name (``./mysql:/x``) and served.

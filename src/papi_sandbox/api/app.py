@@ -278,11 +278,18 @@ def app_from_env() -> Starlette:
     from papi_sandbox.store import open_store
 
     try:
-        startup = prepare(read_settings())
+        settings = read_settings()
+        if settings.demo:  # serve prints the demo's keys and the address it binds; no one here
+            raise CannotStart(
+                "PAPI_SANDBOX_DEMO is for `papi-sandbox serve --demo` (one process that prints"
+                " its address and the demo's keys); under an ASGI server's --factory, leave it"
+                " unset and create accounts with the operator API"
+            )
+        startup = prepare(settings)
     except CannotStart as exc:
         print(f"Cannot start: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
-    from papi_sandbox.transport import GC_THRESHOLDS  # reads the (now checked) environment
+    from papi_sandbox.transport import GC_THRESHOLDS
 
     # A worker process starts with Python's bare logging: give it serve's JSON lines (request
     # log, redaction) before anything is logged.
