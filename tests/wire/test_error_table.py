@@ -73,3 +73,44 @@ def test_no_binance_code_is_written_outside_the_error_table() -> None:
         if path != SRC / "wire" / "errors.py" and (codes := _code_literals(path))
     }
     assert offenders == {}
+
+
+def _domain_refusal_names() -> set[str]:
+    """The names of LedgerError and every subclass of it in the package (TradingRefused too)."""
+    import importlib
+    import pkgutil
+
+    import papi_sandbox
+    from papi_sandbox.ledger.model import LedgerError
+
+    for module in pkgutil.walk_packages(papi_sandbox.__path__, "papi_sandbox."):
+        if module.name.endswith("__main__"):  # runs the command line
+            continue
+        importlib.import_module(module.name)
+    names, todo = set(), [LedgerError]
+    while todo:
+        cls = todo.pop()
+        names.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return names
+
+
+def test_the_public_path_maps_a_domain_refusal_in_one_place() -> None:
+    """PublicApi._handle turns every LedgerError into its answer (errors.refusal); an endpoint
+    handler that catches one itself maps it a second time on the same path (issue 12:
+    "InsufficientBalance is mapped twice on the same path"; asset-collection did so for
+    AssetNotCollectable)."""
+    domain = _domain_refusal_names()
+    assert {"LedgerError", "InsufficientBalance", "AssetNotCollectable"} <= domain
+    caught = {}
+    for path in sorted((SRC / "api").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ExceptHandler) and node.type is not None:
+                kinds = node.type.elts if isinstance(node.type, ast.Tuple) else [node.type]
+                for kind in kinds:
+                    name = kind.id if isinstance(kind, ast.Name) else getattr(kind, "attr", "")
+                    if name in domain:
+                        caught.setdefault(path.name, []).append((node.lineno, name))
+    assert [name for _, name in caught.pop("public.py", [])] == ["LedgerError"]
+    assert caught == {}

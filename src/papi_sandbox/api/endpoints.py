@@ -19,7 +19,7 @@ from papi_sandbox.api.serialize import (
     interest_object,
 )
 from papi_sandbox.api.um_endpoints import UM_ENDPOINTS
-from papi_sandbox.ledger.collection import AssetNotCollectable, TransferSide
+from papi_sandbox.ledger.collection import TransferSide
 from papi_sandbox.ledger.model import Wallet
 from papi_sandbox.stream.listen_keys import NoActiveListenKey
 from papi_sandbox.wire import errors
@@ -92,15 +92,12 @@ async def _asset_collection(call: Call) -> Any:
         raise errors.mandatory_missing("futureType" if future_type is None else "amount")
     if amount is not None and amount <= 0:
         raise errors.invalid_parameter("amount", "It must be greater than 0.")
-    try:
-        await call.service.collect(
-            call.account_id,
-            call.args["asset"],
-            amount,
-            Wallet(future_type) if future_type is not None else None,
-        )
-    except AssetNotCollectable as exc:
-        raise errors.refusal(exc) from None
+    await call.service.collect(  # a refusal is answered by PublicApi (errors.refusal)
+        call.account_id,
+        call.args["asset"],
+        amount,
+        Wallet(future_type) if future_type is not None else None,
+    )
     return SUCCESS
 
 
