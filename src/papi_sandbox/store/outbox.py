@@ -5,17 +5,18 @@ NOTIFY payloads, one encoding of both, and the stream's horizon.
 in the same transaction, as a row of ``stream_outbox``, so that a server process learns of what
 another process committed to the same database file (the ``jobs run`` CLI, a second server) and
 streams it to its clients, in commit order, once. SQLite serialises writers, so row ids follow
-commit order across processes. A process's writer thread keeps the highest id it has published:
-before each of its own batches (inside the write transaction, so that nothing commits in
-between) and whenever it is idle for :data:`TAIL_INTERVAL_S`, it reads the rows above that id
-(``PRAGMA data_version`` says whether another connection committed at all), publishes them, then
-its own. Rows older than :data:`KEEP_S` are deleted, by id (the writer notes its last id every
-:data:`PRUNE_INTERVAL_S`; the newest row always stays, so ids never restart).
+commit order across processes. A process's writer thread (its :class:`Tail`) keeps the highest
+id it has published: before each of its own batches (inside the write transaction, so that
+nothing commits in between) and whenever it is idle for :data:`TAIL_INTERVAL_S`, it reads the
+rows above that id (``PRAGMA data_version`` says whether another connection committed at all),
+publishes them, then its own. Rows older than :data:`KEEP_S` are deleted, by id (the writer
+notes its last id every :data:`PRUNE_INTERVAL_S`; the newest row always stays, so ids never
+restart).
 
 **PostgreSQL** needs no table: each announcement is a ``pg_notify`` in the committing
 transaction (:mod:`papi_sandbox.store.announcements`, which also encodes the rows here),
 delivered at COMMIT, in commit order, to every listening process; an entry too large for it is
-read back from the journal (:func:`read_back`).
+read back from the journal (:func:`received`, :func:`read_back`).
 
 **Marks and the horizon.** Each published announcement carries a *mark*: its outbox row id
 (SQLite) or its transaction's id (PostgreSQL ``pg_current_xact_id()``). A new subscription reads
@@ -45,6 +46,7 @@ from papi_sandbox.store.announcements import (
     decode_committed,
     encode_committed,
     notify_payload,
+    parse_notification,
     report_from,
 )
 from papi_sandbox.trading.model import Announcement, TradedEntry
@@ -265,3 +267,17 @@ def read_back(db: Db, reference: str) -> CommittedEntry | None:
         return committed
     reports = tuple(report_from(committed.account_id, f) for f in ref["P"])
     return TradedEntry(committed.entry, committed.balances, reports)
+
+
+async def received(store: Store, payload: str) -> tuple[int, Announcement] | None:
+    """One NOTIFY payload of ENTRY_CHANNEL (PostgreSQL's listener) as ``(mark, announcement)``:
+    decoded inline, or read back from the journal when it was too large (:func:`read_back`).
+    None when the journal has no such entry, or when it cannot be decoded or read (logged)."""
+    try:
+        mark, committed, reference = parse_notification(payload)
+        if committed is None:
+            committed = await store.read(read_back, reference)
+    except Exception:
+        log.exception("cannot decode an entry announcement")
+        return None
+    return None if committed is None else (mark, committed)

@@ -304,16 +304,9 @@ class PostgresStore(Store):
                 await asyncio.sleep(LISTENER_RETRY_S)
 
     async def _announced(self, payload: str) -> None:
-        """One announcement: decoded inline, or read from the journal when too large."""
-        try:
-            mark, committed, reference = announcements.parse_notification(payload)
-            if committed is None:
-                committed = await self.read(outbox.read_back, reference)
-        except Exception:
-            log.exception("cannot decode an entry announcement")
-            return
-        if committed is not None:
-            self._publish([committed], [mark])
+        """One announcement (:func:`~papi_sandbox.store.outbox.received`), published."""
+        if (received := await outbox.received(self, payload)) is not None:
+            self._publish([received[1]], [received[0]])
 
     # -- one job slot across processes (SharedJobStore) ----------------------------------------
 
