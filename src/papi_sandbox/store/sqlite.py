@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 import os
 import queue
@@ -370,26 +371,22 @@ class SQLiteStore(Store):
         Nothing of a rolled-back attempt is answered or published."""
         conn: sqlite3.Connection = db.conn
         outcomes: list[Outcome] = []
-        grouped: list[_Op] = []  # consecutive ops of one grouped unit, not yet run
+        # Without savepoints, consecutive ops of one grouped unit run as one call of it.
+        runs = itertools.groupby(
+            batch, lambda op: None if savepoints or not op.group else op.group[0]
+        )
         try:
             conn.execute("BEGIN IMMEDIATE")
             self._tail.read(db)  # nothing else commits until this batch has
-            for op in batch:
-                if not savepoints and op.group is not None:
-                    if grouped and grouped[0].group[0] is not op.group[0]:  # type: ignore[index]
-                        outcomes += _run_group(db, grouped)
-                        grouped = []
-                    grouped.append(op)
+            for unit, run in runs:
+                if unit is not None:
+                    outcomes += _run_group(db, unit, [op.group[1] for op in run])  # type: ignore[index]
                     continue
-                if grouped:
-                    outcomes += _run_group(db, grouped)
-                    grouped = []
-                outcome = _run_one(db, op, savepoints=savepoints)
-                if outcome is None:
-                    return None
-                outcomes.append(outcome)
-            if grouped:
-                outcomes += _run_group(db, grouped)
+                for op in run:
+                    outcome = _run_one(db, op, savepoints=savepoints)
+                    if outcome is None:
+                        return None
+                    outcomes.append(outcome)
             if db.committed:
                 self._tail.write(db, db.committed)
             conn.execute("COMMIT")
@@ -488,19 +485,18 @@ class SQLiteStore(Store):
             self.versions.bump_all()
 
 
-def _run_group(db: Db, ops: list[_Op]) -> list[Outcome]:
-    """Consecutive ops of one grouped unit, as one call (its items' refusals wrote nothing).
-    When the call itself fails, the attempt is rolled back and the batch runs again with
-    savepoints, each op alone."""
-    unit = ops[0].group[0]  # type: ignore[index]
+def _run_group(db: Db, unit: GroupedUnit[Any], items: list[Any]) -> list[Outcome]:
+    """Consecutive ops' items of one grouped unit, as one call (its items' refusals wrote
+    nothing). When the call itself fails, the attempt is rolled back and the batch runs again
+    with savepoints, each op alone."""
     announced = len(db.committed)
     try:
-        outcomes = unit(db, [op.group[1] for op in ops])  # type: ignore[index]
+        outcomes = unit(db, items)
     except Exception as exc:
         del db.committed[announced:]
         raise _RunFailed from exc
-    if len(outcomes) != len(ops):
-        raise _RunFailed(f"{unit} answered {len(outcomes)} of {len(ops)} items")
+    if len(outcomes) != len(items):
+        raise _RunFailed(f"{unit} answered {len(outcomes)} of {len(items)} items")
     return outcomes
 
 
