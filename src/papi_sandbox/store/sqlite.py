@@ -143,10 +143,8 @@ def integrity_problems(conn: sqlite3.Connection, *, quick: bool) -> list[str]:
         rows = conn.execute(f"PRAGMA {pragma}({MAX_INTEGRITY_PROBLEMS})").fetchall()
         problems = [f"{pragma}: {r[0]}" for r in rows if r[0] != "ok"]
         if not quick:
-            for table, rowid, parent, _ in conn.execute("PRAGMA foreign_key_check").fetchall()[
-                :MAX_INTEGRITY_PROBLEMS
-            ]:
-                problems.append(f"foreign_key_check: {table} row {rowid} has no {parent} row")
+            orphans = conn.execute("PRAGMA foreign_key_check").fetchmany(MAX_INTEGRITY_PROBLEMS)
+            problems += [f"foreign_key_check: {t} row {r} has no {p} row" for t, r, p, _ in orphans]
     except sqlite3.DatabaseError as exc:
         problems = [f"{pragma}: {exc}"]
     return problems
