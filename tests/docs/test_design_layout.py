@@ -22,13 +22,16 @@ def _tree(heading: str) -> str:
 
 
 def _names(block: str) -> set[str]:
-    """The names a tree's lines start with (and list, several to a line), not its prose."""
-    names: set[str] = set()
+    """The names a tree's lines start with (and list, several to a line), not its prose; a
+    name listed twice fails (two lines describing one file drift apart)."""
+    names: list[str] = []
     for line in block.splitlines():
         column = re.match(r"\s*((?:[a-z_][a-z0-9_]*(?:\.py|/)[ ,]*)+)", line)
         if column:
-            names |= set(NAME.findall(column.group(1)))
-    return names
+            names += NAME.findall(column.group(1))
+    twice = sorted({name for name in names if names.count(name) > 1})
+    assert twice == [], f"design.md's tree lists these twice: {twice}"
+    return set(names)
 
 
 def _modules(folder: Path) -> set[str]:
