@@ -6,7 +6,10 @@ as the rest of the operator API):
   then fill the resting orders the new mark crosses, before answering;
 - ``PUT /markets/{symbol}/funding-rate`` ``{"fundingRate": "0.0001"}``;
 - ``GET /accounts/{id}/positions``: positions, open orders and margin figures;
-- ``PUT /accounts/{id}/commission`` ``{"maker": "0.0002", "taker": "0.0005"}``.
+- ``PUT /accounts/{id}/commission`` ``{"maker": "0.0002", "taker": "0.0005"}``;
+- ``POST /orders/expire`` ``{"asOf"?: ISO-8601 text or ms}``: every open GTD order whose
+  goodTillDate is at or before ``asOf`` (default now) expires, before answering
+  ``{"asOf": ms, "expired": n}``; a later ``asOf`` is how a test makes time pass.
 
 The funding job runs through ``POST /admin/v1/jobs/funding`` like every job.
 """
@@ -21,8 +24,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from papi_sandbox import money
+from papi_sandbox import grammar, money
 from papi_sandbox.api.http import AdminHandler, json_response
+from papi_sandbox.jobs.runner import parse_as_of
 from papi_sandbox.market.prices import MarketPrice, next_funding_time
 from papi_sandbox.market.state import Market
 from papi_sandbox.trading.margin import position_figures
@@ -201,10 +205,24 @@ def market_routes(
             },
         )
 
+    async def expire_orders(request: Request) -> Response:
+        data = await json_body(request)
+        unknown = set(data) - {"asOf"}
+        if unknown:
+            raise _bad(f"Unknown field(s): {', '.join(sorted(unknown))[:200]}.")
+        try:
+            as_of = parse_as_of(data.get("asOf"))
+        except grammar.GrammarError as exc:
+            raise _bad(f"{exc}.") from None
+        as_of_ms = int(as_of.timestamp()) * 1000 + as_of.microsecond // 1000
+        expired = await trading.expire_orders(as_of_ms)
+        return json_response(200, {"asOf": as_of_ms, "expired": expired})
+
     return [
         route("/markets", markets, "GET"),
         route("/markets/{symbol}/price", set_price, "PUT"),
         route("/markets/{symbol}/funding-rate", set_funding_rate, "PUT"),
         route("/accounts/{account_id}/positions", positions, "GET"),
         route("/accounts/{account_id}/commission", commission, "PUT"),
+        route("/orders/expire", expire_orders, "POST"),
     ]
