@@ -22,7 +22,7 @@ from tests.api.test_market_data import ccxt_client
 from tests.api.test_um_trading import ORDER, order, set_mark, trader
 from tests.stream.test_order_events import drain
 from tests.stream.test_websocket import listen_key, ws_url
-from tests.support import Server, Signer, now_ms, with_store
+from tests.support import Server, Signer, now_ms, sdk_client, with_store
 
 HOUR_MS = 3_600_000
 
@@ -238,7 +238,7 @@ def test_the_server_expires_a_due_gtd_order_by_itself(server: Server) -> None:
     assert signer.request("GET", "/papi/v1/um/openOrders").json() == []
 
 
-def test_clients_send_gtd_and_the_stp_mode(server: Server) -> None:
+def test_ccxt_python_binance_and_the_sdk_send_gtd_and_the_stp_mode(server: Server) -> None:
     from binance.client import Client
 
     set_mark(server, "60000")
@@ -278,3 +278,21 @@ def test_clients_send_gtd_and_the_stp_mode(server: Server) -> None:
         good_till + 5000 - (good_till + 5000) % 1000,
         "EXPIRE_BOTH",
     )
+    api = sdk_client(server, account)
+    third = api.new_um_order(
+        symbol="BTCUSDT",
+        side="BUY",
+        type="LIMIT",
+        quantity=0.01,
+        price=57500,
+        time_in_force="GTD",
+        good_till_date=good_till + 9000,
+        self_trade_prevention_mode="EXPIRE_MAKER",
+    ).data()
+    queried = api.query_um_order(symbol="BTCUSDT", order_id=third.order_id).data()
+    assert (
+        queried.status,
+        queried.time_in_force,
+        queried.good_till_date,
+        queried.self_trade_prevention_mode,
+    ) == ("NEW", "GTD", good_till + 9000 - (good_till + 9000) % 1000, "EXPIRE_MAKER")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -144,6 +145,27 @@ def market_symbol(trading: Trading, symbol: str) -> str:
     return symbol
 
 
+async def expire_orders_as_of(trading: Trading, data: dict[str, Any]) -> dict[str, int]:
+    """``POST /orders/expire`` (``{"asOf"?: ISO-8601 text or ms}``, default now): every open
+    GTD order whose goodTillDate is at or before ``asOf`` expires. Returns ``{"asOf": ms,
+    "expired": n}``; raises ApiError (-1102) for an unknown field or a bad ``asOf``."""
+    unknown = set(data) - {"asOf"}
+    if unknown:
+        raise _bad(f"Unknown field(s): {', '.join(sorted(unknown))[:200]}.")
+    try:
+        as_of = parse_as_of(data.get("asOf"))
+    except grammar.GrammarError as exc:
+        raise _bad(f"{exc}.") from None
+    as_of_ms = int(as_of.timestamp()) * 1000 + as_of.microsecond // 1000
+    return {"asOf": as_of_ms, "expired": await trading.expire_orders(as_of_ms)}
+
+
+async def _expire_orders(
+    trading: Trading, json_body: Callable[[Request], Any], request: Request
+) -> Response:
+    return json_response(200, await expire_orders_as_of(trading, await json_body(request)))
+
+
 def market_routes(
     state: AppState,
     route: Callable[[str, AdminHandler, str], Route],
@@ -205,24 +227,11 @@ def market_routes(
             },
         )
 
-    async def expire_orders(request: Request) -> Response:
-        data = await json_body(request)
-        unknown = set(data) - {"asOf"}
-        if unknown:
-            raise _bad(f"Unknown field(s): {', '.join(sorted(unknown))[:200]}.")
-        try:
-            as_of = parse_as_of(data.get("asOf"))
-        except grammar.GrammarError as exc:
-            raise _bad(f"{exc}.") from None
-        as_of_ms = int(as_of.timestamp()) * 1000 + as_of.microsecond // 1000
-        expired = await trading.expire_orders(as_of_ms)
-        return json_response(200, {"asOf": as_of_ms, "expired": expired})
-
     return [
         route("/markets", markets, "GET"),
         route("/markets/{symbol}/price", set_price, "PUT"),
         route("/markets/{symbol}/funding-rate", set_funding_rate, "PUT"),
         route("/accounts/{account_id}/positions", positions, "GET"),
         route("/accounts/{account_id}/commission", commission, "PUT"),
-        route("/orders/expire", expire_orders, "POST"),
+        route("/orders/expire", partial(_expire_orders, trading, json_body), "POST"),
     ]
