@@ -28,8 +28,6 @@ from decimal import Decimal
 
 #: Binance's legal range for decimal parameters, as its -1100 messages print it.
 DECIMAL_PATTERN = r"^([0-9]{1,20})(\.[0-9]{1,20})?$"
-#: The legal range of integer (LONG) parameters.
-INTEGER_PATTERN = r"^[0-9]{1,20}$"
 #: An asset code: upper-case ASCII letters and digits.
 ASSET_PATTERN = r"^[A-Z0-9]{1,20}$"
 
@@ -168,11 +166,6 @@ def parse_enum(text: object, choices: Iterable[str], *, what: str = "value") -> 
 
 #: Boolean texts, exactly as Binance's ``autoRepay`` takes them.
 BOOLEANS = {"true": True, "false": False}
-
-
-def parse_boolean(text: object, *, what: str = "value") -> bool:
-    """``true`` or ``false``, exactly. Raises GrammarError."""
-    return BOOLEANS[parse_enum(text, BOOLEANS, what=what)]
 
 
 #: On/off texts of a setting (``PAPI_SANDBOX_SCHEDULER=off``), exact and lower-case.

@@ -27,7 +27,6 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from papi_sandbox.ledger.model import CommittedEntry
 
-REQUEST_ID_HEADER = "X-Request-Id"
 #: Scope key where the public API leaves the Binance error code of its answer, for the log line.
 ERROR_CODE_SCOPE_KEY = "papi.error_code"
 #: Latency histogram buckets (seconds).

@@ -32,7 +32,6 @@ from papi_sandbox.files import make_private_dir
 from papi_sandbox.wire.limits import DEFAULT_BAN_AFTER_429S, DEFAULT_WEIGHT_LIMIT_PER_MINUTE
 
 ENV_PREFIX = "PAPI_SANDBOX_"
-DATA_DIR_ENV = "PAPI_SANDBOX_DATA_DIR"
 ADMIN_TOKEN_ENV = "PAPI_SANDBOX_ADMIN_TOKEN"
 DEFAULT_DATA_DIR = Path(".papi-sandbox")
 DB_FILE_NAME = "papi-sandbox.db"

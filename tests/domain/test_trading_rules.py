@@ -15,8 +15,6 @@ from papi_sandbox.ledger.model import AccountBalances, Wallet, is_balanced
 from papi_sandbox.market.config import MarketConfig, MarketConfigError, parse_market
 from papi_sandbox.market.prices import (
     MarketPrice,
-    funding_slot_at_or_before,
-    is_funding_slot,
     next_funding_time,
 )
 from papi_sandbox.market.symbols import DEFAULT_SYMBOLS
@@ -383,9 +381,7 @@ def test_funding_longs_pay_shorts_receive() -> None:
     ],
 )
 def test_funding_clock(now: int, slot: int, following: int) -> None:
-    assert funding_slot_at_or_before(now) == slot
     assert next_funding_time(now) == following
-    assert is_funding_slot(slot) and not is_funding_slot(slot + 1)
 
 
 # -- margin --------------------------------------------------------------------------------------

@@ -27,14 +27,6 @@ class MarketPrice:
     update_time_ms: int
 
 
-def funding_slot_at_or_before(time_ms: int) -> int:
-    """The latest funding slot (ms) at or before ``time_ms``."""
-    day = time_ms - time_ms % DAY_MS
-    slots = [day + hour * HOUR_MS for hour in FUNDING_HOURS_UTC]
-    candidates = [slot for slot in slots if slot <= time_ms]
-    return candidates[-1] if candidates else day - DAY_MS + FUNDING_HOURS_UTC[-1] * HOUR_MS
-
-
 def next_funding_time(time_ms: int) -> int:
     """Binance's ``nextFundingTime``: the first funding slot strictly after ``time_ms``."""
     day = time_ms - time_ms % DAY_MS
@@ -43,7 +35,3 @@ def next_funding_time(time_ms: int) -> int:
         if slot > time_ms:
             return slot
     return day + DAY_MS + FUNDING_HOURS_UTC[0] * HOUR_MS
-
-
-def is_funding_slot(time_ms: int) -> bool:
-    return time_ms % HOUR_MS == 0 and (time_ms % DAY_MS) // HOUR_MS in FUNDING_HOURS_UTC

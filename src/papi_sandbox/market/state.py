@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from decimal import Decimal
 
 from papi_sandbox.market.config import MarketConfig
 from papi_sandbox.market.prices import MarketPrice
@@ -57,6 +56,3 @@ class Market:
 
     def assets(self) -> list[str]:
         return self.config.assets()
-
-    def collateral_rate(self, asset: str) -> Decimal:
-        return self.config.collateral_rates.get(asset, Decimal(0))

@@ -20,6 +20,7 @@ from papi_sandbox.store.dialect import Db
 #: API keys re-sealed per page when secrets are rewritten (bounded memory at any key count).
 REWRITE_PAGE_ROWS = 1000
 
+_ACCOUNT_COLUMNS = "id, label, created_ms, auto_repay, vip_level"
 _KEY_COLUMNS = (
     "api_key, account_id, key_type, secret, public_key, can_read, can_trade, ip_whitelist,"
     " revoked_ms"
@@ -46,12 +47,11 @@ def create_account(db: Db, label: str | None, key: ApiKeyRecord | None) -> int:
 
 def account(db: Db, account_id: int) -> AccountInfo | None:
     """The account's settings; None for an unknown id and for the system account."""
-    row = db.one(
-        "SELECT id, label, created_ms, auto_repay, vip_level FROM accounts WHERE id = ?",
-        (account_id,),
-    )
-    if row is None or row[0] == SYSTEM_ACCOUNT_ID:
-        return None
+    row = db.one(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id = ?", (account_id,))
+    return None if row is None or row[0] == SYSTEM_ACCOUNT_ID else _account_info(row)
+
+
+def _account_info(row: Any) -> AccountInfo:
     return AccountInfo(int(row[0]), row[1], int(row[2]), bool(row[3]), int(row[4]))
 
 
@@ -61,7 +61,7 @@ def list_accounts(
     """Keyset page of accounts (never the system account) with id > ``after_account_id``,
     ascending, at most ``limit`` (capped at MAX_ACCOUNT_PAGE), matching ``search``."""
     rows = db.all(
-        "SELECT id, label, created_ms, auto_repay, vip_level FROM accounts"
+        f"SELECT {_ACCOUNT_COLUMNS} FROM accounts"
         " WHERE id > ? AND id <> ? AND (? = '' OR id = ? OR lower(label) LIKE ? ESCAPE '\\')"
         " ORDER BY id LIMIT ?",
         (
@@ -73,7 +73,7 @@ def list_accounts(
             max(1, min(limit, MAX_ACCOUNT_PAGE)),
         ),
     )
-    return [AccountInfo(int(r[0]), r[1], int(r[2]), bool(r[3]), int(r[4])) for r in rows]
+    return [_account_info(row) for row in rows]
 
 
 def set_account_settings(

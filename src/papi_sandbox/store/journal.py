@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import groupby
 
 from papi_sandbox import money
 from papi_sandbox.ledger.model import (
@@ -198,25 +199,19 @@ def journal(db: Db, account_id: int, limit: int, before_tran_id: int | None = No
     ``limit`` (clamped to 1..MAX_JOURNAL_PAGE)."""
     limit = max(1, min(limit, MAX_JOURNAL_PAGE))
     before = before_tran_id if before_tran_id is not None else 2**62
-    d = db.dialect
-    entries: list[Entry] = []
-    head: tuple[int, str, int] | None = None
-    postings: list[Posting] = []
-    for tran_id, entry_type, time_ms, owner, wallet, asset, amount in db.all(
+    m = db.dialect.from_money
+    rows = db.all(
         "WITH heads AS (SELECT tran_id, type, time_ms FROM entries"
         "  WHERE account_id = ? AND tran_id < ? ORDER BY tran_id DESC LIMIT ?)"
         " SELECT h.tran_id, h.type, h.time_ms, p.account_id, p.wallet, p.asset, p.amount"
         " FROM heads h JOIN postings p ON p.tran_id = h.tran_id"
         " ORDER BY h.tran_id DESC, p.seq",
         (account_id, before, limit),
-    ):
-        if head is None or head[0] != tran_id:
-            if head is not None:
-                entries.append(Entry(*head, account_id, tuple(postings)))
-            head, postings = (int(tran_id), entry_type, int(time_ms)), []
-        postings.append(Posting(int(owner), Wallet(wallet), asset, d.from_money(amount)))
-    if head is not None:
-        entries.append(Entry(*head, account_id, tuple(postings)))
+    )
+    entries = []
+    for (tran_id, entry_type, time_ms), group in groupby(rows, lambda row: row[:3]):
+        postings = tuple(Posting(int(r[3]), Wallet(r[4]), r[5], m(r[6])) for r in group)
+        entries.append(Entry(int(tran_id), entry_type, int(time_ms), account_id, postings))
     return entries
 
 

@@ -117,13 +117,6 @@ def _physical_checks(conn: psycopg.Connection[Any]) -> tuple[list[str], list[str
     return damage, notes
 
 
-def _session_options(timeout_s: float = DEFAULT_STORE_TIMEOUT_S) -> str:
-    return (
-        f"-c lock_timeout={round(timeout_s * 1000)} -c statement_timeout={STATEMENT_TIMEOUT_MS}"
-        f" -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}"
-    )
-
-
 def upgrade(url: str, progress: Progress = NO_PROGRESS) -> tuple[int, int]:
     """Apply pending migrations in one transaction; (versions before, versions after).
     ``progress``: one stage per pending migration."""
@@ -157,12 +150,17 @@ class PostgresStore(Store):
 
     async def open(self) -> None:
         await asyncio.to_thread(upgrade, self.url)
+        options = (
+            f"-c lock_timeout={round(self.timeout_s * 1000)}"
+            f" -c statement_timeout={STATEMENT_TIMEOUT_MS}"
+            f" -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}"
+        )
         pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             self.url,
             min_size=1,
             max_size=self._pool_max,
             timeout=self.timeout_s,
-            kwargs={"autocommit": True, "options": _session_options(self.timeout_s)},
+            kwargs={"autocommit": True, "options": options},
             open=False,
         )
         await asyncio.to_thread(pool.open, True)
@@ -304,16 +302,9 @@ class PostgresStore(Store):
                 await asyncio.sleep(LISTENER_RETRY_S)
 
     async def _announced(self, payload: str) -> None:
-        """One announcement: decoded inline, or read from the journal when too large."""
-        try:
-            mark, committed, reference = announcements.parse_notification(payload)
-            if committed is None:
-                committed = await self.read(outbox.read_back, reference)
-        except Exception:
-            log.exception("cannot decode an entry announcement")
-            return
-        if committed is not None:
-            self._publish([committed], [mark])
+        """One announcement (:func:`~papi_sandbox.store.outbox.received`), published."""
+        if (received := await outbox.received(self, payload)) is not None:
+            self._publish([received[1]], [received[0]])
 
     # -- one job slot across processes (SharedJobStore) ----------------------------------------
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
+import itertools
 import math
 import os
 import queue
@@ -42,9 +42,6 @@ from papi_sandbox.store.dialect import SQLITE, Db
 from papi_sandbox.store.readpool import ReadPool, answer, take_batch
 from papi_sandbox.store.schema import migrate
 from papi_sandbox.store.versions import ChangeVersions, SnapshotCache
-from papi_sandbox.trading.model import Announcement
-
-log = logging.getLogger("papi_sandbox.store")
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -146,10 +143,8 @@ def integrity_problems(conn: sqlite3.Connection, *, quick: bool) -> list[str]:
         rows = conn.execute(f"PRAGMA {pragma}({MAX_INTEGRITY_PROBLEMS})").fetchall()
         problems = [f"{pragma}: {r[0]}" for r in rows if r[0] != "ok"]
         if not quick:
-            for table, rowid, parent, _ in conn.execute("PRAGMA foreign_key_check").fetchall()[
-                :MAX_INTEGRITY_PROBLEMS
-            ]:
-                problems.append(f"foreign_key_check: {table} row {rowid} has no {parent} row")
+            orphans = conn.execute("PRAGMA foreign_key_check").fetchmany(MAX_INTEGRITY_PROBLEMS)
+            problems += [f"foreign_key_check: {t} row {r} has no {p} row" for t, r, p, _ in orphans]
     except sqlite3.DatabaseError as exc:
         problems = [f"{pragma}: {exc}"]
     return problems
@@ -250,23 +245,14 @@ class SQLiteStore(Store):
         self._watch: sqlite3.Connection | None = None  # event loop only: sees others' commits
         self._data_version = 0
         self._watched_at = -1.0
-        # Writer thread only: the stream outbox (store/outbox.py). The highest outbox id
-        # published, the writer connection's data_version when it last looked for other
-        # processes' rows, what the running batch read of them, and (time, id) checkpoints.
-        self._outbox_id = 0
-        self._writer_version = 0
-        self._foreign: tuple[int, list[tuple[int, Announcement]]] | None = None
-        self._checkpoints: list[tuple[float, int]] = []
-        self._own_last: int | None = None
+        self._tail = outbox.Tail(self._publish, self.versions.bump)  # the writer thread's
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def open_sync(self) -> None:
         conn = open_writable(self.path, durability=self.durability, timeout_s=self.timeout_s)
         migrate(conn, SQLITE)
-        # Stream from here on: what other processes committed before this start is not news.
-        self._outbox_id = outbox.last_id(Db(conn, SQLITE))
-        self._writer_version = conn.execute("PRAGMA data_version").fetchone()[0]
+        self._tail.start(Db(conn, SQLITE))
         self._writer = threading.Thread(
             target=self._writer_loop, args=(conn,), name="papi-sqlite-writer", daemon=True
         )
@@ -329,78 +315,11 @@ class SQLiteStore(Store):
                     finally:
                         self._batch_started = 0.0
                 elif not stop:
-                    self._tail_idle(conn)
+                    self._tail.idle(Db(conn, SQLITE))
                 if stop:
                     return
         finally:
             conn.close()
-
-    # -- the stream outbox: other processes' commits (store/outbox.py) ------------------------
-
-    def _read_foreign(self, db: Db) -> None:
-        """Inside a transaction: the outbox rows other processes committed since the last look,
-        kept for the batch to publish before its own (nothing is read when ``data_version``
-        says no other connection committed)."""
-        version = db.conn.execute("PRAGMA data_version").fetchone()[0]
-        if version == self._writer_version and self._foreign is None:
-            return
-        self._writer_version = version
-        after = self._foreign[0] if self._foreign is not None else self._outbox_id
-        last, items, missing = outbox.read_after(db, after)
-        if missing > 0:
-            log.warning("stream outbox: %d events of other processes were pruned unread", missing)
-        if last != after or self._foreign is None:
-            earlier = self._foreign[1] if self._foreign is not None else []
-            self._foreign = (last, earlier + items)
-
-    def _tail_idle(self, conn: sqlite3.Connection) -> None:
-        """The writer had nothing to do: publish what other processes committed meanwhile, and
-        delete outbox rows older than outbox.KEEP_S."""
-        try:
-            if conn.execute("PRAGMA data_version").fetchone()[0] != self._writer_version:
-                conn.execute("BEGIN")
-                try:
-                    self._read_foreign(Db(conn, SQLITE))
-                finally:
-                    conn.execute("COMMIT")
-                self._publish_outbox([], None)
-            self._prune_outbox(conn)
-        except sqlite3.Error as exc:  # the next look tries again
-            self._foreign = None
-            log.warning("stream outbox: cannot read other processes' commits (%s)", exc)
-
-    def _publish_outbox(self, own: list[Announcement], own_last: int | None) -> None:
-        """Publish the other processes' rows read, then this batch's own (marks: their outbox
-        ids, the own ones consecutive up to ``own_last``), and move past both."""
-        foreign = self._foreign
-        self._foreign = None
-        items, marks = own, list(range((own_last or 0) - len(own) + 1, (own_last or 0) + 1))
-        if foreign is not None:
-            self._outbox_id = max(self._outbox_id, foreign[0])
-            items = [item for _, item in foreign[1]] + own
-            marks = [mark for mark, _ in foreign[1]] + marks
-            self.versions.bump({item.account_id for _, item in foreign[1]})
-        if own_last is not None:
-            self._outbox_id = max(self._outbox_id, own_last)
-        if items:
-            self._publish(items, marks)
-
-    def _prune_outbox(self, conn: sqlite3.Connection) -> None:
-        now = time.monotonic()
-        if self._checkpoints and now - self._checkpoints[-1][0] < outbox.PRUNE_INTERVAL_S:
-            return
-        self._checkpoints.append((now, self._outbox_id))
-        old = [c for c in self._checkpoints if now - c[0] >= outbox.KEEP_S]
-        if not old:
-            return
-        self._checkpoints = [c for c in self._checkpoints if now - c[0] < outbox.KEEP_S]
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            outbox.prune(Db(conn, SQLITE), old[-1][1])
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
     def _refuse_expired(self, conn: sqlite3.Connection, batch: list[_Op]) -> list[_Op]:
         """Refuse, unapplied, the ops that waited past their deadline (a lock held elsewhere, a
@@ -436,7 +355,7 @@ class SQLiteStore(Store):
         # which notes each account it changed; its entries are durable now, and leave here once,
         # after what other processes committed before them (the outbox, read in the batch).
         self.versions.bump(db.touched)
-        self._publish_outbox(db.committed, self._own_last)
+        self._tail.publish(db.committed)
         answer(
             [
                 (op.loop, (op.future, result, error))
@@ -450,30 +369,24 @@ class SQLiteStore(Store):
         Nothing of a rolled-back attempt is answered or published."""
         conn: sqlite3.Connection = db.conn
         outcomes: list[Outcome] = []
-        grouped: list[_Op] = []  # consecutive ops of one grouped unit, not yet run
-        self._own_last = None
+        # Without savepoints, consecutive ops of one grouped unit run as one call of it.
+        runs = itertools.groupby(
+            batch, lambda op: None if savepoints or not op.group else op.group[0]
+        )
         try:
             conn.execute("BEGIN IMMEDIATE")
-            self._read_foreign(db)  # nothing else commits until this batch has
-            for op in batch:
-                if not savepoints and op.group is not None:
-                    if grouped and grouped[0].group[0] is not op.group[0]:  # type: ignore[index]
-                        outcomes += _run_group(db, grouped)
-                        grouped = []
-                    grouped.append(op)
+            self._tail.read(db)  # nothing else commits until this batch has
+            for unit, run in runs:
+                if unit is not None:
+                    outcomes += _run_group(db, unit, [op.group[1] for op in run])  # type: ignore[index]
                     continue
-                if grouped:
-                    outcomes += _run_group(db, grouped)
-                    grouped = []
-                outcome = _run_one(db, op, savepoints=savepoints)
-                if outcome is None:
-                    return None
-                outcomes.append(outcome)
-            if grouped:
-                outcomes += _run_group(db, grouped)
+                for op in run:
+                    outcome = _run_one(db, op, savepoints=savepoints)
+                    if outcome is None:
+                        return None
+                    outcomes.append(outcome)
             if db.committed:
-                outbox.write(db, db.committed)
-                self._own_last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+                self._tail.write(db, db.committed)
             conn.execute("COMMIT")
         except _RunFailed:  # a grouped call failed: the attempt is rolled back whole
             with contextlib.suppress(sqlite3.Error):
@@ -483,7 +396,6 @@ class SQLiteStore(Store):
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             db.committed.clear()  # nothing of it may be announced
-            self._own_last = None
             return [(None, exc) for _ in batch]
         return outcomes
 
@@ -571,19 +483,18 @@ class SQLiteStore(Store):
             self.versions.bump_all()
 
 
-def _run_group(db: Db, ops: list[_Op]) -> list[Outcome]:
-    """Consecutive ops of one grouped unit, as one call (its items' refusals wrote nothing).
-    When the call itself fails, the attempt is rolled back and the batch runs again with
-    savepoints, each op alone."""
-    unit = ops[0].group[0]  # type: ignore[index]
+def _run_group(db: Db, unit: GroupedUnit[Any], items: list[Any]) -> list[Outcome]:
+    """Consecutive ops' items of one grouped unit, as one call (its items' refusals wrote
+    nothing). When the call itself fails, the attempt is rolled back and the batch runs again
+    with savepoints, each op alone."""
     announced = len(db.committed)
     try:
-        outcomes = unit(db, [op.group[1] for op in ops])  # type: ignore[index]
+        outcomes = unit(db, items)
     except Exception as exc:
         del db.committed[announced:]
         raise _RunFailed from exc
-    if len(outcomes) != len(ops):
-        raise _RunFailed(f"{unit} answered {len(outcomes)} of {len(ops)} items")
+    if len(outcomes) != len(items):
+        raise _RunFailed(f"{unit} answered {len(outcomes)} of {len(items)} items")
     return outcomes
 
 

@@ -32,7 +32,6 @@ from papi_sandbox.store.accounts import lock_account
 from papi_sandbox.store.dialect import MAX_IN_LIST, Db
 from papi_sandbox.store.journal import (
     append_entries,
-    load_balances,
     load_balances_of,
     lock_accounts,
 )
@@ -187,7 +186,6 @@ def backfill_accumulated_realized(db: Db) -> None:
 FUNDING_JOB = "funding"
 #: Most rows one history read returns (Binance's own maximum is 1000).
 MAX_HISTORY_ROWS = 1000
-OPEN_STATUSES = ("NEW", "PARTIALLY_FILLED")
 #: A flat position's amount, as a literal both stores compare correctly (canonical text in
 #: SQLite, coerced to NUMERIC by PostgreSQL); must match the partial index um_positions_open.
 FLAT = "'0.00000000'"
@@ -884,20 +882,6 @@ def user_trades(db: Db, account_id: int, symbol: str, page: HistoryPage) -> list
     return [_trade(db, r) for r in rows]
 
 
-def trades_of_orders(db: Db, order_ids: Sequence[int]) -> list[Trade]:
-    """The fills of the given orders, by trade id (what one commit produced)."""
-    if not order_ids:
-        return []
-    marks = ", ".join("?" for _ in order_ids)
-    return [
-        _trade(db, r)
-        for r in db.all(
-            f"SELECT {_TRADE_COLUMNS} FROM um_trades WHERE order_id IN ({marks}) ORDER BY trade_id",
-            list(order_ids),
-        )
-    ]
-
-
 def income(
     db: Db, account_id: int, page: IncomePage
 ) -> list[tuple[int, str, str, str, Decimal, int | None, int]]:
@@ -992,8 +976,3 @@ def run_funding_batch(
             moved = batch.amounts.get(booking.asset, money.ZERO)
             batch.amounts[booking.asset] = money.add(moved, abs(booking.income))
     return batch
-
-
-def positions_with_wallet(db: Db, account_id: int) -> tuple[list[Position], Any]:
-    """The account's positions and balances (read-only view for operator reads)."""
-    return load_positions(db, account_id), load_balances(db, account_id)

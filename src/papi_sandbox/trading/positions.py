@@ -35,7 +35,6 @@ class FillEffect:
 
     position: Position
     realized_pnl: Decimal  # rounded to 8 digits
-    closed_qty: Decimal  # the part of the fill that reduced the position
 
 
 def signed(side: Side, qty: Decimal) -> Decimal:
@@ -99,7 +98,7 @@ def apply_fill(
         time_ms,
         position.accumulated_realized + realized,
     )
-    return FillEffect(new_position, realized, closed)
+    return FillEffect(new_position, realized)
 
 
 def unrealized_pnl(position: Position, mark: Decimal) -> Decimal:

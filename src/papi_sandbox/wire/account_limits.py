@@ -115,12 +115,6 @@ class AccountLimiter:
         calls.append(now)
         return None
 
-    def admit(self, limit: RollingLimit, account_id: int) -> None:
-        """Count one call, or raise the 429 without counting it."""
-        retry_after_s = self.try_admit(AccountCall(limit, account_id))
-        if retry_after_s is not None:
-            raise account_limit_exceeded(limit, retry_after_s)
-
     def seed(self, calls: Iterable[tuple[AccountCall, int]]) -> int:
         """Count calls made before this process started (``(call, time ms)``, any order);
         returns how many still fall in their window."""

@@ -280,10 +280,6 @@ def no_such_live_key() -> ApiError:
     return ApiError(404, -2015, "No such live API key for this account.")
 
 
-def unsupported_body_type(expected: str, declared: str) -> ApiError:
-    return ApiError(400, -1100, f"Request body must be {expected}, not '{declared[:64]}'.")
-
-
 def http_error(status: int, detail: str) -> ApiError:
     """Any other refusal of the HTTP layer (Starlette's HTTPException), in Binance's shape."""
     return ApiError(status, -1000, detail)
