@@ -517,6 +517,28 @@ def market_funding_rate(
         _print_markets([client.set_funding_rate(symbol, rate)])
 
 
+@market_app.command("expire-orders")
+def market_expire_orders(
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="ISO time or ms (default now): GTD orders due by then expire (UTC).",
+        ),
+    ] = None,
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+    data_dir: DataDir = settings_mod.DEFAULT_DATA_DIR,
+) -> None:
+    """Expire every open GTD order whose goodTillDate is at or before --as-of, as the server
+    does each second; a later time makes time pass for the orders."""
+    with _admin(url, token, data_dir) as client:
+        result = client.expire_orders(as_of)
+    table = Table("asOf", "expired")
+    table.add_row(str(result["asOf"]), str(result["expired"]))
+    console.print(table)
+
+
 @account_app.command("positions")
 def account_positions(
     account_id: AccountId,

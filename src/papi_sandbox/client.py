@@ -556,6 +556,17 @@ class AdminClient(_Http):
         result: dict[str, Any] = self.call("PUT", f"/markets/{symbol}/funding-rate", json=body)
         return result
 
+    def expire_orders(self, as_of: datetime | int | str | None = None) -> dict[str, Any]:
+        """Expire every open GTD order whose goodTillDate is at or before ``as_of`` (default:
+        now), as the server does each second (``POST /orders/expire``); a later ``as_of`` makes
+        time pass for the orders. Returns ``{"asOf": ms, "expired": n}``."""
+        body: dict[str, Any] = {}
+        moment = as_of_text(as_of)
+        if moment is not None:
+            body["asOf"] = moment
+        result: dict[str, Any] = self.call("POST", "/orders/expire", json=body)
+        return result
+
     def positions(self, account_id: int) -> dict[str, Any]:
         """The account's UM positions and margin as the sandbox values them now
         (``GET /accounts/{id}/positions``)."""

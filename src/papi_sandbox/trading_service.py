@@ -9,8 +9,10 @@ call returns.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -46,6 +48,11 @@ TRADING_ENTRY_TYPES = frozenset(
 )
 #: Highest commission rate the operator may set (1 %: Binance's are hundredths of that).
 MAX_COMMISSION_RATE = Decimal("0.01")
+#: How often (s) a server expires the GTD orders whose goodTillDate has come (Binance keeps
+#: goodTillDate to the second): an order expires at most this long after it.
+GTD_EXPIRY_INTERVAL_S = 1.0
+
+log = logging.getLogger("papi_sandbox.trading")
 
 
 def now_ms() -> int:
@@ -306,6 +313,37 @@ class Trading:
             )
         self._note_holders(accounts)
         return PriceChange(price, len(accounts), fills)
+
+    async def expire_orders(self, as_of_ms: int | None = None) -> int:
+        """Binance's GTD expiry: every open GTD order whose goodTillDate is at or before
+        ``as_of_ms`` (default now; a later time is how an operator makes time pass, as
+        funding's ``asOf`` does) expires, :data:`FILL_BATCH_ACCOUNTS` accounts per
+        transaction (each account atomic), all before returning. Returns how many expired."""
+        now = now_ms()
+        as_of = now if as_of_ms is None else as_of_ms
+        expired, after = 0, 0
+        while accounts := await self.store.read(
+            trading_store.expiring_accounts, as_of, after, FILL_BATCH_ACCOUNTS
+        ):
+            expired += await self.store.write(trading_store.expire_due, accounts, as_of, now)
+            after = accounts[-1]
+        return expired
+
+    async def run_expiry(
+        self,
+        interval_s: float = GTD_EXPIRY_INTERVAL_S,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        """Forever (a server's background task; cancel to stop): every ``interval_s``, expire
+        the GTD orders due now (:meth:`expire_orders`). A failed pass is logged and the next
+        one tries again. Processes sharing a PostgreSQL ledger may all run it: each account
+        is locked and re-read, so an order expires once."""
+        while True:
+            await sleep(interval_s)
+            try:
+                await self.expire_orders()
+            except Exception:
+                log.warning("GTD expiry failed; trying again", exc_info=True)
 
     async def set_funding_rate(self, symbol: str, rate: Decimal) -> MarketPrice:
         """Raises ValueError for a rate outside -1..1."""

@@ -73,6 +73,7 @@ REFUSED = [
     ({"quantity": "50"}, -2019),
     ({"quantity": "0.010", "price": "58000"}, -5027),
     ({"priceMatch": "OPPONENT"}, -1130),
+    ({"priceMatch": "BEST"}, -5037),  # not one of Binance's modes
     ({"price": None}, -1102),
     ({"quantity": None}, -1102),
     ({"orderId": None}, -1102),

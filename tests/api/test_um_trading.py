@@ -39,7 +39,8 @@ REFUSALS = [
     ({"type": "TRAILING_STOP_MARKET"}, -1116),
     ({"side": "HOLD"}, -1117),
     ({"type": "LIMIT", "price": "60000"}, -1102),  # no timeInForce
-    ({"type": "LIMIT", "price": "60000", "timeInForce": "GTD"}, -1115),
+    ({"type": "LIMIT", "price": "60000", "timeInForce": "GTD"}, -1102),  # no goodTillDate
+    ({"type": "LIMIT", "price": "60000", "timeInForce": "DAY"}, -1115),
     ({"price": "60000"}, -1106),
     ({"quantity": "0.0101"}, -1111),
     ({"quantity": "0"}, -4003),

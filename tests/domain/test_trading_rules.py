@@ -3,6 +3,7 @@ commission, funding and margin, as tables of cases and hypothesis invariants. No
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from papi_sandbox.market.symbols import DEFAULT_SYMBOLS
 from papi_sandbox.trading.engine import (
     AccountBook,
     IdBlock,
+    expire_due,
     fill_crossed,
     funding_fee,
     place_order,
@@ -120,7 +122,7 @@ FILTER_CASES = [
     (order(type_="LIMIT", price="56999.9", tif="GTC"), Refusal.PRICE_BELOW_MULTIPLIER),
     (order(type_="LIMIT", price="60000", tif=None), Refusal.MANDATORY_MISSING),
     (order(type_="LIMIT", price=None, tif="GTC"), Refusal.MANDATORY_MISSING),
-    (order(type_="LIMIT", price="60000", tif="GTD"), Refusal.INVALID_TIME_IN_FORCE),
+    (order(type_="LIMIT", price="60000", tif="GTD"), Refusal.MANDATORY_MISSING),  # goodTillDate
     (order(price="60000"), Refusal.NOT_REQUIRED),
     (order(qty=None), Refusal.MANDATORY_MISSING),
     (order(symbol="DOGEUSDT"), Refusal.INVALID_SYMBOL),
@@ -201,6 +203,65 @@ def test_reduce_only_fill_is_clipped_to_the_position_and_the_rest_expires() -> N
     place(b, order(qty="0.010"))
     _, result = place(b, order("SELL", qty="0.020", reduce_only=True))
     assert result.status is OrderStatus.EXPIRED and result.executed_qty == D("0.010")
+
+
+NOW = 1_000  # place()'s time (ms)
+
+
+def gtd(good_till: int, price: str = "58000") -> OrderRequest:
+    request = order(type_="LIMIT", price=price, tif="GTD")
+    return dataclasses.replace(request, good_till_date_ms=good_till)
+
+
+@pytest.mark.parametrize(
+    ("good_till", "kept"),
+    [
+        (None, Refusal.MANDATORY_MISSING),
+        (NOW + 600_000, Refusal.INVALID_GOOD_TILL_DATE),
+        (NOW + 600_999, Refusal.INVALID_GOOD_TILL_DATE),  # kept as NOW + 600_000: not after
+        (NOW + 601_000, NOW + 601_000),
+        (NOW + 601_999, NOW + 601_000),  # whole seconds
+        (253_402_300_798_999, 253_402_300_798_000),
+        (253_402_300_799_000, Refusal.INVALID_GOOD_TILL_DATE),
+    ],
+)
+def test_good_till_date_bounds(good_till: int | None, kept: int | Refusal) -> None:
+    if isinstance(kept, Refusal):
+        with pytest.raises(TradingRefused) as refused:
+            place(book(), gtd(good_till))  # type: ignore[arg-type]
+        assert refused.value.reason is kept
+        return
+    _commit, placed = place(book(), gtd(good_till))  # type: ignore[arg-type]
+    assert (placed.status, placed.good_till_date_ms) == (OrderStatus.NEW, kept)
+
+
+def test_good_till_date_is_kept_only_with_gtd() -> None:
+    request = dataclasses.replace(
+        order(type_="LIMIT", price="58000", tif="GTC"), good_till_date_ms=5
+    )
+    _commit, placed = place(book(), request)
+    assert placed.good_till_date_ms == 0
+
+
+def test_a_resting_gtd_order_expires_at_its_good_till_date_and_frees_its_margin() -> None:
+    b = book()
+    ids = IdBlock.counting()
+    _c, soon = place(b, gtd(NOW + 700_000), ids=ids)
+    _c, later = place(b, gtd(NOW + 900_000), ids=ids)
+    _c, gtc = place(b, order(type_="LIMIT", price="58000", tif="GTC"), ids=ids)
+    _c, taken = place(b, gtd(NOW + 700_000, price="61000"), ids=ids)
+    assert taken.status is OrderStatus.FILLED  # a marketable GTD order fills on arrival
+    held = summarize(b.balances, b.positions.values(), b.open_orders, b.settings, market())
+    assert expire_due(b, NOW + 699_999, 2_000).orders == []
+    commit = expire_due(b, NOW + 700_000, 2_000)
+    assert [(o.order_id, o.status, o.update_time_ms) for o in commit.orders] == [
+        (soon.order_id, OrderStatus.EXPIRED, 2_000)
+    ]
+    assert commit.bookings == [] and commit.trades == []
+    assert [o.order_id for o in b.open_orders] == [later.order_id, gtc.order_id]
+    freed = summarize(b.balances, b.positions.values(), b.open_orders, b.settings, market())
+    assert held.initial_margin - freed.initial_margin == D(29)  # 58000 × 0.010 / 20
+    assert expire_due(b, NOW + 700_000, 3_000).orders == []  # once
 
 
 def test_hedge_mode_sides() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ADMIN_TOKEN, Server
+from tests.support import ADMIN_TOKEN, Server, Signer, now_ms
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -128,8 +128,6 @@ def test_market_and_position_commands(server: Server) -> None:
     cli("market", "funding-rate", "BTCUSDT", "--rate", "0.0001", env=env)
     fee = cli("account", "commission", aid, "--maker", "0.0001", "--taker", "0.0004", env=env)
     assert fee.returncode == 0 and "0.0004" in fee.stdout, fee.stderr
-    from tests.support import Signer
-
     r = Signer(server.base_url, account).request(
         "POST",
         "/papi/v1/um/order",
@@ -141,6 +139,22 @@ def test_market_and_position_commands(server: Server) -> None:
     assert "BTCUSDT" in shown.stdout and "uniMMR" in shown.stdout and "0.01000000" in shown.stdout
     unknown = cli("market", "set-price", "NOPE", "1", env=env)
     assert unknown.returncode == 1 and "-1121" in unknown.stderr
+    good_till = now_ms() + 3_600_000
+    resting = Signer(server.base_url, account).request(
+        "POST",
+        "/papi/v1/um/order",
+        {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTD",
+         "quantity": "0.010", "price": "58000", "goodTillDate": str(good_till)},
+    )  # fmt: skip
+    assert resting.status_code == 200, resting.text
+    expired = cli("market", "expire-orders", "--as-of", str(good_till), env=env)
+    assert expired.returncode == 0, expired.stderr
+    # at least this account's order (the shared server may hold other tests' GTD orders)
+    assert re.search(rf"\b{good_till}\b.*\b[1-9][0-9]*\b", expired.stdout), expired.stdout
+    listed_open = Signer(server.base_url, account).request("GET", "/papi/v1/um/openOrders")
+    assert listed_open.json() == []
+    bad = cli("market", "expire-orders", "--as-of", "tomorrow", env=env)
+    assert bad.returncode == 1 and "-1102" in bad.stderr, bad.stderr
 
 
 def _one_clear_line(result: subprocess.CompletedProcess[str], *words: str) -> None:

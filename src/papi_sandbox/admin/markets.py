@@ -6,7 +6,10 @@ as the rest of the operator API):
   then fill the resting orders the new mark crosses, before answering;
 - ``PUT /markets/{symbol}/funding-rate`` ``{"fundingRate": "0.0001"}``;
 - ``GET /accounts/{id}/positions``: positions, open orders and margin figures;
-- ``PUT /accounts/{id}/commission`` ``{"maker": "0.0002", "taker": "0.0005"}``.
+- ``PUT /accounts/{id}/commission`` ``{"maker": "0.0002", "taker": "0.0005"}``;
+- ``POST /orders/expire`` ``{"asOf"?: ISO-8601 text or ms}``: every open GTD order whose
+  goodTillDate is at or before ``asOf`` (default now) expires, before answering
+  ``{"asOf": ms, "expired": n}``; a later ``asOf`` is how a test makes time pass.
 
 The funding job runs through ``POST /admin/v1/jobs/funding`` like every job.
 """
@@ -15,14 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from papi_sandbox import money
+from papi_sandbox import grammar, money
 from papi_sandbox.api.http import AdminHandler, json_response
+from papi_sandbox.jobs.runner import parse_as_of
 from papi_sandbox.market.prices import MarketPrice, next_funding_time
 from papi_sandbox.market.state import Market
 from papi_sandbox.trading.margin import position_figures
@@ -140,6 +145,27 @@ def market_symbol(trading: Trading, symbol: str) -> str:
     return symbol
 
 
+async def expire_orders_as_of(trading: Trading, data: dict[str, Any]) -> dict[str, int]:
+    """``POST /orders/expire`` (``{"asOf"?: ISO-8601 text or ms}``, default now): every open
+    GTD order whose goodTillDate is at or before ``asOf`` expires. Returns ``{"asOf": ms,
+    "expired": n}``; raises ApiError (-1102) for an unknown field or a bad ``asOf``."""
+    unknown = set(data) - {"asOf"}
+    if unknown:
+        raise _bad(f"Unknown field(s): {', '.join(sorted(unknown))[:200]}.")
+    try:
+        as_of = parse_as_of(data.get("asOf"))
+    except grammar.GrammarError as exc:
+        raise _bad(f"{exc}.") from None
+    as_of_ms = int(as_of.timestamp()) * 1000 + as_of.microsecond // 1000
+    return {"asOf": as_of_ms, "expired": await trading.expire_orders(as_of_ms)}
+
+
+async def _expire_orders(
+    trading: Trading, json_body: Callable[[Request], Any], request: Request
+) -> Response:
+    return json_response(200, await expire_orders_as_of(trading, await json_body(request)))
+
+
 def market_routes(
     state: AppState,
     route: Callable[[str, AdminHandler, str], Route],
@@ -207,4 +233,5 @@ def market_routes(
         route("/markets/{symbol}/funding-rate", set_funding_rate, "PUT"),
         route("/accounts/{account_id}/positions", positions, "GET"),
         route("/accounts/{account_id}/commission", commission, "PUT"),
+        route("/orders/expire", partial(_expire_orders, trading, json_body), "POST"),
     ]

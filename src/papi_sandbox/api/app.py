@@ -148,9 +148,12 @@ async def _prepare_ledger(state: AppState) -> None:
 
 
 def _background_tasks(state: AppState, readiness: Readiness) -> list[asyncio.Task[None]]:
-    """What runs beside the requests: the scheduler (unless turned off), the readiness probes
-    and the configured price feed."""
-    tasks = [asyncio.create_task(readiness.run())]
+    """What runs beside the requests: the scheduler (unless turned off), the readiness probes,
+    the GTD orders' expiry and the configured price feed."""
+    tasks = [
+        asyncio.create_task(readiness.run()),
+        asyncio.create_task(state.service.trading.run_expiry()),
+    ]
     if state.settings.scheduler:
         tasks.append(asyncio.create_task(run_scheduler(state.store, state.jobs)))
     jobs_log.info("scheduler %s", "on" if state.settings.scheduler else "off")

@@ -23,6 +23,8 @@ from papi_sandbox.trading.filters import OrderRequest
 from papi_sandbox.trading.margin import position_figures
 from papi_sandbox.trading.model import (
     ALGO_ORDER_TYPES,
+    PRICE_MATCH_MODES,
+    SELF_TRADE_PREVENTION_MODES,
     HistoryPage,
     IncomePage,
     Order,
@@ -117,7 +119,7 @@ def order_object(order: Order, spec: SymbolSpec) -> dict[str, Any]:
         "updateTime": order.update_time_ms,
         "selfTradePreventionMode": order.self_trade_prevention_mode,
         "goodTillDate": order.good_till_date_ms,
-        "priceMatch": "NONE",
+        "priceMatch": "NONE",  # the only one served (docs/semantics.md)
     }
 
 
@@ -159,11 +161,32 @@ def _reduce_only(text: str | None) -> bool | None:
     return text == "true"
 
 
+def _price_match(args: dict[str, Any]) -> None:
+    """``priceMatch`` of a new or modified order: one of Binance's modes (-5037 otherwise);
+    NONE only, since the others need an order book the sandbox has none of (-1130,
+    docs/semantics.md, "The sandbox's choices")."""
+    value = args.get("priceMatch", "NONE")
+    if value not in PRICE_MATCH_MODES:
+        raise TradingRefused(Refusal.INVALID_PRICE_MATCH)
+    if value != "NONE":
+        raise TradingRefused(Refusal.INVALID_PARAMETER, "priceMatch")
+
+
+def _self_trade_prevention(args: dict[str, Any]) -> str:
+    """``selfTradePreventionMode``: one of Binance's modes, NONE by default (PAPI's New UM
+    Order), -5039 otherwise."""
+    value: str = args.get("selfTradePreventionMode", "NONE")
+    if value not in SELF_TRADE_PREVENTION_MODES:
+        raise TradingRefused(Refusal.INVALID_SELF_TRADE_PREVENTION_MODE)
+    return value
+
+
 def _order_request(args: dict[str, Any]) -> OrderRequest:
     type_text = args["type"]
     if type_text in ALGO_ORDER_TYPES or type_text not in OrderType.__members__:
         raise TradingRefused(Refusal.INVALID_ORDER_TYPE)
     tif = args.get("timeInForce")
+    _price_match(args)
     return OrderRequest(
         symbol=args["symbol"],
         side=_enum(args["side"], Side, Refusal.INVALID_SIDE),
@@ -174,6 +197,8 @@ def _order_request(args: dict[str, Any]) -> OrderRequest:
         reduce_only=_reduce_only(args.get("reduceOnly")),
         position_side=args.get("positionSide"),
         client_order_id=args.get("newClientOrderId"),
+        good_till_date_ms=args.get("goodTillDate"),
+        self_trade_prevention_mode=_self_trade_prevention(args),
     )
 
 
@@ -247,8 +272,7 @@ async def _modify_order(call: Call) -> Any:
     spec = _spec(call, symbol)
     order_id, client_id = _order_ref(args)
     side = _enum(args["side"], Side, Refusal.INVALID_SIDE)
-    if args.get("priceMatch", "NONE") != "NONE":
-        raise TradingRefused(Refusal.INVALID_PARAMETER, "priceMatch")
+    _price_match(args)
     if "price" not in args:
         raise TradingRefused(Refusal.MANDATORY_MISSING, "price")
     amendment = Amendment(symbol, order_id, client_id, side, args["quantity"], args["price"])
@@ -586,6 +610,7 @@ ORIG_CLIENT_ORDER_ID = Param("origClientOrderId", Kind.STRING, description="the 
 START = Param("startTime", Kind.LONG, description="ms, inclusive")
 END = Param("endTime", Kind.LONG, description="ms, inclusive; at most 7 days after startTime")
 LIMIT = Param("limit", Kind.LONG, description="rows; at most 1000")
+PRICE_MATCH = Param("priceMatch", Kind.STRING, description="NONE only (no order book)")
 
 UM_ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
@@ -598,7 +623,7 @@ UM_ENDPOINTS: tuple[Endpoint, ...] = (
             Param("side", Kind.STRING, mandatory=True, description="BUY or SELL"),
             Param("type", Kind.STRING, mandatory=True, description="LIMIT or MARKET"),
             Param("positionSide", Kind.STRING, description="BOTH (one-way); LONG/SHORT (hedge)"),
-            Param("timeInForce", Kind.STRING, description="GTC, IOC, FOK, GTX (LIMIT only)"),
+            Param("timeInForce", Kind.STRING, description="GTC, IOC, FOK, GTX, GTD (LIMIT only)"),
             Param("quantity", Kind.DECIMAL, description="base asset quantity"),
             Param("reduceOnly", Kind.STRING, description="true or false (one-way mode)"),
             Param("price", Kind.DECIMAL, description="LIMIT only"),
@@ -608,6 +633,17 @@ UM_ENDPOINTS: tuple[Endpoint, ...] = (
                 Kind.ENUM,
                 choices=("ACK", "RESULT"),
                 description="ACK (default) or RESULT",
+            ),
+            PRICE_MATCH,
+            Param(
+                "selfTradePreventionMode",
+                Kind.STRING,
+                description="NONE (default), EXPIRE_TAKER, EXPIRE_MAKER or EXPIRE_BOTH",
+            ),
+            Param(
+                "goodTillDate",
+                Kind.LONG,
+                description="ms, with GTD (mandatory): over 600 s ahead, whole seconds kept",
             ),
         ),
         _new_order,
@@ -625,7 +661,7 @@ UM_ENDPOINTS: tuple[Endpoint, ...] = (
             ORIG_CLIENT_ORDER_ID,
             Param("quantity", Kind.DECIMAL, mandatory=True, description="the new quantity"),
             Param("price", Kind.DECIMAL, description="the new price"),
-            Param("priceMatch", Kind.STRING, description="NONE only (no order book)"),
+            PRICE_MATCH,
             Param("modifyId", Kind.LONG, description="returned as sent"),
         ),
         _modify_order,

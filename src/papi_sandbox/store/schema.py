@@ -113,6 +113,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         trading.ACCUMULATED_REALIZED,
         trading.backfill_accumulated_realized,
     ),
+    Migration(
+        10,
+        "UM orders: goodTillDate and self-trade prevention mode",
+        trading.ORDER_TIME_LIMITS,
+    ),
 )
 
 #: SQLite's ``user_version`` before this list -> the versions here it had applied.

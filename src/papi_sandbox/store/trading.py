@@ -155,6 +155,16 @@ ACCUMULATED_REALIZED = """
 """
 
 
+#: Migration 10: each order's goodTillDate (ms; 0 unless GTD) and self-trade prevention mode,
+#: and the index the GTD expiry reads (:func:`expiring_accounts` repeats its predicate).
+ORDER_TIME_LIMITS = """
+    ALTER TABLE um_orders ADD COLUMN good_till_date_ms {bigint} NOT NULL DEFAULT 0;
+    ALTER TABLE um_orders ADD COLUMN self_trade_prevention_mode TEXT NOT NULL DEFAULT 'NONE';
+    CREATE INDEX um_orders_expiring ON um_orders(good_till_date_ms, account_id)
+        WHERE status IN ('NEW', 'PARTIALLY_FILLED') AND good_till_date_ms > 0
+"""
+
+
 def backfill_accumulated_realized(db: Db) -> None:
     """Migration 9's data step: each existing position's accumulated realized PnL, the sum of
     its trades' (exact decimals, whichever store; memory grows with the positions)."""
@@ -235,14 +245,16 @@ class _Rows:
 
 
 #: Text columns (stored as they are).
-_TEXT_FIELDS = frozenset({"symbol", "client_order_id", "commission_asset"})
+_TEXT_FIELDS = frozenset(
+    {"symbol", "client_order_id", "commission_asset", "self_trade_prevention_mode"}
+)
 _SIDES = {"side": Side, "position_side": PositionSide}
 _ORDERS = _Rows(
     Order,
     {"order_id": "int", "account_id": "int", **_SIDES, "type": OrderType,
      "time_in_force": TimeInForce, "orig_qty": "money", "price": "money", "reduce_only": "bool",
      "status": OrderStatus, "executed_qty": "money", "cum_quote": "money", "avg_price": "money",
-     "time_ms": "int", "update_time_ms": "int"},
+     "time_ms": "int", "update_time_ms": "int", "good_till_date_ms": "int"},
 )  # fmt: skip
 _TRADES = _Rows(
     Trade,
@@ -260,7 +272,9 @@ _ORDER_COLUMNS = _ORDERS.columns
 _TRADE_COLUMNS = _TRADES.columns
 _POSITION_COLUMNS = _POSITIONS.columns
 
-_INSERT_ORDER = f"INSERT INTO um_orders ({_ORDER_COLUMNS}) VALUES ({_marks(17)})"
+_INSERT_ORDER = (
+    f"INSERT INTO um_orders ({_ORDER_COLUMNS}) VALUES ({_marks(_ORDER_COLUMNS.count(',') + 1)})"
+)
 #: What a fill, a cancel, an expiry or an amendment changes of an order already stored.
 _UPDATE_ORDER = (
     "UPDATE um_orders SET status = ?, orig_qty = ?, price = ?, executed_qty = ?, cum_quote = ?,"
@@ -740,6 +754,36 @@ def fill_crossed(
         fills += len(commit.trades)
     commits.write(db)
     return fills
+
+
+def expiring_accounts(db: Db, as_of_ms: int, after_account_id: int, limit: int) -> list[int]:
+    """Keyset page of the accounts with an open GTD order whose goodTillDate is at or before
+    ``as_of_ms``, ascending (the partial index um_orders_expiring)."""
+    rows = db.all(
+        "SELECT DISTINCT account_id FROM um_orders"
+        f" WHERE {_OPEN} AND good_till_date_ms > 0 AND good_till_date_ms <= ?"
+        " AND account_id > ? ORDER BY account_id LIMIT ?",
+        (as_of_ms, after_account_id, max(1, limit)),
+    )
+    return [int(r[0]) for r in rows]
+
+
+def expire_due(db: Db, account_ids: list[int], as_of_ms: int, now_ms: int) -> int:
+    """For each account: its open GTD orders due at ``as_of_ms`` expire
+    (:func:`papi_sandbox.trading.engine.expire_due`), all accounts read at once and written
+    together in one transaction. An order that filled or was cancelled meanwhile is no longer
+    open, so nothing expires twice. Returns the number of orders expired."""
+    books = load_books(db, account_ids)
+    commits = Commits(books)
+    expired = 0
+    for account_id in sorted(books):
+        book = books[account_id]
+        commit = engine.expire_due(book, as_of_ms, now_ms)
+        if commit.orders:
+            commits.add(book, commit, now_ms)
+            expired += len(commit.orders)
+    commits.write(db)
+    return expired
 
 
 def set_leverage(

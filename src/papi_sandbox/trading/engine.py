@@ -5,7 +5,8 @@ The fill model (docs/semantics.md, "Fill model"), deterministic:
 - a MARKET order fills in full at the mark price, as taker;
 - a LIMIT order marketable on arrival (BUY with mark ≤ price, SELL with mark ≥ price) fills in
   full at once at the mark price, as taker; with timeInForce GTX it is rejected instead (-5022);
-- otherwise GTC and GTX orders rest; IOC expires (EXPIRED, nothing filled); FOK is rejected (-5021);
+- otherwise GTC, GTX and GTD orders rest; IOC expires (EXPIRED, nothing filled); FOK is rejected
+  (-5021); a resting GTD order expires at its goodTillDate (:func:`expire_due`);
 - a resting order fills in full at its own price, as maker, when a later mark crosses it
   (BUY: mark ≤ price; SELL: mark ≥ price);
 - a reduce-only fill (and a hedge-mode closing fill) never exceeds the position it reduces: the
@@ -245,7 +246,7 @@ def place_order(
         raise TradingRefused(Refusal.INVALID_SYMBOL)
     mark = price_state.mark_price
     position_side = resolve_position_side(book.settings, request.position_side, request.reduce_only)
-    qty, tif = filters.validate(spec, request, mark)
+    qty, tif, good_till_date_ms = filters.validate(spec, request, mark, now_ms)
     if request.client_order_id is not None and any(
         o.client_order_id == request.client_order_id for o in book.open_orders
     ):
@@ -284,6 +285,8 @@ def place_order(
         avg_price=ZERO,
         time_ms=now_ms,
         update_time_ms=now_ms,
+        good_till_date_ms=good_till_date_ms,
+        self_trade_prevention_mode=request.self_trade_prevention_mode,
     )
     commit = TradingCommit(placed=order)
     if marketable:
@@ -294,6 +297,10 @@ def place_order(
         book.open_orders.append(order)
     commit.orders.append(order)
     return commit, order
+
+
+#: What rests when the mark does not reach it on arrival (IOC expires, FOK is refused).
+RESTING_TIME_IN_FORCE = (TimeInForce.GTC, TimeInForce.GTX, TimeInForce.GTD)
 
 
 def _on_arrival(
@@ -308,7 +315,7 @@ def _on_arrival(
         raise TradingRefused(Refusal.FOK_REJECTED)
     if marketable and tif is TimeInForce.GTX:
         raise TradingRefused(Refusal.GTX_REJECTED)
-    return marketable, not marketable and tif in (TimeInForce.GTC, TimeInForce.GTX)
+    return marketable, not marketable and tif in RESTING_TIME_IN_FORCE
 
 
 def _check_margin(
@@ -351,17 +358,38 @@ def find_order(
     return None
 
 
-def cancel_orders(book: AccountBook, orders: Iterable[Order], now_ms: int) -> TradingCommit:
-    """Cancel open orders of the book (no money moves: open orders hold margin, not funds)."""
+def cancel_orders(
+    book: AccountBook,
+    orders: Iterable[Order],
+    now_ms: int,
+    status: OrderStatus = OrderStatus.CANCELED,
+) -> TradingCommit:
+    """Close open orders of the book with ``status``: CANCELED (a cancel) or EXPIRED (a GTD
+    order at its goodTillDate). No money moves: open orders hold margin, not funds, and the
+    margin they held is free once they are no longer open."""
     commit = TradingCommit()
     cancelled = {o.order_id for o in orders}
     for order in book.open_orders:
         if order.order_id in cancelled:
-            commit.orders.append(
-                dataclasses.replace(order, status=OrderStatus.CANCELED, update_time_ms=now_ms)
-            )
+            commit.orders.append(dataclasses.replace(order, status=status, update_time_ms=now_ms))
     book.open_orders = [o for o in book.open_orders if o.order_id not in cancelled]
     return commit
+
+
+def due_to_expire(order: Order, as_of_ms: int) -> bool:
+    """True for an open GTD order whose goodTillDate is at or before ``as_of_ms``."""
+    return (
+        order.time_in_force is TimeInForce.GTD
+        and order.status.is_open
+        and 0 < order.good_till_date_ms <= as_of_ms
+    )
+
+
+def expire_due(book: AccountBook, as_of_ms: int, now_ms: int) -> TradingCommit:
+    """Binance's GTD rule: every open GTD order of the book whose goodTillDate is at or before
+    ``as_of_ms`` expires (status EXPIRED at ``now_ms``; the stream reports EXPIRED)."""
+    due = [o for o in book.open_orders if due_to_expire(o, as_of_ms)]
+    return cancel_orders(book, due, now_ms, OrderStatus.EXPIRED)
 
 
 @dataclass(frozen=True, slots=True)

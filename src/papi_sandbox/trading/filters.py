@@ -3,7 +3,8 @@
 The checks and their order follow Binance's USDⓈ-M filter rules (``PRICE_FILTER``, ``LOT_SIZE``,
 ``MARKET_LOT_SIZE``, ``MIN_NOTIONAL``, ``PERCENT_PRICE``); each failure is a
 :class:`~papi_sandbox.trading.model.TradingRefused` whose reason the wire maps to Binance's code
-(-1111 precision, -4013/-4014/-4016/-4024 price, -4003/-4004/-4005/-4023 quantity, -4164 notional).
+(-1111 precision, -4013/-4014/-4016/-4024 price, -4003/-4004/-4005/-4023 quantity, -4164 notional,
+-5040 goodTillDate).
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from papi_sandbox.trading.model import (
 
 #: Binance's rule for newClientOrderId.
 CLIENT_ORDER_ID_RE = re.compile(r"^[.A-Z:/a-z0-9_-]{1,32}$")
-#: Time in force values served (GTD is refused with -1115 until orders can expire by time).
-SUPPORTED_TIME_IN_FORCE = (TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK, TimeInForce.GTX)
+#: Binance's bounds for ``goodTillDate`` (New UM Order): more than 600 s after the request,
+#: before 253402300799000 (9999-12-31 23:59:59 UTC); only whole seconds are kept.
+GOOD_TILL_DATE_MIN_AHEAD_MS = 600_000
+GOOD_TILL_DATE_MAX_MS = 253_402_300_799_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,8 @@ class OrderRequest:
     reduce_only: bool | None  # None: not sent
     position_side: str | None  # None: not sent
     client_order_id: str | None
+    good_till_date_ms: int | None = None  # None: not sent
+    self_trade_prevention_mode: str = "NONE"
 
 
 def _decimals(value: Decimal) -> int:
@@ -115,16 +120,32 @@ def check_shape(request: OrderRequest) -> tuple[Decimal, TimeInForce]:
         raise TradingRefused(Refusal.MANDATORY_MISSING, "timeInForce")
     if request.price is None:
         raise TradingRefused(Refusal.MANDATORY_MISSING, "price")
-    if request.time_in_force not in SUPPORTED_TIME_IN_FORCE:
-        # GTD needs an expiry clock the sandbox does not run yet (docs/semantics.md).
-        raise TradingRefused(Refusal.INVALID_TIME_IN_FORCE)
     return request.quantity, request.time_in_force
 
 
-def validate(spec: SymbolSpec, request: OrderRequest, mark: Decimal) -> tuple[Decimal, TimeInForce]:
-    """Every filter for a new order, in Binance's order; returns ``(quantity, timeInForce)``.
-    The notional of a MARKET order is taken at the mark price, a LIMIT one at its price."""
+def good_till_date(request: OrderRequest, tif: TimeInForce, now_ms: int) -> int:
+    """The stored ``goodTillDate`` (ms) of a new order: for GTD, the one sent (mandatory,
+    -1102) with its milliseconds dropped, which must be more than 600 s after ``now_ms`` and
+    before 253402300799000 (-5040; Binance's New UM Order); 0 for any other time in force,
+    whatever was sent (docs/semantics.md, "The sandbox's choices")."""
+    if tif is not TimeInForce.GTD:
+        return 0
+    if request.good_till_date_ms is None:
+        raise TradingRefused(Refusal.MANDATORY_MISSING, "goodTillDate")
+    kept = request.good_till_date_ms - request.good_till_date_ms % 1000
+    if not now_ms + GOOD_TILL_DATE_MIN_AHEAD_MS < kept < GOOD_TILL_DATE_MAX_MS:
+        raise TradingRefused(Refusal.INVALID_GOOD_TILL_DATE)
+    return kept
+
+
+def validate(
+    spec: SymbolSpec, request: OrderRequest, mark: Decimal, now_ms: int
+) -> tuple[Decimal, TimeInForce, int]:
+    """Every filter for a new order, in Binance's order; returns ``(quantity, timeInForce,
+    goodTillDate)``. The notional of a MARKET order is taken at the mark price, a LIMIT one at
+    its price; ``now_ms`` is the request's time (for goodTillDate)."""
     qty, tif = check_shape(request)
+    gtd = good_till_date(request, tif, now_ms)
     check_quantity(spec, request.type, qty)
     if request.type is OrderType.LIMIT:
         assert request.price is not None
@@ -132,4 +153,4 @@ def validate(spec: SymbolSpec, request: OrderRequest, mark: Decimal) -> tuple[De
         check_notional(spec, qty, request.price, bool(request.reduce_only))
     else:
         check_notional(spec, qty, mark, bool(request.reduce_only))
-    return qty, tif
+    return qty, tif, gtd

@@ -48,6 +48,22 @@ class TimeInForce(StrEnum):
     GTD = "GTD"
 
 
+#: Binance's self-trade prevention modes (``selfTradePreventionMode``; NONE by default on PAPI).
+SELF_TRADE_PREVENTION_MODES = ("NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH")
+#: Binance's price match modes (``priceMatch``); the sandbox serves NONE only (no order book).
+PRICE_MATCH_MODES = (
+    "NONE",
+    "OPPONENT",
+    "OPPONENT_5",
+    "OPPONENT_10",
+    "OPPONENT_20",
+    "QUEUE",
+    "QUEUE_5",
+    "QUEUE_10",
+    "QUEUE_20",
+)
+
+
 class OrderStatus(StrEnum):
     NEW = "NEW"
     PARTIALLY_FILLED = "PARTIALLY_FILLED"
@@ -98,6 +114,9 @@ class Refusal(StrEnum):
     INVALID_SIDE = "INVALID_SIDE"  # -1117
     INVALID_PARAMETER = "INVALID_PARAMETER"  # -1130 (detail: the parameter)
     NO_NEED_TO_MODIFY = "NO_NEED_TO_MODIFY"  # -5027
+    INVALID_PRICE_MATCH = "INVALID_PRICE_MATCH"  # -5037
+    INVALID_SELF_TRADE_PREVENTION_MODE = "INVALID_SELF_TRADE_PREVENTION_MODE"  # -5039
+    INVALID_GOOD_TILL_DATE = "INVALID_GOOD_TILL_DATE"  # -5040
 
 
 class TradingRefused(LedgerError):
@@ -112,7 +131,10 @@ class TradingRefused(LedgerError):
 @dataclass(frozen=True, slots=True)
 class Order:
     """One UM order as Binance reports it. ``price`` is 0 for MARKET orders; ``avg_price`` is 0
-    until something filled."""
+    until something filled. ``good_till_date_ms`` is when a GTD order expires (ms, whole
+    seconds; 0 for any other time in force); ``self_trade_prevention_mode`` one of
+    :data:`SELF_TRADE_PREVENTION_MODES`, as sent (a self-trade cannot happen here:
+    docs/semantics.md, "The sandbox's choices")."""
 
     order_id: int
     account_id: int

@@ -233,6 +233,13 @@ TRADING_REFUSALS: dict[str, tuple[int, str]] = {
     "UNKNOWN_ORDER_CANCEL": (-2011, "Unknown order sent."),
     "NO_SUCH_ORDER": (-2013, "Order does not exist."),
     "NO_NEED_TO_MODIFY": (-5027, "No need to modify the order."),
+    "INVALID_PRICE_MATCH": (-5037, "Invalid price match"),
+    "INVALID_SELF_TRADE_PREVENTION_MODE": (-5039, "Invalid self trade prevention mode"),
+    "INVALID_GOOD_TILL_DATE": (
+        -5040,
+        "The goodTillDate timestamp must be greater than the current time plus 600 seconds and"
+        " smaller than 253402300799000 (UTC 9999-12-31 23:59:59)",
+    ),
     "INVALID_LEVERAGE": (-4028, "Leverage {} is not valid"),
     "NO_NEED_TO_CHANGE_POSITION_SIDE": (-4059, "No need to change position side."),
     "POSITION_SIDE_CHANGE_OPEN_ORDERS": (
