@@ -188,6 +188,8 @@ def serve(**flags: Any) -> None:
         _cannot_start(str(exc))
     settings = startup.settings
     log_config = configure_logging()
+    for warning in startup.warnings:
+        err_console.print(Text(f"Warning: {warning}", style="yellow"), soft_wrap=True)
     if startup.token_generated:
         token_file = settings.data_dir / settings_mod.ADMIN_TOKEN_FILE_NAME
         console.print(
@@ -341,7 +343,7 @@ def verify(
 
 # -- operator commands -------------------------------------------------------------------------
 
-Url = Annotated[str, typer.Option(envvar="PAPI_SANDBOX_URL", help="The service's base URL.")]
+Url = Annotated[str, typer.Option(envvar=settings_mod.CLI_URL_ENV, help="The service's base URL.")]
 Token = Annotated[
     str | None,
     typer.Option(
@@ -651,7 +653,7 @@ def rotate_encryption_key(
     new_key: Annotated[
         str | None,
         typer.Option(
-            envvar="PAPI_SANDBOX_NEW_SECRET_KEY",
+            envvar=settings_mod.NEW_SECRET_KEY_ENV,
             help="The new key (64 hex digits); default: generate one into the data folder.",
         ),
     ] = None,

@@ -7,6 +7,7 @@ naming what is wrong, shown without a traceback."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from papi_sandbox.settings import (
     check_admin_token,
     ensure_admin_token,
     load,
+    unknown_variables,
 )
 from papi_sandbox.store import is_postgres_url
 from papi_sandbox.store.base import StoreDamaged
@@ -33,12 +35,14 @@ class CannotStart(Exception):
 @dataclass(frozen=True, slots=True)
 class Startup:
     """What the checks produced: the settings, the jobs' configuration, the operator token
-    and whether it was generated just now (then printed once by ``serve``)."""
+    and whether it was generated just now (then printed once by ``serve``), and the warnings
+    to print before serving (``PAPI_SANDBOX_*`` variables nothing reads)."""
 
     settings: Settings
     jobs: JobsConfig
     token: str
     token_generated: bool
+    warnings: tuple[str, ...] = ()
 
 
 def os_error_text(exc: OSError) -> str:
@@ -139,4 +143,4 @@ def prepare(settings: Settings) -> Startup:
     jobs = check_options(settings)
     token, generated = operator_token(settings)
     check_storage(settings)
-    return Startup(settings, jobs, token, generated)
+    return Startup(settings, jobs, token, generated, tuple(unknown_variables(os.environ)))

@@ -17,9 +17,11 @@ the flag.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import secrets
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -33,6 +35,16 @@ from papi_sandbox.wire.limits import DEFAULT_BAN_AFTER_429S, DEFAULT_WEIGHT_LIMI
 
 ENV_PREFIX = "PAPI_SANDBOX_"
 ADMIN_TOKEN_ENV = "PAPI_SANDBOX_ADMIN_TOKEN"
+#: The CLI's variables that are no server setting: the service URL of its operator commands and
+#: the new key of ``rotate-key`` (the current key's variable is papi_sandbox.secretbox's).
+CLI_URL_ENV = "PAPI_SANDBOX_URL"
+NEW_SECRET_KEY_ENV = "PAPI_SANDBOX_NEW_SECRET_KEY"
+#: Variables the project's own test suite reads (tests/support.py, tests/ui): no warning.
+TEST_VARIABLE_PREFIXES = (
+    "PAPI_SANDBOX_TEST_",
+    "PAPI_SANDBOX_REQUIRE_BROWSER",
+    "PAPI_SANDBOX_SCREENSHOTS",
+)
 DEFAULT_DATA_DIR = Path(".papi-sandbox")
 DB_FILE_NAME = "papi-sandbox.db"
 ADMIN_TOKEN_FILE_NAME = "admin-token"
@@ -299,6 +311,30 @@ def settings_from_env() -> Settings:
     papi_sandbox.api.app:app_from_env`` and each process of ``serve --workers N`` read.
     Raises SettingError."""
     return load()
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One warning line for each ``PAPI_SANDBOX_*`` variable set in ``environ`` that nothing
+    reads (a misspelt setting, ``PAPI_SANDBOX_PROT=9000``, would otherwise be ignored in
+    silence), naming the closest setting's variable when one is close; sorted, empty when every
+    variable is known. Known: each setting's variable, the encryption key's, the CLI's
+    (CLI_URL_ENV, NEW_SECRET_KEY_ENV) and the test suite's (TEST_VARIABLE_PREFIXES). A choice
+    of the sandbox (docs/operations.md): warned, not refused, so that a variable meant for a
+    newer version does not stop an older one."""
+    from papi_sandbox.secretbox import SECRET_KEY_ENV
+
+    settings = [env_name(name) for name in Settings.model_fields]
+    known = {*settings, SECRET_KEY_ENV, CLI_URL_ENV, NEW_SECRET_KEY_ENV}
+    lines = []
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name in known:
+            continue
+        if name.startswith(TEST_VARIABLE_PREFIXES):
+            continue
+        close = difflib.get_close_matches(name, settings, n=1, cutoff=0.8)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        lines.append(f"{name} is set but is no setting of this service; it is ignored{hint}")
+    return lines
 
 
 def settings_to_env(settings: Settings) -> dict[str, str]:

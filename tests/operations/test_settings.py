@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -340,3 +341,53 @@ def test_an_unreachable_postgresql_database_stops_the_start_in_one_line(
     proc = _factory(tmp_path, free_port(), PAPI_SANDBOX_DB=url)
     assert proc.wait(30) == 2
     _refused_in_one_line((tmp_path / "factory.log").read_text(), "papi_no_such_database")
+
+
+# -- variables nothing reads: warned, never ignored in silence ---------------------------------
+
+
+def test_a_misspelt_variable_is_named_with_the_closest_setting() -> None:
+    lines = settings.unknown_variables(
+        {"PAPI_SANDBOX_PROT": "9000", "PAPI_SANDBOX_PORT": "1", "PATH": "/bin", "PAPI_SANDBOXX": ""}
+    )
+    assert lines == [
+        "PAPI_SANDBOX_PROT is set but is no setting of this service; it is ignored"
+        " (did you mean PAPI_SANDBOX_PORT?)"
+    ]
+    (far,) = settings.unknown_variables({"PAPI_SANDBOX_WHATEVER": "1"})
+    assert far.startswith("PAPI_SANDBOX_WHATEVER is set") and "did you mean" not in far
+
+
+def test_every_variable_the_project_reads_is_known() -> None:
+    """The family: each ``PAPI_SANDBOX_*`` name written anywhere in the sources and the test
+    suite (the settings', the encryption keys', the CLI's, the tests') is known, so none of
+    them is ever warned about."""
+    root = Path(__file__).resolve().parents[2]
+    names: set[str] = set()
+    for folder in ("src", "tests"):
+        for path in (root / folder).rglob("*.py"):
+            if path != Path(__file__).resolve():  # this file's own misspellings
+                names |= set(re.findall(r"PAPI_SANDBOX_[A-Z0-9_]+", path.read_text()))
+    names = {n for n in names if not n.endswith("_")}  # prefixes (PAPI_SANDBOX_TEST_)
+    names -= {"PAPI_SANDBOX_X", "PAPI_SANDBOX_PROT"}  # settings.py's examples
+    others = {"PAPI_SANDBOX_SECRET_KEY", "PAPI_SANDBOX_NEW_SECRET_KEY", "PAPI_SANDBOX_URL"}
+    assert others | {"PAPI_SANDBOX_TEST_REDIS_URL", "PAPI_SANDBOX_REQUIRE_BROWSER"} <= names
+    assert settings.unknown_variables(dict.fromkeys(names, "1")) == []
+
+
+def test_serve_and_the_factory_path_warn_about_a_misspelt_variable(tmp_path: Path) -> None:
+    warning = (
+        "Warning: PAPI_SANDBOX_SCHEDULR is set but is no setting of this service; it is"
+        " ignored (did you mean PAPI_SANDBOX_SCHEDULER?)"
+    )
+    server = Server(tmp_path / "srv", [], env={"PAPI_SANDBOX_SCHEDULR": "off"})
+    server.start()
+    server.stop()
+    assert warning in server.log_text().splitlines()
+    port = free_port()
+    proc = _factory(tmp_path, port, PAPI_SANDBOX_SCHEDULR="off")
+    try:
+        _wait_healthy(proc, port)
+    finally:
+        _stop(proc)
+    assert warning in (tmp_path / "factory.log").read_text().splitlines()

@@ -292,6 +292,8 @@ def app_from_env() -> Starlette:
     except CannotStart as exc:
         print(f"Cannot start: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
+    for warning in startup.warnings:
+        print(f"Warning: {warning}", file=sys.stderr, flush=True)
     from papi_sandbox.transport import GC_THRESHOLDS
 
     # A worker process starts with Python's bare logging: give it serve's JSON lines (request
