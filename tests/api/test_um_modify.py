@@ -9,9 +9,12 @@ from typing import Any
 import httpx
 import pytest
 
+from papi_sandbox.store.contract import Store
+from papi_sandbox.store.dialect import Db
+from papi_sandbox.trading.engine import MAX_ORDER_MODIFICATIONS
 from tests.api.test_market_data import ccxt_client
 from tests.api.test_um_trading import ORDER, order, set_mark, trader
-from tests.support import Server, Signer
+from tests.support import Server, Signer, with_store
 
 
 def rest(signer: Signer, **params: str) -> dict[str, Any]:
@@ -143,6 +146,41 @@ def test_a_gtx_order_whose_new_price_would_take_is_cancelled(server: Server) -> 
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "CANCELED"
     assert open_orders(signer) == []
+
+
+def _set_modify_count(db_url: str, order_id: int, count: int) -> None:
+    """Record ``count`` amendments of the order (another process on the same ledger)."""
+
+    def unit(db: Db) -> None:
+        db.execute("UPDATE um_orders SET modify_count = ? WHERE order_id = ?", (count, order_id))
+
+    async def body(store: Store) -> None:
+        await store.write(unit)
+
+    with_store(db_url, body)
+
+
+def test_the_amendment_past_binance_s_limit_cancels_the_order(server: Server) -> None:
+    """Binance: "one order can only be modified for less than 10000 times"; its doc lists this
+    among the cases where the amendment cancels the order (docs/semantics.md)."""
+    set_mark(server, "60000")
+    _account, signer = trader(server)
+    placed = rest(signer)
+    ref = str(placed["orderId"])
+    assert modify(signer, orderId=ref).json()["status"] == "NEW"  # amendment 1
+    _set_modify_count(server.db_url, placed["orderId"], MAX_ORDER_MODIFICATIONS - 2)
+    last = modify(signer, orderId=ref, price="57100")  # amendment 9,999: still taken
+    assert (last.status_code, last.json()["status"], last.json()["price"]) == (
+        200,
+        "NEW",
+        "57100.00",
+    )
+    r = modify(signer, orderId=ref, price="57200")  # the 10,000th: cancels the order
+    assert r.status_code == 200, r.text
+    assert (r.json()["status"], r.json()["price"]) == ("CANCELED", "57100.00")
+    assert open_orders(signer) == []
+    again = modify(signer, orderId=ref, price="57300")
+    assert (again.status_code, again.json()["code"]) == (400, -2013)
 
 
 def test_ccxt_edit_order_in_portfolio_margin_mode(server: Server) -> None:

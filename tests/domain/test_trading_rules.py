@@ -19,11 +19,14 @@ from papi_sandbox.market.prices import (
 )
 from papi_sandbox.market.symbols import DEFAULT_SYMBOLS
 from papi_sandbox.trading.engine import (
+    MAX_ORDER_MODIFICATIONS,
     AccountBook,
+    Amendment,
     IdBlock,
     expire_due,
     fill_crossed,
     funding_fee,
+    modify_order,
     place_order,
     plan_funding,
 )
@@ -510,3 +513,23 @@ def test_replay_file_is_read_strictly(tmp_path: Path) -> None:
         bad.write_text(body)
         with pytest.raises(MarketConfigError):
             read_replay(bad)
+
+
+def test_the_amendment_past_the_limit_cancels_the_order() -> None:
+    """Modify UM Order: fewer than MAX_ORDER_MODIFICATIONS amendments per order; the one that
+    would reach it cancels the order (Binance's doc lists it among the cancelling cases)."""
+    b = book()
+    _, placed = place(b, order("BUY", "LIMIT", price="58000", tif="GTC"))
+    amendment = Amendment("BTCUSDT", placed.order_id, None, Side.BUY, D("0.020"), D("58500"))
+    _, amended = modify_order(b, market(), amendment, IdBlock.counting(), 2_000)
+    assert (amended.status, amended.modify_count, amended.price) == (
+        OrderStatus.NEW,
+        1,
+        D("58500"),
+    )
+    (held,) = b.open_orders
+    b.open_orders = [dataclasses.replace(held, modify_count=MAX_ORDER_MODIFICATIONS - 1)]
+    again = dataclasses.replace(amendment, price=D("59000"))
+    commit, cancelled = modify_order(b, market(), again, IdBlock.counting(), 3_000)
+    assert (cancelled.status, cancelled.price) == (OrderStatus.CANCELED, D("58500"))
+    assert b.open_orders == [] and commit.bookings == [] and commit.amended is None

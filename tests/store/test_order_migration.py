@@ -1,6 +1,7 @@
-"""Migration 10 on a ledger of the previous version (9), both stores: every UM order gains its
-goodTillDate (0) and self-trade prevention mode (NONE) in place, and the expiry's index; the
-orders read back as they were, and a GTD order placed afterwards keeps both."""
+"""Migrations 10 and 11 on a ledger of version 9, both stores: every UM order gains its
+goodTillDate (0), self-trade prevention mode (NONE) and amendment count (0) in place, and the
+expiry's index; the orders read back as they were, and a GTD order placed afterwards keeps
+both."""
 
 from __future__ import annotations
 
@@ -14,16 +15,9 @@ from papi_sandbox.store.contract import Store
 from papi_sandbox.store.schema import MIGRATIONS
 from papi_sandbox.trading.filters import OrderRequest
 from papi_sandbox.trading.model import OrderStatus, OrderType, Side, TimeInForce
-from tests.store.test_position_migration import _run
+from tests.store.migrations_back import back_to, run
 from tests.support import adjustment, with_store
 
-#: Takes a ledger of today back to version 9 (what migration 10 added, removed).
-BACK_TO_9 = [
-    "DROP INDEX um_orders_expiring",
-    "ALTER TABLE um_orders DROP COLUMN good_till_date_ms",
-    "ALTER TABLE um_orders DROP COLUMN self_trade_prevention_mode",
-    "DELETE FROM schema_migrations WHERE version = 10",
-]
 # A version-9 ledger's orders: a filled MARKET order and a resting GTC one.
 ROWS = [
     "INSERT INTO accounts (id, label, created_ms) VALUES (1, 'old', 5)",
@@ -38,11 +32,11 @@ ROWS = [
 
 def test_a_version_9_ledger_gains_each_orders_good_till_date_and_stp_mode(store_url: str) -> None:
     versions = [m.version for m in MIGRATIONS]
-    assert versions[-1] == 10
+    assert versions[-1] == 11
     upgrade(store_url)
-    _run(store_url, BACK_TO_9 + ROWS)
-    assert upgrade(store_url) == (9, 10)
-    assert upgrade(store_url) == (10, 10)
+    run(store_url, back_to(9) + ROWS)
+    assert upgrade(store_url) == (9, 11)
+    assert upgrade(store_url) == (11, 11)
 
     async def body(store: Store) -> None:
         (resting,) = await store.read(trading_store.open_orders, 1)
@@ -52,6 +46,7 @@ def test_a_version_9_ledger_gains_each_orders_good_till_date_and_stp_mode(store_
             OrderStatus.NEW,
         )
         assert (resting.good_till_date_ms, resting.self_trade_prevention_mode) == (0, "NONE")
+        assert resting.modify_count == 0
         filled = await store.read(trading_store.find_order, 1, "BTCUSDT", 7, None)
         assert filled is not None and filled.good_till_date_ms == 0
         # a GTD order placed on the upgraded ledger keeps both (whole seconds)

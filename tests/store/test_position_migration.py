@@ -4,17 +4,14 @@ in place; trading then goes on accumulating from there."""
 
 from __future__ import annotations
 
-import sqlite3
 from decimal import Decimal
-
-import psycopg
 
 from papi_sandbox.store import trading as trading_store
 from papi_sandbox.store import upgrade
 from papi_sandbox.store.contract import Store
 from papi_sandbox.store.schema import MIGRATIONS
-from papi_sandbox.store.sqlite import path_from_url
 from papi_sandbox.trading.model import PositionSide
+from tests.store.migrations_back import back_to, run
 from tests.support import with_store
 
 D = Decimal
@@ -46,33 +43,13 @@ ROWS = [
         )
     ),
 ]
-BACK_TO_8 = [
-    # what migration 10 added (tests/store/test_order_migration.py), then 9
-    "DROP INDEX um_orders_expiring",
-    "ALTER TABLE um_orders DROP COLUMN good_till_date_ms",
-    "ALTER TABLE um_orders DROP COLUMN self_trade_prevention_mode",
-    "DELETE FROM schema_migrations WHERE version = 10",
-    "ALTER TABLE um_positions DROP COLUMN accumulated_realized",
-    "DELETE FROM schema_migrations WHERE version = 9",
-]
-
-
-def _run(url: str, statements: list[str]) -> None:
-    if url.startswith("sqlite"):
-        with sqlite3.connect(path_from_url(url), isolation_level=None) as conn:
-            for statement in statements:
-                conn.execute(statement)
-        return
-    with psycopg.connect(url, autocommit=True) as conn:
-        for statement in statements:
-            conn.execute(statement.encode())
 
 
 def test_a_version_8_ledger_gains_each_positions_accumulated_realized(store_url: str) -> None:
     latest = len(MIGRATIONS)
     assert [m.version for m in MIGRATIONS][8] == 9
     upgrade(store_url)  # a ledger of today, taken back to version 8 with its trading rows
-    _run(store_url, BACK_TO_8 + ROWS)
+    run(store_url, back_to(8) + ROWS)
     assert upgrade(store_url) == (8, latest)
     assert upgrade(store_url) == (latest, latest)
 

@@ -140,6 +140,7 @@ def _order_fields(o: Order) -> list[Any]:
         o.update_time_ms,
         o.good_till_date_ms,
         o.self_trade_prevention_mode,
+        o.modify_count,
     ]
 
 
@@ -165,6 +166,7 @@ def _order_from(f: list[Any]) -> Order:
         int(f[16]),
         int(f[17]),
         str(f[18]),
+        int(f[19]),
     )
 
 

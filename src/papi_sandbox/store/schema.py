@@ -118,6 +118,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "UM orders: goodTillDate and self-trade prevention mode",
         trading.ORDER_TIME_LIMITS,
     ),
+    Migration(11, "UM orders: amendments taken", trading.ORDER_MODIFICATIONS),
 )
 
 #: SQLite's ``user_version`` before this list -> the versions here it had applied.

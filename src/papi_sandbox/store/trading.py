@@ -164,6 +164,11 @@ ORDER_TIME_LIMITS = """
         WHERE status IN ('NEW', 'PARTIALLY_FILLED') AND good_till_date_ms > 0
 """
 
+#: Migration 11: how many amendments each order took (Binance cancels the one past its limit).
+ORDER_MODIFICATIONS = """
+    ALTER TABLE um_orders ADD COLUMN modify_count INTEGER NOT NULL DEFAULT 0
+"""
+
 
 def backfill_accumulated_realized(db: Db) -> None:
     """Migration 9's data step: each existing position's accumulated realized PnL, the sum of
@@ -254,7 +259,8 @@ _ORDERS = _Rows(
     {"order_id": "int", "account_id": "int", **_SIDES, "type": OrderType,
      "time_in_force": TimeInForce, "orig_qty": "money", "price": "money", "reduce_only": "bool",
      "status": OrderStatus, "executed_qty": "money", "cum_quote": "money", "avg_price": "money",
-     "time_ms": "int", "update_time_ms": "int", "good_till_date_ms": "int"},
+     "time_ms": "int", "update_time_ms": "int", "good_till_date_ms": "int",
+     "modify_count": "int"},
 )  # fmt: skip
 _TRADES = _Rows(
     Trade,
@@ -278,7 +284,7 @@ _INSERT_ORDER = (
 #: What a fill, a cancel, an expiry or an amendment changes of an order already stored.
 _UPDATE_ORDER = (
     "UPDATE um_orders SET status = ?, orig_qty = ?, price = ?, executed_qty = ?, cum_quote = ?,"
-    " avg_price = ?, update_time_ms = ? WHERE order_id = ?"
+    " avg_price = ?, update_time_ms = ?, modify_count = ? WHERE order_id = ?"
 )
 _UPSERT_POSITION = (
     f"INSERT INTO um_positions ({_POSITION_COLUMNS}) VALUES ({_marks(8)})"
@@ -592,7 +598,7 @@ class Commits:
             db.many(_INSERT_ORDER, new)
         progressed = [
             (o.status._value_, m(o.orig_qty), m(o.price), m(o.executed_qty), m(o.cum_quote),
-             m(o.avg_price), o.update_time_ms, o.order_id)
+             m(o.avg_price), o.update_time_ms, o.modify_count, o.order_id)
             for o in orders
             if o.order_id not in placed
         ]  # fmt: skip

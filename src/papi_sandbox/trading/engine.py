@@ -405,6 +405,12 @@ class Amendment:
     price: Decimal
 
 
+#: Binance's Modify UM Order: "one order can only be modified for less than 10000 times"; the
+#: amendment that would be the 10,000th cancels the order instead, as the doc lists it among the
+#: cases that cancel (docs/semantics.md, "The sandbox's choices").
+MAX_ORDER_MODIFICATIONS = 10_000
+
+
 def modify_order(
     book: AccountBook, market: MarketView, amendment: Amendment, ids: IdBlock, now_ms: int
 ) -> tuple[TradingCommit, Order]:
@@ -412,7 +418,8 @@ def modify_order(
     price and quantity and keeps its id. Refused, the order stays as it is: an unknown or closed
     order (-2013), another side (-1130), the filters (as for a new order), nothing changed
     (-5027), margin (-2019). The amendment cancels the order when the new quantity is not
-    above what already filled, or when a GTX order's new price would take. A new price the
+    above what already filled, when a GTX order's new price would take, or when the order took
+    MAX_ORDER_MODIFICATIONS - 1 amendments already. A new price the
     mark reaches fills at once at the mark as taker, as a new order would (docs/semantics.md)."""
     spec = market.specs.get(amendment.symbol)
     price_state = market.prices.get(amendment.symbol)
@@ -433,7 +440,12 @@ def modify_order(
         raise TradingRefused(Refusal.NO_NEED_TO_MODIFY)
     others = [o for o in book.open_orders if o.order_id != found.order_id]
     marketable = mark <= price if found.side is Side.BUY else mark >= price
-    if qty <= found.executed_qty or (marketable and found.time_in_force is TimeInForce.GTX):
+    spent = found.modify_count + 1 >= MAX_ORDER_MODIFICATIONS
+    if (
+        spent
+        or qty <= found.executed_qty
+        or (marketable and found.time_in_force is TimeInForce.GTX)
+    ):
         commit = cancel_orders(book, [found], now_ms)
         return commit, commit.orders[0]
     position = book.position(found.symbol, found.position_side)
@@ -445,7 +457,9 @@ def modify_order(
             _check_margin(book, market, spec, position, found.side, remaining, at)
         finally:
             book.open_orders = held
-    amended = dataclasses.replace(found, orig_qty=qty, price=price, update_time_ms=now_ms)
+    amended = dataclasses.replace(
+        found, orig_qty=qty, price=price, update_time_ms=now_ms, modify_count=found.modify_count + 1
+    )
     commit = TradingCommit(amended=amended)
     book.open_orders = others
     order = amended

@@ -155,6 +155,8 @@ class Order:
     update_time_ms: int
     good_till_date_ms: int = 0
     self_trade_prevention_mode: str = "NONE"
+    #: Amendments it took (Modify UM Order); one more than MAX_ORDER_MODIFICATIONS - 1 cancels it.
+    modify_count: int = 0
 
     def progressed(
         self,
@@ -186,6 +188,7 @@ class Order:
             update_time_ms,
             self.good_till_date_ms,
             self.self_trade_prevention_mode,
+            self.modify_count,
         )
 
 
