@@ -102,9 +102,19 @@ def _help(text: str | None) -> str | None:
 
 def _spec_option(name: str) -> Any:
     """A typer option of another command for one option of the settings spec: the same
-    variable and help as ``serve``'s flag."""
+    variable, help and rule as ``serve``'s flag (an empty value is the default)."""
     info = Settings.model_fields[name]
-    return typer.Option(envvar=settings_mod.env_name(name), help=_help(info.description))
+
+    def parse(text: str) -> Any:
+        try:
+            return settings_mod.parse_option(name, text)
+        except settings_mod.SettingError as exc:  # one line, as serve's refusal of it
+            _error(str(exc))
+            raise typer.Exit(2) from None
+
+    return typer.Option(
+        envvar=settings_mod.env_name(name), help=_help(info.description), parser=parse
+    )
 
 
 DataDir = Annotated[Path, _spec_option("data_dir")]
@@ -141,6 +151,34 @@ def open_store(db_url: str, durability: str = "full", timeout_s: float | None = 
     except ValueError as exc:
         _error(f"Cannot open the database: {exc}")
         raise typer.Exit(2) from None
+
+
+def existing_store(db_url: str) -> Store:
+    """:func:`open_store` for a command that works on a ledger already there (``jobs run``,
+    ``keys rotate-encryption-key``): never creates an empty one. A missing SQLite file, a
+    PostgreSQL database without the ledger's tables or one that cannot be reached ends the
+    command (one line, exit 2; never a PostgreSQL URL, which may hold a password)."""
+    from papi_sandbox.store import is_postgres_url
+    from papi_sandbox.store.base import StoreUnavailable
+    from papi_sandbox.store.sqlite import path_from_url
+
+    store = open_store(db_url)
+    try:
+        exists = store.exists_sync()
+    except StoreUnavailable as exc:
+        _error(f"Cannot open the database: {exc}")
+        raise typer.Exit(2) from None
+    if not exists:
+        postgres = is_postgres_url(db_url)
+        where = "in that PostgreSQL database" if postgres else f"at {path_from_url(db_url)}"
+        _error(f"No ledger {where} (`papi-sandbox db upgrade` makes one)")
+        raise typer.Exit(2)
+    return store
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error of the database as one line: its type and message, line feeds folded."""
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
 _METAVARS = {int: "INTEGER", float: "SECONDS", Path: "PATH"}
@@ -245,7 +283,8 @@ def _run_server(application: Any, settings: Settings, log_config: Any) -> None:
 
 def _serve_workers(settings: Settings, log_config: Any) -> None:
     """N processes on one port: uvicorn's supervisor re-imports the app in each from the
-    environment (papi_sandbox.api.app:app_from_env), so the settings travel as variables."""
+    environment (papi_sandbox.api.app:app_for_workers), so the settings travel as
+    variables."""
     import os
 
     import uvicorn
@@ -260,7 +299,7 @@ def _serve_workers(settings: Settings, log_config: Any) -> None:
         settings_mod.settings_to_env(settings.model_copy(update={"db": settings.db_url}))
     )
     uvicorn.run(
-        "papi_sandbox.api.app:app_from_env",
+        "papi_sandbox.api.app:app_for_workers",
         factory=True,
         workers=settings.workers,
         host=settings.host,
@@ -292,7 +331,7 @@ def db_upgrade(
         with progress_for(progress) as shown:
             before, after = upgrade(db_url, shown)
     except Exception as exc:  # shown, not a traceback: a wrong URL is the usual cause
-        _error(f"Cannot upgrade the database: {type(exc).__name__}: {exc}")
+        _error(f"Cannot upgrade the database: {_one_line(exc)}")
         raise typer.Exit(2) from None
     if before == after:
         console.print(f"schema is at version {after}; nothing to do")
@@ -307,16 +346,12 @@ def verify(
     progress: ProgressOpt = None,
 ) -> None:
     """Replay the journal; check balances equal it and every asset sums to zero."""
-    db_url = settings_mod.database_url(db, data_dir)
-    store = open_store(db_url)
+    store = existing_store(settings_mod.database_url(db, data_dir))
     try:
         with progress_for(progress) as shown:
             report = store.verify_sync(shown)
-    except FileNotFoundError as exc:
-        _error(f"No database at {exc}")
-        raise typer.Exit(2) from None
-    except Exception as exc:  # e.g. PostgreSQL unreachable: said plainly, exit 2 (not 1)
-        _error(f"Cannot read the database: {type(exc).__name__}: {exc}")
+    except Exception as exc:  # e.g. a damaged file or a lost connection: one line, exit 2
+        _error(f"Cannot read the database: {_one_line(exc)}")
         raise typer.Exit(2) from None
     console.print(
         f"checked {report.entries} entries, {report.postings} postings, {report.balances} stored"
@@ -494,8 +529,18 @@ def market_list(
 @market_app.command("set-price")
 def market_set_price(
     symbol: str,
-    mark_price: Annotated[str, typer.Argument(help="decimal, e.g. 60000")],
-    index_price: Annotated[str | None, typer.Option(help="defaults to the mark price")] = None,
+    mark_price: Annotated[
+        str,
+        typer.Argument(
+            help="decimal, e.g. 60000", parser=_text(grammar.parse_decimal, "mark price")
+        ),
+    ],
+    index_price: Annotated[
+        str | None,
+        typer.Option(
+            help="defaults to the mark price", parser=_text(grammar.parse_decimal, "index price")
+        ),
+    ] = None,
     url: Url = DEFAULT_URL,
     token: Token = None,
     data_dir: DataDir = settings_mod.DEFAULT_DATA_DIR,
@@ -509,7 +554,13 @@ def market_set_price(
 @market_app.command("funding-rate")
 def market_funding_rate(
     symbol: str,
-    rate: Annotated[str, typer.Option(help="decimal, e.g. 0.0001 (negative: shorts pay)")],
+    rate: Annotated[
+        str,
+        typer.Option(
+            help="decimal, e.g. 0.0001 (negative: shorts pay)",
+            parser=_text(_signed_amount, "rate"),
+        ),
+    ],
     url: Url = DEFAULT_URL,
     token: Token = None,
     data_dir: DataDir = settings_mod.DEFAULT_DATA_DIR,
@@ -625,10 +676,7 @@ def jobs_run(
 
     jobs_config = _load_jobs_config(config)
     db_url = settings_mod.database_url(db, data_dir)
-    store = open_store(db_url)
-    if not store.exists_sync():  # never create an empty ledger just to sweep it
-        _error(f"No database at {db_url}")
-        raise typer.Exit(2)
+    store = existing_store(db_url)  # never create an empty ledger just to sweep it
 
     async def go(shown: Progress) -> Any:
         await store.open()
@@ -681,7 +729,7 @@ def rotate_encryption_key(
     except secretbox.SecretBoxError as exc:
         _error(str(exc))
         raise typer.Exit(2) from None
-    store = open_store(settings_mod.database_url(db, data_dir))
+    store = existing_store(settings_mod.database_url(db, data_dir))
     try:
         changed = asyncio.run(_reseal_all(store, old, new))
     except secretbox.SecretBoxError as exc:

@@ -297,7 +297,11 @@ class PapiClient(_Http):
         client: httpx.Client | None = None,
     ) -> httpx.Response:
         """A SIGNED request; the raw response whatever its status. ``where`` places the
-        parameters (see :data:`Placement`); ``client`` sends through another httpx client."""
+        parameters (see :data:`Placement`); ``client`` sends through another httpx client.
+        Raises ValueError for a GET with parameters in its body, which Binance never reads
+        (its docs: GET endpoints take a query string only)."""
+        if method.upper() == "GET" and where != "query":
+            raise ValueError(f"a GET sends its parameters in the query string, not {where!r}")
         encoded = signed_params(params, timestamp=timestamp, recv_window=recv_window)
         if where == "query":
             query, body = encoded, ""

@@ -3,7 +3,10 @@ them, plus copy-paste instructions for calling the service."""
 
 from __future__ import annotations
 
+import shutil
+import sys
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -30,6 +33,18 @@ async def create_demo_account(state: AppState) -> tuple[int, str, str]:
     return issued.account_id, issued.api_key, issued.secret_key
 
 
+def cli_command() -> str:
+    """How a shell in this folder runs the CLI: ``papi-sandbox`` when the PATH finds it, else
+    the program this process was started as (``make run``: ``.venv/bin/papi-sandbox``, which
+    the PATH does not hold), else ``python -m papi_sandbox``."""
+    if shutil.which("papi-sandbox"):
+        return "papi-sandbox"
+    started = Path(sys.argv[0])
+    if started.name == "papi-sandbox" and started.exists():
+        return str(started)
+    return f"{sys.executable} -m papi_sandbox"
+
+
 async def announce_demo(state: AppState, console: Console) -> None:
     account_id, api_key, secret = await create_demo_account(state)
     host = state.settings.host
@@ -54,7 +69,7 @@ Copy-paste to repay its negative futures balances and look at the result:
   papi POST /papi/v1/repay-futures-negative-balance
   papi GET /papi/v1/balance asset=USDT
 
-Operator: papi-sandbox account show {account_id}, or the dashboard at {base}/ui/
+Operator: {cli_command()} account show {account_id}, or the dashboard at {base}/ui/
 (log in with the operator token; Ctrl-C stops the service)
 """,
         highlight=False,

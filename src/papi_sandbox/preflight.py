@@ -24,7 +24,7 @@ from papi_sandbox.settings import (
     unknown_variables,
 )
 from papi_sandbox.store import is_postgres_url
-from papi_sandbox.store.base import StoreDamaged
+from papi_sandbox.store.base import StoreDamaged, StoreUnavailable
 from papi_sandbox.wire.client_ip import ClientIdentity, ForwardedAllowIpsError
 
 
@@ -129,13 +129,12 @@ def _check_postgres(url: str, timeout_s: float) -> None:
     """One connection to the PostgreSQL database, so that a wrong host, database or role stops
     the start with the server's reason (never the URL: it may hold a password). Raises
     CannotStart."""
-    import psycopg
+    from papi_sandbox.store.postgres import connect_checked
 
     try:
-        psycopg.connect(url, connect_timeout=max(1, round(timeout_s))).close()
-    except psycopg.Error as exc:
-        reason = " ".join(str(exc).split())
-        raise CannotStart(f"cannot connect to the PostgreSQL database: {reason}") from None
+        connect_checked(url, timeout_s).close()
+    except StoreUnavailable as exc:
+        raise CannotStart(str(exc)) from None
 
 
 def prepare(settings: Settings) -> Startup:

@@ -85,7 +85,7 @@ class Service:
     async def require_account(self, account_id: int) -> AccountInfo:
         info = await self.store.account(account_id)
         if info is None:
-            raise UnknownAccount(f"account {account_id} does not exist")
+            raise UnknownAccount.of(account_id)
         return info
 
     async def balances(self, account_id: int) -> AccountBalances:
@@ -159,7 +159,7 @@ class Service:
         if not await self.store.set_account_settings(
             account_id, auto_repay=auto_repay, vip_level=vip_level
         ):
-            raise UnknownAccount(f"account {account_id} does not exist")
+            raise UnknownAccount.of(account_id)
 
     async def collect(
         self,

@@ -26,7 +26,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasGenerator, BeforeValidator, Field, ValidationError, ValidationInfo
+from pydantic import (
+    AliasGenerator,
+    BeforeValidator,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from papi_sandbox import grammar
@@ -96,7 +103,7 @@ ENV_ONLY = frozenset({"admin_token"})
 
 
 def _what(info: ValidationInfo) -> str:
-    field = info.field_name or "value"
+    field = info.field_name or (info.context or {}).get("field") or "value"
     return env_name(field) if field in ENV_ONLY else f"{env_name(field)} ({flag_name(field)})"
 
 
@@ -166,6 +173,26 @@ def _db(value: Any, what: str) -> Any:
 
 
 DbUrl = _grammar(_db)
+
+
+def _redis(value: Any, what: str) -> Any:
+    """A Redis URL as redis-py reads it (``redis://``, ``rediss://`` or ``unix://``, a numeric
+    port): refused here, in one line, rather than when the limiter first connects."""
+    from redis.connection import parse_url
+
+    try:
+        parse_url(_text(value, what))  # type: ignore[no-untyped-call]
+    except ValueError as exc:  # its words name the part, never the password
+        raise grammar.GrammarError(f"{what}: {exc}") from None
+    return value
+
+
+RedisUrl = _grammar(_redis)
+
+
+def Choice(*options: str) -> BeforeValidator:
+    """Exactly one of ``options`` (papi_sandbox.grammar.parse_enum)."""
+    return _grammar(lambda value, what: grammar.parse_enum(value, options, what=what))
 
 
 def _token(value: Any, what: str) -> str:
@@ -246,7 +273,7 @@ class Settings(BaseSettings):
         description="TOML file: the jobs' times, thresholds and rates (docs/jobs.md); the UM"
         " market's symbols, prices and price feed ([market], docs/semantics.md).",
     )
-    limits: Annotated[str | None, Text] = Field(
+    limits: Annotated[str | None, RedisUrl] = Field(
         None,
         description="redis://... to share IP weight and bans across processes (default:"
         " in-process).",
@@ -254,10 +281,12 @@ class Settings(BaseSettings):
     limits_prefix: Annotated[str, Text] = Field(
         "papi:", description="Key prefix in that Redis (several sandboxes can share one)."
     )
-    durability: Literal["full", "normal", "off"] = Field(
-        "full",
-        description="full: fsync every commit before answering (group commit); normal: no"
-        " fsync per commit (a power loss may lose the last changes); off: never fsync.",
+    durability: Annotated[Literal["full", "normal", "off"], Choice("full", "normal", "off")] = (
+        Field(
+            "full",
+            description="full: fsync every commit before answering (group commit); normal: no"
+            " fsync per commit (a power loss may lose the last changes); off: never fsync.",
+        )
     )
     forwarded_allow_ips: Annotated[str, Text] = Field(
         "",
@@ -299,9 +328,25 @@ def _one_line(exc: ValidationError) -> str:
 
 def load(**given: Any) -> Settings:
     """Settings from ``given`` (flags; None means not given) over ``PAPI_SANDBOX_*`` variables.
-    Raises SettingError with one line naming what is wrong."""
+    An empty flag means the default, as an empty variable does (``--host ""`` is 127.0.0.1,
+    never every interface). Raises SettingError with one line naming what is wrong."""
     try:
-        return Settings(**{k: v for k, v in given.items() if v is not None})
+        return Settings(**{k: v for k, v in given.items() if v is not None and v != ""})
+    except ValidationError as exc:
+        raise SettingError(_one_line(exc)) from None
+
+
+def parse_option(name: str, text: str) -> Any:
+    """One option's value from ``text`` by the spec's rule for it, as the other commands take
+    ``--db``, ``--data-dir`` and ``--config``: its default when ``text`` is empty, as for
+    ``serve`` (:func:`load`). Raises SettingError (one line naming the variable and flag)."""
+    info = Settings.model_fields[name]
+    if text == "":
+        return info.default
+    rule: Any = Annotated[info.annotation, *info.metadata]  # the field's type and validators
+    adapter: TypeAdapter[Any] = TypeAdapter(rule)
+    try:
+        return adapter.validate_python(text, context={"field": name})
     except ValidationError as exc:
         raise SettingError(_one_line(exc)) from None
 
@@ -311,6 +356,36 @@ def settings_from_env() -> Settings:
     papi_sandbox.api.app:app_from_env`` and each process of ``serve --workers N`` read.
     Raises SettingError."""
     return load()
+
+
+#: The options ``serve`` gives the HTTP server it runs, not the app, each with the uvicorn flag
+#: that decides it instead under an ASGI server's ``--factory`` (docs/scaling.md).
+SERVER_OPTIONS = {
+    "host": "--host",
+    "port": "--port",
+    "workers": "--workers",
+    "keep_alive_timeout": "--timeout-keep-alive",
+    "max_connections": "--limit-concurrency",
+    "request_read_timeout": "--http papi_sandbox.transport:GuardedFromEnv",
+}
+
+
+def server_option_warnings(environ: Mapping[str, str], *, read_deadline_applied: bool) -> list[str]:
+    """Under an ASGI server's ``--factory`` (not ``serve``): one warning line for each option of
+    SERVER_OPTIONS set in ``environ``, which that server's own flag decides, not the app; the
+    read deadline's is left out when the server runs ``GuardedFromEnv``
+    (``read_deadline_applied``), which reads it."""
+    lines = []
+    for name, flag in SERVER_OPTIONS.items():
+        if not environ.get(env_name(name)):
+            continue
+        if name == "request_read_timeout" and read_deadline_applied:
+            continue
+        lines.append(
+            f"{env_name(name)} is not applied under an ASGI server's --factory: that server's"
+            f" own option decides it (uvicorn: {flag})"
+        )
+    return lines
 
 
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:

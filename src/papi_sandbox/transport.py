@@ -249,6 +249,11 @@ def guarded_protocol(read_timeout_s: float) -> type[HttpToolsProtocol]:
     )
 
 
+#: True once this process's server loaded ``GuardedFromEnv``: PAPI_SANDBOX_REQUEST_READ_TIMEOUT
+#: applies (an ASGI server loads its protocol before it calls the app's factory).
+guarded_from_env_loaded = False
+
+
 def __getattr__(name: str) -> type[HttpToolsProtocol]:
     """``GuardedFromEnv``: the protocol for ``serve --workers N``; each worker process imports
     it by name (``papi_sandbox.transport:GuardedFromEnv``) with the read deadline from the
@@ -257,6 +262,8 @@ def __getattr__(name: str) -> type[HttpToolsProtocol]:
     must not stop it). Raises SettingError for a refused variable, AttributeError for any
     other name."""
     if name == "GuardedFromEnv":
+        global guarded_from_env_loaded
+        guarded_from_env_loaded = True
         return guarded_protocol(_settings.settings_from_env().request_read_timeout)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

@@ -266,3 +266,30 @@ def test_admin_adjustment_validation(server: Server, account: Account) -> None:
     )
     assert_error(server.admin.request("POST", path, content=b"{not json"), 400, -1102)
     assert server.journal(account.account_id) == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "shown"),
+    [
+        ("GET", "/accounts/999999/balances", None, "999999"),
+        ("GET", "/accounts/0/balances", None, "0"),
+        ("GET", "/accounts/abc/balances", None, "abc"),
+        ("GET", "/accounts/-1/balances", None, "-1"),
+        (
+            "POST",
+            "/accounts/999999/adjustments",
+            {"wallet": "MARGIN", "asset": "USDT", "amount": "1", "reason": "DEPOSIT"},
+            "999999",
+        ),
+    ],
+)
+def test_an_unknown_account_has_one_wording_on_every_operator_path(
+    server: Server, method: str, path: str, body: dict[str, str] | None, shown: str
+) -> None:
+    """An id that is no account and a path's text that is no id read alike (they said
+    "account 999 does not exist" and "Account '0' does not exist.")."""
+    r = server.admin.request(method, path, json=body)
+    assert (r.status_code, r.json()) == (
+        404,
+        {"code": -1000, "msg": f"account {shown} does not exist"},
+    )

@@ -239,7 +239,7 @@ def test_cli_runs_a_job_and_the_server_sees_it(jobs_server: Server, tmp_path: Pa
         text=True,
         timeout=60,
     )
-    assert missing.returncode == 2 and "No database" in missing.stderr
+    assert missing.returncode == 2 and "No ledger at" in missing.stderr
 
 
 def test_admin_job_errors(jobs_server: Server) -> None:

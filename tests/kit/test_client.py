@@ -139,3 +139,12 @@ def test_market_methods(papi_admin: AdminClient, papi_account: Account) -> None:
     assert (unknown.value.status, unknown.value.code) == (404, -1121)
     with pytest.raises(TypeError):
         papi_admin.set_price("BTCUSDT", 65000.5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("where", ["body", "split"])
+def test_a_get_with_its_parameters_in_the_body_is_refused_before_sending(where: str) -> None:
+    """Binance reads a GET's query string only: such a request could only ever be refused by
+    the server for a missing timestamp, so the client says why instead."""
+    client = PapiClient("http://127.0.0.1:9", Account(1, "k" * 64, "s" * 64))
+    with pytest.raises(ValueError, match="a GET sends its parameters in the query string"):
+        client.request("GET", "/papi/v1/balance", {"asset": "USDT"}, where=where)  # type: ignore[arg-type]

@@ -47,6 +47,19 @@ def test_demo_prints_a_snippet_that_works(tmp_path: Path) -> None:
         assert usdt["asset"] == "USDT"
         assert usdt["umWalletBalance"] == "0.00000000"
         assert usdt["crossMarginFree"] == "9748.25000000"
+        # the operator's command as printed runs from a shell whose PATH need not hold the CLI
+        # (make run: .venv/bin/papi-sandbox; it printed a bare `papi-sandbox`)
+        operator = re.search(r"Operator: (.+) account show (\d+), or", printed)
+        assert operator, printed
+        env = {"PAPI_SANDBOX_URL": srv.base_url, "PAPI_SANDBOX_ADMIN_TOKEN": ADMIN_TOKEN}
+        shown = subprocess.run(
+            ["bash", "-c", f"{operator.group(1)} account show {operator.group(2)}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, **env},
+        )
+        assert shown.returncode == 0 and "9748.25" in shown.stdout, shown.stderr
     finally:
         srv.stop()
 
@@ -106,7 +119,7 @@ def test_operator_commands(server: Server) -> None:
 def test_verify_on_a_missing_database_fails_clearly(tmp_path: Path) -> None:
     result = cli("verify", "--db", f"sqlite:///{tmp_path / 'none.db'}")
     assert result.returncode == 2
-    assert "No database" in result.stderr
+    assert "No ledger at" in result.stderr
 
 
 def test_market_and_position_commands(server: Server) -> None:
@@ -178,8 +191,8 @@ def test_refusals_show_the_user_s_text_literally_never_a_markup_error(
     folder.mkdir()
     missing = f"sqlite:///{folder}/none.db"
     where = str(folder / "none.db")
-    _one_clear_line(cli("verify", "--db", missing), "No database", where)
-    _one_clear_line(cli("jobs", "run", "interest", "--db", missing), "No database", where)
+    _one_clear_line(cli("verify", "--db", missing), "No ledger at", where)
+    _one_clear_line(cli("jobs", "run", "interest", "--db", missing), "No ledger at", where)
 
     config = tmp_path / "jobs.toml"
     config.write_text(f'[schedule]\ninterest = ["{text}"]\n')
@@ -220,3 +233,19 @@ def test_every_account_id_argument_is_ascii_digits(command: tuple[str, ...]) -> 
     done = cli(name, sub, "١٢٣", *options, "--url", "http://127.0.0.1:9", "--token", "x" * 40)
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert "account id" in done.stderr and "Cannot reach" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["market", "set-price", "BTCUSDT", "1e3"],
+        ["market", "set-price", "BTCUSDT", "60000", "--index-price", "\u0661"],
+        ["market", "funding-rate", "BTCUSDT", "--rate", "1e-4"],
+    ],
+)
+def test_market_commands_refuse_a_bad_decimal_before_asking_the_server(args: list[str]) -> None:
+    """As ``account adjust --amount 1e3``: a usage error (exit 2), the server never asked (the
+    URL names no server)."""
+    done = cli(*args, "--url", "http://127.0.0.1:9")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "is not a decimal" in done.stderr and "Traceback" not in done.stderr

@@ -159,11 +159,11 @@ def test_a_blank_token_file_is_refused_by_serve(tmp_path: Path) -> None:
 # -- the factory path, as a real server process ----------------------------------------------
 
 
-def _factory(data_dir: Path, port: int, **env: str) -> subprocess.Popen[bytes]:
+def _factory(data_dir: Path, port: int, *args: str, **env: str) -> subprocess.Popen[bytes]:
     log = open(data_dir / "factory.log", "wb")  # noqa: SIM115 - closed with the process
     command = [sys.executable, "-m", "uvicorn", "--factory", "papi_sandbox.api.app:app_from_env"]
     return subprocess.Popen(
-        [*command, "--host", "127.0.0.1", "--port", str(port)],
+        [*command, "--host", "127.0.0.1", "--port", str(port), *args],
         env=_clean_env(
             PAPI_SANDBOX_DATA_DIR=str(data_dir), PAPI_SANDBOX_ADMIN_TOKEN=ADMIN_TOKEN, **env
         ),
@@ -303,16 +303,8 @@ def test_a_database_url_of_no_store_is_refused_not_taken_as_a_file(
     proc = _factory(tmp_path, free_port(), PAPI_SANDBOX_DB=url)
     assert proc.wait(30) == 2
     _refused_in_one_line((tmp_path / "factory.log").read_text(), "PAPI_SANDBOX_DB")
-    upgraded = subprocess.run(
-        [sys.executable, "-m", "papi_sandbox", "db", "upgrade", "--db", url],
-        env=_clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=tmp_path,
-    )
-    assert upgraded.returncode == 2 and "Cannot upgrade the database" in upgraded.stderr
-    for command in (["verify"], ["jobs", "run", "interest"]):
+    # the other commands take --db by the same rule, refused in the same one line
+    for command in (["db", "upgrade"], ["verify"], ["jobs", "run", "interest"]):
         done = subprocess.run(
             [sys.executable, "-m", "papi_sandbox", *command, "--db", url],
             env=_clean_env(),
@@ -322,7 +314,8 @@ def test_a_database_url_of_no_store_is_refused_not_taken_as_a_file(
             cwd=tmp_path,
         )
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
-        assert done.stderr.startswith("Cannot open the database: "), done.stderr
+        assert done.stderr.startswith("PAPI_SANDBOX_DB (--db): "), done.stderr
+        assert len(done.stderr.splitlines()) == 1, done.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["factory.log"]  # no file, no folder
 
 
@@ -391,3 +384,157 @@ def test_serve_and_the_factory_path_warn_about_a_misspelt_variable(tmp_path: Pat
     finally:
         _stop(proc)
     assert warning in (tmp_path / "factory.log").read_text().splitlines()
+
+
+# -- the limiter's URL, empty values, options of the server ----------------------------------
+
+#: URLs redis-py cannot use: refused at the start in one line, not by a traceback later.
+NOT_A_REDIS = ["http://x", "redis://127.0.0.1:notaport/0", "redis://[bad", "redis://u:pw@h:x/0"]
+
+
+@pytest.mark.parametrize("url", NOT_A_REDIS)
+def test_a_limits_url_redis_cannot_use_stops_the_start_in_one_line(
+    tmp_path: Path, url: str
+) -> None:
+    done = _serve(tmp_path / "data", "--limits", url)
+    assert done.returncode == 2, done.stderr
+    _refused_in_one_line(done.stderr, "PAPI_SANDBOX_LIMITS (--limits)")
+    assert "pw" not in done.stderr
+    proc = _factory(tmp_path, free_port(), PAPI_SANDBOX_LIMITS=url)
+    assert proc.wait(30) == 2
+    _refused_in_one_line((tmp_path / "factory.log").read_text(), "PAPI_SANDBOX_LIMITS")
+
+
+def test_an_empty_flag_means_the_default_as_an_empty_variable_does() -> None:
+    """``--host ""`` was every interface, ``--data-dir ""`` the current folder (made 0700),
+    ``--config ""`` a folder to read, ``--port ""`` refused: each is now the default."""
+    given = settings.load(
+        host="", port="", data_dir="", config="", limits="", limits_prefix="", durability=""
+    )
+    assert given == settings.Settings()
+    assert (given.host, given.port, given.data_dir) == ("127.0.0.1", 8765, Path(".papi-sandbox"))
+    assert settings.parse_option("data_dir", "") == Path(".papi-sandbox")
+    assert settings.parse_option("db", "") is None
+    with pytest.raises(settings.SettingError, match=r"^PAPI_SANDBOX_DB \(--db\): 'mysql'"):
+        settings.parse_option("db", "mysql://x")
+
+
+def test_other_commands_take_the_spec_options_by_the_spec_rule(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli_app, ["verify", "--data-dir", ""], env=_clean_env())
+    assert result.exit_code == 2
+    ledger = Path.cwd() / ".papi-sandbox" / "papi-sandbox.db"
+    assert f"No ledger at {ledger} (" in result.output
+    refused = CliRunner().invoke(cli_app, ["verify", "--db", "mysql://u:pw@x/db"])
+    assert refused.exit_code == 2 and "(--db): 'mysql' is not a database" in refused.output
+    assert "pw" not in refused.output
+
+
+def test_the_durability_is_refused_in_the_grammar_s_words() -> None:
+    with pytest.raises(settings.SettingError) as caught:
+        settings.load(durability="fast")
+    assert str(caught.value) == (
+        "PAPI_SANDBOX_DURABILITY (--durability) must be one of full, normal, off, not 'fast'"
+    )
+
+
+def test_the_factory_path_names_the_options_its_server_decides(tmp_path: Path) -> None:
+    """``uvicorn --factory``: host, port, workers, keep-alive, connections and the read deadline
+    are the ASGI server's; each one set as a variable is named with uvicorn's own flag, except
+    the read deadline when the server runs GuardedFromEnv, which reads it."""
+    env = {"PAPI_SANDBOX_KEEP_ALIVE_TIMEOUT": "5", "PAPI_SANDBOX_REQUEST_READ_TIMEOUT": "1"}
+    for args, expected in (
+        ((), ["--timeout-keep-alive", "--http papi_sandbox.transport:GuardedFromEnv"]),
+        (("--http", "papi_sandbox.transport:GuardedFromEnv"), ["--timeout-keep-alive"]),
+    ):
+        port = free_port()
+        proc = _factory(tmp_path, port, *args, **env)
+        try:
+            _wait_healthy(proc, port)
+        finally:
+            _stop(proc)
+        text = (tmp_path / "factory.log").read_text()
+        warned = [line for line in text.splitlines() if "is not applied under" in line]
+        assert [line.rsplit("uvicorn: ", 1)[1][:-1] for line in warned] == expected, text
+
+
+def test_serve_workers_children_warn_nothing_the_parent_said(tmp_path: Path) -> None:
+    """``serve --workers`` sets every option as a variable for its children and applies the
+    server's options itself: no child warns about them (nor repeats the parent's warnings)."""
+    base = os.environ.get("PAPI_SANDBOX_TEST_POSTGRES_URL")
+    if not base:
+        pytest.skip("PAPI_SANDBOX_TEST_POSTGRES_URL is unset")
+    from tests.support import create_test_database, drop_test_database, postgres_admin_url
+
+    admin = postgres_admin_url()
+    db_url = create_test_database(admin)
+    server = Server(
+        tmp_path / "srv", ["--workers", "2"], db_url=db_url, env={"PAPI_SANDBOX_SCHEDULR": "off"}
+    )
+    try:
+        server.start()
+        server.stop()
+    finally:
+        drop_test_database(admin, db_url)
+    lines = [line for line in server.log_text().splitlines() if line.startswith("Warning: ")]
+    assert lines == [
+        "Warning: PAPI_SANDBOX_SCHEDULR is set but is no setting of this service; it is"
+        " ignored (did you mean PAPI_SANDBOX_SCHEDULER?)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "command", [["verify"], ["jobs", "run", "interest"], ["keys", "rotate-encryption-key"]]
+)
+def test_commands_on_a_ledger_never_make_one_nor_show_a_password(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """``verify``, ``jobs run`` and the key rotation work on a ledger already there: a missing
+    SQLite file, an empty PostgreSQL database and an unreachable server each end the command
+    in one line, exit 2, the server's reason given and never the URL's password (``jobs run``
+    said "No database at postgresql://user:password@..." for a refused connection, and made
+    the ledger's tables in an empty database)."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "secret-key").write_text("0" * 64 + "\n")
+
+    def run(db: str) -> subprocess.CompletedProcess[str]:
+        args = ["--db", db, "--data-dir", str(tmp_path / "data")]
+        return subprocess.run(
+            [sys.executable, "-m", "papi_sandbox", *command, *args],
+            env=_clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+        )
+
+    missing = run(f"sqlite:///{tmp_path / 'typo.db'}")
+    assert (missing.returncode, missing.stderr) == (
+        2,
+        f"No ledger at {tmp_path / 'typo.db'} (`papi-sandbox db upgrade` makes one)\n",
+    )
+    assert not (tmp_path / "typo.db").exists()
+    refused = run(f"postgresql://postgres:s3cret@127.0.0.1:{free_port()}/x")
+    assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1, refused.stderr
+    assert refused.stderr.startswith("Cannot open the database: cannot connect to the PostgreSQL")
+    assert "s3cret" not in refused.stderr and "Connection refused" in refused.stderr
+    if not os.environ.get("PAPI_SANDBOX_TEST_POSTGRES_URL"):
+        return
+    from tests.support import create_test_database, drop_test_database, postgres_admin_url
+
+    admin = postgres_admin_url()
+    empty = create_test_database(admin)
+    try:
+        done = run(empty)
+        assert (done.returncode, done.stderr) == (
+            2,
+            "No ledger in that PostgreSQL database (`papi-sandbox db upgrade` makes one)\n",
+        )
+        import psycopg
+
+        with psycopg.connect(empty) as conn:
+            tables = conn.execute(
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'public'"
+            ).fetchone()
+        assert tables == (0,)
+    finally:
+        drop_test_database(admin, empty)

@@ -28,7 +28,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "papi_sandbox"
         (InsufficientBalance("MARGIN holds 1 USDT"), 400, -2018, "Balance is insufficient."),
         (LedgerError("amount must not be zero"), 400, -1102, "amount must not be zero"),
         (AmountLimitExceeded("over 10^15"), 400, -1102, "over 10^15"),
-        (UnknownAccount("Account 7 does not exist."), 404, -1000, "Account 7 does not exist."),
+        (UnknownAccount.of(7), 404, -1000, "account 7 does not exist"),
         (KeyLimitReached("30 live keys"), 400, -1101, "Too many API keys: 30 live keys."),
         (BadKeyRequest("publicKey is mandatory"), 400, -1102, "publicKey is mandatory."),
         (AssetNotCollectable("BNB is not collected"), 400, -1130, None),

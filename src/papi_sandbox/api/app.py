@@ -37,7 +37,7 @@ from papi_sandbox.market.state import Market
 from papi_sandbox.observability import Metrics, ObservabilityMiddleware, RequestObserver
 from papi_sandbox.secretbox import SecretBox, SecretBoxError, load_or_create_key
 from papi_sandbox.service import Service
-from papi_sandbox.settings import Settings
+from papi_sandbox.settings import Settings, server_option_warnings
 from papi_sandbox.store import outbox
 from papi_sandbox.store.base import StoreUnavailable
 from papi_sandbox.store.contract import KeyRevocations, SharedJobStore, Store
@@ -270,12 +270,26 @@ async def _price_feed(state: AppState) -> None:
 
 
 def app_from_env() -> Starlette:
-    """The app built from ``PAPI_SANDBOX_*`` variables alone (papi_sandbox.settings), for
-    worker processes: ``uvicorn --factory papi_sandbox.api.app:app_from_env``, granian's
-    ``--factory`` or ``serve --workers N``. A refusal is one ``Cannot start:`` line on stderr
-    and exit status 2, as under ``serve``."""
+    """The app built from ``PAPI_SANDBOX_*`` variables alone (papi_sandbox.settings), for an
+    ASGI server's factory: ``uvicorn --factory papi_sandbox.api.app:app_from_env`` or
+    granian's ``--factory``. A refusal is one ``Cannot start:`` line on stderr and exit status
+    2, as under ``serve``; before it serves, one ``Warning:`` line for each variable nothing
+    reads and each option the ASGI server decides rather than the app
+    (:func:`papi_sandbox.settings.server_option_warnings`)."""
+    return _app_from_environment(factory=True)
+
+
+def app_for_workers() -> Starlette:
+    """:func:`app_from_env` for each process of ``serve --workers N``, whose supervisor
+    applies the server's options and has said its warnings once already."""
+    return _app_from_environment(factory=False)
+
+
+def _app_from_environment(*, factory: bool) -> Starlette:
+    import os
     import sys
 
+    from papi_sandbox import transport
     from papi_sandbox.observability import configure_logging
     from papi_sandbox.preflight import CannotStart, prepare, read_settings
     from papi_sandbox.store import open_store
@@ -292,15 +306,17 @@ def app_from_env() -> Starlette:
     except CannotStart as exc:
         print(f"Cannot start: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
-    for warning in startup.warnings:
-        print(f"Warning: {warning}", file=sys.stderr, flush=True)
-    from papi_sandbox.transport import GC_THRESHOLDS
+    if factory:
+        applied = transport.guarded_from_env_loaded
+        server = server_option_warnings(os.environ, read_deadline_applied=applied)
+        for warning in [*startup.warnings, *server]:
+            print(f"Warning: {warning}", file=sys.stderr, flush=True)
 
     # A worker process starts with Python's bare logging: give it serve's JSON lines (request
     # log, redaction) before anything is logged.
     configure_logging()
     settings = startup.settings
-    gc.set_threshold(*GC_THRESHOLDS)  # as serve's own process (transport.server_options)
+    gc.set_threshold(*transport.GC_THRESHOLDS)  # as serve's own process (server_options)
     store = open_store(
         settings.db_url, durability=settings.durability, timeout_s=settings.store_timeout
     )

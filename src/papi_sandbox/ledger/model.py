@@ -79,6 +79,12 @@ class AmountLimitExceeded(LedgerError):
 class UnknownAccount(LedgerError):
     """No such account (or the system account, which no one may address)."""
 
+    @classmethod
+    def of(cls, account: object) -> UnknownAccount:
+        """The refusal for ``account`` (an id, or a path's text cut to 32 characters), in the
+        one wording every surface shows (HTTP 404 -1000: wire/errors.py)."""
+        return cls(f"account {str(account)[:32]} does not exist")
+
 
 class KeyLimitReached(LedgerError):
     """The account holds the most live API keys it may."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from papi_sandbox.ledger.model import SYSTEM_ACCOUNT_ID, LedgerError
+from papi_sandbox.ledger.model import SYSTEM_ACCOUNT_ID, UnknownAccount
 from papi_sandbox.store.base import (
     MAX_ACCOUNT_PAGE,
     AccountInfo,
@@ -29,9 +29,9 @@ _KEY_COLUMNS = (
 
 def lock_account(db: Db, account_id: int) -> None:
     """Lock the account's row until COMMIT (PostgreSQL; SQLite's writer is alone anyway).
-    Raises LedgerError when the account does not exist."""
+    Raises UnknownAccount when the account does not exist."""
     if db.one(f"SELECT id FROM accounts WHERE id = ?{db.dialect.lock}", (account_id,)) is None:
-        raise LedgerError(f"account {account_id} does not exist")
+        raise UnknownAccount.of(account_id)
 
 
 def create_account(db: Db, label: str | None, key: ApiKeyRecord | None) -> int:

@@ -115,8 +115,9 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def exists_sync(self) -> bool:
-        """Whether the ledger exists already (a SQLite file; a reachable PostgreSQL database),
-        so that offline commands never create an empty one."""
+        """Whether the ledger exists already (a SQLite file; a PostgreSQL database with the
+        ledger's tables), so that offline commands never create an empty one. Raises
+        StoreUnavailable when the database cannot be reached (its reason, never the URL)."""
 
     @abc.abstractmethod
     async def read(

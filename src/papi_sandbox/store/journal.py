@@ -18,8 +18,8 @@ from papi_sandbox.ledger.model import (
     AccountBalances,
     CommittedEntry,
     Entry,
-    LedgerError,
     Posting,
+    UnknownAccount,
     Wallet,
     committed_entry,
     is_balanced,
@@ -159,7 +159,7 @@ def transact(db: Db, changes: Sequence[Change]) -> list[tuple[Entry | None, Base
     appends the planned entries together (:func:`append_entries`) and announces them.
 
     Each change's outcome: ``(entry, None)``; ``(None, None)`` when its plan has no postings;
-    ``(None, error)`` when its account does not exist (LedgerError) or its plan refuses,
+    ``(None, error)`` when its account does not exist (UnknownAccount) or its plan refuses,
     nothing of it written. Raises AssertionError for postings that do not sum to zero per asset
     (nothing written; the SQLite writer then runs each change alone)."""
     existing = lock_accounts(db, {c.account_id for c in changes})
@@ -170,7 +170,7 @@ def transact(db: Db, changes: Sequence[Change]) -> list[tuple[Entry | None, Base
     for change in changes:
         try:
             if change.account_id not in running:
-                raise LedgerError(f"account {change.account_id} does not exist")
+                raise UnknownAccount.of(change.account_id)
             postings = change.plan(dict(running[change.account_id]))
         except Exception as exc:  # refused: nothing of it is written
             outcomes.append((None, exc))

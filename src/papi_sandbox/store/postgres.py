@@ -117,6 +117,16 @@ def _physical_checks(conn: psycopg.Connection[Any]) -> tuple[list[str], list[str
     return damage, notes
 
 
+def connect_checked(url: str, timeout_s: float) -> psycopg.Connection[Any]:
+    """A connection to the database at ``url``, or StoreUnavailable with the server's reason in
+    one line and never the URL (it may hold a password)."""
+    try:
+        return psycopg.connect(url, connect_timeout=max(1, round(timeout_s)), autocommit=True)
+    except psycopg.Error as exc:
+        reason = " ".join(str(exc).split())
+        raise StoreUnavailable(f"cannot connect to the PostgreSQL database: {reason}") from None
+
+
 def upgrade(url: str, progress: Progress = NO_PROGRESS) -> tuple[int, int]:
     """Apply pending migrations in one transaction; (versions before, versions after).
     ``progress``: one stage per pending migration."""
@@ -183,11 +193,11 @@ class PostgresStore(Store):
             self._pool = None
 
     def exists_sync(self) -> bool:
-        try:
-            psycopg.connect(self.url, connect_timeout=10).close()
-        except psycopg.OperationalError:
-            return False
-        return True
+        """Whether the database holds a ledger (its migrations table): an empty database is
+        none. Raises StoreUnavailable when it cannot be reached (:func:`connect_checked`)."""
+        with connect_checked(self.url, self.timeout_s) as conn:
+            row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+        return bool(row and row[0])
 
     def verify_sync(self, progress: Progress = NO_PROGRESS) -> VerifyReport:
         """The journal streamed through a server-side cursor, all in one REPEATABLE READ

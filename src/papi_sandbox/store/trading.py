@@ -24,7 +24,12 @@ from decimal import Decimal
 from typing import Any
 
 from papi_sandbox import money
-from papi_sandbox.ledger.model import AmountLimitExceeded, CommittedEntry, LedgerError
+from papi_sandbox.ledger.model import (
+    AmountLimitExceeded,
+    CommittedEntry,
+    LedgerError,
+    UnknownAccount,
+)
 from papi_sandbox.ledger.rules import check_bounds
 from papi_sandbox.market.prices import MarketPrice
 from papi_sandbox.market.symbols import SymbolSpec
@@ -450,11 +455,11 @@ def open_orders(db: Db, account_id: int, symbol: str | None = None) -> list[Orde
 
 
 def load_book(db: Db, account_id: int) -> engine.AccountBook:
-    """Lock the account and read everything its trading rules see. Raises LedgerError when
+    """Lock the account and read everything its trading rules see. Raises UnknownAccount when
     the account does not exist."""
     book = load_books(db, [account_id]).get(account_id)
     if book is None:
-        raise LedgerError(f"account {account_id} does not exist")
+        raise UnknownAccount.of(account_id)
     return book
 
 
@@ -643,7 +648,7 @@ def place_orders(db: Db, items: Sequence[NewOrder]) -> list[Outcome]:
     """New orders through the fill model, in order, as one unit: every account read once, each
     order planned in memory on the state the ones before it left, all written together. Each
     outcome is ``(order as it stands, its fills)`` or the refusal (TradingRefused,
-    LedgerError for an unknown account, AmountLimitExceeded), which wrote nothing."""
+    UnknownAccount for an unknown account, AmountLimitExceeded), which wrote nothing."""
     books = load_books(db, [i.account_id for i in items])
     prices = load_prices(db)
     ids = _ids(db)
@@ -652,7 +657,7 @@ def place_orders(db: Db, items: Sequence[NewOrder]) -> list[Outcome]:
     for item in items:
         book = books.get(item.account_id)
         if book is None:
-            outcomes.append((None, LedgerError(f"account {item.account_id} does not exist")))
+            outcomes.append((None, UnknownAccount.of(item.account_id)))
             continue
         saved = (dict(book.positions), list(book.open_orders))
         try:

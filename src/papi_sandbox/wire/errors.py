@@ -265,7 +265,8 @@ def bad_operator_request(msg: str) -> ApiError:
 
 
 def unknown_account(text: str) -> ApiError:
-    return ApiError(404, -1000, f"Account '{text[:32]}' does not exist.")
+    """A path's account that is none (not an id): 404 -1000, as an unknown id."""
+    return ApiError(404, -1000, str(UnknownAccount.of(text)))
 
 
 def duplicate_query_parameter(name: str) -> ApiError:
