@@ -195,6 +195,12 @@ def test_hedge_mode_orders(server: Server) -> None:
         ("LONG", "0.100"),
         ("SHORT", "-0.100"),
     }
+    # a close past its position is refused whole, as Binance does in hedge mode (nothing fills)
+    over = order(signer, symbol="ETHUSDT", quantity="0.101", side="SELL", positionSide="LONG")
+    assert (over.status_code, over.json()) == (
+        400,
+        {"code": -2022, "msg": "ReduceOnly Order is rejected."},
+    )
     close = order(signer, **eth, side="SELL", positionSide="LONG")
     assert close.json()["status"] == "FILLED"
 

@@ -279,6 +279,16 @@ def test_hedge_mode_sides() -> None:
     place(b, order("SELL", position_side="SHORT"))
     assert b.positions[("BTCUSDT", PositionSide.LONG)].amount == D("0.010")
     assert b.positions[("BTCUSDT", PositionSide.SHORT)].amount == D("-0.010")
+    # a close (SELL LONG, BUY SHORT) for more than its position is refused whole: -2022
+    for side, position_side in (("SELL", "LONG"), ("BUY", "SHORT")):
+        with pytest.raises(TradingRefused) as caught:
+            place(b, order(side, qty="0.011", position_side=position_side))
+        assert caught.value.reason is Refusal.REDUCE_ONLY_REJECTED
+    _, closed = place(b, order("SELL", qty="0.010", position_side="LONG"))
+    assert (closed.status, b.positions[("BTCUSDT", PositionSide.LONG)].amount) == (
+        OrderStatus.FILLED,
+        D("0"),
+    )
 
 
 # -- position arithmetic -----------------------------------------------------------------------

@@ -10,8 +10,9 @@ The fill model (docs/semantics.md, "Fill model"), deterministic:
 - a resting order fills in full at its own price, as maker, when a later mark crosses it
   (BUY: mark ≤ price; SELL: mark ≥ price);
 - a reduce-only fill (and a hedge-mode closing fill) never exceeds the position it reduces: the
-  excess expires (status EXPIRED with what filled), and a reduce-only order with nothing to
-  reduce is refused on arrival (-2022).
+  excess expires (status EXPIRED with what filled); a reduce-only order with nothing to reduce,
+  and a hedge-mode close (SELL LONG, BUY SHORT) for more than its position, are refused on
+  arrival (-2022).
 
 Every fill books a COMMISSION entry (notional × the account's maker or taker rate, rounded up to
 8 digits) and, when it reduced a position, a REALIZED_PNL entry, both against the system account
@@ -259,6 +260,8 @@ def place_order(
         or (position_side is PositionSide.SHORT and request.side is Side.BUY)
     )
     if (reduce_only or hedge_close) and closable == 0:
+        raise TradingRefused(Refusal.REDUCE_ONLY_REJECTED)
+    if hedge_close and qty > closable:  # Binance refuses a hedge-mode close past its position
         raise TradingRefused(Refusal.REDUCE_ONLY_REJECTED)
     limit_price = request.price if request.type is OrderType.LIMIT else None
     marketable, rests = _on_arrival(request.side, limit_price, tif, mark)
