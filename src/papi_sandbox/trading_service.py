@@ -87,8 +87,11 @@ class Trading:
         #: Accounts that may hold a UM position: those with one at start, and every account a
         #: trading entry was committed for since (by any process sharing the ledger, on
         #: PostgreSQL). Others have no unrealized PnL, so their balance reads skip positions.
-        #: None until :meth:`open` (then every account is read).
+        #: None until :meth:`open` and while it is read again (then every account is read).
         self._may_hold: set[int] | None = None
+        #: While it is read: the accounts commits noted meanwhile (added to it when read).
+        self._noted: set[int] | None = None
+        self._rescans: set[asyncio.Task[None]] = set()
 
     @property
     def _specs(self):  # type: ignore[no-untyped-def]
@@ -103,32 +106,55 @@ class Trading:
         note the accounts holding a position."""
         await self.store.write(trading_store.ensure_markets, self.market.initial_prices())
         await self.prices()
+        await self._find_holders()
+
+    async def _find_holders(self) -> None:
+        """Read which accounts hold a position. Until it is done every account may hold one
+        (``_may_hold`` None: each read looks); what commits meanwhile is noted in
+        ``_noted`` and kept."""
+        noted: set[int] = set()
+        self._may_hold = None
+        self._noted = noted
         holders: set[int] = set()
         after = 0
         while batch := await self.store.read(trading_store.funding_candidates, after, 5000):
             holders.update(batch)
             after = batch[-1]
-        self._may_hold = holders if self._may_hold is None else self._may_hold | holders
+        # The store's thread may note an account at any moment: each set op here is atomic,
+        # and notes reach both sets until _noted is gone, so none is missed.
+        self._may_hold = holders
+        holders.update(noted)
+        self._noted = None
+        holders.update(noted)
+
+    def announcements_lost(self) -> None:
+        """A store listener (``on_announcements_lost``): fills of other processes may not have
+        been noted, so which accounts hold a position is read again; meanwhile every read
+        looks. On the event loop."""
+        task = asyncio.get_running_loop().create_task(self._find_holders())
+        self._rescans.add(task)
+        task.add_done_callback(self._rescans.discard)
 
     def note_commits(self, committed: list[Announcement], marks: Sequence[int] = ()) -> None:
         """A store commit listener: an account with a fill (a TRADE execution; a fill at a zero
         commission rate books no entry) or a trading entry may now hold a position. Called on
         the store's thread; a set add is atomic."""
-        if self._may_hold is None:
-            self._may_hold = set()
+        holders: set[int] = set()
         for c in committed:
             if isinstance(c, OrderUpdate):
                 if c.trade is not None:
-                    self._may_hold.add(c.order.account_id)
+                    holders.add(c.order.account_id)
             elif isinstance(c, CommittedEntry) and c.entry.type in TRADING_ENTRY_TYPES:
-                self._may_hold.add(c.entry.account_id)
+                holders.add(c.entry.account_id)
+        self._note_holders(holders)
 
     def _note_holders(self, account_ids: Iterable[int]) -> None:
         """Accounts this process's own fills reached may now hold a position, noted when the
         write returns: the commit listener learns of them later on PostgreSQL (NOTIFY, on the
         event loop), and not at all while its connection is being re-made."""
-        if self._may_hold is not None:
-            self._may_hold.update(account_ids)
+        for noted in (self._may_hold, self._noted):
+            if noted is not None:
+                noted.update(account_ids)
 
     async def prices(self) -> Market:
         """The market with the ledger's current prices (every process reads the same ones)."""

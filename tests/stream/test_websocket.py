@@ -416,3 +416,42 @@ def test_two_processes_on_one_postgres(tmp_path: Path) -> None:
         first.stop()
         second.stop()
         drop_test_database(admin, db_url)
+
+
+def test_a_lost_notification_connection_closes_the_streams_to_resync(tmp_path: Path) -> None:
+    """PostgreSQL: while a process's listener reconnects, commits cannot reach its clients.
+    Once it listens again, each of its streams closes with 1001 so the client reconnects and
+    reads the state (it stayed open, silently missing them); a new stream gets every event."""
+    import psycopg
+
+    admin = postgres_admin_url()
+    db_url = create_test_database(admin)
+    server = Server(tmp_path / "srv", ["--ip-weight-limit", "0"], db_url=db_url)
+    try:
+        server.start()
+        account = server.create_account("resync")
+        key = listen_key(server, account)
+        with connect(ws_url(server, f"/pm/ws/{key}")) as ws:
+            server.adjust(account.account_id, "MARGIN", "USDT", "5")
+            recv_events(ws, 2)  # the stream works
+            with psycopg.connect(db_url, autocommit=True) as conn:
+                (ended,) = conn.execute(
+                    "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND query LIKE %s",
+                    ("LISTEN %",),
+                ).fetchone()
+            assert ended == 1
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=15)
+            assert closed.value.rcvd is not None
+            assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (
+                1001,
+                "Events may have been missed; reconnect.",
+            )
+        with connect(ws_url(server, f"/pm/ws/{key}")) as again:
+            server.adjust(account.account_id, "MARGIN", "USDT", "6")
+            events = recv_events(again, 2)
+            assert events[1]["B"] == [{"a": "USDT", "f": "11.00000000", "l": "0.00000000"}]
+    finally:
+        server.stop()
+        drop_test_database(admin, db_url)

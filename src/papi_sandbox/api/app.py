@@ -114,6 +114,9 @@ def build_state(
     store.on_commit(state.hub.publish)
     store.on_commit(state.entry_counter.committed)
     store.on_commit(service.trading.note_commits)
+    # What lives on announcements is read again when some may have been lost (PostgreSQL).
+    store.on_announcements_lost(state.hub.drop_all)
+    store.on_announcements_lost(service.trading.announcements_lost)
     return state
 
 

@@ -86,6 +86,7 @@ class Store(abc.ABC):
 
     def __init__(self) -> None:
         self._commit_listeners: list[CommitListener] = []
+        self._lost_listeners: list[Callable[[], None]] = []
 
     def on_commit(self, callback: CommitListener) -> None:
         """Call ``callback(items, marks)`` for journal entries and order executions
@@ -94,8 +95,23 @@ class Store(abc.ABC):
         process's commits, on the writer thread before the batch's callers are answered (the
         callback must only hand them over, e.g. ``EventHub.publish``). PostgreSQL: every
         process's commits (LISTEN/NOTIFY), on the event loop; entries committed while the
-        listener reconnects are not announced."""
+        listener reconnects are not announced: :meth:`on_announcements_lost` says so."""
         self._commit_listeners.append(callback)
+
+    def on_announcements_lost(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` on the event loop when announcements may have been lost
+        (PostgreSQL: the listener lost its connection; called once it listens again, so that
+        what the callback reads afterwards misses nothing). A listener that keeps state from
+        announcements reads it again from the store. SQLite never loses one (its outbox is
+        durable). Register before :meth:`open`."""
+        self._lost_listeners.append(callback)
+
+    def _announcements_lost(self) -> None:
+        for listener in self._lost_listeners:
+            try:
+                listener()
+            except Exception:  # one listener's bug must not stop the others or the listener
+                log.exception("announcements-lost listener failed")
 
     def _publish(self, committed: list[Announcement], marks: list[int]) -> None:
         for listener in self._commit_listeners:

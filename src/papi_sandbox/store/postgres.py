@@ -288,7 +288,9 @@ class PostgresStore(Store):
         self._key_revoked_callbacks.append(callback)
 
     async def _listen(self) -> None:
-        # A lost connection is re-made; meanwhile the key caches' TTL still bounds staleness.
+        # A lost connection is re-made; meanwhile the key caches' TTL still bounds staleness,
+        # and once it listens again the commit listeners are told what they may have missed.
+        lost = False
         while True:
             try:
                 conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
@@ -298,6 +300,9 @@ class PostgresStore(Store):
                     if self._commit_listeners:
                         await conn.execute(f"LISTEN {announcements.ENTRY_CHANNEL}")
                     self.listening.set()
+                    if lost:
+                        lost = False
+                        self._announcements_lost()
                     async for note in conn.notifies():
                         if note.channel == announcements.ENTRY_CHANNEL:
                             await self._announced(note.payload)
@@ -308,6 +313,7 @@ class PostgresStore(Store):
                 raise
             except Exception as exc:
                 self.listening.clear()
+                lost = True
                 log.warning("notification listener lost its connection (%s); reconnecting", exc)
                 await asyncio.sleep(LISTENER_RETRY_S)
 

@@ -25,6 +25,10 @@ from papi_sandbox.trading.model import Announcement
 
 #: Entries one subscriber may have waiting; a subscriber that falls further behind is dropped.
 MAX_SUBSCRIBER_QUEUE = 4096
+#: Why a subscriber was dropped: it fell behind, or announcements may have been lost before
+#: reaching this process (:meth:`EventHub.drop_all`; the consumer must read the state again).
+BEHIND = "behind"
+LOST = "lost"
 #: Subscribers one hub serves at once (WebSocket connections, dashboards); past it
 #: :meth:`EventHub.subscribe` raises :class:`TooManySubscribers`.
 MAX_SUBSCRIBERS = 50_000
@@ -67,7 +71,8 @@ class Subscription:
         self._items: deque[Announcement] | None = None
         self._waiter: asyncio.Future[None] | None = None
         self.closed = False
-        self.dropped = False
+        #: None, or why it was dropped (BEHIND or LOST).
+        self.dropped: str | None = None
         #: Until :meth:`start`: what arrived, with its mark, held back (see subscribe_from_now).
         self._held: list[tuple[int | None, Announcement]] | None = None
         #: After :meth:`start`, until the first newer announcement: whether a mark's commit was
@@ -134,8 +139,8 @@ class Subscription:
             self._hub._remove(self)
             self._wake()
 
-    def _drop(self) -> None:
-        self.dropped = True
+    def _drop(self, reason: str = BEHIND) -> None:
+        self.dropped = reason
         self.close()
         if self.on_ready is not None:
             self.on_ready()
@@ -148,6 +153,8 @@ class Subscription:
             if self._items:
                 return self._items.popleft()
             if self.closed:
+                if self.dropped == LOST:
+                    raise SubscriberDropped("announcements may have been lost: read the state")
                 if self.dropped:
                     raise SubscriberDropped(
                         f"subscriber fell more than {self.limit} entries behind"
@@ -264,6 +271,15 @@ class EventHub:
                 self._offer_all(subs, item, mark)
             if self._all:
                 self._offer_all(self._all, item, mark)
+
+    def drop_all(self) -> None:
+        """Drop every subscriber (reason LOST): announcements may have been lost before they
+        reached this process (a store's ``on_announcements_lost``: PostgreSQL's listener lost
+        its connection), so each consumer must reconnect and read the state again rather than
+        wait for events that will not come. On the hub's loop."""
+        subs = [*self._all, *(sub for group in self._by_account.values() for sub in group)]
+        for sub in subs:
+            sub._drop(LOST)
 
     def _offer_all(self, subs: set[Subscription], item: Announcement, mark: int | None) -> None:
         overflowed = [sub for sub in subs if not sub._offer(item, mark)]

@@ -36,6 +36,7 @@ from papi_sandbox.store.base import StoreUnavailable
 from papi_sandbox.store.listen_keys import MAX_LISTEN_KEYS_PER_READ, ListenKeyRecord
 from papi_sandbox.stream.events import entry_events, listen_key_expired, order_trade_update
 from papi_sandbox.stream.hub import (
+    LOST,
     EventHub,
     HorizonReader,
     SubscriberDropped,
@@ -384,9 +385,17 @@ class StreamServer:
         idle connection holds no task of its own). The subscriber was dropped (its queue is
         full: the peer does not read): close the connection now, not when its sender wakes."""
         if stream.sub.dropped:
-            self._slow_consumer(stream.conn)
+            self._dropped(stream)
         elif stream.task is None:
             stream.task = asyncio.get_running_loop().create_task(self._pump(stream))
+
+    def _dropped(self, stream: _Stream) -> None:
+        """Close the connection of a dropped subscriber: a slow consumer (1008), or events
+        that may have been lost before this process (1001: reconnect and read the state)."""
+        if stream.sub.dropped != LOST:
+            self._slow_consumer(stream.conn)
+        elif not stream.conn.closing:
+            stream.conn.close(CLOSE_GOING_AWAY, "Events may have been missed; reconnect.")
 
     def _slow_consumer(self, conn: _Connection) -> None:
         if not conn.closing:
@@ -429,7 +438,7 @@ class StreamServer:
         except asyncio.CancelledError:
             raise
         except SubscriberDropped:
-            self._slow_consumer(conn)
+            self._dropped(stream)
         except Exception:  # the socket went away mid-send
             conn.close(CLOSE_GOING_AWAY, "")
         finally:
