@@ -120,7 +120,7 @@ def _refusals(outcomes: list[tuple[Any, BaseException | None]]) -> list[str | No
 EXPECTED_REFUSALS = [
     None,
     Refusal.MARGIN_INSUFFICIENT.value,
-    "LedgerError",
+    "UnknownAccount",  # an account that does not exist
     None,
     Refusal.DUPLICATE_CLIENT_ORDER_ID.value,
     None,
