@@ -7,6 +7,7 @@ against a local SQLite service or a remote one.
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,6 +41,15 @@ app.add_typer(keys_app, name="keys")
 # Piped output keeps full rows instead of folding tables to 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=200)
 err_console = Console(stderr=True)
+
+
+@app.callback()
+def _every_command(ctx: typer.Context) -> None:
+    # A PAPI_SANDBOX_* variable nothing reads is named, whatever the command (serve names them
+    # after its checks, as every server process does: papi_sandbox.preflight).
+    if ctx.invoked_subcommand != "serve":
+        for warning in settings_mod.unknown_variables(os.environ):
+            err_console.print(Text(f"Warning: {warning}", style="yellow"), soft_wrap=True)
 
 
 # -- every argument, option and environment value through the one grammar (papi_sandbox.grammar)
@@ -176,9 +186,26 @@ def existing_store(db_url: str) -> Store:
     return store
 
 
-def _one_line(exc: BaseException) -> str:
-    """An error of the database as one line: its type and message, line feeds folded."""
-    return " ".join(f"{type(exc).__name__}: {exc}".split())
+def _database_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is the database's (StoreUnavailable, sqlite3's or psycopg's errors): a
+    command then ends with one line, exit 2, not a traceback."""
+    import sqlite3
+
+    from papi_sandbox.store.base import StoreUnavailable
+
+    kinds: list[type[BaseException]] = [sqlite3.Error, StoreUnavailable]
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None:
+        kinds.append(psycopg.Error)
+    return isinstance(exc, tuple(kinds))
+
+
+def _one_line(exc: BaseException, db_url: str) -> str:
+    """An error of the database at ``db_url`` as one line: its type and message, line feeds
+    folded, the URL and its password left out (papi_sandbox.store.redact)."""
+    from papi_sandbox.store import redact
+
+    return " ".join(redact(f"{type(exc).__name__}: {exc}", db_url).split())
 
 
 _METAVARS = {int: "INTEGER", float: "SECONDS", Path: "PATH"}
@@ -331,7 +358,7 @@ def db_upgrade(
         with progress_for(progress) as shown:
             before, after = upgrade(db_url, shown)
     except Exception as exc:  # shown, not a traceback: a wrong URL is the usual cause
-        _error(f"Cannot upgrade the database: {_one_line(exc)}")
+        _error(f"Cannot upgrade the database: {_one_line(exc, db_url)}")
         raise typer.Exit(2) from None
     if before == after:
         console.print(f"schema is at version {after}; nothing to do")
@@ -346,12 +373,13 @@ def verify(
     progress: ProgressOpt = None,
 ) -> None:
     """Replay the journal; check balances equal it and every asset sums to zero."""
-    store = existing_store(settings_mod.database_url(db, data_dir))
+    db_url = settings_mod.database_url(db, data_dir)
+    store = existing_store(db_url)
     try:
         with progress_for(progress) as shown:
             report = store.verify_sync(shown)
     except Exception as exc:  # e.g. a damaged file or a lost connection: one line, exit 2
-        _error(f"Cannot read the database: {_one_line(exc)}")
+        _error(f"Cannot read the database: {_one_line(exc, db_url)}")
         raise typer.Exit(2) from None
     console.print(
         f"checked {report.entries} entries, {report.postings} postings, {report.balances} stored"
@@ -691,6 +719,11 @@ def jobs_run(
     except ValueError as exc:  # an unknown job, a bad --as-of, a slot too old
         _error(str(exc))
         raise typer.Exit(2) from None
+    except Exception as exc:
+        if not _database_error(exc):
+            raise
+        _error(f"Cannot open the database: {_one_line(exc, db_url)}")
+        raise typer.Exit(2) from None
     print(orjson.dumps(report.to_json()).decode())
 
 
@@ -729,12 +762,18 @@ def rotate_encryption_key(
     except secretbox.SecretBoxError as exc:
         _error(str(exc))
         raise typer.Exit(2) from None
-    store = existing_store(settings_mod.database_url(db, data_dir))
+    db_url = settings_mod.database_url(db, data_dir)
+    store = existing_store(db_url)
     try:
         changed = asyncio.run(_reseal_all(store, old, new))
     except secretbox.SecretBoxError as exc:
         _error(f"Nothing changed: {exc}")
         raise typer.Exit(1) from None
+    except Exception as exc:
+        if not _database_error(exc):
+            raise
+        _error(f"Nothing changed: cannot open the database: {_one_line(exc, db_url)}")
+        raise typer.Exit(2) from None
     if new_key is not None:
         console.print(
             f"re-sealed {changed} secret(s) under key {new.key_id}; set {secretbox.SECRET_KEY_ENV}"

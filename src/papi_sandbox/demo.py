@@ -45,10 +45,23 @@ def cli_command() -> str:
     return f"{sys.executable} -m papi_sandbox"
 
 
+def operator_options(state: AppState, base: str) -> str:
+    """The options an operator command needs to reach this server and read its token, where
+    they are not the defaults: `` --url ...``, `` --data-dir ...`` (or nothing)."""
+    from papi_sandbox.cli import DEFAULT_URL
+    from papi_sandbox.settings import DEFAULT_DATA_DIR
+
+    options = "" if base == DEFAULT_URL else f" --url {base}"
+    if state.settings.data_dir != DEFAULT_DATA_DIR:
+        options += f" --data-dir {state.settings.data_dir}"
+    return options
+
+
 async def announce_demo(state: AppState, console: Console) -> None:
     account_id, api_key, secret = await create_demo_account(state)
     host = state.settings.host
     base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{state.settings.port}"
+    operator = f"{cli_command()} account show {account_id}{operator_options(state, base)}"
     console.print(
         f"""
 [bold green]papi-sandbox is starting on {base}[/bold green]
@@ -69,7 +82,7 @@ Copy-paste to repay its negative futures balances and look at the result:
   papi POST /papi/v1/repay-futures-negative-balance
   papi GET /papi/v1/balance asset=USDT
 
-Operator: {cli_command()} account show {account_id}, or the dashboard at {base}/ui/
+Operator: {operator}, or the dashboard at {base}/ui/
 (log in with the operator token; Ctrl-C stops the service)
 """,
         highlight=False,

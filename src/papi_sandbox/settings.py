@@ -176,14 +176,23 @@ DbUrl = _grammar(_db)
 
 
 def _redis(value: Any, what: str) -> Any:
-    """A Redis URL as redis-py reads it (``redis://``, ``rediss://`` or ``unix://``, a numeric
-    port): refused here, in one line, rather than when the limiter first connects."""
-    from redis.connection import parse_url
+    """A Redis URL redis-py can use (``redis://``, ``rediss://`` or ``unix://`` with a socket
+    path, a numeric port, a database index of 0 or more, options it knows): refused here, in one
+    line, rather than when the limiter first connects. Nothing connects; an index past the
+    server's databases is the server's to refuse (then ``/readyz`` names the limiter)."""
+    from redis import RedisError
+    from redis.asyncio import ConnectionPool, UnixDomainSocketConnection
 
     try:
-        parse_url(_text(value, what))  # type: ignore[no-untyped-call]
-    except ValueError as exc:  # its words name the part, never the password
+        pool = ConnectionPool.from_url(_text(value, what))
+        pool.make_connection()  # type: ignore[no-untyped-call]  # its checks (protocol, TLS)
+    except (ValueError, TypeError, RedisError) as exc:  # words that name a part, not a password
         raise grammar.GrammarError(f"{what}: {exc}") from None
+    options = pool.connection_kwargs
+    if pool.connection_class is UnixDomainSocketConnection and not options.get("path"):
+        raise grammar.GrammarError(f"{what}: a unix:// URL needs the socket's path")
+    if int(options.get("db") or 0) < 0:
+        raise grammar.GrammarError(f"{what}: the database index must be 0 or more")
     return value
 
 
@@ -328,8 +337,9 @@ def _one_line(exc: ValidationError) -> str:
 
 def load(**given: Any) -> Settings:
     """Settings from ``given`` (flags; None means not given) over ``PAPI_SANDBOX_*`` variables.
-    An empty flag means the default, as an empty variable does (``--host ""`` is 127.0.0.1,
-    never every interface). Raises SettingError with one line naming what is wrong."""
+    An empty value is as if not given, flag or variable: ``--host ""`` is the variable's host,
+    else 127.0.0.1, never every interface. Raises SettingError with one line naming what is
+    wrong."""
     try:
         return Settings(**{k: v for k, v in given.items() if v is not None and v != ""})
     except ValidationError as exc:
@@ -338,11 +348,13 @@ def load(**given: Any) -> Settings:
 
 def parse_option(name: str, text: str) -> Any:
     """One option's value from ``text`` by the spec's rule for it, as the other commands take
-    ``--db``, ``--data-dir`` and ``--config``: its default when ``text`` is empty, as for
-    ``serve`` (:func:`load`). Raises SettingError (one line naming the variable and flag)."""
+    ``--db``, ``--data-dir`` and ``--config``. An empty ``text`` is as if not given, as for
+    ``serve`` (:func:`load`): the option's variable, else its default. Raises SettingError (one
+    line naming the variable and flag)."""
     info = Settings.model_fields[name]
     if text == "":
-        return info.default
+        variable = os.environ.get(env_name(name))
+        return parse_option(name, variable) if variable else info.default
     rule: Any = Annotated[info.annotation, *info.metadata]  # the field's type and validators
     adapter: TypeAdapter[Any] = TypeAdapter(rule)
     try:
@@ -398,16 +410,18 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     newer version does not stop an older one."""
     from papi_sandbox.secretbox import SECRET_KEY_ENV
 
-    settings = [env_name(name) for name in Settings.model_fields]
-    known = {*settings, SECRET_KEY_ENV, CLI_URL_ENV, NEW_SECRET_KEY_ENV}
+    known = [env_name(name) for name in Settings.model_fields]
+    known += [SECRET_KEY_ENV, CLI_URL_ENV, NEW_SECRET_KEY_ENV]
+    # Compared without the prefix every name shares, which would make any name look close.
+    suffixes = {name.removeprefix(ENV_PREFIX): name for name in known}
     lines = []
     for name in sorted(environ):
         if not name.startswith(ENV_PREFIX) or name in known:
             continue
         if name.startswith(TEST_VARIABLE_PREFIXES):
             continue
-        close = difflib.get_close_matches(name, settings, n=1, cutoff=0.8)
-        hint = f" (did you mean {close[0]}?)" if close else ""
+        close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), suffixes, 1, 0.6)
+        hint = f" (did you mean {suffixes[close[0]]}?)" if close else ""
         lines.append(f"{name} is set but is no setting of this service; it is ignored{hint}")
     return lines
 

@@ -201,6 +201,15 @@ def test_hedge_mode_orders(server: Server) -> None:
         400,
         {"code": -2022, "msg": "ReduceOnly Order is rejected."},
     )
+    # ... and so is an amendment that would leave one (a resting close of 0.040 made 0.101)
+    resting = order(signer, **(eth | {"quantity": "0.040"}), side="SELL", positionSide="LONG",
+                    type="LIMIT", timeInForce="GTC", price="3100").json()  # fmt: skip
+    amend = {"symbol": "ETHUSDT", "side": "SELL", "orderId": str(resting["orderId"])}
+    bigger = signer.request("PUT", ORDER, amend | {"quantity": "0.101", "price": "3100"})
+    assert (bigger.status_code, bigger.json()["code"]) == (400, -2022)
+    same = signer.request("PUT", ORDER, amend | {"quantity": "0.100", "price": "3100"})
+    assert (same.status_code, same.json()["origQty"]) == (200, "0.100")
+    signer.request("DELETE", ORDER, {"symbol": "ETHUSDT", "orderId": str(resting["orderId"])})
     close = order(signer, **eth, side="SELL", positionSide="LONG")
     assert close.json()["status"] == "FILLED"
 

@@ -48,12 +48,15 @@ def test_demo_prints_a_snippet_that_works(tmp_path: Path) -> None:
         assert usdt["umWalletBalance"] == "0.00000000"
         assert usdt["crossMarginFree"] == "9748.25000000"
         # the operator's command as printed runs from a shell whose PATH need not hold the CLI
-        # (make run: .venv/bin/papi-sandbox; it printed a bare `papi-sandbox`)
-        operator = re.search(r"Operator: (.+) account show (\d+), or", printed)
+        # (make run: .venv/bin/papi-sandbox; it printed a bare `papi-sandbox`), and names this
+        # server's port and data folder (it left them out: a refused connection, then a 401)
+        operator = re.search(r"Operator: (.+) account show (\d+) (.*), or", printed)
         assert operator, printed
-        env = {"PAPI_SANDBOX_URL": srv.base_url, "PAPI_SANDBOX_ADMIN_TOKEN": ADMIN_TOKEN}
+        assert operator.group(3) == f"--url {srv.base_url} --data-dir {srv.data_dir}"
+        env = {"PAPI_SANDBOX_ADMIN_TOKEN": ADMIN_TOKEN}  # the server's token, from its variable
+        command = f"{operator.group(1)} account show {operator.group(2)} {operator.group(3)}"
         shown = subprocess.run(
-            ["bash", "-c", f"{operator.group(1)} account show {operator.group(2)}"],
+            ["bash", "-c", command],
             capture_output=True,
             text=True,
             timeout=60,

@@ -349,6 +349,18 @@ def test_a_misspelt_variable_is_named_with_the_closest_setting() -> None:
     ]
     (far,) = settings.unknown_variables({"PAPI_SANDBOX_WHATEVER": "1"})
     assert far.startswith("PAPI_SANDBOX_WHATEVER is set") and "did you mean" not in far
+    # compared without the prefix all share (which made PAPI_SANDBOX_FOO "close" to ..._PORT),
+    # and with the CLI's and the encryption key's variables among the candidates
+    for typed, meant in (
+        ("FOO", None),
+        ("X", None),
+        ("SECRET", "PAPI_SANDBOX_SECRET_KEY"),
+        ("URLS", "PAPI_SANDBOX_URL"),
+        ("NEW_KEY", "PAPI_SANDBOX_NEW_SECRET_KEY"),
+        ("DATADIR", "PAPI_SANDBOX_DATA_DIR"),
+    ):
+        (line,) = settings.unknown_variables({f"PAPI_SANDBOX_{typed}": "1"})
+        assert line.endswith(f"(did you mean {meant}?)" if meant else "it is ignored"), line
 
 
 def test_every_variable_the_project_reads_is_known() -> None:
@@ -389,7 +401,17 @@ def test_serve_and_the_factory_path_warn_about_a_misspelt_variable(tmp_path: Pat
 # -- the limiter's URL, empty values, options of the server ----------------------------------
 
 #: URLs redis-py cannot use: refused at the start in one line, not by a traceback later.
-NOT_A_REDIS = ["http://x", "redis://127.0.0.1:notaport/0", "redis://[bad", "redis://u:pw@h:x/0"]
+NOT_A_REDIS = [
+    "http://x",
+    "redis://127.0.0.1:notaport/0",
+    "redis://[bad",
+    "redis://u:pw@h:x/0",
+    "redis://u:pw@127.0.0.1:6379/0?max_connections=-5",  # the pool's own checks
+    "redis://127.0.0.1:6379/0?ssl_cert_reqs=bogus",  # the connection's
+    "redis://127.0.0.1:6379/0?protocol=9",
+    "unix://",
+    "redis://127.0.0.1:6379/-1",
+]
 
 
 @pytest.mark.parametrize("url", NOT_A_REDIS)
@@ -405,9 +427,14 @@ def test_a_limits_url_redis_cannot_use_stops_the_start_in_one_line(
     _refused_in_one_line((tmp_path / "factory.log").read_text(), "PAPI_SANDBOX_LIMITS")
 
 
-def test_an_empty_flag_means_the_default_as_an_empty_variable_does() -> None:
+def test_an_empty_flag_is_as_if_not_given_as_an_empty_variable_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """``--host ""`` was every interface, ``--data-dir ""`` the current folder (made 0700),
-    ``--config ""`` a folder to read, ``--port ""`` refused: each is now the default."""
+    ``--config ""`` a folder to read, ``--port ""`` refused: each is now as if not given (the
+    variable, else the default), in ``serve`` and in the other commands alike."""
+    for name in settings.Settings.model_fields:
+        monkeypatch.delenv(settings.env_name(name), raising=False)
     given = settings.load(
         host="", port="", data_dir="", config="", limits="", limits_prefix="", durability=""
     )
@@ -417,6 +444,11 @@ def test_an_empty_flag_means_the_default_as_an_empty_variable_does() -> None:
     assert settings.parse_option("db", "") is None
     with pytest.raises(settings.SettingError, match=r"^PAPI_SANDBOX_DB \(--db\): 'mysql'"):
         settings.parse_option("db", "mysql://x")
+    monkeypatch.setenv("PAPI_SANDBOX_HOST", "127.0.0.2")
+    monkeypatch.setenv("PAPI_SANDBOX_DATA_DIR", "/srv/papi")
+    assert settings.load(host="", data_dir="").host == "127.0.0.2"
+    assert settings.load(host="", data_dir="").data_dir == Path("/srv/papi")
+    assert settings.parse_option("data_dir", "") == Path("/srv/papi")
 
 
 def test_other_commands_take_the_spec_options_by_the_spec_rule(tmp_path: Path) -> None:
@@ -538,3 +570,78 @@ def test_commands_on_a_ledger_never_make_one_nor_show_a_password(
         assert tables == (0,)
     finally:
         drop_test_database(admin, empty)
+
+
+def test_every_command_names_a_variable_nothing_reads(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "papi_sandbox", "verify", "--db", str(tmp_path / "none.db")],
+        env=_clean_env(PAPI_SANDBOX_DATADIR="/srv"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[0] == (
+        "Warning: PAPI_SANDBOX_DATADIR is set but is no setting of this service; it is ignored"
+        " (did you mean PAPI_SANDBOX_DATA_DIR?)"
+    )
+
+
+#: PostgreSQL URLs libpq cannot use whose error would show the password: quoted whole in a URI
+#: parse error, or cut by an unescaped '@' into the host name it tries to resolve.
+LEAKY_URLS = [
+    "postgresql://postgres:s3cretpw@[::1/review",
+    "postgresql://postgres:s3c@retpw@127.0.0.1:5432/x",
+]
+
+
+@pytest.mark.parametrize("url", LEAKY_URLS)
+def test_no_command_shows_a_postgresql_password(tmp_path: Path, url: str) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "secret-key").write_text("0" * 64 + "\n")
+    commands = [["verify"], ["db", "upgrade"], ["jobs", "run", "interest"]]
+    commands += [["keys", "rotate-encryption-key", "--data-dir", str(tmp_path / "data")]]
+    for command in commands:
+        done = subprocess.run(
+            [sys.executable, "-m", "papi_sandbox", *command, "--db", url],
+            env=_clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+        )
+        assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+        for secret in ("s3cretpw", "s3c", "retpw"):
+            assert secret not in done.stderr, (command, done.stderr)
+    started = _serve(tmp_path / "data", "--db", url)
+    assert started.returncode == 2 and "retpw" not in started.stderr, started.stderr
+    assert "s3c" not in started.stderr
+    _refused_in_one_line(started.stderr, "cannot connect to the PostgreSQL database")
+
+
+def test_an_empty_or_foreign_sqlite_file_is_no_ledger(tmp_path: Path) -> None:
+    """A 0-byte file was made a ledger by ``jobs run`` and the key rotation, which then wrote a
+    new key over the data folder's (its own ledger would no longer start); a file that is no
+    SQLite database gave a traceback."""
+    data = tmp_path / "data"
+    data.mkdir()
+    key = "1" * 64 + "\n"
+    (data / "secret-key").write_text(key)
+    (tmp_path / "empty.db").write_bytes(b"")
+    (tmp_path / "garbage.db").write_bytes(b"not a database at all\n" * 10)
+    commands = [["verify"], ["jobs", "run", "interest"]]
+    commands += [["keys", "rotate-encryption-key", "--data-dir", str(data)]]
+    for command in commands:
+        for name, said in (("empty.db", "No ledger at"), ("garbage.db", "file is not a database")):
+            done = subprocess.run(
+                [sys.executable, "-m", "papi_sandbox", *command, "--db", str(tmp_path / name)],
+                env=_clean_env(),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert done.returncode == 2, (command, name, done.stderr)
+            assert len(done.stderr.splitlines()) == 1 and said in done.stderr, done.stderr
+    assert (tmp_path / "empty.db").stat().st_size == 0
+    assert (data / "secret-key").read_text() == key
+    assert not (data / "secret-key.old").exists()

@@ -26,7 +26,7 @@ from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool
 
 from papi_sandbox.progress import NO_PROGRESS, Progress
-from papi_sandbox.store import announcements, jobs, journal, outbox
+from papi_sandbox.store import announcements, jobs, journal, outbox, redact
 from papi_sandbox.store.base import (
     DEFAULT_STORE_TIMEOUT_S,
     StoreOutcomeUnknown,
@@ -123,7 +123,7 @@ def connect_checked(url: str, timeout_s: float) -> psycopg.Connection[Any]:
     try:
         return psycopg.connect(url, connect_timeout=max(1, round(timeout_s)), autocommit=True)
     except psycopg.Error as exc:
-        reason = " ".join(str(exc).split())
+        reason = " ".join(redact(str(exc), url).split())
         raise StoreUnavailable(f"cannot connect to the PostgreSQL database: {reason}") from None
 
 

@@ -281,7 +281,24 @@ class SQLiteStore(Store):
             self._watch = None
 
     def exists_sync(self) -> bool:
-        return self.path.exists()
+        """Whether the file holds a ledger: its migrations table, or a schema version from
+        before it (an empty file, or another SQLite database, holds none). A file SQLite cannot
+        read counts as one: the command that reads it reports the damage (``verify``)."""
+        if not self.path.exists():
+            return False
+        try:
+            conn, _ = open_read_only(self.path)
+        except sqlite3.Error:
+            return True
+        try:
+            tables = "SELECT COUNT(*) FROM sqlite_master WHERE name = 'schema_migrations'"
+            (migrations,) = conn.execute(tables).fetchone()
+            (legacy,) = conn.execute("PRAGMA user_version").fetchone()
+            return bool(migrations or legacy)
+        except sqlite3.DatabaseError:
+            return True
+        finally:
+            conn.close()
 
     def verify_sync(self, progress: Progress = NO_PROGRESS) -> VerifyReport:
         """The file's own integrity checks (physical damage, ``report.damage``) and the ledger

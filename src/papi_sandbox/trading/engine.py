@@ -420,7 +420,8 @@ def modify_order(
     """Binance's Modify UM Order on the fill model: an open LIMIT order of the book takes a new
     price and quantity and keeps its id. Refused, the order stays as it is: an unknown or closed
     order (-2013), another side (-1130), the filters (as for a new order), nothing changed
-    (-5027), margin (-2019). The amendment cancels the order when the new quantity is not
+    (-5027), margin (-2019), a hedge-mode close left for more than its position (-2022). The
+    amendment cancels the order when the new quantity is not
     above what already filled, when a GTX order's new price would take, or when the order took
     MAX_ORDER_MODIFICATIONS - 1 amendments already. A new price the
     mark reaches fills at once at the mark as taker, as a new order would (docs/semantics.md)."""
@@ -452,6 +453,8 @@ def modify_order(
         commit = cancel_orders(book, [found], now_ms)
         return commit, commit.orders[0]
     position = book.position(found.symbol, found.position_side)
+    if _hedge_close(found) and qty - found.executed_qty > reducible(position, found.side):
+        raise TradingRefused(Refusal.REDUCE_ONLY_REJECTED)  # as a new close past its position
     if not (found.reduce_only or _hedge_close(found)):
         held, book.open_orders = book.open_orders, others  # its own margin is what it replaces
         try:
