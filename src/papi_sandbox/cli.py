@@ -203,7 +203,7 @@ def _database_error(exc: BaseException) -> bool:
 def _one_line(exc: BaseException, db_url: str) -> str:
     """An error of the database at ``db_url`` as one line: its type and message, line feeds
     folded, the URL and its password left out (papi_sandbox.store.redact)."""
-    from papi_sandbox.store import redact
+    from papi_sandbox.store.base import redact
 
     return " ".join(redact(f"{type(exc).__name__}: {exc}", db_url).split())
 
@@ -413,7 +413,7 @@ Token = Annotated[
         envvar=settings_mod.ADMIN_TOKEN_ENV, help="Operator token (default: data folder)."
     ),
 ]
-DEFAULT_URL = "http://127.0.0.1:8765"
+DEFAULT_URL = settings_mod.DEFAULT_URL
 
 
 @contextmanager

@@ -48,8 +48,7 @@ def cli_command() -> str:
 def operator_options(state: AppState, base: str) -> str:
     """The options an operator command needs to reach this server and read its token, where
     they are not the defaults: `` --url ...``, `` --data-dir ...`` (or nothing)."""
-    from papi_sandbox.cli import DEFAULT_URL
-    from papi_sandbox.settings import DEFAULT_DATA_DIR
+    from papi_sandbox.settings import DEFAULT_DATA_DIR, DEFAULT_URL
 
     options = "" if base == DEFAULT_URL else f" --url {base}"
     if state.settings.data_dir != DEFAULT_DATA_DIR:

@@ -45,6 +45,8 @@ ADMIN_TOKEN_ENV = "PAPI_SANDBOX_ADMIN_TOKEN"
 #: The CLI's variables that are no server setting: the service URL of its operator commands and
 #: the new key of ``rotate-key`` (the current key's variable is papi_sandbox.secretbox's).
 CLI_URL_ENV = "PAPI_SANDBOX_URL"
+#: The service's base URL the CLI's operator commands use unless told (``serve``'s defaults).
+DEFAULT_URL = "http://127.0.0.1:8765"
 NEW_SECRET_KEY_ENV = "PAPI_SANDBOX_NEW_SECRET_KEY"
 #: Variables the project's own test suite reads (tests/support.py, tests/ui): no warning.
 TEST_VARIABLE_PREFIXES = (

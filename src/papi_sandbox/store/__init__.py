@@ -18,20 +18,6 @@ def is_postgres_url(url: str) -> bool:
     return url.startswith(POSTGRES_PREFIXES)
 
 
-def redact(text: str, url: str) -> str:
-    """``text`` (a driver's message about ``url``) without the URL or its password, whole or
-    in the pieces a parser may have cut it into (libpq quotes a URI it cannot parse; a password
-    holding ``@`` leaks into the host name it resolves). What the start and the commands show."""
-    import urllib.parse
-
-    userinfo = url.partition("://")[2].rpartition("@")[0]
-    password = userinfo.partition(":")[2]
-    secrets = {url, password, urllib.parse.unquote(password), *password.split("@")}
-    for secret in sorted((s for s in secrets if len(s) >= 3), key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
-
-
 def check_url(url: str) -> str:
     """``url`` if it names a store this service runs on: ``sqlite:...``, ``postgresql://...``
     (or ``postgres://``), or a bare file path (no ``://``). Raises ValueError otherwise, naming

@@ -32,6 +32,20 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def redact(text: str, url: str) -> str:
+    """``text`` (a driver's message about ``url``) without the URL or its password, whole or
+    in the pieces a parser may have cut it into (libpq quotes a URI it cannot parse; a password
+    holding ``@`` leaks into the host name it resolves). What the start and the commands show."""
+    import urllib.parse
+
+    userinfo = url.partition("://")[2].rpartition("@")[0]
+    password = userinfo.partition(":")[2]
+    secrets = {url, password, urllib.parse.unquote(password), *password.split("@")}
+    for secret in sorted((s for s in secrets if len(s) >= 3), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
 class StoreUnavailable(Exception):
     """The store cannot do this now, and nothing of it was applied: the disk is full or
     read-only, another process holds the write lock past the store timeout, the database

@@ -26,12 +26,13 @@ from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool
 
 from papi_sandbox.progress import NO_PROGRESS, Progress
-from papi_sandbox.store import announcements, jobs, journal, outbox, redact
+from papi_sandbox.store import announcements, jobs, journal, outbox
 from papi_sandbox.store.base import (
     DEFAULT_STORE_TIMEOUT_S,
     StoreOutcomeUnknown,
     StoreUnavailable,
     VerifyReport,
+    redact,
 )
 from papi_sandbox.store.contract import Store
 from papi_sandbox.store.dialect import KEY_REVOKED_CHANNEL, Db, PostgresDialect
