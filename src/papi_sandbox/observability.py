@@ -64,6 +64,13 @@ class EntryCounter:
         for entry_type, count in counts.items():
             self.counts[entry_type] = self.counts.get(entry_type, 0) + count
 
+    def resync(self, counts: dict[str, int]) -> None:
+        """After announcements may have been lost (a store's ``on_announcements_lost``): each
+        type's count raised to the ledger's, ``counts`` (a counter never goes down)."""
+        for entry_type, count in counts.items():
+            if count > self.counts.get(entry_type, 0):
+                self.counts[entry_type] = count
+
     def committed(self, items: Sequence[object], marks: Sequence[int] = ()) -> None:
         """A store commit listener: counts the journal entries among the announcements."""
         counts = self.counts

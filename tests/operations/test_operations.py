@@ -164,3 +164,14 @@ def test_request_stats_export_cumulative_le_buckets() -> None:
     assert bucket % ("+Inf", "4.0") in text
     assert 'papi_request_duration_seconds_count{endpoint="/papi/v1/ping"} 4.0' in text
     assert 'papi_rate_limit_refusals_total{status="429"} 1.0' in text
+
+
+def test_entry_counts_read_again_never_go_down() -> None:
+    """/metrics' entry counts after announcements may have been lost (PostgreSQL's listener
+    reconnected): each raised to the ledger's, never lowered."""
+    from papi_sandbox.observability import EntryCounter
+
+    counter = EntryCounter()
+    counter.seed({"DEPOSIT": 3, "COMMISSION": 5})
+    counter.resync({"DEPOSIT": 7, "COMMISSION": 4, "FUNDING_FEE": 1})
+    assert counter.counts == {"DEPOSIT": 7, "COMMISSION": 5, "FUNDING_FEE": 1}

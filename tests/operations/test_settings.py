@@ -645,3 +645,17 @@ def test_an_empty_or_foreign_sqlite_file_is_no_ledger(tmp_path: Path) -> None:
     assert (tmp_path / "empty.db").stat().st_size == 0
     assert (data / "secret-key").read_text() == key
     assert not (data / "secret-key.old").exists()
+
+
+def test_the_factory_path_leaves_workers_to_its_server(tmp_path: Path) -> None:
+    """``PAPI_SANDBOX_WORKERS=2`` on SQLite under ``uvicorn --factory``: the variable is not
+    applied (uvicorn's own --workers is), so it is named, not refused as ``serve`` refuses it."""
+    port = free_port()
+    proc = _factory(tmp_path, port, PAPI_SANDBOX_WORKERS="2")
+    try:
+        _wait_healthy(proc, port)
+    finally:
+        _stop(proc)
+    text = (tmp_path / "factory.log").read_text()
+    assert "Cannot start" not in text
+    assert "PAPI_SANDBOX_WORKERS is not applied under an ASGI server's --factory" in text

@@ -117,7 +117,27 @@ def build_state(
     # What lives on announcements is read again when some may have been lost (PostgreSQL).
     store.on_announcements_lost(state.hub.drop_all)
     store.on_announcements_lost(service.trading.announcements_lost)
+    store.on_announcements_lost(functools.partial(_recount_entries, state))
     return state
+
+
+#: The tasks :func:`_recount_entries` starts, held until done.
+_recounts: set[asyncio.Task[None]] = set()
+
+
+def _recount_entries(state: AppState) -> None:
+    """Entries may have committed unannounced: /metrics' entry counts read again from the
+    ledger (papi_sandbox.observability.EntryCounter.resync). On the event loop."""
+
+    async def recount() -> None:
+        try:
+            state.entry_counter.resync(await state.store.entry_counts())
+        except StoreUnavailable as exc:  # the counts stay as they are until the next loss
+            log.warning("entry counts not read again: %s", exc)
+
+    task = asyncio.get_running_loop().create_task(recount())
+    _recounts.add(task)
+    task.add_done_callback(_recounts.discard)
 
 
 async def _prepare_ledger(state: AppState) -> None:
@@ -305,6 +325,8 @@ def _app_from_environment(*, factory: bool) -> Starlette:
                 " its address and the demo's keys); under an ASGI server's --factory, leave it"
                 " unset and create accounts with the operator API"
             )
+        if factory:  # the ASGI server's own --workers decides (a warning says so), not this
+            settings = settings.model_copy(update={"workers": 1})
         startup = prepare(settings)
     except CannotStart as exc:
         print(f"Cannot start: {exc}", file=sys.stderr, flush=True)
