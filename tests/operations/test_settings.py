@@ -190,6 +190,17 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(20)
 
 
+def _run_factory(data_dir: Path, *args: str, **env: str) -> None:
+    """Start the factory path, wait until it answers /healthz, stop it (its log is
+    ``data_dir / "factory.log"``)."""
+    port = free_port()
+    proc = _factory(data_dir, port, *args, **env)
+    try:
+        _wait_healthy(proc, port)
+    finally:
+        _stop(proc)
+
+
 def _log_lines(path: Path) -> list[dict[str, Any]]:
     lines = []
     for line in path.read_text(errors="replace").splitlines():
@@ -207,12 +218,7 @@ def test_the_factory_path_turns_the_scheduler_off(tmp_path: Path, value: str) ->
     """``PAPI_SANDBOX_SCHEDULER=off`` under ``uvicorn --factory ...:app_from_env`` (what each
     ``--workers`` process and a granian/uvicorn deployment run) leaves the scheduler off, as
     under ``serve``."""
-    port = free_port()
-    proc = _factory(tmp_path, port, PAPI_SANDBOX_SCHEDULER=value)
-    try:
-        _wait_healthy(proc, port)
-    finally:
-        _stop(proc)
+    _run_factory(tmp_path, PAPI_SANDBOX_SCHEDULER=value)
     assert _scheduler_lines(_log_lines(tmp_path / "factory.log")) == ["scheduler off"]
 
 
@@ -235,12 +241,7 @@ def test_serve_starts_when_its_flags_override_bad_variables(tmp_path: Path) -> N
 
 
 def test_the_factory_path_runs_the_scheduler_by_default(tmp_path: Path) -> None:
-    port = free_port()
-    proc = _factory(tmp_path, port)
-    try:
-        _wait_healthy(proc, port)
-    finally:
-        _stop(proc)
+    _run_factory(tmp_path)
     assert _scheduler_lines(_log_lines(tmp_path / "factory.log")) == ["scheduler on"]
 
 
@@ -286,6 +287,18 @@ def _serve(data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProces
     )
 
 
+def _command(*args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    """One ``papi-sandbox`` command in a process of its own, without inherited settings."""
+    return subprocess.run(
+        [sys.executable, "-m", "papi_sandbox", *args],
+        env=_clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+    )
+
+
 def _refused_in_one_line(text: str, *words: str) -> None:
     refusal = [line for line in text.splitlines() if line.startswith("Cannot start: ")]
     assert len(refusal) == 1 and "Traceback" not in text, text
@@ -305,14 +318,7 @@ def test_a_database_url_of_no_store_is_refused_not_taken_as_a_file(
     _refused_in_one_line((tmp_path / "factory.log").read_text(), "PAPI_SANDBOX_DB")
     # the other commands take --db by the same rule, refused in the same one line
     for command in (["db", "upgrade"], ["verify"], ["jobs", "run", "interest"]):
-        done = subprocess.run(
-            [sys.executable, "-m", "papi_sandbox", *command, "--db", url],
-            env=_clean_env(),
-            capture_output=True,
-            text=True,
-            timeout=30,
-            cwd=tmp_path,
-        )
+        done = _command(*command, "--db", url, cwd=tmp_path)
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
         assert done.stderr.startswith("PAPI_SANDBOX_DB (--db): "), done.stderr
         assert len(done.stderr.splitlines()) == 1, done.stderr
@@ -389,12 +395,7 @@ def test_serve_and_the_factory_path_warn_about_a_misspelt_variable(tmp_path: Pat
     server.start()
     server.stop()
     assert warning in server.log_text().splitlines()
-    port = free_port()
-    proc = _factory(tmp_path, port, PAPI_SANDBOX_SCHEDULR="off")
-    try:
-        _wait_healthy(proc, port)
-    finally:
-        _stop(proc)
+    _run_factory(tmp_path, PAPI_SANDBOX_SCHEDULR="off")
     assert warning in (tmp_path / "factory.log").read_text().splitlines()
 
 
@@ -478,12 +479,7 @@ def test_the_factory_path_names_the_options_its_server_decides(tmp_path: Path) -
         ((), ["--timeout-keep-alive", "--http papi_sandbox.transport:GuardedFromEnv"]),
         (("--http", "papi_sandbox.transport:GuardedFromEnv"), ["--timeout-keep-alive"]),
     ):
-        port = free_port()
-        proc = _factory(tmp_path, port, *args, **env)
-        try:
-            _wait_healthy(proc, port)
-        finally:
-            _stop(proc)
+        _run_factory(tmp_path, *args, **env)
         text = (tmp_path / "factory.log").read_text()
         warned = [line for line in text.splitlines() if "is not applied under" in line]
         assert [line.rsplit("uvicorn: ", 1)[1][:-1] for line in warned] == expected, text
@@ -530,14 +526,7 @@ def test_commands_on_a_ledger_never_make_one_nor_show_a_password(
 
     def run(db: str) -> subprocess.CompletedProcess[str]:
         args = ["--db", db, "--data-dir", str(tmp_path / "data")]
-        return subprocess.run(
-            [sys.executable, "-m", "papi_sandbox", *command, *args],
-            env=_clean_env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=tmp_path,
-        )
+        return _command(*command, *args, cwd=tmp_path)
 
     missing = run(f"sqlite:///{tmp_path / 'typo.db'}")
     assert (missing.returncode, missing.stderr) == (
@@ -573,13 +562,7 @@ def test_commands_on_a_ledger_never_make_one_nor_show_a_password(
 
 
 def test_every_command_names_a_variable_nothing_reads(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "papi_sandbox", "verify", "--db", str(tmp_path / "none.db")],
-        env=_clean_env(PAPI_SANDBOX_DATADIR="/srv"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = _command("verify", "--db", str(tmp_path / "none.db"), PAPI_SANDBOX_DATADIR="/srv")
     assert done.returncode == 2
     assert done.stderr.splitlines()[0] == (
         "Warning: PAPI_SANDBOX_DATADIR is set but is no setting of this service; it is ignored"
@@ -602,14 +585,7 @@ def test_no_command_shows_a_postgresql_password(tmp_path: Path, url: str) -> Non
     commands = [["verify"], ["db", "upgrade"], ["jobs", "run", "interest"]]
     commands += [["keys", "rotate-encryption-key", "--data-dir", str(tmp_path / "data")]]
     for command in commands:
-        done = subprocess.run(
-            [sys.executable, "-m", "papi_sandbox", *command, "--db", url],
-            env=_clean_env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=tmp_path,
-        )
+        done = _command(*command, "--db", url, cwd=tmp_path)
         assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
         for secret in ("s3cretpw", "s3c", "retpw"):
             assert secret not in done.stderr, (command, done.stderr)
@@ -633,13 +609,7 @@ def test_an_empty_or_foreign_sqlite_file_is_no_ledger(tmp_path: Path) -> None:
     commands += [["keys", "rotate-encryption-key", "--data-dir", str(data)]]
     for command in commands:
         for name, said in (("empty.db", "No ledger at"), ("garbage.db", "file is not a database")):
-            done = subprocess.run(
-                [sys.executable, "-m", "papi_sandbox", *command, "--db", str(tmp_path / name)],
-                env=_clean_env(),
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
+            done = _command(*command, "--db", str(tmp_path / name))
             assert done.returncode == 2, (command, name, done.stderr)
             assert len(done.stderr.splitlines()) == 1 and said in done.stderr, done.stderr
     assert (tmp_path / "empty.db").stat().st_size == 0
@@ -650,12 +620,7 @@ def test_an_empty_or_foreign_sqlite_file_is_no_ledger(tmp_path: Path) -> None:
 def test_the_factory_path_leaves_workers_to_its_server(tmp_path: Path) -> None:
     """``PAPI_SANDBOX_WORKERS=2`` on SQLite under ``uvicorn --factory``: the variable is not
     applied (uvicorn's own --workers is), so it is named, not refused as ``serve`` refuses it."""
-    port = free_port()
-    proc = _factory(tmp_path, port, PAPI_SANDBOX_WORKERS="2")
-    try:
-        _wait_healthy(proc, port)
-    finally:
-        _stop(proc)
+    _run_factory(tmp_path, PAPI_SANDBOX_WORKERS="2")
     text = (tmp_path / "factory.log").read_text()
     assert "Cannot start" not in text
     assert "PAPI_SANDBOX_WORKERS is not applied under an ASGI server's --factory" in text
