@@ -112,7 +112,7 @@ def _help(text: str | None) -> str | None:
 
 def _spec_option(name: str) -> Any:
     """A typer option of another command for one option of the settings spec: the same
-    variable, help and rule as ``serve``'s flag (an empty value is the default)."""
+    variable, help and rule as ``serve``'s flag (an empty value is as if not given)."""
     info = Settings.model_fields[name]
 
     def parse(text: str) -> Any:
@@ -164,10 +164,11 @@ def open_store(db_url: str, durability: str = "full", timeout_s: float | None = 
 
 
 def existing_store(db_url: str) -> Store:
-    """:func:`open_store` for a command that works on a ledger already there (``jobs run``,
-    ``keys rotate-encryption-key``): never creates an empty one. A missing SQLite file, a
-    PostgreSQL database without the ledger's tables or one that cannot be reached ends the
-    command (one line, exit 2; never a PostgreSQL URL, which may hold a password)."""
+    """:func:`open_store` for a command that works on a ledger already there (``verify``,
+    ``jobs run``, ``keys rotate-encryption-key``): never creates an empty one. A missing or
+    empty SQLite file, a PostgreSQL database without the ledger's tables or one that cannot be
+    reached ends the command (one line, exit 2; never a PostgreSQL URL, which may hold a
+    password)."""
     from papi_sandbox.store import is_postgres_url
     from papi_sandbox.store.base import StoreUnavailable
     from papi_sandbox.store.sqlite import path_from_url
@@ -202,7 +203,7 @@ def _database_error(exc: BaseException) -> bool:
 
 def _one_line(exc: BaseException, db_url: str) -> str:
     """An error of the database at ``db_url`` as one line: its type and message, line feeds
-    folded, the URL and its password left out (papi_sandbox.store.redact)."""
+    folded, the URL and its password left out (papi_sandbox.store.base.redact)."""
     from papi_sandbox.store.base import redact
 
     return " ".join(redact(f"{type(exc).__name__}: {exc}", db_url).split())

@@ -24,7 +24,7 @@ import secrets
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AliasGenerator,
@@ -206,6 +206,10 @@ def Choice(*options: str) -> BeforeValidator:
     return _grammar(lambda value, what: grammar.parse_enum(value, options, what=what))
 
 
+#: ``--durability``'s values (what each does: the field's description).
+Durability = Literal["full", "normal", "off"]
+
+
 def _token(value: Any, what: str) -> str:
     return check_admin_token(value, what=what)
 
@@ -292,12 +296,10 @@ class Settings(BaseSettings):
     limits_prefix: Annotated[str, Text] = Field(
         "papi:", description="Key prefix in that Redis (several sandboxes can share one)."
     )
-    durability: Annotated[Literal["full", "normal", "off"], Choice("full", "normal", "off")] = (
-        Field(
-            "full",
-            description="full: fsync every commit before answering (group commit); normal: no"
-            " fsync per commit (a power loss may lose the last changes); off: never fsync.",
-        )
+    durability: Annotated[Durability, Choice(*get_args(Durability))] = Field(
+        "full",
+        description="full: fsync every commit before answering (group commit); normal: no"
+        " fsync per commit (a power loss may lose the last changes); off: never fsync.",
     )
     forwarded_allow_ips: Annotated[str, Text] = Field(
         "",

@@ -91,7 +91,8 @@ class Trading:
         self._may_hold: set[int] | None = None
         #: While it is read: the accounts commits noted meanwhile (added to it when read).
         self._noted: set[int] | None = None
-        self._rescans: set[asyncio.Task[None]] = set()
+        #: The running re-read after lost announcements (one at a time: a newer one replaces it).
+        self._rescan: asyncio.Task[None] | None = None
 
     @property
     def _specs(self):  # type: ignore[no-untyped-def]
@@ -130,10 +131,11 @@ class Trading:
     def announcements_lost(self) -> None:
         """A store listener (``on_announcements_lost``): fills of other processes may not have
         been noted, so which accounts hold a position is read again; meanwhile every read
-        looks. On the event loop."""
-        task = asyncio.get_running_loop().create_task(self._find_holders())
-        self._rescans.add(task)
-        task.add_done_callback(self._rescans.discard)
+        looks. On the event loop. A re-read still running is cancelled: two would hand notes
+        to each other's sets and lose some."""
+        if self._rescan is not None:
+            self._rescan.cancel()
+        self._rescan = asyncio.get_running_loop().create_task(self._find_holders())
 
     def note_commits(self, committed: list[Announcement], marks: Sequence[int] = ()) -> None:
         """A store commit listener: an account with a fill (a TRADE execution; a fill at a zero

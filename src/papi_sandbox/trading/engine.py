@@ -259,9 +259,8 @@ def place_order(
         (position_side is PositionSide.LONG and request.side is Side.SELL)
         or (position_side is PositionSide.SHORT and request.side is Side.BUY)
     )
-    if (reduce_only or hedge_close) and closable == 0:
-        raise TradingRefused(Refusal.REDUCE_ONLY_REJECTED)
-    if hedge_close and qty > closable:  # Binance refuses a hedge-mode close past its position
+    # Nothing to reduce; or, in hedge mode, a close past its position (Binance refuses both).
+    if (reduce_only and closable == 0) or (hedge_close and qty > closable):
         raise TradingRefused(Refusal.REDUCE_ONLY_REJECTED)
     limit_price = request.price if request.type is OrderType.LIMIT else None
     marketable, rests = _on_arrival(request.side, limit_price, tif, mark)
@@ -421,10 +420,10 @@ def modify_order(
     price and quantity and keeps its id. Refused, the order stays as it is: an unknown or closed
     order (-2013), another side (-1130), the filters (as for a new order), nothing changed
     (-5027), margin (-2019), a hedge-mode close left for more than its position (-2022). The
-    amendment cancels the order when the new quantity is not
-    above what already filled, when a GTX order's new price would take, or when the order took
-    MAX_ORDER_MODIFICATIONS - 1 amendments already. A new price the
-    mark reaches fills at once at the mark as taker, as a new order would (docs/semantics.md)."""
+    amendment cancels the order when the new quantity is not above what already filled, when a
+    GTX order's new price would take, or when the order took MAX_ORDER_MODIFICATIONS - 1
+    amendments already. A new price the mark reaches fills at once at the mark as taker, as a
+    new order would (docs/semantics.md)."""
     spec = market.specs.get(amendment.symbol)
     price_state = market.prices.get(amendment.symbol)
     if spec is None or price_state is None:
@@ -453,9 +452,10 @@ def modify_order(
         commit = cancel_orders(book, [found], now_ms)
         return commit, commit.orders[0]
     position = book.position(found.symbol, found.position_side)
-    if _hedge_close(found) and qty - found.executed_qty > reducible(position, found.side):
+    hedge_close = _hedge_close(found)
+    if hedge_close and qty - found.executed_qty > reducible(position, found.side):
         raise TradingRefused(Refusal.REDUCE_ONLY_REJECTED)  # as a new close past its position
-    if not (found.reduce_only or _hedge_close(found)):
+    if not (found.reduce_only or hedge_close):
         held, book.open_orders = book.open_orders, others  # its own margin is what it replaces
         try:
             remaining = qty - found.executed_qty
